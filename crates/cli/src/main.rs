@@ -1,0 +1,70 @@
+//! `outpost`: the command line. Thin: parse arguments, call the libraries,
+//! turn errors into messages and exit codes (0 ok, 1 failed, 2 bad usage).
+
+mod models;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Outpost runs quantized GGUF models on the device, at llama.cpp speed.
+///
+/// MODEL is a path to a .gguf file or the short name of a fetched model
+/// (smollm2-135m, gemma3-270m; fetch them with scripts/fetch-models.sh).
+#[derive(Debug, Parser)]
+#[command(name = "outpost", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate from a prompt, streaming the answer to stdout.
+    ///
+    /// Chat models get the prompt as a user message rendered with the
+    /// model's own chat template; --raw sends the text as-is for a plain
+    /// completion (required for base models such as gemma3-270m).
+    /// Statistics go to stderr. Ctrl-C stops generation cleanly.
+    ///
+    /// Examples:
+    ///   outpost run smollm2-135m "Write a haiku about the sea"
+    ///   outpost run gemma3-270m --raw "The capital of France is" --temperature 0
+    ///   outpost run model.gguf "hi" --seed 42 --max-tokens 64 --stop "\n\n"
+    #[command(verbatim_doc_comment)]
+    Run(run::RunArgs),
+    /// Describe a model (architecture, size, tensor types, template), or
+    /// with --build the llama.cpp build and its CPU features.
+    ///
+    /// Examples:
+    ///   outpost info smollm2-135m
+    ///   outpost info models/gemma3-270m.gguf --json
+    ///   outpost info --build
+    #[command(verbatim_doc_comment)]
+    Info(run::InfoArgs),
+    /// Measure prompt processing (pp) and generation (tg) speed the way
+    /// llama-bench does: random tokens, one warm-up, --reps timed runs.
+    ///
+    /// Examples:
+    ///   outpost bench smollm2-135m
+    ///   outpost bench gemma3-270m -p 512 -g 128 -r 5 -t 2 --json
+    #[command(verbatim_doc_comment)]
+    Bench(run::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Info(args) => run::info(args),
+        Command::Bench(args) => run::bench(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! `outpost run` and `outpost info`.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use outpost_engine::{
+    build_info, BenchParams, CancelToken, ChatTemplate, GenerateRequest, LoadOptions, Message, Model, Prompt,
+    SamplingParams,
+};
+
+use crate::models;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Model path or short name (smollm2-135m, gemma3-270m).
+    pub model: String,
+    /// The prompt (a user message, or with --raw the text to continue).
+    pub prompt: String,
+    /// Plain completion: no chat template.
+    #[arg(long)]
+    pub raw: bool,
+    /// A system message before the prompt (chat mode only).
+    #[arg(long, conflicts_with = "raw")]
+    pub system: Option<String>,
+    /// Chat template to use instead of the model's own: a built-in name
+    /// (chatml, gemma, llama3) or a Jinja file.
+    #[arg(long, value_name = "NAME|FILE", conflicts_with = "raw")]
+    pub chat_template: Option<String>,
+    /// Sampling temperature; 0 = greedy (always the most likely token).
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Keep only the K most likely tokens (0 = off).
+    #[arg(long, default_value_t = 40)]
+    pub top_k: i32,
+    /// Keep the smallest set of tokens whose probability reaches P (1 = off).
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens less likely than P times the best one (0 = off).
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalise tokens seen in the last --repeat-last-n tokens (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// How far back the repetition penalty looks (-1 = whole context).
+    #[arg(long, default_value_t = 64)]
+    pub repeat_last_n: i32,
+    /// Random seed: the same seed gives the same text. Default: random.
+    #[arg(long)]
+    pub seed: Option<u32>,
+    /// Stop after this many tokens. Default: until the model stops or the context is full.
+    #[arg(long, short = 'n')]
+    pub max_tokens: Option<u32>,
+    /// Stop when the output contains this text (repeatable; the text is not printed).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Context size in tokens. Default: the model's training context, at most 8192.
+    #[arg(long, short = 'c')]
+    pub ctx_size: Option<u32>,
+    /// CPU threads. Default: all cores.
+    #[arg(long, short = 't')]
+    pub threads: Option<u32>,
+    /// Print a JSON summary (text, tokens, finish reason, timings) instead of streaming.
+    #[arg(long)]
+    pub json: bool,
+    /// Don't print statistics to stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Model path or short name.
+    #[arg(required_unless_present = "build")]
+    pub model: Option<String>,
+    /// Print the llama.cpp build (commit, CPU features) instead.
+    #[arg(long, conflicts_with = "model")]
+    pub build: bool,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: RunArgs) -> Result<()> {
+    let path = models::resolve(&a.model)?;
+    let model = Model::load(&path, &LoadOptions::default())?;
+    let prompt = if a.raw {
+        Prompt::Text(a.prompt.clone())
+    } else {
+        let template = a
+            .chat_template
+            .as_deref()
+            .map(ChatTemplate::from_name_or_file)
+            .transpose()?
+            .map(Arc::new);
+        let mut messages = Vec::new();
+        if let Some(s) = &a.system {
+            messages.push(Message::system(s.clone()));
+        }
+        messages.push(Message::user(a.prompt.clone()));
+        if template.is_none() && model.chat_template().is_none() {
+            // Say it before anything else happens: never guess a template.
+            model.render_chat(&messages, None, true)?;
+        }
+        Prompt::Chat { messages, template }
+    };
+    let mut req = GenerateRequest::new(prompt);
+    req.sampling = SamplingParams {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        min_p: a.min_p,
+        repeat_penalty: a.repeat_penalty,
+        repeat_last_n: a.repeat_last_n,
+        seed: a.seed,
+    };
+    req.max_tokens = a.max_tokens;
+    req.stop = a.stop.iter().map(|s| unescape(s)).collect();
+    req.n_ctx = a.ctx_size;
+    req.threads = a.threads;
+
+    let cancel = CancelToken::new();
+    {
+        let cancel = cancel.clone();
+        // A second Ctrl-C while stopping falls through to the default exit.
+        let _ = ctrlc::set_handler(move || {
+            if cancel.is_cancelled() {
+                std::process::exit(130);
+            }
+            cancel.cancel();
+        });
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let done = model.generate(&req, &cancel, |piece| {
+        if !a.json && !piece.text.is_empty() {
+            let _ = out.write_all(piece.text.as_bytes());
+            let _ = out.flush();
+        }
+    })?;
+    if a.json {
+        let v = serde_json::json!({
+            "model": path.display().to_string(),
+            "text": done.text,
+            "tokens": done.tokens,
+            "prompt_tokens": done.prompt_tokens,
+            "completion_tokens": done.tokens.len(),
+            "finish_reason": format!("{:?}", done.finish_reason).to_lowercase(),
+            "seed": done.seed,
+            "n_ctx": done.n_ctx,
+            "prompt_ms": done.prompt_ms,
+            "generate_ms": done.generate_ms,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    } else {
+        writeln!(out)?;
+    }
+    drop(out);
+    if !a.quiet {
+        let tps = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
+        eprintln!(
+            "[{} prompt tokens at {:.0} tok/s, {} generated at {:.1} tok/s, finish: {:?}, seed {}]",
+            done.prompt_tokens,
+            tps(done.prompt_tokens, done.prompt_ms),
+            done.tokens.len(),
+            tps(done.tokens.len(), done.generate_ms),
+            done.finish_reason,
+            done.seed,
+        );
+    }
+    Ok(())
+}
+
+/// `\n`, `\t` and `\\` in --stop values, so shells can pass newlines.
+fn unescape(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('\\') => out.push('\\'),
+            Some(o) => {
+                out.push('\\');
+                out.push(o);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+pub fn info(a: InfoArgs) -> Result<()> {
+    if a.build {
+        let b = build_info();
+        if a.json {
+            let v = serde_json::json!({
+                "llama_cpp_sys_2": b.llama_cpp_sys_version,
+                "llama_cpp_commit": b.llama_cpp_commit,
+                "cpu_features": b.cpu_features,
+                "gpu_offload": b.gpu_offload,
+                "system_info": b.system_info,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            println!("llama.cpp         commit {} (via llama-cpp-sys-2 {})", b.llama_cpp_commit, b.llama_cpp_sys_version);
+            println!("CPU features      {}", b.cpu_features.join(" "));
+            println!("GPU offload       {}", if b.gpu_offload { "yes" } else { "no (CPU build)" });
+            println!("system info       {}", b.system_info);
+        }
+        return Ok(());
+    }
+    let Some(spec) = a.model else {
+        bail!("give a MODEL, or --build");
+    };
+    let path = models::resolve(&spec)?;
+    let model = Model::load(&path, &LoadOptions::default())
+        .with_context(|| format!("outpost info {spec}"))?;
+    let i = model.info();
+    if a.json {
+        let v = serde_json::json!({
+            "path": i.path.display().to_string(),
+            "file_size": i.file_size,
+            "gguf_version": i.gguf_version,
+            "name": i.name,
+            "architecture": i.architecture,
+            "n_params": i.n_params,
+            "n_layer": i.n_layer,
+            "n_embd": i.n_embd,
+            "n_ctx_train": i.n_ctx_train,
+            "n_vocab": i.n_vocab,
+            "sliding_window": i.sliding_window,
+            "tensor_types": i.type_mix.iter().map(|(t, n, b)| serde_json::json!({"type": t, "tensors": n, "bytes": b})).collect::<Vec<_>>(),
+            "bos": i.bos.as_ref().map(|t| serde_json::json!({"id": t.id, "text": t.text})),
+            "eos": i.eos.as_ref().map(|t| serde_json::json!({"id": t.id, "text": t.text})),
+            "add_bos": i.add_bos,
+            "add_eos": i.add_eos,
+            "chat_template": i.chat_template,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{i}");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Model path or short name.
+    pub model: String,
+    /// Prompt tokens per pp run (0 skips pp).
+    #[arg(long, short = 'p', default_value_t = 512)]
+    pub n_prompt: u32,
+    /// Generated tokens per tg run (0 skips tg).
+    #[arg(long, short = 'g', default_value_t = 128)]
+    pub n_gen: u32,
+    /// Timed repetitions of each test.
+    #[arg(long, short = 'r', default_value_t = 5)]
+    pub reps: u32,
+    /// CPU threads. Default: all cores.
+    #[arg(long, short = 't')]
+    pub threads: Option<u32>,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn bench(a: BenchArgs) -> Result<()> {
+    let path = models::resolve(&a.model)?;
+    let model = Model::load(&path, &LoadOptions::default())?;
+    let r = model.bench(&BenchParams {
+        n_prompt: a.n_prompt,
+        n_gen: a.n_gen,
+        reps: a.reps,
+        threads: a.threads,
+    })?;
+    let info = model.info();
+    if a.json {
+        let rows: Vec<_> = r
+            .stats
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "test": s.test, "n_tokens": s.n_tokens, "avg_ts": s.mean(),
+                    "stddev_ts": s.stddev(), "samples_ts": s.samples,
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "model": path.display().to_string(),
+            "architecture": info.architecture,
+            "file_size": info.file_size,
+            "n_params": info.n_params,
+            "threads": r.threads,
+            "results": rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("| model | size | params | threads | test | t/s |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for s in &r.stats {
+        println!(
+            "| {} | {:.2} MiB | {:.2} M | {} | {} | {:.2} ± {:.2} |",
+            info.architecture,
+            info.file_size as f64 / 1048576.0,
+            info.n_params as f64 / 1e6,
+            r.threads,
+            s.test,
+            s.mean(),
+            s.stddev()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The `outpost` binary end to end, on the real models.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{models_dir, outpost, stderr, stdout};
+
+#[test]
+fn run_raw_greedy_streams_paris() {
+    let o = outpost(&[
+        "run", "smollm2-135m", "The capital of France is", "--raw", "--temperature", "0", "-n", "8", "-t", "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with(" Paris."), "{:?}", stdout(&o));
+    let err = stderr(&o);
+    assert!(err.contains("prompt tokens") && err.contains("Length"), "{err}");
+}
+
+#[test]
+fn run_chat_on_smollm_answers() {
+    let o = outpost(&[
+        "run", "smollm2-135m", "What is the capital of France?", "--temperature", "0", "-n", "40", "-t", "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Paris"), "{:?}", stdout(&o));
+}
+
+#[test]
+fn run_json_reports_tokens_and_finish_reason() {
+    let o = outpost(&[
+        "run", "gemma3-270m", "--raw", "Once upon a time", "--seed", "7", "-n", "12", "--json", "-t", "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["completion_tokens"], 12);
+    assert_eq!(v["finish_reason"], "length");
+    assert_eq!(v["seed"], 7);
+    assert_eq!(v["tokens"].as_array().map(Vec::len), Some(12));
+}
+
+#[test]
+fn chat_on_a_model_without_template_is_refused_with_the_way_out() {
+    let o = outpost(&["run", "gemma3-270m", "hello"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("no chat template") && err.contains("--raw") && err.contains("--chat-template"), "{err}");
+    assert!(stdout(&o).is_empty());
+}
+
+#[test]
+fn builtin_template_makes_chat_possible() {
+    let o = outpost(&[
+        "run", "gemma3-270m", "hello", "--chat-template", "gemma", "-n", "4", "--temperature", "0", "-t", "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn missing_file_and_unknown_name_are_explained() {
+    let o = outpost(&["run", "/nonexistent/model.gguf", "hi"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent/model.gguf"), "{}", stderr(&o));
+    let o = outpost(&["run", "llama-9000", "hi"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("llama-9000") && err.contains("smollm2-135m"), "{err}");
+}
+
+#[test]
+fn bad_sampling_value_is_named() {
+    let o = outpost(&["run", "smollm2-135m", "hi", "--top-p", "1.5"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("top_p = 1.5"), "{}", stderr(&o));
+    let o = outpost(&["run", "smollm2-135m", "hi", "--temperature", "warm"]);
+    assert_eq!(o.status.code(), Some(2), "clap usage errors exit 2");
+}
+
+#[test]
+fn context_overflow_names_both_numbers() {
+    let long = "word ".repeat(100);
+    let o = outpost(&["run", "smollm2-135m", &long, "--raw", "-c", "32"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    let n: usize = err
+        .split("prompt is ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no prompt size in: {err}"));
+    assert!((100..=102).contains(&n), "{err}");
+    assert!(err.contains("the context holds 32"), "{err}");
+}
+
+#[test]
+fn info_describes_a_model() {
+    let o = outpost(&["info", "smollm2-135m"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for needle in ["architecture      llama", "q4_1", "training context  8192", "chat template     yes"] {
+        assert!(out.contains(needle), "{needle:?} missing from:\n{out}");
+    }
+    let o = outpost(&["info", "gemma3-270m", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["architecture"], "gemma3");
+    assert!(v["chat_template"].is_null());
+    assert!(v["tensor_types"].as_array().is_some_and(|t| t.len() >= 2));
+}
+
+#[test]
+fn info_build_names_llama_cpp_and_cpu_features() {
+    let o = outpost(&["info", "--build"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("llama-cpp-sys-2 0.1.161"), "{out}");
+    // .cargo/config.toml builds for the native CPU: ggml must have SIMD on.
+    assert!(out.contains("AVX") || out.contains("NEON"), "no SIMD features in:\n{out}");
+}
+
+#[test]
+fn help_teaches_with_examples() {
+    let o = outpost(&["run", "--help"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(out.contains("Examples:") && out.contains("--temperature") && out.contains("greedy"), "{out}");
+}
+
+#[test]
+fn ctrl_c_stops_generation_cleanly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args([
+            "run", "smollm2-135m", "Write a very long essay about the history of bread.", "-n", "2000", "-t", "1",
+            "--temperature", "0",
+        ])
+        .env("OUTPOST_MODELS_DIR", models_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait for the first streamed bytes, then interrupt.
+    let mut out = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 1];
+    out.read_exact(&mut first).expect("first byte of output");
+    let started = Instant::now();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).expect("read");
+    let o = child.wait_with_output().expect("wait");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(o.status.success(), "exit {:?}", o.status);
+    assert!(stderr(&o).contains("Cancelled"), "{}", stderr(&o));
+}

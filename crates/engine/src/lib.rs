@@ -1,0 +1,36 @@
+//! Local inference over llama.cpp: load a GGUF, describe it, render its chat
+//! template, sample, stream, cancel.
+//!
+//! This crate knows nothing of HTTP, JSON wire types, the artifact store or
+//! the fleet; servers and tools convert their types to these.
+//!
+//! ```no_run
+//! use outpost_engine::{CancelToken, GenerateRequest, LoadOptions, Model, Prompt, SamplingParams};
+//! let model = Model::load("models/smollm2-135m.gguf".as_ref(), &LoadOptions::default())?;
+//! let mut req = GenerateRequest::new(Prompt::Text("The capital of France is".into()));
+//! req.sampling = SamplingParams::greedy();
+//! req.max_tokens = Some(8);
+//! let done = model.generate(&req, &CancelToken::new(), |piece| print!("{}", piece.text))?;
+//! println!("\n[{}]", done.finish_reason.as_str());
+//! # Ok::<(), outpost_engine::EngineError>(())
+//! ```
+
+mod bench;
+mod error;
+mod generate;
+pub mod gguf;
+mod logs;
+mod model;
+mod stream;
+mod system;
+mod template;
+
+pub use bench::{BenchParams, BenchResult, BenchStat};
+pub use error::{EngineError, Result};
+pub use generate::{
+    default_threads, CancelToken, Completion, FinishReason, GenerateRequest, Piece, Prompt,
+    SamplingParams, TokenLogprob, DEFAULT_MAX_CTX,
+};
+pub use model::{LoadOptions, Model, ModelInfo, SpecialToken};
+pub use system::{build_info, BuildInfo};
+pub use template::{builtin_names, ChatTemplate, Message, BUILTIN_TEMPLATES};

@@ -1,0 +1,62 @@
+//! llama.cpp's log, captured instead of printed.
+//!
+//! llama.cpp writes its progress and its error reasons to stderr by default,
+//! which would garble `outpost run`'s streamed output. We keep the recent
+//! warning and error lines in memory so that a failed load can say *why*, and
+//! print everything only when `OUTPOST_LLAMA_LOG=1` is set (read once, at the
+//! first model load).
+
+use std::collections::VecDeque;
+use std::ffi::{c_char, c_void, CStr};
+use std::sync::{Mutex, Once};
+
+static INSTALL: Once = Once::new();
+static RECENT: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+static ECHO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+const KEEP: usize = 32;
+
+/// Installs the capturing log callback (idempotent).
+pub(crate) fn install() {
+    INSTALL.call_once(|| {
+        let echo = std::env::var("OUTPOST_LLAMA_LOG").is_ok_and(|v| v == "1");
+        ECHO.store(echo, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: `callback` has the signature llama.cpp expects and lives for
+        // the whole program; user_data is unused.
+        unsafe { llama_cpp_sys_2::llama_log_set(Some(callback), std::ptr::null_mut()) };
+    });
+}
+
+/// Empties the captured lines (call before an operation whose failure you
+/// want to explain).
+pub(crate) fn clear() {
+    if let Ok(mut r) = RECENT.lock() {
+        r.clear();
+    }
+}
+
+/// The captured warning/error lines since the last [`clear`], joined.
+pub(crate) fn recent_problems() -> String {
+    RECENT
+        .lock()
+        .map(|r| r.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect::<Vec<_>>().join("; "))
+        .unwrap_or_default()
+}
+
+unsafe extern "C" fn callback(level: llama_cpp_sys_2::ggml_log_level, text: *const c_char, _user: *mut c_void) {
+    if text.is_null() {
+        return;
+    }
+    // SAFETY: llama.cpp passes a NUL-terminated string valid for this call.
+    let line = unsafe { CStr::from_ptr(text) }.to_string_lossy();
+    if ECHO.load(std::sync::atomic::Ordering::Relaxed) {
+        eprint!("{line}");
+    }
+    if level == llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR || level == llama_cpp_sys_2::GGML_LOG_LEVEL_WARN {
+        if let Ok(mut r) = RECENT.lock() {
+            if r.len() == KEEP {
+                r.pop_front();
+            }
+            r.push_back(line.into_owned());
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! `cargo xtask bench`: the engine's pp512/tg128 against llama-bench, same
+//! GGUF, same threads, in one run, with the ratio of the two.
+//!
+//! The reference llama-bench comes from scripts/build-reference.sh. Runs
+//! alternate (reference, ours, reference, ours, ...) so that drift in the
+//! machine's speed hits both sides alike.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+const USAGE: &str = "usage: cargo xtask bench [--threads N] [--rounds N] [--reps N] [MODEL.gguf ...]
+  Compares `outpost bench` with llama-bench (pp512, tg128) on each model
+  (default: models/smollm2-135m.gguf and models/gemma3-270m.gguf).";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("bench") => bench(&args[1..]),
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let mut threads = 2u32;
+    let mut rounds = 2u32;
+    let mut reps = 5u32;
+    let mut models = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut num = |name: &str| -> Result<u32> {
+            it.next()
+                .with_context(|| format!("{name} needs a value"))?
+                .parse()
+                .with_context(|| format!("{name} must be a positive integer"))
+        };
+        match a.as_str() {
+            "--threads" | "-t" => threads = num("--threads")?,
+            "--rounds" => rounds = num("--rounds")?,
+            "--reps" | "-r" => reps = num("--reps")?,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            m => models.push(PathBuf::from(m)),
+        }
+    }
+    if models.is_empty() {
+        models = vec![
+            root().join("models/smollm2-135m.gguf"),
+            root().join("models/gemma3-270m.gguf"),
+        ];
+    }
+    for m in &models {
+        if !m.is_file() {
+            bail!("{} is missing: run scripts/fetch-models.sh", m.display());
+        }
+    }
+    run(Command::new("bash").arg(root().join("scripts/build-reference.sh")))?;
+    let ref_dir = String::from_utf8(
+        Command::new("bash")
+            .arg(root().join("scripts/build-reference.sh"))
+            .arg("--print-dir")
+            .output()?
+            .stdout,
+    )?;
+    let ref_dir = PathBuf::from(ref_dir.trim());
+    let ref_commit = std::fs::read_to_string(ref_dir.join(".complete"))?.trim().to_string();
+    run(Command::new("cargo").args(["build", "--release", "--quiet", "-p", "outpost-cli"]).current_dir(root()))?;
+    let outpost = root().join("target/release/outpost");
+    let build = capture(Command::new(&outpost).args(["info", "--build", "--json"]))?;
+    let build: Value = serde_json::from_str(&build)?;
+
+    println!("engine:    outpost, llama.cpp {}", build["llama_cpp_commit"].as_str().unwrap_or("?"));
+    println!("reference: llama-bench, llama.cpp {ref_commit}");
+    println!("threads {threads}, {rounds} alternating rounds of {reps} repetitions each\n");
+    println!("| model | test | llama-bench t/s | outpost t/s | ratio |");
+    println!("| --- | --- | ---: | ---: | ---: |");
+    for model in &models {
+        let mut theirs: Vec<(String, Vec<f64>)> = Vec::new();
+        let mut ours: Vec<(String, Vec<f64>)> = Vec::new();
+        for _ in 0..rounds {
+            let out = capture(
+                Command::new(ref_dir.join("llama-bench"))
+                    .arg("-m")
+                    .arg(model)
+                    .args(["-p", "512", "-n", "128", "-t", &threads.to_string(), "-r", &reps.to_string(), "-o", "json"]),
+            )?;
+            for row in serde_json::from_str::<Value>(&out)?.as_array().context("llama-bench json")? {
+                let test = if row["n_prompt"].as_u64() > Some(0) {
+                    format!("pp{}", row["n_prompt"])
+                } else {
+                    format!("tg{}", row["n_gen"])
+                };
+                push(&mut theirs, test, row["avg_ts"].as_f64().context("avg_ts")?);
+            }
+            let out = capture(Command::new(&outpost).arg("bench").arg(model).args([
+                "-t",
+                &threads.to_string(),
+                "-r",
+                &reps.to_string(),
+                "--json",
+            ]))?;
+            let v: Value = serde_json::from_str(&out)?;
+            for row in v["results"].as_array().context("outpost json")? {
+                push(
+                    &mut ours,
+                    row["test"].as_str().unwrap_or("?").to_string(),
+                    row["avg_ts"].as_f64().context("avg_ts")?,
+                );
+            }
+        }
+        let name = model.file_name().map_or_else(|| model.display().to_string(), |n| n.to_string_lossy().into_owned());
+        for (test, t) in &theirs {
+            let Some((_, o)) = ours.iter().find(|(k, _)| k == test) else { continue };
+            let (t, o) = (mean(t), mean(o));
+            println!("| {name} | {test} | {t:.1} | {o:.1} | {:.3}x |", o / t);
+        }
+    }
+    Ok(())
+}
+
+fn push(v: &mut Vec<(String, Vec<f64>)>, k: String, x: f64) {
+    match v.iter_mut().find(|(key, _)| *key == k) {
+        Some((_, xs)) => xs.push(x),
+        None => v.push((k, vec![x])),
+    }
+}
+
+fn mean(x: &[f64]) -> f64 {
+    x.iter().sum::<f64>() / x.len().max(1) as f64
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn capture(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+

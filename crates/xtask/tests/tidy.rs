@@ -1,0 +1,102 @@
+//! Tidy: the invariants written in ARCHITECTURE.md, checked.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+fn all_rust_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    rust_files(&root().join("crates"), &mut files);
+    assert!(files.len() > 10, "found only {} files", files.len());
+    files
+}
+
+/// Normal (non-dev) dependencies of a workspace crate, by name.
+fn deps_of(krate: &str) -> Vec<String> {
+    let out = Command::new(env!("CARGO"))
+        .args(["tree", "--offline", "-e", "normal", "--prefix", "none", "--format", "{p}", "-p", krate])
+        .current_dir(root())
+        .output()
+        .expect("cargo tree");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn every_rust_file_starts_with_a_module_doc() {
+    for f in all_rust_files() {
+        let text = std::fs::read_to_string(&f).expect("read");
+        assert!(text.starts_with("//!"), "{} must start with a //! line saying what it is for", f.display());
+    }
+}
+
+#[test]
+fn files_stay_under_800_lines() {
+    for f in all_rust_files() {
+        let n = std::fs::read_to_string(&f).expect("read").lines().count();
+        assert!(n <= 800, "{} has {n} lines: split it by concept", f.display());
+    }
+}
+
+#[test]
+fn engine_knows_no_http_json_store_or_fleet() {
+    let deps = deps_of("outpost-engine");
+    for banned in ["axum", "hyper", "reqwest", "ureq", "serde_json", "sqlx", "tokio", "outpost-store", "outpost-fleet"] {
+        assert!(!deps.iter().any(|d| d == banned), "outpost-engine depends on {banned}: {deps:?}");
+    }
+    assert!(deps.iter().any(|d| d == "llama-cpp-2"), "tree parse broken: {deps:?}");
+}
+
+#[test]
+fn llama_cpp_is_pinned_and_named_consistently() {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+    let pinned = |name: &str| {
+        manifest
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} = ")))
+            .and_then(|l| l.split("version = \"=").nth(1))
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_else(|| panic!("{name} must be pinned with version = \"=X.Y.Z\""))
+            .to_string()
+    };
+    pinned("llama-cpp-2");
+    let sys = pinned("llama-cpp-sys-2");
+    let system_rs = std::fs::read_to_string(root().join("crates/engine/src/system.rs")).expect("system.rs");
+    assert!(
+        system_rs.contains(&format!("LLAMA_CPP_SYS_VERSION: &str = \"{sys}\"")),
+        "system.rs must name llama-cpp-sys-2 {sys}, the version Cargo.toml pins"
+    );
+}
+
+#[test]
+fn builds_target_the_native_cpu() {
+    let cfg = std::fs::read_to_string(root().join(".cargo/config.toml")).expect(".cargo/config.toml");
+    assert!(cfg.contains("target-cpu=native"), "llama.cpp is only built with SIMD under target-cpu=native");
+}
+
+#[test]
+fn architecture_md_maps_every_crate_and_states_invariants() {
+    let arch = std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    for entry in std::fs::read_dir(root().join("crates")).expect("crates").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(arch.contains(&format!("crates/{name}")), "ARCHITECTURE.md does not describe crates/{name}");
+    }
+    assert!(arch.matches("Architecture invariant:").count() >= 3);
+}

