@@ -13,7 +13,12 @@ use clap::{Parser, Subcommand};
 /// MODEL is a path to a .gguf file or the short name of a fetched model
 /// (smollm2-135m, gemma3-270m; fetch them with scripts/fetch-models.sh).
 #[derive(Debug, Parser)]
-#[command(name = "outpost", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "outpost",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use outpost_engine::{
-    build_info, BenchParams, CancelToken, ChatTemplate, GenerateRequest, LoadOptions, Message, Model, Prompt,
-    SamplingParams,
+    build_info, BenchParams, CancelToken, ChatTemplate, GenerateRequest, LoadOptions, Message,
+    Model, Prompt, SamplingParams,
 };
 
 use crate::models;
@@ -61,6 +61,9 @@ pub struct RunArgs {
     /// CPU threads. Default: all cores.
     #[arg(long, short = 't')]
     pub threads: Option<u32>,
+    /// With --json: the logprob of each generated token and its N most likely alternatives.
+    #[arg(long, value_name = "N", requires = "json")]
+    pub top_logprobs: Option<usize>,
     /// Print a JSON summary (text, tokens, finish reason, timings) instead of streaming.
     #[arg(long)]
     pub json: bool,
@@ -119,6 +122,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     req.stop = a.stop.iter().map(|s| unescape(s)).collect();
     req.n_ctx = a.ctx_size;
     req.threads = a.threads;
+    req.top_logprobs = a.top_logprobs;
 
     let cancel = CancelToken::new();
     {
@@ -133,7 +137,15 @@ pub fn run(a: RunArgs) -> Result<()> {
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let mut logprobs = Vec::new();
     let done = model.generate(&req, &cancel, |piece| {
+        if let Some(lp) = piece.logprob {
+            logprobs.push(serde_json::json!({
+                "token": piece.token,
+                "logprob": lp,
+                "top": piece.top.iter().map(|t| serde_json::json!({"token": t.token, "logprob": t.logprob})).collect::<Vec<_>>(),
+            }));
+        }
         if !a.json && !piece.text.is_empty() {
             let _ = out.write_all(piece.text.as_bytes());
             let _ = out.flush();
@@ -152,6 +164,10 @@ pub fn run(a: RunArgs) -> Result<()> {
             "prompt_ms": done.prompt_ms,
             "generate_ms": done.generate_ms,
         });
+        let mut v = v;
+        if a.top_logprobs.is_some() {
+            v["logprobs"] = serde_json::Value::Array(logprobs);
+        }
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         writeln!(out)?;
@@ -208,9 +224,19 @@ pub fn info(a: InfoArgs) -> Result<()> {
             });
             println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
-            println!("llama.cpp         commit {} (via llama-cpp-sys-2 {})", b.llama_cpp_commit, b.llama_cpp_sys_version);
+            println!(
+                "llama.cpp         commit {} (via llama-cpp-sys-2 {})",
+                b.llama_cpp_commit, b.llama_cpp_sys_version
+            );
             println!("CPU features      {}", b.cpu_features.join(" "));
-            println!("GPU offload       {}", if b.gpu_offload { "yes" } else { "no (CPU build)" });
+            println!(
+                "GPU offload       {}",
+                if b.gpu_offload {
+                    "yes"
+                } else {
+                    "no (CPU build)"
+                }
+            );
             println!("system info       {}", b.system_info);
         }
         return Ok(());

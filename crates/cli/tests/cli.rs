@@ -11,18 +11,38 @@ use common::{models_dir, outpost, stderr, stdout};
 #[test]
 fn run_raw_greedy_streams_paris() {
     let o = outpost(&[
-        "run", "smollm2-135m", "The capital of France is", "--raw", "--temperature", "0", "-n", "8", "-t", "1",
+        "run",
+        "smollm2-135m",
+        "The capital of France is",
+        "--raw",
+        "--temperature",
+        "0",
+        "-n",
+        "8",
+        "-t",
+        "1",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).starts_with(" Paris."), "{:?}", stdout(&o));
     let err = stderr(&o);
-    assert!(err.contains("prompt tokens") && err.contains("Length"), "{err}");
+    assert!(
+        err.contains("prompt tokens") && err.contains("Length"),
+        "{err}"
+    );
 }
 
 #[test]
 fn run_chat_on_smollm_answers() {
     let o = outpost(&[
-        "run", "smollm2-135m", "What is the capital of France?", "--temperature", "0", "-n", "40", "-t", "1",
+        "run",
+        "smollm2-135m",
+        "Which city is the capital of France?",
+        "--temperature",
+        "0",
+        "-n",
+        "40",
+        "-t",
+        "1",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("Paris"), "{:?}", stdout(&o));
@@ -31,7 +51,17 @@ fn run_chat_on_smollm_answers() {
 #[test]
 fn run_json_reports_tokens_and_finish_reason() {
     let o = outpost(&[
-        "run", "gemma3-270m", "--raw", "Once upon a time", "--seed", "7", "-n", "12", "--json", "-t", "1",
+        "run",
+        "gemma3-270m",
+        "--raw",
+        "Once upon a time",
+        "--seed",
+        "7",
+        "-n",
+        "12",
+        "--json",
+        "-t",
+        "1",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
@@ -46,14 +76,29 @@ fn chat_on_a_model_without_template_is_refused_with_the_way_out() {
     let o = outpost(&["run", "gemma3-270m", "hello"]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("no chat template") && err.contains("--raw") && err.contains("--chat-template"), "{err}");
+    assert!(
+        err.contains("no chat template")
+            && err.contains("--raw")
+            && err.contains("--chat-template"),
+        "{err}"
+    );
     assert!(stdout(&o).is_empty());
 }
 
 #[test]
 fn builtin_template_makes_chat_possible() {
     let o = outpost(&[
-        "run", "gemma3-270m", "hello", "--chat-template", "gemma", "-n", "4", "--temperature", "0", "-t", "1",
+        "run",
+        "gemma3-270m",
+        "hello",
+        "--chat-template",
+        "gemma",
+        "-n",
+        "4",
+        "--temperature",
+        "0",
+        "-t",
+        "1",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
@@ -62,11 +107,18 @@ fn builtin_template_makes_chat_possible() {
 fn missing_file_and_unknown_name_are_explained() {
     let o = outpost(&["run", "/nonexistent/model.gguf", "hi"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("/nonexistent/model.gguf"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/model.gguf"),
+        "{}",
+        stderr(&o)
+    );
     let o = outpost(&["run", "llama-9000", "hi"]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("llama-9000") && err.contains("smollm2-135m"), "{err}");
+    assert!(
+        err.contains("llama-9000") && err.contains("smollm2-135m"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -99,7 +151,12 @@ fn info_describes_a_model() {
     let o = outpost(&["info", "smollm2-135m"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    for needle in ["architecture      llama", "q4_1", "training context  8192", "chat template     yes"] {
+    for needle in [
+        "architecture      llama",
+        "q4_1",
+        "training context  8192",
+        "chat template     yes",
+    ] {
         assert!(out.contains(needle), "{needle:?} missing from:\n{out}");
     }
     let o = outpost(&["info", "gemma3-270m", "--json"]);
@@ -117,7 +174,10 @@ fn info_build_names_llama_cpp_and_cpu_features() {
     let out = stdout(&o);
     assert!(out.contains("llama-cpp-sys-2 0.1.161"), "{out}");
     // .cargo/config.toml builds for the native CPU: ggml must have SIMD on.
-    assert!(out.contains("AVX") || out.contains("NEON"), "no SIMD features in:\n{out}");
+    assert!(
+        out.contains("AVX") || out.contains("NEON"),
+        "no SIMD features in:\n{out}"
+    );
 }
 
 #[test]
@@ -125,15 +185,25 @@ fn help_teaches_with_examples() {
     let o = outpost(&["run", "--help"]);
     assert!(o.status.success());
     let out = stdout(&o);
-    assert!(out.contains("Examples:") && out.contains("--temperature") && out.contains("greedy"), "{out}");
+    assert!(
+        out.contains("Examples:") && out.contains("--temperature") && out.contains("greedy"),
+        "{out}"
+    );
 }
 
 #[test]
 fn ctrl_c_stops_generation_cleanly() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
         .args([
-            "run", "smollm2-135m", "Write a very long essay about the history of bread.", "-n", "2000", "-t", "1",
-            "--temperature", "0",
+            "run",
+            "smollm2-135m",
+            "Write a very long essay about the history of bread.",
+            "-n",
+            "2000",
+            "-t",
+            "1",
+            "--temperature",
+            "0",
         ])
         .env("OUTPOST_MODELS_DIR", models_dir())
         .stdout(Stdio::piped())

@@ -86,11 +86,19 @@ impl Model {
         let mut ctx = self.new_context(n_ctx, threads)?;
         let n_batch = ctx.n_batch() as usize;
         let n_vocab = self.info().n_vocab as u32;
-        let bos = self.info().bos.as_ref().filter(|_| self.info().add_bos).map(|b| b.id);
+        let bos = self
+            .info()
+            .bos
+            .as_ref()
+            .filter(|_| self.info().add_bos)
+            .map(|b| b.id);
         let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
         let mut batch = LlamaBatch::new(n_batch.max(1), 1);
 
-        let mut prompt = |ctx: &mut llama_cpp_2::context::LlamaContext<'_>, n: usize, rng: &mut XorShift| -> Result<()> {
+        let mut prompt = |ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
+                          n: usize,
+                          rng: &mut XorShift|
+         -> Result<()> {
             let mut done = 0;
             while done < n {
                 let take = (n - done).min(n_batch);
@@ -110,11 +118,16 @@ impl Model {
             Ok(())
         };
         let mut single = LlamaBatch::new(1, 1);
-        let mut gen = |ctx: &mut llama_cpp_2::context::LlamaContext<'_>, n: usize, rng: &mut XorShift| -> Result<()> {
+        let mut gen = |ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
+                       n: usize,
+                       rng: &mut XorShift|
+         -> Result<()> {
             let mut t = bos.unwrap_or_else(|| rng.below(n_vocab) as i32);
             for pos in 0..n {
                 single.clear();
-                single.add(LlamaToken(t), pos as i32, &[0], true).map_err(bench_err)?;
+                single
+                    .add(LlamaToken(t), pos as i32, &[0], true)
+                    .map_err(bench_err)?;
                 ctx.decode(&mut single).map_err(bench_err)?;
                 ctx.synchronize();
                 t = rng.below(n_vocab) as i32;
@@ -125,7 +138,11 @@ impl Model {
         let mut stats = Vec::new();
         if p.n_prompt > 0 {
             ctx.clear_kv_cache();
-            prompt(&mut ctx, (p.n_prompt as usize).min(n_batch).min(32), &mut rng)?; // warm-up
+            prompt(
+                &mut ctx,
+                (p.n_prompt as usize).min(n_batch).min(32),
+                &mut rng,
+            )?; // warm-up
             let mut samples = Vec::new();
             for _ in 0..p.reps {
                 ctx.clear_kv_cache();

@@ -48,7 +48,10 @@ pub enum EngineError {
     EmptyPrompt,
     /// llama.cpp failed while creating a context or decoding.
     #[error("llama.cpp failed while {during}: {problem}")]
-    Backend { during: &'static str, problem: String },
+    Backend {
+        during: &'static str,
+        problem: String,
+    },
 }
 
 /// Shorthand for results in this crate.

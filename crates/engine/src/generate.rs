@@ -73,22 +73,42 @@ impl SamplingParams {
             })
         };
         if !self.temperature.is_finite() || self.temperature < 0.0 {
-            return bad("temperature", self.temperature.to_string(), "a number >= 0 (0 = greedy)");
+            return bad(
+                "temperature",
+                self.temperature.to_string(),
+                "a number >= 0 (0 = greedy)",
+            );
         }
         if self.top_k < 0 {
             return bad("top_k", self.top_k.to_string(), "an integer >= 0 (0 = off)");
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return bad("top_p", self.top_p.to_string(), "a number in (0, 1] (1 = off)");
+            return bad(
+                "top_p",
+                self.top_p.to_string(),
+                "a number in (0, 1] (1 = off)",
+            );
         }
         if !(0.0..=1.0).contains(&self.min_p) {
-            return bad("min_p", self.min_p.to_string(), "a number in [0, 1] (0 = off)");
+            return bad(
+                "min_p",
+                self.min_p.to_string(),
+                "a number in [0, 1] (0 = off)",
+            );
         }
         if !self.repeat_penalty.is_finite() || self.repeat_penalty <= 0.0 {
-            return bad("repeat_penalty", self.repeat_penalty.to_string(), "a number > 0 (1 = off)");
+            return bad(
+                "repeat_penalty",
+                self.repeat_penalty.to_string(),
+                "a number > 0 (1 = off)",
+            );
         }
         if self.repeat_last_n < -1 {
-            return bad("repeat_last_n", self.repeat_last_n.to_string(), "an integer >= -1 (-1 = whole context)");
+            return bad(
+                "repeat_last_n",
+                self.repeat_last_n.to_string(),
+                "an integer >= -1 (-1 = whole context)",
+            );
         }
         Ok(())
     }
@@ -255,7 +275,8 @@ impl Model {
             Some(n) if n < 16 || n > train => Err(EngineError::InvalidParam {
                 name: "context size",
                 value: n.to_string(),
-                expected: "at least 16 and at most the model's training context (see `outpost info`)",
+                expected:
+                    "at least 16 and at most the model's training context (see `outpost info`)",
             }),
             Some(n) => Ok(n),
         }
@@ -319,7 +340,11 @@ impl Model {
             n => (n as usize).min(tokens.len()),
         };
         if req.sampling.repeat_penalty != 1.0 {
-            sampler.accept_many(tokens[tokens.len() - recent..].iter().map(|&t| LlamaToken(t)));
+            sampler.accept_many(
+                tokens[tokens.len() - recent..]
+                    .iter()
+                    .map(|&t| LlamaToken(t)),
+            );
         }
 
         // Prefill, in batches of n_batch tokens.
@@ -378,10 +403,15 @@ impl Model {
             if pushed.stopped {
                 break FinishReason::Stop;
             }
-            if req.max_tokens.is_some_and(|m| generated.len() >= m as usize) {
+            if req
+                .max_tokens
+                .is_some_and(|m| generated.len() >= m as usize)
+            {
                 break FinishReason::Length;
             }
-            if pos as u32 >= n_ctx {
+            // Prompt plus generated tokens never exceed the context: the
+            // next token would need a slot that does not exist.
+            if pos as u32 + 1 >= n_ctx {
                 break FinishReason::ContextFull;
             }
             batch.clear();
@@ -446,7 +476,13 @@ fn random_seed() -> u32 {
 pub(crate) fn build_sampler(p: &SamplingParams, seed: u32, n_vocab: i32) -> LlamaSampler {
     let mut chain = Vec::new();
     if p.repeat_penalty != 1.0 {
-        chain.push(LlamaSampler::penalties(n_vocab, p.repeat_last_n, p.repeat_penalty, 0.0, 0.0));
+        chain.push(LlamaSampler::penalties(
+            n_vocab,
+            p.repeat_last_n,
+            p.repeat_penalty,
+            0.0,
+            0.0,
+        ));
     }
     if p.temperature <= 0.0 {
         chain.push(LlamaSampler::greedy());
@@ -513,7 +549,10 @@ mod tests {
     #[test]
     fn logprobs_are_a_distribution() {
         let l = logprobs_of(&[1.0, 3.0, 2.0, -1.0], 2);
-        assert_eq!(l.top.iter().map(|t| t.token).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            l.top.iter().map(|t| t.token).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         let total: f32 = (0..4).map(|t| l.logprob_of(t).exp()).sum();
         assert!((total - 1.0).abs() < 1e-5, "{total}");
         assert!((l.top[0].logprob - l.top[1].logprob - 1.0).abs() < 1e-5);

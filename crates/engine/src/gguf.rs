@@ -130,7 +130,10 @@ impl GgufHeader {
         }
         let version = r.u32("the version")?;
         if !(2..=3).contains(&version) {
-            return Err(bad(path, format!("GGUF version {version} is not supported (2 and 3 are)")));
+            return Err(bad(
+                path,
+                format!("GGUF version {version} is not supported (2 and 3 are)"),
+            ));
         }
         let n_tensors = r.count("the tensor count")?;
         let n_kv = r.count("the metadata count")?;
@@ -146,7 +149,10 @@ impl GgufHeader {
             let name = r.string(&format!("tensor name #{i}"))?;
             let n_dims = r.u32(&format!("the rank of tensor {name:?}"))?;
             if n_dims == 0 || n_dims > 4 {
-                return Err(bad(path, format!("tensor {name:?} has rank {n_dims} (1 to 4 allowed)")));
+                return Err(bad(
+                    path,
+                    format!("tensor {name:?} has rank {n_dims} (1 to 4 allowed)"),
+                ));
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
@@ -170,7 +176,10 @@ impl GgufHeader {
             .and_then(MetaValue::as_u64)
             .unwrap_or(32);
         if alignment == 0 || !alignment.is_power_of_two() {
-            return Err(bad(path, format!("general.alignment = {alignment} is not a power of two")));
+            return Err(bad(
+                path,
+                format!("general.alignment = {alignment} is not a power of two"),
+            ));
         }
         let data_offset = r.pos.div_ceil(alignment) * alignment;
         for t in &tensors {
@@ -230,7 +239,10 @@ impl GgufHeader {
             e.0 += 1;
             e.1 += t.n_bytes;
         }
-        let mut v: Vec<_> = mix.into_iter().map(|(k, (n, b))| (k.to_string(), n, b)).collect();
+        let mut v: Vec<_> = mix
+            .into_iter()
+            .map(|(k, (n, b))| (k.to_string(), n, b))
+            .collect();
         v.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
         v
     }
@@ -247,7 +259,9 @@ fn bad(path: &Path, problem: String) -> EngineError {
 /// ggml's own type table.
 fn tensor_size(ty: u32, dims: &[u64]) -> std::result::Result<(String, u64), String> {
     if ty >= llama_cpp_sys_2::GGML_TYPE_COUNT as u32 {
-        return Err(format!("unknown ggml type id {ty}; the file may need a newer llama.cpp"));
+        return Err(format!(
+            "unknown ggml type id {ty}; the file may need a newer llama.cpp"
+        ));
     }
     // SAFETY: `ty` is below GGML_TYPE_COUNT, so these index ggml's static
     // type-traits table in bounds; they only read it.
@@ -257,7 +271,9 @@ fn tensor_size(ty: u32, dims: &[u64]) -> std::result::Result<(String, u64), Stri
         let name = if name_ptr.is_null() {
             String::new()
         } else {
-            std::ffi::CStr::from_ptr(name_ptr).to_string_lossy().into_owned()
+            std::ffi::CStr::from_ptr(name_ptr)
+                .to_string_lossy()
+                .into_owned()
         };
         (
             llama_cpp_sys_2::ggml_blck_size(t),
@@ -266,12 +282,16 @@ fn tensor_size(ty: u32, dims: &[u64]) -> std::result::Result<(String, u64), Stri
         )
     };
     if blck <= 0 || type_size == 0 || name.is_empty() || name == "NONE" {
-        return Err(format!("ggml type id {ty} ({name}) was removed from llama.cpp; re-quantize the model"));
+        return Err(format!(
+            "ggml type id {ty} ({name}) was removed from llama.cpp; re-quantize the model"
+        ));
     }
     let blck = blck as u64;
     let ne0 = dims[0];
     if ne0 % blck != 0 {
-        return Err(format!("row length {ne0} is not a multiple of the {name} block size {blck}"));
+        return Err(format!(
+            "row length {ne0} is not a multiple of the {name} block size {blck}"
+        ));
     }
     let mut n: u64 = type_size as u64;
     n = n.checked_mul(ne0 / blck).ok_or("size overflows u64")?;
@@ -300,7 +320,10 @@ impl Reader<'_> {
                     ),
                 )
             } else {
-                bad(self.path, format!("read error at byte {} ({what}): {e}", self.pos))
+                bad(
+                    self.path,
+                    format!("read error at byte {} ({what}): {e}", self.pos),
+                )
             }
         })?;
         self.pos += buf.len() as u64;
@@ -329,7 +352,10 @@ impl Reader<'_> {
     fn count(&mut self, what: &str) -> Result<u64> {
         let n = self.u64(what)?;
         if n > MAX_COUNT {
-            return Err(bad(self.path, format!("{what} is {n}, which is not plausible; the header is corrupt")));
+            return Err(bad(
+                self.path,
+                format!("{what} is {n}, which is not plausible; the header is corrupt"),
+            ));
         }
         Ok(n)
     }
@@ -359,7 +385,10 @@ impl Reader<'_> {
             8 => MetaValue::Str(self.string(&what)?),
             9 => {
                 if depth > 0 {
-                    return Err(bad(self.path, format!("{key:?} nests arrays, which GGUF does not allow")));
+                    return Err(bad(
+                        self.path,
+                        format!("{key:?} nests arrays, which GGUF does not allow"),
+                    ));
                 }
                 let elem_ty = self.u32(&what)?;
                 let len = self.count(&what)?;
@@ -380,7 +409,12 @@ impl Reader<'_> {
             11 => MetaValue::Int(self.u64(&what)? as i64),
             12 => MetaValue::Float(f64::from_bits(self.u64(&what)?)),
             other => {
-                return Err(bad(self.path, format!("metadata {key:?} has unknown value type {other}; the header is corrupt")))
+                return Err(bad(
+                    self.path,
+                    format!(
+                        "metadata {key:?} has unknown value type {other}; the header is corrupt"
+                    ),
+                ))
             }
         })
     }

