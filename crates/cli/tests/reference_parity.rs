@@ -172,13 +172,14 @@ fn parity(file: &str) {
         );
     }
     eprintln!(
-        "{file}: logprob |delta| vs llama.cpp {commit}: max {:.4} nats over {} tokens; reference vs itself \
+        "{file}: outpost (llama.cpp {ours}) vs llama.cpp {commit}: logprob |delta| max {:.4} nats over {} tokens; reference vs itself \
          (flash attention on/off): max {:.4} over {}; tie threshold {tie:.3}",
         max(&ours_deltas),
         ours_deltas.len(),
         max(&noise),
         noise.len(),
-        commit = reference_commit()
+        commit = reference_commit(),
+        ours = outpost_engine::build_info().llama_cpp_commit,
     );
     eprintln!(
         "{file}: {identical}/{n} prompts fully identical over {N_PREDICT} tokens; \
