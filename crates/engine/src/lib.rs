@@ -17,20 +17,26 @@
 
 mod bench;
 mod error;
+mod evaluate;
 mod generate;
 pub mod gguf;
 mod logs;
 mod model;
+mod request;
+mod scheduler;
+mod sequence;
 mod stream;
 mod system;
 mod template;
 
 pub use bench::{BenchParams, BenchResult, BenchStat};
 pub use error::{EngineError, Result};
-pub use generate::{
-    default_threads, CancelToken, Completion, FinishReason, GenerateRequest, Piece, Prompt,
-    SamplingParams, TokenLogprob, DEFAULT_MAX_CTX,
-};
+pub use generate::default_threads;
 pub use model::{LoadOptions, Model, ModelInfo, SpecialToken};
+pub use request::{
+    CancelToken, Completion, FinishReason, GenerateRequest, Piece, Prompt, SamplingParams,
+    TokenLogprob, DEFAULT_MAX_CTX,
+};
+pub use scheduler::{Event, RequestHandle, Scheduler, SchedulerConfig, SchedulerStats};
 pub use system::{build_info, BuildInfo};
 pub use template::{builtin_names, ChatTemplate, Message, BUILTIN_TEMPLATES};

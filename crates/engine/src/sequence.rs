@@ -1,0 +1,220 @@
+//! One sequence's generation state: its sampler, its text, and the rules
+//! that end it. Shared by `Model::generate` (one sequence, own context) and
+//! the `Scheduler` (many sequences in one batch).
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::model::Model;
+use crate::request::{FinishReason, GenerateRequest, Piece, SamplingParams, TokenLogprob};
+use crate::stream::TextAssembler;
+
+/// Generation state of one request.
+pub(crate) struct Sequence {
+    sampler: LlamaSampler,
+    text: TextAssembler,
+    pub generated: Vec<i32>,
+    max_tokens: Option<u32>,
+    top_logprobs: Option<usize>,
+    ignore_eos: bool,
+    pub seed: u32,
+}
+
+impl Sequence {
+    /// State for `req`, whose prompt is `prompt` (the last
+    /// `repeat_last_n` prompt tokens feed the repetition penalty).
+    pub fn new(model: &Model, req: &GenerateRequest, prompt: &[i32]) -> Sequence {
+        let seed = req.sampling.seed.unwrap_or_else(random_seed);
+        let mut sampler = build_sampler(&req.sampling, seed, model.info().n_vocab);
+        if req.sampling.repeat_penalty != 1.0 {
+            let recent = match req.sampling.repeat_last_n {
+                -1 => prompt.len(),
+                n => (n.max(0) as usize).min(prompt.len()),
+            };
+            sampler.accept_many(
+                prompt[prompt.len() - recent..]
+                    .iter()
+                    .map(|&t| LlamaToken(t)),
+            );
+        }
+        Sequence {
+            sampler,
+            text: TextAssembler::new(&req.stop),
+            generated: Vec::new(),
+            max_tokens: req.max_tokens,
+            top_logprobs: req.top_logprobs,
+            ignore_eos: req.ignore_eos,
+            seed,
+        }
+    }
+
+    /// Samples the next token from the logits at batch index `idx`.
+    /// `kv_len` is how many tokens of this sequence are in the KV cache and
+    /// `n_ctx` how many it may hold. Returns the token to decode next, or
+    /// why the sequence ended.
+    pub fn step(
+        &mut self,
+        model: &Model,
+        ctx: &LlamaContext<'_>,
+        idx: i32,
+        kv_len: usize,
+        n_ctx: u32,
+        on_piece: &mut dyn FnMut(Piece),
+    ) -> Result<LlamaToken, FinishReason> {
+        let logprobs = self
+            .top_logprobs
+            .map(|n| logprobs_of(ctx.get_logits_ith(idx), n));
+        let token = self.sampler.sample(ctx, idx);
+        if model.is_end_of_generation(token.0) && !self.ignore_eos {
+            return Err(FinishReason::Stop);
+        }
+        self.generated.push(token.0);
+        let pushed = self.text.push(&model.token_bytes(token.0, false));
+        on_piece(Piece {
+            token: token.0,
+            text: pushed.text,
+            logprob: logprobs.as_ref().map(|l| l.logprob_of(token.0)),
+            top: logprobs.map(|l| l.top).unwrap_or_default(),
+        });
+        if pushed.stopped {
+            return Err(FinishReason::Stop);
+        }
+        if self
+            .max_tokens
+            .is_some_and(|m| self.generated.len() >= m as usize)
+        {
+            return Err(FinishReason::Length);
+        }
+        // Prompt plus generated tokens never exceed the context: the next
+        // token would need a slot that does not exist.
+        if kv_len + 1 >= n_ctx as usize {
+            return Err(FinishReason::ContextFull);
+        }
+        Ok(token)
+    }
+
+    /// Text still held back (an unfinished stop-sequence prefix or UTF-8
+    /// bytes), emitted as a last piece with token -1.
+    pub fn flush(&mut self, on_piece: &mut dyn FnMut(Piece)) {
+        let tail = self.text.finish();
+        if !tail.is_empty() {
+            on_piece(Piece {
+                token: -1,
+                text: tail,
+                logprob: None,
+                top: Vec::new(),
+            });
+        }
+    }
+
+    /// The whole text so far.
+    pub fn text(&self) -> &str {
+        self.text.text()
+    }
+}
+
+fn random_seed() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() ^ (d.as_secs() as u32));
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+/// The sampler chain, in llama.cpp's default order.
+pub(crate) fn build_sampler(p: &SamplingParams, seed: u32, n_vocab: i32) -> LlamaSampler {
+    let mut chain = Vec::new();
+    if p.repeat_penalty != 1.0 {
+        chain.push(LlamaSampler::penalties(
+            n_vocab,
+            p.repeat_last_n,
+            p.repeat_penalty,
+            0.0,
+            0.0,
+        ));
+    }
+    if p.temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+    } else {
+        if p.top_k > 0 {
+            chain.push(LlamaSampler::top_k(p.top_k));
+        }
+        if p.top_p < 1.0 {
+            chain.push(LlamaSampler::top_p(p.top_p, 1));
+        }
+        if p.min_p > 0.0 {
+            chain.push(LlamaSampler::min_p(p.min_p, 1));
+        }
+        chain.push(LlamaSampler::temp(p.temperature));
+        chain.push(LlamaSampler::dist(seed));
+    }
+    LlamaSampler::chain_simple(chain)
+}
+
+/// Log-softmax over a logits row: the top `n` and a way to look up any token.
+pub(crate) struct Logprobs {
+    log_z: f32,
+    max: f32,
+    logits: Vec<f32>,
+    pub top: Vec<TokenLogprob>,
+}
+
+impl Logprobs {
+    pub fn logprob_of(&self, token: i32) -> f32 {
+        self.logits[token as usize] - self.max - self.log_z
+    }
+}
+
+pub(crate) fn logprobs_of(logits: &[f32], n: usize) -> Logprobs {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    let log_z = sum.ln() as f32;
+    let mut idx: Vec<usize> = (0..logits.len()).collect();
+    let n = n.min(logits.len());
+    if n > 0 {
+        idx.select_nth_unstable_by(n - 1, |&a, &b| logits[b].total_cmp(&logits[a]));
+    }
+    idx.truncate(n);
+    idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    let top = idx
+        .into_iter()
+        .map(|i| TokenLogprob {
+            token: i as i32,
+            logprob: logits[i] - max - log_z,
+        })
+        .collect();
+    Logprobs {
+        log_z,
+        max,
+        logits: logits.to_vec(),
+        top,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logprobs_are_a_distribution() {
+        let l = logprobs_of(&[1.0, 3.0, 2.0, -1.0], 2);
+        assert_eq!(
+            l.top.iter().map(|t| t.token).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        let total: f32 = (0..4).map(|t| l.logprob_of(t).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-5, "{total}");
+        assert!((l.top[0].logprob - l.top[1].logprob - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn sampling_ranges_are_checked() {
+        let mut p = SamplingParams::default();
+        p.top_p = 0.0;
+        assert!(p.validate().unwrap_err().to_string().contains("top_p = 0"));
+        p = SamplingParams::default();
+        p.temperature = f32::NAN;
+        assert!(p.validate().is_err());
+        assert!(SamplingParams::greedy().validate().is_ok());
+    }
+}
