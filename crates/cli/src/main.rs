@@ -1,6 +1,7 @@
 //! `outpost`: the command line. Thin: parse arguments, call the libraries,
 //! turn errors into messages and exit codes (0 ok, 1 failed, 2 bad usage).
 
+mod chat;
 mod models;
 mod run;
 
@@ -39,6 +40,17 @@ enum Command {
     ///   outpost run model.gguf "hi" --seed 42 --max-tokens 64 --stop "\n\n"
     #[command(verbatim_doc_comment)]
     Run(run::RunArgs),
+    /// Chat interactively, turn after turn. The conversation is kept in the
+    /// prompt cache, so each turn computes only its new tokens. Reads lines
+    /// from stdin (works in a pipe too); /reset, /system TEXT, /exit.
+    /// Ctrl-C stops the answer being written.
+    ///
+    /// Examples:
+    ///   outpost chat smollm2-135m
+    ///   outpost chat smollm2-135m --system "Answer in one sentence." --temperature 0.3
+    ///   printf 'Hi\nWhat did I just say?\n' | outpost chat smollm2-135m
+    #[command(verbatim_doc_comment)]
+    Chat(chat::ChatArgs),
     /// Describe a model (architecture, size, tensor types, template), or
     /// with --build the llama.cpp build and its CPU features.
     ///
@@ -62,6 +74,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Chat(args) => chat::chat(args),
         Command::Info(args) => run::info(args),
         Command::Bench(args) => run::bench(args),
     };

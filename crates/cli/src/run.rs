@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use outpost_engine::{
-    build_info, BenchParams, CancelToken, ChatTemplate, GenerateRequest, LoadOptions, Message,
-    Model, Prompt, SamplingParams,
+    bench_parallel, build_info, BenchParams, CancelToken, ChatTemplate, GenerateRequest,
+    LoadOptions, Message, Model, Prompt, SamplingParams,
 };
 
 use crate::models;
@@ -28,6 +28,22 @@ pub struct RunArgs {
     /// (chatml, gemma, llama3) or a Jinja file.
     #[arg(long, value_name = "NAME|FILE", conflicts_with = "raw")]
     pub chat_template: Option<String>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// With --json: the logprob of each generated token and its N most likely alternatives.
+    #[arg(long, value_name = "N", requires = "json")]
+    pub top_logprobs: Option<usize>,
+    /// Print a JSON summary (text, tokens, finish reason, timings) instead of streaming.
+    #[arg(long)]
+    pub json: bool,
+    /// Don't print statistics to stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Sampling and context flags shared by `run` and `chat`.
+#[derive(Debug, Clone, Args)]
+pub struct SamplingArgs {
     /// Sampling temperature; 0 = greedy (always the most likely token).
     #[arg(long, default_value_t = 0.8)]
     pub temperature: f32,
@@ -61,15 +77,25 @@ pub struct RunArgs {
     /// CPU threads. Default: all cores.
     #[arg(long, short = 't')]
     pub threads: Option<u32>,
-    /// With --json: the logprob of each generated token and its N most likely alternatives.
-    #[arg(long, value_name = "N", requires = "json")]
-    pub top_logprobs: Option<usize>,
-    /// Print a JSON summary (text, tokens, finish reason, timings) instead of streaming.
-    #[arg(long)]
-    pub json: bool,
-    /// Don't print statistics to stderr.
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
+}
+
+impl SamplingArgs {
+    /// Fills the sampling, stop, length and context fields of `req`.
+    pub fn apply(&self, req: &mut GenerateRequest) {
+        req.sampling = SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            seed: self.seed,
+        };
+        req.max_tokens = self.max_tokens;
+        req.stop = self.stop.iter().map(|s| unescape(s)).collect();
+        req.n_ctx = self.ctx_size;
+        req.threads = self.threads;
+    }
 }
 
 #[derive(Debug, Args)]
@@ -91,12 +117,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let prompt = if a.raw {
         Prompt::Text(a.prompt.clone())
     } else {
-        let template = a
-            .chat_template
-            .as_deref()
-            .map(ChatTemplate::from_name_or_file)
-            .transpose()?
-            .map(Arc::new);
+        let template = load_template(a.chat_template.as_deref())?;
         let mut messages = Vec::new();
         if let Some(s) = &a.system {
             messages.push(Message::system(s.clone()));
@@ -109,19 +130,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         Prompt::Chat { messages, template }
     };
     let mut req = GenerateRequest::new(prompt);
-    req.sampling = SamplingParams {
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        min_p: a.min_p,
-        repeat_penalty: a.repeat_penalty,
-        repeat_last_n: a.repeat_last_n,
-        seed: a.seed,
-    };
-    req.max_tokens = a.max_tokens;
-    req.stop = a.stop.iter().map(|s| unescape(s)).collect();
-    req.n_ctx = a.ctx_size;
-    req.threads = a.threads;
+    a.sampling.apply(&mut req);
     req.top_logprobs = a.top_logprobs;
 
     let cancel = CancelToken::new();
@@ -186,6 +195,14 @@ pub fn run(a: RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The --chat-template argument, loaded.
+pub fn load_template(spec: Option<&str>) -> Result<Option<Arc<ChatTemplate>>> {
+    Ok(spec
+        .map(ChatTemplate::from_name_or_file)
+        .transpose()?
+        .map(Arc::new))
 }
 
 /// `\n`, `\t` and `\\` in --stop values, so shells can pass newlines.
@@ -288,6 +305,10 @@ pub struct BenchArgs {
     /// Timed repetitions of each test.
     #[arg(long, short = 'r', default_value_t = 5)]
     pub reps: u32,
+    /// Also measure aggregate decode speed with this many concurrent
+    /// sequences (comma separated; 0 skips), each generating -g tokens.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    pub parallel: Vec<u32>,
     /// CPU threads. Default: all cores.
     #[arg(long, short = 't')]
     pub threads: Option<u32>,
@@ -298,15 +319,28 @@ pub struct BenchArgs {
 
 pub fn bench(a: BenchArgs) -> Result<()> {
     let path = models::resolve(&a.model)?;
-    let model = Model::load(&path, &LoadOptions::default())?;
+    let model = Arc::new(Model::load(&path, &LoadOptions::default())?);
     let r = model.bench(&BenchParams {
         n_prompt: a.n_prompt,
         n_gen: a.n_gen,
         reps: a.reps,
         threads: a.threads,
     })?;
+    let mut parallel = Vec::new();
+    for &n in a.parallel.iter().filter(|&&n| n > 0) {
+        parallel.push(bench_parallel(&model, n, a.n_gen.max(1), a.threads)?);
+    }
     let info = model.info();
     if a.json {
+        let par: Vec<_> = parallel
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "sequences": p.sequences, "generated": p.generated,
+                    "seconds": p.seconds, "aggregate_ts": p.aggregate_tps(),
+                })
+            })
+            .collect();
         let rows: Vec<_> = r
             .stats
             .iter()
@@ -324,6 +358,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             "n_params": info.n_params,
             "threads": r.threads,
             "results": rows,
+            "parallel": par,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -341,6 +376,18 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             s.mean(),
             s.stddev()
         );
+    }
+    if !parallel.is_empty() {
+        println!("\n| concurrent sequences | tokens each | aggregate decode t/s |");
+        println!("| ---: | ---: | ---: |");
+        for p in &parallel {
+            println!(
+                "| {} | {} | {:.1} |",
+                p.sequences,
+                p.generated / u64::from(p.sequences),
+                p.aggregate_tps()
+            );
+        }
     }
     Ok(())
 }

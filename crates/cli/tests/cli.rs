@@ -156,6 +156,7 @@ fn info_describes_a_model() {
         "q4_1",
         "training context  8192",
         "chat template     yes",
+        "prompt cache      yes",
     ] {
         assert!(out.contains(needle), "{needle:?} missing from:\n{out}");
     }
@@ -226,4 +227,97 @@ fn ctrl_c_stops_generation_cleanly() {
     assert!(started.elapsed() < Duration::from_secs(30));
     assert!(o.status.success(), "exit {:?}", o.status);
     assert!(stderr(&o).contains("Cancelled"), "{}", stderr(&o));
+}
+
+#[test]
+fn chat_repl_keeps_the_conversation_in_the_prompt_cache() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args([
+            "chat",
+            "smollm2-135m",
+            "--temperature",
+            "0",
+            "-n",
+            "40",
+            "-t",
+            "1",
+        ])
+        .env("OUTPOST_MODELS_DIR", models_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"Which city is the capital of France?\nAnd of Italy?\n/bogus\n/exit\n")
+        .expect("write");
+    let o = child.wait_with_output().expect("wait");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("Paris") && out.contains("Rome"), "{out}");
+    let err = stderr(&o);
+    // "[N prompt tokens, M from cache, K computed; ...]" once per turn.
+    let turns: Vec<(usize, usize, usize)> = err
+        .lines()
+        .filter(|l| l.contains(" from cache, "))
+        .map(|l| {
+            let nums: Vec<usize> = l
+                .trim_start_matches('[')
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse().ok())
+                .take(3)
+                .collect();
+            (nums[0], nums[1], nums[2])
+        })
+        .collect();
+    assert_eq!(turns.len(), 2, "{err}");
+    assert_eq!(turns[0].1, 0, "first turn has nothing cached: {err}");
+    let (prompt, cached, computed) = turns[1];
+    assert!(
+        cached > turns[0].0,
+        "turn 2 should reuse turn 1's prompt and answer: {err}"
+    );
+    assert_eq!(prompt, cached + computed);
+    assert!(computed < 20, "turn 2 computed {computed} tokens: {err}");
+    assert!(err.contains("unknown command \"/bogus\""), "{err}");
+}
+
+#[test]
+fn bench_reports_pp_tg_and_concurrent_decode_as_json() {
+    let o = outpost(&[
+        "bench",
+        "smollm2-135m",
+        "-p",
+        "32",
+        "-g",
+        "8",
+        "-r",
+        "1",
+        "-t",
+        "1",
+        "--parallel",
+        "1,2",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let tests: Vec<&str> = v["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["test"].as_str())
+        .collect();
+    assert_eq!(tests, vec!["pp32", "tg8"]);
+    let par = v["parallel"].as_array().expect("parallel");
+    assert_eq!(par.len(), 2);
+    assert_eq!(par[1]["sequences"], 2);
+    assert_eq!(
+        par[1]["generated"], 16,
+        "every sequence makes exactly -g tokens"
+    );
+    assert!(par[1]["aggregate_ts"].as_f64().is_some_and(|t| t > 0.0));
 }

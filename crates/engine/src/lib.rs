@@ -29,7 +29,9 @@ mod stream;
 mod system;
 mod template;
 
-pub use bench::{BenchParams, BenchResult, BenchStat};
+pub use bench::{
+    bench_parallel, parallel_bench_prompt, BenchParams, BenchResult, BenchStat, ParallelStat,
+};
 pub use error::{EngineError, Result};
 pub use generate::default_threads;
 pub use model::{LoadOptions, Model, ModelInfo, SpecialToken};

@@ -86,11 +86,20 @@ impl fmt::Display for ModelInfo {
         writeln!(f, "embedding width   {}", self.n_embd)?;
         writeln!(f, "training context  {} tokens", self.n_ctx_train)?;
         match self.sliding_window {
-            Some(w) => writeln!(
-                f,
-                "sliding window    {w} tokens (some layers attend only this far back)"
-            )?,
-            None => writeln!(f, "sliding window    none")?,
+            Some(w) => {
+                writeln!(
+                    f,
+                    "sliding window    {w} tokens (some layers attend only this far back)"
+                )?;
+                writeln!(
+                    f,
+                    "prompt cache      yes, keeping full KV for the sliding-window layers (more memory)"
+                )?;
+            }
+            None => {
+                writeln!(f, "sliding window    none")?;
+                writeln!(f, "prompt cache      yes")?;
+            }
         }
         writeln!(f, "vocabulary        {} tokens", self.n_vocab)?;
         let tok = |t: &Option<SpecialToken>| {

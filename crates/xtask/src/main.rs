@@ -4,9 +4,15 @@
 //! The reference llama-bench comes from scripts/build-reference.sh. Runs
 //! alternate (reference, ours, reference, ours, ...) so that drift in the
 //! machine's speed hits both sides alike.
+//!
+//! Then aggregate decode with 1, 4 and 16 concurrent sequences: Outpost's
+//! scheduler (`outpost bench --parallel`) against the reference llama-server
+//! (continuous batching, one slot per sequence), same prompts, same threads,
+//! 128 tokens each with end-of-generation ignored.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -130,6 +136,8 @@ fn bench(args: &[String]) -> Result<()> {
                 &threads.to_string(),
                 "-r",
                 &reps.to_string(),
+                "--parallel",
+                "0",
                 "--json",
             ]))?;
             let v: Value = serde_json::from_str(&out)?;
@@ -153,7 +161,130 @@ fn bench(args: &[String]) -> Result<()> {
             println!("| {name} | {test} | {t:.1} | {o:.1} | {:.3}x |", o / t);
         }
     }
+    parallel_table(&models, &ref_dir, &outpost, threads)
+}
+
+const PARALLEL: [u32; 3] = [1, 4, 16];
+const N_GEN: u32 = 128;
+
+/// Aggregate decode with 1, 4, 16 concurrent sequences, both sides.
+fn parallel_table(models: &[PathBuf], ref_dir: &Path, outpost: &Path, threads: u32) -> Result<()> {
+    println!("\naggregate decode, {N_GEN} tokens per sequence, threads {threads}\n");
+    println!("| model | sequences | llama-server t/s | outpost t/s | ratio |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for model in models {
+        let name = model.file_name().map_or_else(
+            || model.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let mut theirs = Vec::new();
+        {
+            let server = RefServer::start(&ref_dir.join("llama-server"), model, threads)?;
+            for n in PARALLEL {
+                theirs.push(server.aggregate(n)?);
+            }
+        }
+        let list = PARALLEL.map(|n| n.to_string()).join(",");
+        let out = capture(Command::new(outpost).arg("bench").arg(model).args([
+            "-t",
+            &threads.to_string(),
+            "-p",
+            "0",
+            "-g",
+            &N_GEN.to_string(),
+            "-r",
+            "1",
+            "--parallel",
+            &list,
+            "--json",
+        ]))?;
+        let v: Value = serde_json::from_str(&out)?;
+        let ours = v["parallel"].as_array().context("parallel results")?;
+        for (i, n) in PARALLEL.iter().enumerate() {
+            let o = ours
+                .get(i)
+                .and_then(|r| r["aggregate_ts"].as_f64())
+                .context("aggregate_ts")?;
+            println!(
+                "| {name} | {n} | {:.1} | {o:.1} | {:.3}x |",
+                theirs[i],
+                o / theirs[i]
+            );
+        }
+    }
     Ok(())
+}
+
+/// The reference llama-server with one slot per concurrent sequence and
+/// 256 tokens of context each.
+struct RefServer {
+    child: Child,
+    base: String,
+}
+
+impl RefServer {
+    fn start(bin: &Path, model: &Path, threads: u32) -> Result<RefServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let slots = PARALLEL[PARALLEL.len() - 1];
+        let child = Command::new(bin)
+            .arg("-m")
+            .arg(model)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["-np", &slots.to_string(), "-c", &(slots * 256).to_string()])
+            .args(["-t", &threads.to_string(), "--no-webui", "--cont-batching"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting llama-server")?;
+        let mut s = RefServer {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while ureq::get(&format!("{}/health", s.base)).call().is_err() {
+            if Instant::now() > deadline || s.child.try_wait()?.is_some() {
+                bail!("llama-server did not start");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(s)
+    }
+
+    /// Aggregate generated tokens/s of `n` concurrent requests.
+    fn aggregate(&self, n: u32) -> Result<f64> {
+        let started = Instant::now();
+        let workers: Vec<_> = (0..n)
+            .map(|i| {
+                let url = format!("{}/completion", self.base);
+                std::thread::spawn(move || -> Result<u64> {
+                    let v: Value = ureq::post(&url)
+                        .send_json(serde_json::json!({
+                            "prompt": outpost_engine::parallel_bench_prompt(i),
+                            "n_predict": N_GEN, "temperature": 0.0, "ignore_eos": true,
+                            "cache_prompt": false,
+                        }))?
+                        .into_json()?;
+                    v["tokens_predicted"].as_u64().context("tokens_predicted")
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for w in workers {
+            total += w
+                .join()
+                .map_err(|_| anyhow::anyhow!("request thread panicked"))??;
+        }
+        Ok(total as f64 / started.elapsed().as_secs_f64())
+    }
+}
+
+impl Drop for RefServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn push(v: &mut Vec<(String, Vec<f64>)>, k: String, x: f64) {
