@@ -17,6 +17,9 @@ step "A streamed chat answer from SmolLM2-135M-Instruct (its own Jinja chat temp
   $outpost run smollm2-135m "Give me three tips for staying focused while studying." --temperature 0.7 --seed 1 -n 160
 step "A greedy completion from Gemma-3-270M (a base model: --raw, no template)" \
   $outpost run gemma3-270m --raw "The three most common gases in Earth's atmosphere are" --temperature 0 -n 48
+step "A two-turn chat: the second turn reuses the first from the prompt cache" \
+  bash -c "printf 'Which city is the capital of France?\nAnd of Italy?\n' | $outpost chat smollm2-135m --temperature 0 -n 60"
 step "A base model refuses chat instead of guessing a template" \
   bash -c "$outpost run gemma3-270m 'Hello!' || true"
-step "Speed, measured the way llama-bench measures it" $outpost bench smollm2-135m -r 2
+step "Speed: pp512/tg128 the way llama-bench measures, then 1/4/16 concurrent sequences" \
+  $outpost bench smollm2-135m -r 2

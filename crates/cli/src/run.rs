@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use outpost_engine::{
-    bench_parallel, build_info, BenchParams, CancelToken, ChatTemplate, GenerateRequest,
-    LoadOptions, Message, Model, Prompt, SamplingParams,
+    bench_parallel, build_info, BenchParams, BenchResult, CancelToken, ChatTemplate,
+    GenerateRequest, LoadOptions, Message, Model, Prompt, SamplingParams,
 };
 
 use crate::models;
@@ -306,9 +306,12 @@ pub struct BenchArgs {
     #[arg(long, short = 'r', default_value_t = 5)]
     pub reps: u32,
     /// Also measure aggregate decode speed with this many concurrent
-    /// sequences (comma separated; 0 skips), each generating -g tokens.
+    /// sequences (comma separated; 0 skips).
     #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
     pub parallel: Vec<u32>,
+    /// Tokens each concurrent sequence generates.
+    #[arg(long, default_value_t = 128)]
+    pub parallel_tokens: u32,
     /// CPU threads. Default: all cores.
     #[arg(long, short = 't')]
     pub threads: Option<u32>,
@@ -320,15 +323,22 @@ pub struct BenchArgs {
 pub fn bench(a: BenchArgs) -> Result<()> {
     let path = models::resolve(&a.model)?;
     let model = Arc::new(Model::load(&path, &LoadOptions::default())?);
-    let r = model.bench(&BenchParams {
-        n_prompt: a.n_prompt,
-        n_gen: a.n_gen,
-        reps: a.reps,
-        threads: a.threads,
-    })?;
+    let r = if a.n_prompt > 0 || a.n_gen > 0 {
+        model.bench(&BenchParams {
+            n_prompt: a.n_prompt,
+            n_gen: a.n_gen,
+            reps: a.reps,
+            threads: a.threads,
+        })?
+    } else {
+        BenchResult {
+            threads: a.threads.unwrap_or_else(outpost_engine::default_threads),
+            stats: Vec::new(),
+        }
+    };
     let mut parallel = Vec::new();
     for &n in a.parallel.iter().filter(|&&n| n > 0) {
-        parallel.push(bench_parallel(&model, n, a.n_gen.max(1), a.threads)?);
+        parallel.push(bench_parallel(&model, n, a.parallel_tokens, a.threads)?);
     }
     let info = model.info();
     if a.json {

@@ -216,6 +216,13 @@ pub fn bench_parallel(
     n_gen: u32,
     threads: Option<u32>,
 ) -> Result<ParallelStat> {
+    if sequences == 0 || n_gen == 0 {
+        return Err(EngineError::InvalidParam {
+            name: "parallel bench",
+            value: format!("sequences={sequences} tokens={n_gen}"),
+            expected: "at least 1 sequence and 1 token",
+        });
+    }
     let sched = Scheduler::start(
         model.clone(),
         SchedulerConfig {

@@ -161,15 +161,23 @@ fn bench(args: &[String]) -> Result<()> {
             println!("| {name} | {test} | {t:.1} | {o:.1} | {:.3}x |", o / t);
         }
     }
-    parallel_table(&models, &ref_dir, &outpost, threads)
+    parallel_table(&models, &ref_dir, &outpost, threads, rounds)
 }
 
 const PARALLEL: [u32; 3] = [1, 4, 16];
 const N_GEN: u32 = 128;
 
 /// Aggregate decode with 1, 4, 16 concurrent sequences, both sides.
-fn parallel_table(models: &[PathBuf], ref_dir: &Path, outpost: &Path, threads: u32) -> Result<()> {
-    println!("\naggregate decode, {N_GEN} tokens per sequence, threads {threads}\n");
+fn parallel_table(
+    models: &[PathBuf],
+    ref_dir: &Path,
+    outpost: &Path,
+    threads: u32,
+    rounds: u32,
+) -> Result<()> {
+    println!(
+        "\naggregate decode, {N_GEN} tokens per sequence, threads {threads}, mean of {rounds} alternating rounds\n"
+    );
     println!("| model | sequences | llama-server t/s | outpost t/s | ratio |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     for model in models {
@@ -177,38 +185,43 @@ fn parallel_table(models: &[PathBuf], ref_dir: &Path, outpost: &Path, threads: u
             || model.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let mut theirs = Vec::new();
-        {
-            let server = RefServer::start(&ref_dir.join("llama-server"), model, threads)?;
-            for n in PARALLEL {
-                theirs.push(server.aggregate(n)?);
+        let mut theirs = [0.0f64; PARALLEL.len()];
+        let mut ours = [0.0f64; PARALLEL.len()];
+        let list = PARALLEL.map(|n| n.to_string()).join(",");
+        for _ in 0..rounds {
+            {
+                let server = RefServer::start(&ref_dir.join("llama-server"), model, threads)?;
+                for (i, n) in PARALLEL.iter().enumerate() {
+                    theirs[i] += server.aggregate(*n)? / f64::from(rounds);
+                }
+            }
+            let out = capture(Command::new(outpost).arg("bench").arg(model).args([
+                "-t",
+                &threads.to_string(),
+                "-p",
+                "0",
+                "-g",
+                "0",
+                "--parallel",
+                &list,
+                "--json",
+            ]))?;
+            let v: Value = serde_json::from_str(&out)?;
+            let rows = v["parallel"].as_array().context("parallel results")?;
+            for (i, _) in PARALLEL.iter().enumerate() {
+                ours[i] += rows
+                    .get(i)
+                    .and_then(|r| r["aggregate_ts"].as_f64())
+                    .context("aggregate_ts")?
+                    / f64::from(rounds);
             }
         }
-        let list = PARALLEL.map(|n| n.to_string()).join(",");
-        let out = capture(Command::new(outpost).arg("bench").arg(model).args([
-            "-t",
-            &threads.to_string(),
-            "-p",
-            "0",
-            "-g",
-            &N_GEN.to_string(),
-            "-r",
-            "1",
-            "--parallel",
-            &list,
-            "--json",
-        ]))?;
-        let v: Value = serde_json::from_str(&out)?;
-        let ours = v["parallel"].as_array().context("parallel results")?;
         for (i, n) in PARALLEL.iter().enumerate() {
-            let o = ours
-                .get(i)
-                .and_then(|r| r["aggregate_ts"].as_f64())
-                .context("aggregate_ts")?;
             println!(
-                "| {name} | {n} | {:.1} | {o:.1} | {:.3}x |",
+                "| {name} | {n} | {:.1} | {:.1} | {:.3}x |",
                 theirs[i],
-                o / theirs[i]
+                ours[i],
+                ours[i] / theirs[i]
             );
         }
     }
