@@ -301,6 +301,8 @@ fn bench_reports_pp_tg_and_concurrent_decode_as_json() {
         "1",
         "--parallel",
         "1,2",
+        "--parallel-tokens",
+        "8",
         "--json",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -317,7 +319,7 @@ fn bench_reports_pp_tg_and_concurrent_decode_as_json() {
     assert_eq!(par[1]["sequences"], 2);
     assert_eq!(
         par[1]["generated"], 16,
-        "every sequence makes exactly -g tokens"
+        "every sequence makes exactly --parallel-tokens tokens"
     );
     assert!(par[1]["aggregate_ts"].as_f64().is_some_and(|t| t > 0.0));
 }
