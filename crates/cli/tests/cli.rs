@@ -3,10 +3,10 @@
 mod common;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{models_dir, outpost, stderr, stdout};
+use common::{outpost, spawn_outpost, stderr, stdout};
 
 #[test]
 fn run_raw_greedy_streams_paris() {
@@ -194,23 +194,17 @@ fn help_teaches_with_examples() {
 
 #[test]
 fn ctrl_c_stops_generation_cleanly() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .args([
-            "run",
-            "smollm2-135m",
-            "Write a very long essay about the history of bread.",
-            "-n",
-            "2000",
-            "-t",
-            "1",
-            "--temperature",
-            "0",
-        ])
-        .env("OUTPOST_MODELS_DIR", models_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_outpost(&[
+        "run",
+        "smollm2-135m",
+        "Write a very long essay about the history of bread.",
+        "-n",
+        "2000",
+        "-t",
+        "1",
+        "--temperature",
+        "0",
+    ]);
     // Wait for the first streamed bytes, then interrupt.
     let mut out = child.stdout.take().expect("stdout");
     let mut first = [0u8; 1];
@@ -232,23 +226,16 @@ fn ctrl_c_stops_generation_cleanly() {
 #[test]
 fn chat_repl_keeps_the_conversation_in_the_prompt_cache() {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .args([
-            "chat",
-            "smollm2-135m",
-            "--temperature",
-            "0",
-            "-n",
-            "40",
-            "-t",
-            "1",
-        ])
-        .env("OUTPOST_MODELS_DIR", models_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_outpost(&[
+        "chat",
+        "smollm2-135m",
+        "--temperature",
+        "0",
+        "-n",
+        "40",
+        "-t",
+        "1",
+    ]);
     child
         .stdin
         .take()

@@ -31,14 +31,7 @@ impl Model {
                 n_ctx_train,
             });
         }
-        let n_vocab = self.info().n_vocab;
-        if let Some(bad) = tokens.iter().find(|&&t| t < 0 || t >= n_vocab) {
-            return Err(EngineError::InvalidParam {
-                name: "token",
-                value: bad.to_string(),
-                expected: "a token id in [0, vocabulary size)",
-            });
-        }
+        self.check_tokens(tokens)?;
         let n_ctx = (tokens.len() as u32).max(16);
         let mut ctx = self.new_context(n_ctx, threads.unwrap_or_else(default_threads))?;
         let n_batch = ctx.n_batch() as usize;

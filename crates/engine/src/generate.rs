@@ -34,14 +34,7 @@ impl Model {
         if tokens.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
-        let n_vocab = self.info().n_vocab;
-        if let Some(bad) = tokens.iter().find(|&&t| t < 0 || t >= n_vocab) {
-            return Err(EngineError::InvalidParam {
-                name: "prompt token",
-                value: bad.to_string(),
-                expected: "a token id in [0, vocabulary size)",
-            });
-        }
+        self.check_tokens(&tokens)?;
         Ok(tokens)
     }
 

@@ -277,6 +277,19 @@ impl Model {
             .collect()
     }
 
+    /// Refuses token ids outside the vocabulary.
+    pub fn check_tokens(&self, tokens: &[i32]) -> Result<()> {
+        let n_vocab = self.info.n_vocab;
+        match tokens.iter().find(|&&t| t < 0 || t >= n_vocab) {
+            Some(bad) => Err(EngineError::InvalidParam {
+                name: "token",
+                value: bad.to_string(),
+                expected: "a token id in [0, vocabulary size)",
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The text of one token (special tokens render as their text when
     /// `special` is true).
     pub fn token_bytes(&self, token: i32, special: bool) -> Vec<u8> {

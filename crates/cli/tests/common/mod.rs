@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -43,4 +43,16 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `outpost ARGS` started with piped stdin, stdout and stderr.
+pub fn spawn_outpost(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(args)
+        .env("OUTPOST_MODELS_DIR", models_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn outpost")
 }

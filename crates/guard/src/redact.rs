@@ -1,0 +1,278 @@
+//! Redaction: replace what the scanner found, by one of five actions, and
+//! restore reversible placeholders in a (streamed) answer.
+
+use std::collections::HashMap;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::detect::{Finding, Scanner};
+use crate::entity::Entity;
+
+/// What to do with each finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `<EMAIL_ADDRESS>`.
+    Redact,
+    /// Letters and digits become `*`; numbers keep their last 4 digits.
+    Mask,
+    /// `<EMAIL_ADDRESS:1a2b3c4d5e6f>`: HMAC-SHA256 under `key`, so equal
+    /// values stay linkable without being readable.
+    Hash { key: Vec<u8> },
+    /// `<EMAIL_ADDRESS_1>`, remembered in a [`Vault`] so the answer can be
+    /// restored with a [`Restorer`].
+    Placeholder,
+    /// Refuse the text if anything is found.
+    Block,
+}
+
+impl Action {
+    /// Parses `redact`, `mask`, `hash`, `placeholder`, `block`.
+    pub fn parse(name: &str, key: Option<&[u8]>) -> Option<Action> {
+        Some(match name {
+            "redact" => Action::Redact,
+            "mask" => Action::Mask,
+            "hash" => Action::Hash { key: key?.to_vec() },
+            "placeholder" => Action::Placeholder,
+            "block" => Action::Block,
+            _ => return None,
+        })
+    }
+}
+
+/// Text that has been through the guard. Only this crate can make one, so
+/// code that must send only guarded text (the router's cloud path) can ask
+/// for this type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redacted<T>(T);
+
+impl<T> Redacted<T> {
+    pub fn as_inner(&self) -> &T {
+        &self.0
+    }
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+/// Why a text was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error(
+        "blocked: the text contains personal data ({summary}); remove it or choose another action"
+    )]
+    Blocked {
+        summary: String,
+        findings: Vec<Finding>,
+    },
+}
+
+/// Placeholders handed out, and what they stand for.
+#[derive(Debug, Clone, Default)]
+pub struct Vault {
+    by_placeholder: HashMap<String, String>,
+    by_value: HashMap<(Entity, String), String>,
+    counts: HashMap<Entity, usize>,
+}
+
+impl Vault {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The placeholder for `value` (the same value always gets the same one).
+    fn placeholder(&mut self, entity: Entity, value: &str) -> String {
+        if let Some(p) = self.by_value.get(&(entity, value.to_string())) {
+            return p.clone();
+        }
+        let n = self.counts.entry(entity).or_insert(0);
+        *n += 1;
+        let p = format!("<{}_{}>", entity.name(), n);
+        self.by_placeholder.insert(p.clone(), value.to_string());
+        self.by_value.insert((entity, value.to_string()), p.clone());
+        p
+    }
+
+    /// The original value behind a placeholder.
+    pub fn original(&self, placeholder: &str) -> Option<&str> {
+        self.by_placeholder.get(placeholder).map(String::as_str)
+    }
+
+    /// Placeholder → original pairs.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.by_placeholder
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// Scans `text` and applies `action` to every finding.
+pub fn redact(
+    scanner: &Scanner,
+    text: &str,
+    action: &Action,
+    vault: &mut Vault,
+) -> Result<Redacted<String>, GuardError> {
+    let findings = scanner.scan(text);
+    apply(text, &findings, action, vault)
+}
+
+/// Applies `action` to given findings (sorted, non-overlapping, as
+/// [`Scanner::scan`] returns them).
+pub fn apply(
+    text: &str,
+    findings: &[Finding],
+    action: &Action,
+    vault: &mut Vault,
+) -> Result<Redacted<String>, GuardError> {
+    if *action == Action::Block && !findings.is_empty() {
+        let mut names: Vec<&str> = findings.iter().map(|f| f.entity.name()).collect();
+        names.dedup();
+        return Err(GuardError::Blocked {
+            summary: names.join(", "),
+            findings: findings.to_vec(),
+        });
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for f in findings {
+        out.push_str(&text[at..f.bytes.start]);
+        match action {
+            Action::Redact | Action::Block => {
+                out.push('<');
+                out.push_str(f.entity.name());
+                out.push('>');
+            }
+            Action::Mask => out.push_str(&mask(f)),
+            Action::Hash { key } => {
+                let mut mac = Hmac::<Sha256>::new_from_slice(key)
+                    .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+                mac.update(f.value.as_bytes());
+                let digest = mac.finalize().into_bytes();
+                let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+                out.push_str(&format!("<{}:{hex}>", f.entity.name()));
+            }
+            Action::Placeholder => out.push_str(&vault.placeholder(f.entity, &f.value)),
+        }
+        at = f.bytes.end;
+    }
+    out.push_str(&text[at..]);
+    Ok(Redacted(out))
+}
+
+fn mask(f: &Finding) -> String {
+    let keep = match f.entity {
+        Entity::CreditCard | Entity::PhoneNumber | Entity::IbanCode | Entity::UsSsn => 4,
+        _ => 0,
+    };
+    let alnum = f.value.chars().filter(char::is_ascii_alphanumeric).count();
+    let mut seen = 0;
+    f.value
+        .chars()
+        .map(|c| {
+            if !c.is_ascii_alphanumeric() {
+                return c;
+            }
+            seen += 1;
+            if seen > alnum - keep.min(alnum) {
+                c
+            } else {
+                '*'
+            }
+        })
+        .collect()
+}
+
+/// Longest placeholder text (`<` + name + `_` + digits + `>`).
+const MAX_PLACEHOLDER: usize = 40;
+
+/// Restores placeholders in an answer that arrives in pieces split at any
+/// byte: text that could be the start of a placeholder (or of a UTF-8
+/// character) is held until it is complete.
+#[derive(Debug)]
+pub struct Restorer<'v> {
+    vault: &'v Vault,
+    pending: Vec<u8>,
+}
+
+impl<'v> Restorer<'v> {
+    pub fn new(vault: &'v Vault) -> Self {
+        Restorer {
+            vault,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Adds a piece of the answer; returns restored text that is final.
+    pub fn push(&mut self, chunk: &[u8]) -> String {
+        self.pending.extend_from_slice(chunk);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(_) => self.pending.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            // Invalid bytes mid-stream: pass them on, replaced.
+            Err(_) => self.pending.len(),
+        };
+        let text = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
+        let hold = held_from(&text);
+        let out = self.restore(&text[..hold]);
+        let rest = text.len() - hold;
+        let tail: Vec<u8> = text.as_bytes()[hold..]
+            .iter()
+            .chain(&self.pending[valid..])
+            .copied()
+            .collect();
+        debug_assert_eq!(tail.len(), rest + self.pending.len() - valid);
+        self.pending = tail;
+        out
+    }
+
+    /// The rest, at the end of the answer.
+    pub fn finish(mut self) -> String {
+        let text = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        self.restore(&text)
+    }
+
+    fn restore(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(lt) = rest.find('<') {
+            out.push_str(&rest[..lt]);
+            let after = &rest[lt..];
+            match after
+                .find('>')
+                .map(|gt| &after[..=gt])
+                .and_then(|p| self.vault.original(p).map(|o| (p.len(), o)))
+            {
+                Some((len, original)) => {
+                    out.push_str(original);
+                    rest = &after[len..];
+                }
+                None => {
+                    out.push('<');
+                    rest = &after[1..];
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// Where the text stops being safe to restore: at a trailing `<...` that
+/// may still become a placeholder.
+fn held_from(text: &str) -> usize {
+    let Some(lt) = text.rfind('<') else {
+        return text.len();
+    };
+    let tail = &text[lt + 1..];
+    let could_be = tail.len() < MAX_PLACEHOLDER
+        && tail
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if could_be {
+        lt
+    } else {
+        text.len()
+    }
+}
