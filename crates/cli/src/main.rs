@@ -2,6 +2,7 @@
 //! turn errors into messages and exit codes (0 ok, 1 failed, 2 bad usage).
 
 mod chat;
+mod guard;
 mod models;
 mod run;
 
@@ -68,6 +69,15 @@ enum Command {
     ///   outpost bench gemma3-270m -p 512 -g 128 -r 5 -t 2 --json
     #[command(verbatim_doc_comment)]
     Bench(run::BenchArgs),
+    /// Find and redact personal data (emails, phones, cards, IBANs, SSNs,
+    /// addresses, secrets, birth dates) on the device.
+    ///
+    /// Examples:
+    ///   echo "Call +1 (415) 555-0134" | outpost guard scan
+    ///   echo "IBAN GB82 WEST 1234 5698 7654 32" | outpost guard redact --action mask
+    ///   outpost guard bench
+    #[command(verbatim_doc_comment)]
+    Guard(guard::GuardArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +87,7 @@ fn main() -> ExitCode {
         Command::Chat(args) => chat::chat(args),
         Command::Info(args) => run::info(args),
         Command::Bench(args) => run::bench(args),
+        Command::Guard(args) => guard::guard(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

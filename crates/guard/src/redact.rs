@@ -93,6 +93,16 @@ impl Vault {
         p
     }
 
+    /// A vault from saved placeholder → original pairs (as
+    /// [`Vault::entries`] lists them).
+    pub fn from_entries(pairs: impl IntoIterator<Item = (String, String)>) -> Vault {
+        let mut v = Vault::new();
+        for (placeholder, original) in pairs {
+            v.by_placeholder.insert(placeholder, original);
+        }
+        v
+    }
+
     /// The original value behind a placeholder.
     pub fn original(&self, placeholder: &str) -> Option<&str> {
         self.by_placeholder.get(placeholder).map(String::as_str)

@@ -1,0 +1,100 @@
+//! `outpost guard` end to end through the binary.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn guard(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .arg("guard")
+        .args(args)
+        .env_remove("OUTPOST_GUARD_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write");
+    child.wait_with_output().expect("wait")
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn scan_plain_text_reports_types_and_character_offsets() {
+    let o = guard(
+        &["scan"],
+        "Grüße: jane@example.com, card 4111 1111 1111 1111",
+    );
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_str(out(&o).trim()).expect("json");
+    let f = v["findings"].as_array().expect("findings");
+    assert_eq!(f.len(), 2);
+    assert_eq!(f[0]["type"], "EMAIL_ADDRESS");
+    assert_eq!(f[0]["start"], 7, "offsets count characters, not bytes");
+    assert_eq!(f[0]["end"], 23);
+    assert_eq!(f[1]["type"], "CREDIT_CARD");
+    assert_eq!(f[1]["score"], 1.0);
+}
+
+#[test]
+fn scan_json_lines_gives_one_line_per_input() {
+    let o = guard(
+        &["scan"],
+        "{\"text\":\"ssn 123-45-6788\"}\n{\"text\":\"nothing here\"}\n",
+    );
+    let lines: Vec<serde_json::Value> = out(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["findings"][0]["type"], "US_SSN");
+    assert_eq!(lines[1]["findings"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn redact_actions_and_their_errors() {
+    let o = guard(
+        &["redact", "--action", "redact"],
+        "mail jane@example.com now",
+    );
+    assert_eq!(out(&o), "mail <EMAIL_ADDRESS> now");
+    let o = guard(&["redact", "--action", "hash"], "x");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("OUTPOST_GUARD_KEY"));
+    let o = guard(
+        &["redact", "--action", "hash", "--key", "k"],
+        "mail jane@example.com",
+    );
+    assert!(out(&o).starts_with("mail <EMAIL_ADDRESS:"), "{}", out(&o));
+    let o = guard(&["redact", "--action", "block"], "mail jane@example.com");
+    assert_eq!(o.status.code(), Some(3));
+    let o = guard(&["redact", "--action", "shred"], "x");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown --action \"shred\""));
+    let o = guard(&["scan", "--threshold", "2"], "x");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--threshold 2"));
+}
+
+#[test]
+fn placeholders_round_trip_through_a_vault_file() {
+    let dir = std::env::temp_dir().join(format!("outpost-guard-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let vault = dir.join("vault.json");
+    let v = vault.to_str().expect("utf-8 path");
+    let o = guard(
+        &["redact", "--action", "placeholder", "--vault", v],
+        "Mail jane@example.com and bob@example.org",
+    );
+    assert_eq!(out(&o), "Mail <EMAIL_ADDRESS_1> and <EMAIL_ADDRESS_2>");
+    let o = guard(
+        &["restore", "--vault", v],
+        "Wrote to <EMAIL_ADDRESS_2>, cc <EMAIL_ADDRESS_1>.",
+    );
+    assert_eq!(out(&o), "Wrote to bob@example.org, cc jane@example.com.");
+}
