@@ -21,5 +21,9 @@ step "A two-turn chat: the second turn reuses the first from the prompt cache" \
   bash -c "printf 'Which city is the capital of France?\nAnd of Italy?\n' | $outpost chat smollm2-135m --temperature 0 -n 60"
 step "A base model refuses chat instead of guessing a template" \
   bash -c "$outpost run gemma3-270m 'Hello!' || true"
+step "The PII guard finds personal data (character offsets, Presidio names)" \
+  bash -c "echo 'Hi, I am Jane (jane.doe@example.com, +1 (415) 555-0134), card 4111 1111 1111 1111.' | $outpost guard scan"
+step "...and replaces it with placeholders that come back in the answer" \
+  bash -c "echo 'Email jane.doe@example.com the IBAN GB82 WEST 1234 5698 7654 32' | $outpost guard redact --action placeholder --vault /tmp/outpost-demo-vault.json; echo; echo 'Done: sent <IBAN_CODE_1> to <EMAIL_ADDRESS_1>.' | $outpost guard restore --vault /tmp/outpost-demo-vault.json"
 step "Speed: pp512/tg128 the way llama-bench measures, then 1/4/16 concurrent sequences" \
   $outpost bench smollm2-135m -r 2

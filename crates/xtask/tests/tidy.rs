@@ -154,3 +154,43 @@ fn architecture_md_maps_every_crate_and_states_invariants() {
     }
     assert!(arch.matches("Architecture invariant:").count() >= 3);
 }
+
+#[test]
+fn guard_is_pure_no_io_and_not_async() {
+    let mut files = Vec::new();
+    rust_files(&root().join("crates/guard/src"), &mut files);
+    assert!(!files.is_empty());
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read");
+        for banned in [
+            "std::fs",
+            "std::io",
+            "TcpStream",
+            "UdpSocket",
+            "async fn",
+            ".await",
+            "std::process",
+            "std::env",
+        ] {
+            assert!(
+                !text.contains(banned),
+                "{} uses {banned}: the guard must stay pure",
+                f.display()
+            );
+        }
+    }
+    let deps = deps_of("outpost-guard");
+    for banned in [
+        "tokio",
+        "reqwest",
+        "ureq",
+        "hyper",
+        "axum",
+        "outpost-engine",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == banned),
+            "outpost-guard depends on {banned}"
+        );
+    }
+}
