@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use outpost_guard::{apply, Action, Restorer, Scanner, Vault};
+use outpost_guard::{redact, Action, Restorer, Scanner, Vault};
 
 static SCANNER: OnceLock<Scanner> = OnceLock::new();
 
@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     }
     for action in [Action::Redact, Action::Mask, Action::Placeholder] {
         let mut vault = Vault::new();
-        let out = apply(text, &found, &action, &mut vault).expect("only block refuses").into_inner();
+        let out = redact(scanner, text, &action, &mut vault).expect("only block refuses").into_inner();
         let left = scanner.scan(&out);
         assert!(left.is_empty(), "{action:?} left {left:?} in {out:?}");
     }

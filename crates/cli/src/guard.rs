@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use outpost_guard::corpus::{evaluate, generate, mixed_text};
-use outpost_guard::{apply, Action, Finding, Restorer, Scanner, Vault};
+use outpost_guard::{redact, Action, Finding, Restorer, Scanner, Vault};
 use serde_json::{json, Value};
 
 #[derive(Debug, Args)]
@@ -147,8 +147,7 @@ pub fn guard(a: GuardArgs) -> Result<()> {
             let mut vault = Vault::new();
             let mut out = String::new();
             for (obj, text) in inputs(&raw) {
-                let found = scanner.scan(&text);
-                let safe = match apply(&text, &found, &action, &mut vault) {
+                let safe = match redact(&scanner, &text, &action, &mut vault) {
                     Ok(s) => s.into_inner(),
                     Err(e) => {
                         eprintln!("error: {e}");

@@ -114,7 +114,7 @@ const PATTERNS: &[Pattern] = &[
     },
     Pattern {
         entity: Entity::IpAddress,
-        regex: r"\b(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3})?",
+        regex: r"\b(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})",
         validate: validate::ipv6,
         context: IP_CTX,
     },

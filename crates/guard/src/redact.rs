@@ -116,15 +116,26 @@ impl Vault {
     }
 }
 
-/// Scans `text` and applies `action` to every finding.
+/// Scans `text` and applies `action` to every finding. Replacing a value
+/// can, rarely, make its neighbourhood match a pattern it did not match
+/// before (in `95::5::1.2.3.4` the embedded address goes and the head
+/// becomes a valid IPv6 address), so the result is scanned again until
+/// nothing is left (a few rounds at most).
 pub fn redact(
     scanner: &Scanner,
     text: &str,
     action: &Action,
     vault: &mut Vault,
 ) -> Result<Redacted<String>, GuardError> {
-    let findings = scanner.scan(text);
-    apply(text, &findings, action, vault)
+    let mut out = apply(text, &scanner.scan(text), action, vault)?;
+    for _ in 0..8 {
+        let left = scanner.scan(&out.0);
+        if left.is_empty() {
+            break;
+        }
+        out = apply(&out.0, &left, action, vault)?;
+    }
+    Ok(out)
 }
 
 /// Applies `action` to given findings (sorted, non-overlapping, as

@@ -118,7 +118,6 @@ pub fn ipv4(s: &str) -> Option<f32> {
 }
 
 pub fn ipv6(s: &str) -> Option<f32> {
-    let s = s.trim_end_matches(':');
     if s.matches(':').count() < 2 {
         return None;
     }

@@ -240,3 +240,19 @@ proptest! {
         prop_assert!(scanner.scan(&out).is_empty(), "left in {:?}", out);
     }
 }
+
+/// Inputs the fuzzer (fuzz/fuzz_targets/guard_scan.rs) found: after
+/// redaction, something detectable was left.
+#[test]
+fn fuzzer_regressions_leave_nothing_after_redaction() {
+    let scanner = Scanner::new();
+    for text in ["\u{4}95::5::955::5::\u{b}", "z::7473::43::3"] {
+        for action in [Action::Redact, Action::Mask, Action::Placeholder] {
+            let mut vault = Vault::new();
+            let out = redact(&scanner, text, &action, &mut vault)
+                .expect("redact")
+                .into_inner();
+            assert!(scanner.scan(&out).is_empty(), "{action:?}: {out:?}");
+        }
+    }
+}

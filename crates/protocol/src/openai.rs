@@ -1,0 +1,588 @@
+//! OpenAI-compatible request and response bodies (`/v1/chat/completions`,
+//! `/v1/completions`, `/v1/models`), with the checks Outpost applies before
+//! a request reaches the engine. Parameters Outpost does not implement are
+//! refused by name, never ignored: unknown fields fail to parse, and known
+//! but unsupported ones fail `validate`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ProtocolError;
+
+/// A string or a list of strings (`stop`, `prompt`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// Message content: a string, or text parts.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: Option<Content>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl ChatMessage {
+    /// The text of the message (text parts joined).
+    pub fn text(&self) -> String {
+        match &self.content {
+            None => String::new(),
+            Some(Content::Text(t)) => t.clone(),
+            Some(Content::Parts(p)) => p
+                .iter()
+                .filter_map(|p| p.text.clone())
+                .collect::<Vec<_>>()
+                .join(""),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// `response_format`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    Text,
+    JsonObject,
+    JsonSchema { json_schema: serde_json::Value },
+}
+
+/// `POST /v1/chat/completions`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ChatCompletionRequest {
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
+    pub max_tokens: Option<u32>,
+    pub max_completion_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub seed: Option<i64>,
+    pub stop: Option<OneOrMany>,
+    pub logprobs: Option<bool>,
+    pub top_logprobs: Option<u32>,
+    pub response_format: Option<ResponseFormat>,
+    pub n: Option<u32>,
+    pub user: Option<String>,
+    pub frequency_penalty: Option<f32>,
+    pub presence_penalty: Option<f32>,
+    // Known to OpenAI, not implemented here: refused by name in `validate`.
+    pub tools: Option<serde_json::Value>,
+    pub tool_choice: Option<serde_json::Value>,
+    pub parallel_tool_calls: Option<serde_json::Value>,
+    pub functions: Option<serde_json::Value>,
+    pub function_call: Option<serde_json::Value>,
+    pub logit_bias: Option<serde_json::Value>,
+}
+
+/// Checks shared by both generation endpoints.
+fn check_sampling(
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    seed: Option<i64>,
+    stop: &Option<OneOrMany>,
+    n: Option<u32>,
+) -> Result<(), ProtocolError> {
+    if let Some(t) = temperature {
+        if !(0.0..=2.0).contains(&t) || t.is_nan() {
+            return Err(ProtocolError::invalid(
+                "temperature",
+                format!("{t} is outside [0, 2]"),
+            ));
+        }
+    }
+    if let Some(p) = top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(ProtocolError::invalid(
+                "top_p",
+                format!("{p} is outside (0, 1]"),
+            ));
+        }
+    }
+    if let Some(s) = seed {
+        if u32::try_from(s).is_err() {
+            return Err(ProtocolError::invalid(
+                "seed",
+                format!("{s} is outside [0, 4294967295]"),
+            ));
+        }
+    }
+    if let Some(stop) = stop {
+        let v = stop.clone().into_vec();
+        if v.len() > 4 {
+            return Err(ProtocolError::invalid(
+                "stop",
+                format!("{} sequences given, at most 4 allowed", v.len()),
+            ));
+        }
+        if v.iter().any(String::is_empty) {
+            return Err(ProtocolError::invalid(
+                "stop",
+                "stop sequences must not be empty",
+            ));
+        }
+    }
+    if let Some(n) = n {
+        if n != 1 {
+            return Err(ProtocolError::unsupported(
+                "n",
+                format!("{n} choices asked; Outpost returns exactly one (n = 1)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn no_penalty(name: &str, v: Option<f32>) -> Result<(), ProtocolError> {
+    match v {
+        Some(x) if x != 0.0 => Err(ProtocolError::unsupported(
+            name,
+            format!("{x} asked; only 0 is supported"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl ChatCompletionRequest {
+    /// The token limit asked for (`max_completion_tokens` wins).
+    pub fn max_tokens(&self) -> Option<u32> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// Refuses values out of range and parameters Outpost does not implement.
+    pub fn validate(&self) -> Result<(), ProtocolError> {
+        if self.model.is_empty() {
+            return Err(ProtocolError::invalid(
+                "model",
+                "give a model name (GET /v1/models lists them)",
+            ));
+        }
+        if self.messages.is_empty() {
+            return Err(ProtocolError::invalid(
+                "messages",
+                "give at least one message",
+            ));
+        }
+        for (i, m) in self.messages.iter().enumerate() {
+            if !matches!(
+                m.role.as_str(),
+                "system" | "developer" | "user" | "assistant"
+            ) {
+                return Err(ProtocolError::invalid(
+                    &format!("messages[{i}].role"),
+                    format!(
+                        "{:?} is not one of system, developer, user, assistant",
+                        m.role
+                    ),
+                ));
+            }
+            if let Some(Content::Parts(parts)) = &m.content {
+                if let Some(p) = parts.iter().find(|p| p.kind != "text") {
+                    return Err(ProtocolError::unsupported(
+                        &format!("messages[{i}].content"),
+                        format!("content part type {:?}; only text is supported", p.kind),
+                    ));
+                }
+            }
+        }
+        for (name, present) in [
+            ("tools", self.tools.is_some()),
+            ("tool_choice", self.tool_choice.is_some()),
+            ("parallel_tool_calls", self.parallel_tool_calls.is_some()),
+            ("functions", self.functions.is_some()),
+            ("function_call", self.function_call.is_some()),
+            ("logit_bias", self.logit_bias.is_some()),
+        ] {
+            if present {
+                return Err(ProtocolError::unsupported(name, "not implemented yet"));
+            }
+        }
+        check_sampling(self.temperature, self.top_p, self.seed, &self.stop, self.n)?;
+        no_penalty("frequency_penalty", self.frequency_penalty)?;
+        no_penalty("presence_penalty", self.presence_penalty)?;
+        if self.max_tokens() == Some(0) {
+            return Err(ProtocolError::invalid("max_tokens", "0; give at least 1"));
+        }
+        if let Some(k) = self.top_logprobs {
+            if k > 20 {
+                return Err(ProtocolError::invalid(
+                    "top_logprobs",
+                    format!("{k} is above 20"),
+                ));
+            }
+            if self.logprobs != Some(true) {
+                return Err(ProtocolError::invalid(
+                    "top_logprobs",
+                    "needs logprobs: true",
+                ));
+            }
+        }
+        if matches!(
+            self.response_format,
+            Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
+        ) {
+            return Err(ProtocolError::unsupported(
+                "response_format",
+                "json_object and json_schema are not implemented yet (grammar-constrained output is planned)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `POST /v1/completions`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CompletionRequest {
+    pub model: String,
+    pub prompt: Option<OneOrMany>,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub seed: Option<i64>,
+    pub stop: Option<OneOrMany>,
+    pub logprobs: Option<u32>,
+    #[serde(default)]
+    pub echo: bool,
+    pub n: Option<u32>,
+    pub user: Option<String>,
+    pub frequency_penalty: Option<f32>,
+    pub presence_penalty: Option<f32>,
+    pub suffix: Option<String>,
+    pub best_of: Option<u32>,
+    pub logit_bias: Option<serde_json::Value>,
+}
+
+impl CompletionRequest {
+    /// OpenAI's default for legacy completions.
+    pub const DEFAULT_MAX_TOKENS: u32 = 16;
+
+    /// The single prompt.
+    pub fn prompt_text(&self) -> Result<&str, ProtocolError> {
+        match &self.prompt {
+            Some(OneOrMany::One(s)) => Ok(s),
+            Some(OneOrMany::Many(v)) if v.len() == 1 => Ok(&v[0]),
+            Some(OneOrMany::Many(v)) => Err(ProtocolError::unsupported(
+                "prompt",
+                format!("{} prompts in one request; send one", v.len()),
+            )),
+            None => Err(ProtocolError::invalid("prompt", "missing")),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ProtocolError> {
+        if self.model.is_empty() {
+            return Err(ProtocolError::invalid(
+                "model",
+                "give a model name (GET /v1/models lists them)",
+            ));
+        }
+        self.prompt_text()?;
+        check_sampling(self.temperature, self.top_p, self.seed, &self.stop, self.n)?;
+        no_penalty("frequency_penalty", self.frequency_penalty)?;
+        no_penalty("presence_penalty", self.presence_penalty)?;
+        if self.suffix.is_some() {
+            return Err(ProtocolError::unsupported(
+                "suffix",
+                "insertion is not implemented",
+            ));
+        }
+        if self.best_of.is_some_and(|b| b != 1) {
+            return Err(ProtocolError::unsupported("best_of", "only 1"));
+        }
+        if self.logit_bias.is_some() {
+            return Err(ProtocolError::unsupported(
+                "logit_bias",
+                "not implemented yet",
+            ));
+        }
+        if let Some(k) = self.logprobs {
+            if k > 5 {
+                return Err(ProtocolError::invalid(
+                    "logprobs",
+                    format!("{k} is above 5"),
+                ));
+            }
+        }
+        if self.max_tokens == Some(0) && self.stream {
+            return Err(ProtocolError::invalid(
+                "max_tokens",
+                "0 (prompt scoring) cannot stream",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Token counts of a request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub total_tokens: usize,
+    pub prompt_tokens_details: PromptTokensDetails,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PromptTokensDetails {
+    pub cached_tokens: usize,
+}
+
+impl Usage {
+    pub fn new(prompt: usize, completion: usize, cached: usize) -> Self {
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt + completion,
+            prompt_tokens_details: PromptTokensDetails {
+                cached_tokens: cached,
+            },
+        }
+    }
+}
+
+/// One alternative token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+}
+
+/// A generated token with its logprob and alternatives.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChoiceLogprobs {
+    pub content: Vec<TokenLogprob>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AssistantMessage {
+    pub role: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChatChoice {
+    pub index: u32,
+    pub message: AssistantMessage,
+    pub logprobs: Option<ChoiceLogprobs>,
+    pub finish_reason: String,
+}
+
+/// Non-streaming chat answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChatCompletion {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub system_fingerprint: String,
+    pub choices: Vec<ChatChoice>,
+    pub usage: Usage,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Delta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChunkChoice {
+    pub index: u32,
+    pub delta: Delta,
+    pub logprobs: Option<ChoiceLogprobs>,
+    pub finish_reason: Option<String>,
+}
+
+/// One SSE event of a streamed chat answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChatCompletionChunk {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub system_fingerprint: String,
+    pub choices: Vec<ChunkChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// Legacy completion logprobs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct CompletionLogprobs {
+    pub tokens: Vec<String>,
+    pub token_logprobs: Vec<Option<f32>>,
+    pub top_logprobs: Vec<Option<std::collections::BTreeMap<String, f32>>>,
+    pub text_offset: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CompletionChoice {
+    pub index: u32,
+    pub text: String,
+    pub logprobs: Option<CompletionLogprobs>,
+    pub finish_reason: Option<String>,
+}
+
+/// `/v1/completions` answer, or one SSE event of it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Completion {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub system_fingerprint: String,
+    pub choices: Vec<CompletionChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelCard {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub owned_by: String,
+}
+
+/// `GET /v1/models`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelList {
+    pub object: String,
+    pub data: Vec<ModelCard>,
+}
+
+/// The field a serde error message names, if any (`unknown field `x``,
+/// `invalid type ... at line`, `missing field `model``).
+pub fn field_of_serde_error(msg: &str) -> Option<String> {
+    let start = msg.find('`')? + 1;
+    let len = msg[start..].find('`')?;
+    Some(msg[start..start + len].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<ChatCompletionRequest, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+
+    #[test]
+    fn minimal_request_parses_and_validates() {
+        let r =
+            parse(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).expect("parse");
+        assert!(r.validate().is_ok());
+        assert_eq!(r.messages[0].text(), "hi");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        let e = parse(r#"{"model":"m","messages":[],"mystery":1}"#)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(field_of_serde_error(&e).as_deref(), Some("mystery"), "{e}");
+    }
+
+    #[test]
+    fn unsupported_and_out_of_range_values_name_the_parameter() {
+        let base = r#""model":"m","messages":[{"role":"user","content":"hi"}]"#;
+        for (extra, param) in [
+            (r#""n":2"#, "n"),
+            (r#""tools":[]"#, "tools"),
+            (r#""temperature":3"#, "temperature"),
+            (r#""top_p":0"#, "top_p"),
+            (r#""seed":-1"#, "seed"),
+            (r#""top_logprobs":2"#, "top_logprobs"),
+            (r#""max_tokens":0"#, "max_tokens"),
+            (r#""frequency_penalty":0.5"#, "frequency_penalty"),
+            (
+                r#""response_format":{"type":"json_object"}"#,
+                "response_format",
+            ),
+        ] {
+            let r = parse(&format!("{{{base},{extra}}}")).expect("parse");
+            let e = r.validate().unwrap_err();
+            assert_eq!(e.param(), param, "{extra}: {e}");
+            assert_eq!(e.body().error.param.as_deref(), Some(param));
+        }
+    }
+
+    #[test]
+    fn response_shapes_are_stable() {
+        // A compatibility snapshot: changing these fields breaks clients.
+        let c = ChatCompletion {
+            id: "chatcmpl-1".into(),
+            object: "chat.completion".into(),
+            created: 1,
+            model: "m".into(),
+            system_fingerprint: "fp".into(),
+            choices: vec![ChatChoice {
+                index: 0,
+                message: AssistantMessage {
+                    role: "assistant".into(),
+                    content: "hi".into(),
+                },
+                logprobs: None,
+                finish_reason: "stop".into(),
+            }],
+            usage: Usage::new(3, 1, 2),
+        };
+        assert_eq!(
+            serde_json::to_string(&c).expect("json"),
+            r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","system_fingerprint":"fp","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4,"prompt_tokens_details":{"cached_tokens":2}}}"#
+        );
+    }
+}
