@@ -25,5 +25,22 @@ step "The PII guard finds personal data (character offsets, Presidio names)" \
   bash -c "echo 'Hi, I am Jane (jane.doe@example.com, +1 (415) 555-0134), card 4111 1111 1111 1111.' | $outpost guard scan"
 step "...and replaces it with placeholders that come back in the answer" \
   bash -c "echo 'Email jane.doe@example.com the IBAN GB82 WEST 1234 5698 7654 32' | $outpost guard redact --action placeholder --vault /tmp/outpost-demo-vault.json; echo; echo 'Done: sent <IBAN_CODE_1> to <EMAIL_ADDRESS_1>.' | $outpost guard restore --vault /tmp/outpost-demo-vault.json"
+printf '\n== The OpenAI-compatible server, called by the official openai Python client\n'
+python3 -c 'import openai' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check "openai==3.54.0"
+$outpost serve smollm2-135m --port 8642 2>/dev/null &
+server=$!
+trap 'kill $server 2>/dev/null' EXIT
+for _ in $(seq 100); do curl -sf http://127.0.0.1:8642/health >/dev/null && break; sleep 0.1; done
+python3 - <<'PY'
+import openai
+c = openai.OpenAI(base_url="http://127.0.0.1:8642/v1", api_key="unused")
+print("$ client.chat.completions.create(model='smollm2-135m', stream=True, ...)")
+for chunk in c.chat.completions.create(model="smollm2-135m", stream=True, temperature=0, max_tokens=60,
+        messages=[{"role": "user", "content": "Name three uses of a paperclip."}]):
+    if chunk.choices and chunk.choices[0].delta.content:
+        print(chunk.choices[0].delta.content, end="", flush=True)
+print()
+PY
+kill $server 2>/dev/null; wait $server 2>/dev/null || true
 step "Speed: pp512/tg128 the way llama-bench measures, then 1/4/16 concurrent sequences" \
   $outpost bench smollm2-135m -r 2

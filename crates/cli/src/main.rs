@@ -5,6 +5,7 @@ mod chat;
 mod guard;
 mod models;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -78,6 +79,16 @@ enum Command {
     ///   outpost guard bench
     #[command(verbatim_doc_comment)]
     Guard(guard::GuardArgs),
+    /// Serve models over an OpenAI-compatible HTTP API on localhost:
+    /// /v1/chat/completions, /v1/completions (streaming as SSE), /v1/models,
+    /// /health, /metrics. Existing OpenAI clients work unchanged.
+    ///
+    /// Examples:
+    ///   outpost serve smollm2-135m
+    ///   outpost serve smollm2-135m gemma3-270m --port 9000 --slots 8
+    ///   OUTPOST_API_KEY=secret outpost serve smollm2-135m --host 0.0.0.0
+    #[command(verbatim_doc_comment)]
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +99,7 @@ fn main() -> ExitCode {
         Command::Info(args) => run::info(args),
         Command::Bench(args) => run::bench(args),
         Command::Guard(args) => guard::guard(args),
+        Command::Serve(args) => serve::serve(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -194,3 +194,21 @@ fn guard_is_pure_no_io_and_not_async() {
         );
     }
 }
+
+#[test]
+fn only_the_server_speaks_http_among_libraries() {
+    for krate in ["outpost-engine", "outpost-guard", "outpost-protocol"] {
+        let deps = deps_of(krate);
+        for banned in ["axum", "hyper", "tokio", "ureq", "reqwest"] {
+            assert!(
+                !deps.iter().any(|d| d == banned),
+                "{krate} depends on {banned}"
+            );
+        }
+    }
+    let cli = deps_of("outpost-cli");
+    assert!(
+        !cli.iter().any(|d| d == "axum"),
+        "the binary goes through outpost-server, not axum"
+    );
+}

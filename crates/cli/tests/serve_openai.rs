@@ -1,0 +1,188 @@
+//! `outpost serve` through a real socket with the official `openai` Python
+//! client (crates/cli/tests/openai_client.py), plus raw-HTTP checks.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{models_dir, outpost, stdout};
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(extra: &[&str]) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args([
+            "serve",
+            "smollm2-135m",
+            "--port",
+            &port.to_string(),
+            "--slots",
+            "2",
+            "-c",
+            "2048",
+            "-t",
+            "2",
+        ])
+        .args(extra)
+        .env("OUTPOST_MODELS_DIR", models_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn outpost serve");
+    let s = Server { child, port };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http(port, "GET", "/health", "", None).0 != 200 {
+        assert!(Instant::now() < deadline, "outpost serve did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s
+}
+
+/// A raw HTTP/1.1 request; (status, body).
+fn http(port: u16, method: &str, path: &str, body: &str, auth: Option<&str>) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let auth = auth
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        out.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    )
+}
+
+#[test]
+fn the_official_openai_client_works_unchanged() {
+    let expected = outpost(&[
+        "run",
+        "smollm2-135m",
+        "Which city is the capital of France?",
+        "--temperature",
+        "0",
+        "-n",
+        "40",
+        "-q",
+        "-c",
+        "2048",
+    ]);
+    let expected = stdout(&expected).trim_end_matches('\n').to_string();
+    let server = start(&[]);
+    let o = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/openai_client.py"
+        ))
+        .env(
+            "OUTPOST_BASE_URL",
+            format!("http://127.0.0.1:{}/v1", server.port),
+        )
+        .env("EXPECTED_RUN_TEXT", &expected)
+        .output()
+        .expect("python3 (pip install openai: scripts/test.sh does it)");
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(
+        o.status.success(),
+        "openai client checks failed:\n{out}\n{err}"
+    );
+    eprintln!("{out}");
+    assert!(out.contains("\"checks\""), "{out}");
+}
+
+#[test]
+fn errors_have_openai_shape_and_the_api_key_is_enforced() {
+    let server = start(&["--api-key", "s3cret"]);
+    let p = server.port;
+    assert_eq!(
+        http(p, "GET", "/health", "", None).0,
+        200,
+        "health needs no key"
+    );
+    let (status, body) = http(p, "GET", "/v1/models", "", None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"code\":\"invalid_api_key\""), "{body}");
+    let key = Some("s3cret");
+    assert_eq!(http(p, "GET", "/v1/models", "", key).0, 200);
+    let (status, body) = http(p, "POST", "/v1/chat/completions", "{not json", key);
+    assert_eq!(status, 400);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json error body");
+    assert_eq!(v["error"]["code"], "invalid_json");
+    let (status, body) = http(
+        p,
+        "POST",
+        "/v1/chat/completions",
+        r#"{"model":"smollm2-135m","messages":"hi"}"#,
+        key,
+    );
+    assert_eq!(status, 400, "{body}");
+    let big = format!(
+        r#"{{"model":"smollm2-135m","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(5 << 20)
+    );
+    let (status, body) = http(p, "POST", "/v1/chat/completions", &big, key);
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("\"error\""), "{body}");
+    let (status, body) = http(p, "GET", "/v2/nothing", "", key);
+    assert_eq!(status, 404);
+    assert!(body.contains("unknown_url"), "{body}");
+    // The server still serves after all that.
+    let (status, body) = http(
+        p,
+        "POST",
+        "/v1/completions",
+        r#"{"model":"smollm2-135m","prompt":"The capital of France is","max_tokens":4,"temperature":0}"#,
+        key,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, metrics) = http(p, "GET", "/metrics", "", key);
+    assert!(
+        metrics
+            .contains("outpost_requests_total{endpoint=\"/v1/chat/completions\",status=\"400\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("outpost_generated_tokens_total{model=\"smollm2-135m\"} 4"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn binding_beyond_loopback_needs_an_api_key() {
+    let o = outpost(&["serve", "smollm2-135m", "--host", "0.0.0.0", "--port", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--api-key"));
+}

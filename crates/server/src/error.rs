@@ -1,0 +1,116 @@
+//! `ApiError`: every failure as OpenAI's error body with the right status.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use outpost_engine::EngineError;
+use outpost_protocol::{ApiErrorBody, ErrorDetail, ProtocolError};
+
+/// An HTTP error in OpenAI's shape.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: ApiErrorBody,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        kind: &str,
+        code: &str,
+        param: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            status,
+            body: ApiErrorBody {
+                error: ErrorDetail {
+                    message: message.into(),
+                    kind: kind.into(),
+                    param: param.map(str::to_string),
+                    code: Some(code.into()),
+                },
+            },
+        }
+    }
+
+    pub fn bad_request(param: Option<&str>, code: &str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            code,
+            param,
+            message,
+        )
+    }
+
+    /// A body that is not JSON, or JSON of the wrong shape.
+    pub fn from_json(e: &serde_json::Error) -> Self {
+        let msg = e.to_string();
+        let param = outpost_protocol::openai::field_of_serde_error(&msg);
+        let code = if e.is_syntax() || e.is_eof() {
+            "invalid_json"
+        } else {
+            "invalid_value"
+        };
+        Self::bad_request(
+            param.as_deref(),
+            code,
+            format!("the request body is not valid: {msg}"),
+        )
+    }
+
+    pub fn unknown_model(name: &str, known: &[String]) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "model_not_found",
+            Some("model"),
+            format!(
+                "model {name:?} is not served here; served models: {}",
+                known.join(", ")
+            ),
+        )
+    }
+}
+
+impl From<ProtocolError> for ApiError {
+    fn from(e: ProtocolError) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            body: e.body(),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match &e {
+            EngineError::ContextOverflow { .. } => {
+                Self::bad_request(Some("messages"), "context_length_exceeded", e.to_string())
+            }
+            EngineError::InvalidParam { name, .. } => {
+                Self::bad_request(Some(name), "invalid_value", e.to_string())
+            }
+            EngineError::EmptyPrompt => {
+                Self::bad_request(Some("messages"), "invalid_value", e.to_string())
+            }
+            EngineError::NoChatTemplate { .. } | EngineError::Template { .. } => {
+                Self::bad_request(Some("messages"), "chat_template", e.to_string())
+            }
+            _ => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "engine_error",
+                None,
+                e.to_string(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}

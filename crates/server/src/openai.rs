@@ -1,0 +1,445 @@
+//! The OpenAI-compatible endpoints: parse → validate → convert → run on the
+//! model's scheduler → convert back. Streaming answers are SSE; a client
+//! that goes away cancels its generation.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use outpost_engine::{
+    Completion as EngineCompletion, Event, GenerateRequest, Message, Model, Piece, Prompt,
+    RequestHandle, SamplingParams,
+};
+use outpost_protocol::openai::{
+    AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
+    ChoiceLogprobs, ChunkChoice, Completion, CompletionChoice, CompletionLogprobs,
+    CompletionRequest, Delta, ModelCard, ModelList, TokenLogprob, TopLogprob, Usage,
+};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+
+use crate::error::ApiError;
+use crate::state::{now, AppState, ServedModel};
+
+type Shared = State<Arc<AppState>>;
+
+type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
+
+fn parse<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
+    let body = body.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            "invalid_request_error",
+            "body_too_large_or_unreadable",
+            None,
+            format!("the request body could not be read: {e}"),
+        )
+    })?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))
+}
+
+fn served<'a>(state: &'a AppState, name: &str) -> Result<&'a ServedModel, ApiError> {
+    state
+        .model(name)
+        .ok_or_else(|| ApiError::unknown_model(name, &state.names()))
+}
+
+fn sampling(temperature: Option<f32>, top_p: Option<f32>, seed: Option<i64>) -> SamplingParams {
+    SamplingParams {
+        // OpenAI's defaults: temperature 1, top_p 1, no top-k / min-p.
+        temperature: temperature.unwrap_or(1.0),
+        top_k: 0,
+        top_p: top_p.unwrap_or(1.0),
+        min_p: 0.0,
+        repeat_penalty: 1.0,
+        repeat_last_n: 64,
+        seed: seed.and_then(|s| u32::try_from(s).ok()),
+    }
+}
+
+fn token_logprob(model: &Model, p: &Piece) -> Option<TokenLogprob> {
+    let text = |t: i32| {
+        let bytes = model.token_bytes(t, false);
+        (String::from_utf8_lossy(&bytes).into_owned(), bytes)
+    };
+    let lp = p.logprob?;
+    let (token, bytes) = text(p.token);
+    Some(TokenLogprob {
+        token,
+        logprob: lp,
+        bytes,
+        top_logprobs: p
+            .top
+            .iter()
+            .map(|t| {
+                let (token, bytes) = text(t.token);
+                TopLogprob {
+                    token,
+                    logprob: t.logprob,
+                    bytes,
+                }
+            })
+            .collect(),
+    })
+}
+
+/// Runs a request to the end on a blocking thread.
+async fn run_to_end(handle: RequestHandle) -> Result<(EngineCompletion, Vec<Piece>), ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let mut pieces = Vec::new();
+        let done = handle.wait(|p| pieces.push(p.clone()))?;
+        Ok((done, pieces))
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "worker",
+            None,
+            e.to_string(),
+        )
+    })?
+}
+
+/// Renders a request's events into SSE data strings on a blocking thread
+/// and hands them to the response stream; when the client is gone (the
+/// channel closed), cancels the generation.
+fn forward(
+    state: Arc<AppState>,
+    handle: RequestHandle,
+    mut render: impl FnMut(Event) -> Vec<String> + Send + 'static,
+) -> tokio::sync::mpsc::Receiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::task::spawn_blocking(move || {
+        for ev in handle.events.iter() {
+            let last = matches!(ev, Event::Done(_) | Event::Failed(_));
+            for data in render(ev) {
+                if tx.blocking_send(data).is_err() {
+                    handle.cancel.cancel();
+                    state.metrics.cancelled();
+                    return;
+                }
+            }
+            if last {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn finish(done: &EngineCompletion) -> String {
+    done.finish_reason.as_str().to_string()
+}
+
+fn usage(done: &EngineCompletion) -> Usage {
+    Usage::new(done.prompt_tokens, done.tokens.len(), done.cached_tokens)
+}
+
+pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError> {
+    let req: ChatCompletionRequest = parse(body)?;
+    req.validate()?;
+    let served = served(&state, &req.model)?;
+    let messages = req
+        .messages
+        .iter()
+        .map(|m| {
+            Message::new(
+                if m.role == "developer" {
+                    "system"
+                } else {
+                    m.role.as_str()
+                },
+                m.text(),
+            )
+        })
+        .collect();
+    let mut g = GenerateRequest::new(Prompt::Chat {
+        messages,
+        template: served.template.clone(),
+    });
+    g.sampling = sampling(req.temperature, req.top_p, req.seed);
+    g.max_tokens = req.max_tokens();
+    g.stop = req.stop.clone().map(|s| s.into_vec()).unwrap_or_default();
+    let want_logprobs = req.logprobs == Some(true);
+    if want_logprobs {
+        g.top_logprobs = Some(req.top_logprobs.unwrap_or(0) as usize);
+    }
+    let handle = served.scheduler.submit(g)?;
+    let id = format!("chatcmpl-{}", next_id());
+    let model = served.model.clone();
+    let (name, fingerprint) = (served.name.clone(), served.digest.clone());
+    if !req.stream {
+        let (done, pieces) = run_to_end(handle).await?;
+        let logprobs = want_logprobs.then(|| ChoiceLogprobs {
+            content: pieces
+                .iter()
+                .filter_map(|p| token_logprob(&model, p))
+                .collect(),
+        });
+        return Ok(Json(ChatCompletion {
+            id,
+            object: "chat.completion".into(),
+            created: now(),
+            model: name,
+            system_fingerprint: fingerprint,
+            choices: vec![ChatChoice {
+                index: 0,
+                message: AssistantMessage {
+                    role: "assistant".into(),
+                    content: done.text.clone(),
+                },
+                logprobs,
+                finish_reason: finish(&done),
+            }],
+            usage: usage(&done),
+        })
+        .into_response());
+    }
+    let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let created = now();
+    let chunk = move |delta: Delta,
+                      logprobs: Option<ChoiceLogprobs>,
+                      finish_reason: Option<String>,
+                      usage: Option<Usage>| {
+        let choices = if usage.is_some() {
+            Vec::new()
+        } else {
+            vec![ChunkChoice {
+                index: 0,
+                delta,
+                logprobs,
+                finish_reason,
+            }]
+        };
+        ChatCompletionChunk {
+            id: id.clone(),
+            object: "chat.completion.chunk".into(),
+            created,
+            model: name.clone(),
+            system_fingerprint: fingerprint.clone(),
+            choices,
+            usage,
+        }
+    };
+    let first = chunk(
+        Delta {
+            role: Some("assistant".into()),
+            content: Some(String::new()),
+        },
+        None,
+        None,
+        None,
+    );
+    let events = ReceiverStream::new(forward(state.clone(), handle, move |ev| match ev {
+        Event::Started { .. } => Vec::new(),
+        Event::Piece(p) => {
+            let lp = if want_logprobs {
+                token_logprob(&model, &p).map(|t| ChoiceLogprobs { content: vec![t] })
+            } else {
+                None
+            };
+            if p.text.is_empty() && lp.is_none() {
+                Vec::new()
+            } else {
+                vec![json(&chunk(
+                    Delta {
+                        role: None,
+                        content: Some(p.text),
+                    },
+                    lp,
+                    None,
+                    None,
+                ))]
+            }
+        }
+        Event::Done(done) => {
+            let mut v = vec![json(&chunk(
+                Delta::default(),
+                None,
+                Some(finish(&done)),
+                None,
+            ))];
+            if include_usage {
+                v.push(json(&chunk(
+                    Delta::default(),
+                    None,
+                    None,
+                    Some(usage(&done)),
+                )));
+            }
+            v.push("[DONE]".into());
+            v
+        }
+        Event::Failed(e) => vec![json(&ApiError::from(e).body), "[DONE]".into()],
+    }));
+    let stream = tokio_stream::once(json(&first))
+        .chain(events)
+        .map(|d| Ok::<_, Infallible>(SseEvent::default().data(d)));
+    Ok(Sse::new(stream).into_response())
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\":{{\"message\":\"{e}\"}}}}"))
+}
+
+fn next_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{:x}{:06x}", now(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub async fn completions(State(state): Shared, body: Body) -> Result<Response, ApiError> {
+    let req: CompletionRequest = parse(body)?;
+    req.validate()?;
+    let served = served(&state, &req.model)?;
+    let prompt = req.prompt_text()?.to_string();
+    let model = served.model.clone();
+    let (name, fingerprint) = (served.name.clone(), served.digest.clone());
+    let id = format!("cmpl-{}", next_id());
+    let make = move |text: String,
+                     logprobs: Option<CompletionLogprobs>,
+                     finish_reason: Option<String>,
+                     usage: Option<Usage>| Completion {
+        id: id.clone(),
+        object: "text_completion".into(),
+        created: now(),
+        model: name.clone(),
+        system_fingerprint: fingerprint.clone(),
+        choices: vec![CompletionChoice {
+            index: 0,
+            text,
+            logprobs,
+            finish_reason,
+        }],
+        usage,
+    };
+    let max_tokens = req
+        .max_tokens
+        .unwrap_or(CompletionRequest::DEFAULT_MAX_TOKENS);
+    if max_tokens == 0 {
+        // Prompt scoring: the logprob of every prompt token, nothing generated.
+        let tokens = model.tokenize(&prompt, true);
+        let scored = {
+            let (model, tokens) = (model.clone(), tokens.clone());
+            tokio::task::spawn_blocking(move || model.score(&tokens, None))
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        "worker",
+                        None,
+                        e.to_string(),
+                    )
+                })??
+        };
+        let mut lp = CompletionLogprobs::default();
+        let mut offset = 0;
+        for (i, &t) in tokens.iter().enumerate() {
+            let text = String::from_utf8_lossy(&model.token_bytes(t, false)).into_owned();
+            lp.text_offset.push(offset);
+            offset += text.len();
+            lp.tokens.push(text);
+            lp.token_logprobs.push(if i == 0 {
+                None
+            } else {
+                scored.get(i - 1).copied()
+            });
+            lp.top_logprobs.push(None);
+        }
+        let usage = Usage::new(tokens.len(), 0, 0);
+        return Ok(Json(make(
+            if req.echo { prompt } else { String::new() },
+            req.logprobs.map(|_| lp),
+            Some("length".into()),
+            Some(usage),
+        ))
+        .into_response());
+    }
+    let mut g = GenerateRequest::new(Prompt::Text(prompt.clone()));
+    g.sampling = sampling(req.temperature, req.top_p, req.seed);
+    g.max_tokens = Some(max_tokens);
+    g.stop = req.stop.clone().map(|s| s.into_vec()).unwrap_or_default();
+    g.top_logprobs = req.logprobs.map(|n| n as usize);
+    let handle = served.scheduler.submit(g)?;
+    let echo = if req.echo { prompt } else { String::new() };
+    if !req.stream {
+        let (done, pieces) = run_to_end(handle).await?;
+        let logprobs = req.logprobs.map(|_| {
+            let mut lp = CompletionLogprobs::default();
+            let mut offset = echo.len();
+            for p in pieces.iter().filter(|p| p.token >= 0) {
+                let text = String::from_utf8_lossy(&model.token_bytes(p.token, false)).into_owned();
+                lp.text_offset.push(offset);
+                offset += text.len();
+                lp.tokens.push(text);
+                lp.token_logprobs.push(p.logprob);
+                lp.top_logprobs.push(Some(
+                    p.top
+                        .iter()
+                        .map(|t| {
+                            (
+                                String::from_utf8_lossy(&model.token_bytes(t.token, false))
+                                    .into_owned(),
+                                t.logprob,
+                            )
+                        })
+                        .collect(),
+                ));
+            }
+            lp
+        });
+        return Ok(Json(make(
+            format!("{echo}{}", done.text),
+            logprobs,
+            Some(finish(&done)),
+            Some(usage(&done)),
+        ))
+        .into_response());
+    }
+    let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let first = (!echo.is_empty()).then(|| json(&make(echo, None, None, None)));
+    let make2 = make.clone();
+    let events = ReceiverStream::new(forward(state.clone(), handle, move |ev| match ev {
+        Event::Started { .. } => Vec::new(),
+        Event::Piece(p) if p.text.is_empty() => Vec::new(),
+        Event::Piece(p) => vec![json(&make2(p.text, None, None, None))],
+        Event::Done(done) => {
+            let mut v = vec![json(&make2(String::new(), None, Some(finish(&done)), None))];
+            if include_usage {
+                let mut u = make2(String::new(), None, None, Some(usage(&done)));
+                u.choices.clear();
+                v.push(json(&u));
+            }
+            v.push("[DONE]".into());
+            v
+        }
+        Event::Failed(e) => vec![json(&ApiError::from(e).body), "[DONE]".into()],
+    }));
+    let stream = tokio_stream::iter(first)
+        .chain(events)
+        .map(|d| Ok::<_, Infallible>(SseEvent::default().data(d)));
+    Ok(Sse::new(stream).into_response())
+}
+
+pub async fn models(State(state): Shared) -> Json<ModelList> {
+    Json(ModelList {
+        object: "list".into(),
+        data: state
+            .models
+            .iter()
+            .map(|m| ModelCard {
+                id: m.name.clone(),
+                object: "model".into(),
+                created: m.created,
+                owned_by: "outpost".into(),
+            })
+            .collect(),
+    })
+}
