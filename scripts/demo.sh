@@ -30,7 +30,13 @@ python3 -c 'import openai' 2>/dev/null || python3 -m pip install --quiet --disab
 $outpost serve smollm2-135m --port 8642 2>/dev/null &
 server=$!
 trap 'kill $server 2>/dev/null' EXIT
-for _ in $(seq 100); do curl -sf http://127.0.0.1:8642/health >/dev/null && break; sleep 0.1; done
+python3 -c '
+import time, urllib.request
+for _ in range(300):
+    try:
+        urllib.request.urlopen("http://127.0.0.1:8642/health"); break
+    except OSError:
+        time.sleep(0.1)' 
 python3 - <<'PY'
 import openai
 c = openai.OpenAI(base_url="http://127.0.0.1:8642/v1", api_key="unused")
