@@ -246,7 +246,11 @@ proptest! {
 #[test]
 fn fuzzer_regressions_leave_nothing_after_redaction() {
     let scanner = Scanner::new();
-    for text in ["\u{4}95::5::955::5::\u{b}", "z::7473::43::3"] {
+    for text in [
+        "\u{4}95::5::955::5::\u{b}",
+        "z::7473::43::3",
+        "<\u{c}3::E<<<8:: 5::3777:3::E::3::3777:3::E::3777:3777:3::E::3::377::(y:3z::56@066:+77856@06::02::9::2::59::02::59::F::02::9::2::59::F::F::02::92::9::3:7:3::E::3777:2*3777:2*325<<<<<<<<2*3754:2*325<<<<<<<<<<8:: 55'<",
+    ] {
         for action in [Action::Redact, Action::Mask, Action::Placeholder] {
             let mut vault = Vault::new();
             let out = redact(&scanner, text, &action, &mut vault)
