@@ -66,6 +66,28 @@ check(len(lp) == r.usage.completion_tokens, f"{len(lp)} logprobs for {r.usage.co
 check(all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in lp), "top_logprobs of 2, logprob <= 0")
 check(all(abs(t.logprob - t.top_logprobs[0].logprob) < 1e-6 for t in lp), "greedy picks the top token")
 
+# structured output: the answer parses and follows the schema
+schema = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "country": {"type": "string"}, "population_millions": {"type": "integer"}},
+    "required": ["city", "country", "population_millions"],
+    "additionalProperties": False,
+}
+r = client.chat.completions.create(
+    model=MODEL, messages=[{"role": "user", "content": "Give the capital of France as JSON."}], temperature=0, max_tokens=80,
+    response_format={"type": "json_schema", "json_schema": {"name": "capital", "schema": schema}},
+)
+doc = json.loads(r.choices[0].message.content)
+check(set(doc) == {"city", "country", "population_millions"}, f"schema keys {doc}")
+check(isinstance(doc["city"], str) and isinstance(doc["population_millions"], int), f"schema types {doc}")
+r = client.chat.completions.create(
+    model=MODEL, messages=[{"role": "user", "content": "Give the capital of France as JSON with the keys city and country."}], temperature=0, max_tokens=200,
+    response_format={"type": "json_object"},
+)
+# A grammar keeps every prefix valid; only a finished answer is a whole document.
+check(r.choices[0].finish_reason == "stop", f"json_object finished: {r.choices[0].finish_reason} {r.choices[0].message.content!r}")
+check(isinstance(json.loads(r.choices[0].message.content), dict), f"json_object {r.choices[0].message.content!r}")
+
 # legacy completions
 c = client.completions.create(model=MODEL, prompt="The capital of France is", temperature=0, max_tokens=8)
 check(c.choices[0].text.startswith(" Paris."), f"completion {c.choices[0].text!r}")

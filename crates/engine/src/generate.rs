@@ -99,6 +99,9 @@ impl Model {
                 expected: "at least 1 (or leave it unset to run until the model stops)",
             });
         }
+        if let Some(g) = &req.grammar {
+            crate::sequence::grammar_sampler(self, g)?;
+        }
         let tokens = self.prompt_tokens(&req.prompt)?;
         if tokens.len() + 1 > n_ctx as usize {
             return Err(EngineError::ContextOverflow {
@@ -125,7 +128,7 @@ impl Model {
         let tokens = self.prepare(req, n_ctx)?;
         let threads = req.threads.unwrap_or_else(default_threads);
         let mut ctx = self.new_context(n_ctx, threads)?;
-        let mut seq = Sequence::new(self, req, &tokens);
+        let mut seq = Sequence::new(self, req, &tokens)?;
         let mut emit = |p: Piece| on_piece(&p);
 
         // Prefill, in batches of n_batch tokens.

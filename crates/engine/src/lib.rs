@@ -20,6 +20,7 @@ mod error;
 mod evaluate;
 mod generate;
 pub mod gguf;
+mod grammar;
 mod logs;
 mod model;
 mod request;
@@ -34,6 +35,7 @@ pub use bench::{
 };
 pub use error::{EngineError, Result};
 pub use generate::default_threads;
+pub use grammar::json_schema_grammar;
 pub use model::{LoadOptions, Model, ModelInfo, SpecialToken};
 pub use request::{
     CancelToken, Completion, FinishReason, GenerateRequest, Piece, Prompt, SamplingParams,

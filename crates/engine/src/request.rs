@@ -137,6 +137,9 @@ pub struct GenerateRequest {
     pub top_logprobs: Option<usize>,
     /// Keep generating past end-of-generation tokens (benchmarks).
     pub ignore_eos: bool,
+    /// Constrain the output to this GBNF grammar (rule `root`); see
+    /// [`crate::json_schema_grammar`] for JSON schemas.
+    pub grammar: Option<String>,
 }
 
 impl GenerateRequest {
@@ -151,6 +154,7 @@ impl GenerateRequest {
             threads: None,
             top_logprobs: None,
             ignore_eos: false,
+            grammar: None,
         }
     }
 }

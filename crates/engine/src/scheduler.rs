@@ -284,7 +284,7 @@ fn worker(
         // 2. Give queued requests free slots (longest cached prefix first).
         while let Some(sub) = queue.pop_front() {
             if sub.cancel.is_cancelled() {
-                finish_cancelled(model, sub, stats);
+                finish_cancelled(sub, stats);
                 continue;
             }
             let Some(i) = pick_slot(&slots, &sub.tokens, cfg.prompt_cache) else {
@@ -448,7 +448,13 @@ fn admit(
         prompt_tokens: sub.tokens.len(),
         cached_tokens: keep,
     });
-    let seq = Sequence::new(model, &sub.req, &sub.tokens);
+    let seq = match Sequence::new(model, &sub.req, &sub.tokens) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = sub.events.send(Event::Failed(e));
+            return;
+        }
+    };
     slot.active = Some(Active {
         prefilled: keep,
         tokens: sub.tokens,
@@ -493,8 +499,7 @@ fn finish(slot: &mut Slot, reason: FinishReason, n_ctx: u32, stats: &SchedulerSt
     }));
 }
 
-fn finish_cancelled(model: &Model, sub: Submission, stats: &SchedulerStats) {
-    let seq = Sequence::new(model, &sub.req, &sub.tokens);
+fn finish_cancelled(sub: Submission, stats: &SchedulerStats) {
     stats.requests.fetch_add(1, Ordering::Relaxed);
     let _ = sub.events.send(Event::Done(Completion {
         text: String::new(),
@@ -502,7 +507,7 @@ fn finish_cancelled(model: &Model, sub: Submission, stats: &SchedulerStats) {
         prompt_tokens: sub.tokens.len(),
         cached_tokens: 0,
         finish_reason: FinishReason::Cancelled,
-        seed: seq.seed,
+        seed: sub.req.sampling.seed.unwrap_or(0),
         n_ctx: 0,
         prompt_ms: 0.0,
         generate_ms: 0.0,

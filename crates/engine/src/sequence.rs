@@ -6,6 +6,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
+use crate::error::{EngineError, Result};
 use crate::model::Model;
 use crate::request::{FinishReason, GenerateRequest, Piece, SamplingParams, TokenLogprob};
 use crate::stream::TextAssembler;
@@ -24,10 +25,18 @@ pub(crate) struct Sequence {
 impl Sequence {
     /// State for `req`, whose prompt is `prompt` (the last
     /// `repeat_last_n` prompt tokens feed the repetition penalty).
-    pub fn new(model: &Model, req: &GenerateRequest, prompt: &[i32]) -> Sequence {
+    pub fn new(model: &Model, req: &GenerateRequest, prompt: &[i32]) -> Result<Sequence> {
         let seed = req.sampling.seed.unwrap_or_else(random_seed);
-        let mut sampler = build_sampler(&req.sampling, seed, model.info().n_vocab);
-        if req.sampling.repeat_penalty != 1.0 {
+        let grammar = req
+            .grammar
+            .as_deref()
+            .map(|g| grammar_sampler(model, g))
+            .transpose()?;
+        let constrained = grammar.is_some();
+        let mut sampler = build_sampler(&req.sampling, seed, model.info().n_vocab, grammar);
+        // The prompt feeds the repetition penalty; with a grammar it cannot
+        // (the chain's grammar would read it as output), so it is skipped.
+        if req.sampling.repeat_penalty != 1.0 && !constrained {
             let recent = match req.sampling.repeat_last_n {
                 -1 => prompt.len(),
                 n => (n.max(0) as usize).min(prompt.len()),
@@ -38,7 +47,7 @@ impl Sequence {
                     .map(|&t| LlamaToken(t)),
             );
         }
-        Sequence {
+        Ok(Sequence {
             sampler,
             text: TextAssembler::new(&req.stop),
             generated: Vec::new(),
@@ -46,7 +55,7 @@ impl Sequence {
             top_logprobs: req.top_logprobs,
             ignore_eos: req.ignore_eos,
             seed,
-        }
+        })
     }
 
     /// Samples the next token from the logits at batch index `idx`.
@@ -121,9 +130,24 @@ fn random_seed() -> u32 {
     nanos ^ std::process::id().rotate_left(16)
 }
 
-/// The sampler chain, in llama.cpp's default order.
-pub(crate) fn build_sampler(p: &SamplingParams, seed: u32, n_vocab: i32) -> LlamaSampler {
-    let mut chain = Vec::new();
+/// A GBNF grammar sampler (rule `root`), or why the grammar is unusable.
+pub(crate) fn grammar_sampler(model: &Model, grammar: &str) -> Result<LlamaSampler> {
+    LlamaSampler::grammar(&model.inner, grammar, "root").map_err(|e| EngineError::InvalidParam {
+        name: "grammar",
+        value: format!("{e}"),
+        expected: "a GBNF grammar with a `root` rule",
+    })
+}
+
+/// The sampler chain, in llama.cpp's default order; a grammar first, so
+/// that every later stage only sees tokens the grammar allows.
+pub(crate) fn build_sampler(
+    p: &SamplingParams,
+    seed: u32,
+    n_vocab: i32,
+    grammar: Option<LlamaSampler>,
+) -> LlamaSampler {
+    let mut chain: Vec<LlamaSampler> = grammar.into_iter().collect();
     if p.repeat_penalty != 1.0 {
         chain.push(LlamaSampler::penalties(
             n_vocab,

@@ -255,16 +255,30 @@ impl ChatCompletionRequest {
                 ));
             }
         }
-        if matches!(
-            self.response_format,
-            Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
-        ) {
-            return Err(ProtocolError::unsupported(
-                "response_format",
-                "json_object and json_schema are not implemented yet (grammar-constrained output is planned)",
-            ));
+        if let Some(ResponseFormat::JsonSchema { json_schema }) = &self.response_format {
+            if !json_schema
+                .get("schema")
+                .is_some_and(serde_json::Value::is_object)
+            {
+                return Err(ProtocolError::invalid(
+                    "response_format",
+                    "json_schema needs a \"schema\" object: {\"type\": \"json_schema\", \"json_schema\": {\"name\": ..., \"schema\": {...}}}",
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// The JSON Schema the answer must follow, when `response_format` asks
+    /// for JSON (`json_object` is any JSON object).
+    pub fn json_schema(&self) -> Option<String> {
+        match &self.response_format {
+            Some(ResponseFormat::JsonObject) => Some(r#"{"type":"object"}"#.to_string()),
+            Some(ResponseFormat::JsonSchema { json_schema }) => {
+                json_schema.get("schema").map(|s| s.to_string())
+            }
+            _ => None,
+        }
     }
 }
 
@@ -549,7 +563,7 @@ mod tests {
             (r#""max_tokens":0"#, "max_tokens"),
             (r#""frequency_penalty":0.5"#, "frequency_penalty"),
             (
-                r#""response_format":{"type":"json_object"}"#,
+                r#""response_format":{"type":"json_schema","json_schema":{"name":"x"}}"#,
                 "response_format",
             ),
         ] {

@@ -166,6 +166,15 @@ pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError
     g.sampling = sampling(req.temperature, req.top_p, req.seed);
     g.max_tokens = req.max_tokens();
     g.stop = req.stop.clone().map(|s| s.into_vec()).unwrap_or_default();
+    if let Some(schema) = req.json_schema() {
+        g.grammar = Some(outpost_engine::json_schema_grammar(&schema).map_err(|e| {
+            ApiError::bad_request(
+                Some("response_format"),
+                "invalid_value",
+                format!("the JSON schema cannot be enforced: {e}"),
+            )
+        })?);
+    }
     let want_logprobs = req.logprobs == Some(true);
     if want_logprobs {
         g.top_logprobs = Some(req.top_logprobs.unwrap_or(0) as usize);
