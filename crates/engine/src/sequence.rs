@@ -4,6 +4,8 @@
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::error::{EngineError, Result};
@@ -14,6 +16,9 @@ use crate::stream::TextAssembler;
 /// Generation state of one request.
 pub(crate) struct Sequence {
     sampler: LlamaSampler,
+    /// Kept out of the chain: checked against the chain's pick first, and
+    /// applied to the whole vocabulary only when it refuses that pick.
+    grammar: Option<LlamaSampler>,
     text: TextAssembler,
     pub generated: Vec<i32>,
     max_tokens: Option<u32>,
@@ -32,11 +37,9 @@ impl Sequence {
             .as_deref()
             .map(|g| grammar_sampler(model, g))
             .transpose()?;
-        let constrained = grammar.is_some();
-        let mut sampler = build_sampler(&req.sampling, seed, model.info().n_vocab, grammar);
-        // The prompt feeds the repetition penalty; with a grammar it cannot
-        // (the chain's grammar would read it as output), so it is skipped.
-        if req.sampling.repeat_penalty != 1.0 && !constrained {
+        let mut sampler = build_sampler(&req.sampling, seed, model.info().n_vocab);
+        // The last prompt tokens feed the repetition penalty.
+        if req.sampling.repeat_penalty != 1.0 {
             let recent = match req.sampling.repeat_last_n {
                 -1 => prompt.len(),
                 n => (n.max(0) as usize).min(prompt.len()),
@@ -49,6 +52,7 @@ impl Sequence {
         }
         Ok(Sequence {
             sampler,
+            grammar,
             text: TextAssembler::new(&req.stop),
             generated: Vec::new(),
             max_tokens: req.max_tokens,
@@ -74,7 +78,11 @@ impl Sequence {
         let logprobs = self
             .top_logprobs
             .map(|n| logprobs_of(ctx.get_logits_ith(idx), n));
-        let token = self.sampler.sample(ctx, idx);
+        let token = match self.grammar.as_mut() {
+            None => self.sampler.sample(ctx, idx),
+            Some(grammar) => sample_with_grammar(&mut self.sampler, grammar, ctx, idx)
+                .ok_or(FinishReason::Stop)?,
+        };
         if model.is_end_of_generation(token.0) && !self.ignore_eos {
             return Err(FinishReason::Stop);
         }
@@ -139,15 +147,37 @@ pub(crate) fn grammar_sampler(model: &Model, grammar: &str) -> Result<LlamaSampl
     })
 }
 
-/// The sampler chain, in llama.cpp's default order; a grammar first, so
-/// that every later stage only sees tokens the grammar allows.
-pub(crate) fn build_sampler(
-    p: &SamplingParams,
-    seed: u32,
-    n_vocab: i32,
-    grammar: Option<LlamaSampler>,
-) -> LlamaSampler {
-    let mut chain: Vec<LlamaSampler> = grammar.into_iter().collect();
+/// Samples with a grammar the way llama.cpp's own tools do: let the chain
+/// pick from the raw logits, and keep that pick when the grammar allows it
+/// (the usual case, and cheap: the grammar checks one token); otherwise
+/// mask the whole vocabulary by the grammar and let the chain pick again.
+/// Applying the grammar to all 49k tokens every step instead ran at 42 % of
+/// unconstrained speed on SmolLM2.
+fn sample_with_grammar(
+    chain: &mut LlamaSampler,
+    grammar: &mut LlamaSampler,
+    ctx: &LlamaContext<'_>,
+    idx: i32,
+) -> Option<LlamaToken> {
+    let mut cur = ctx.token_data_array_ith(idx);
+    cur.apply_sampler(chain);
+    let mut pick = cur.selected_token()?;
+    let mut one = LlamaTokenDataArray::new(vec![LlamaTokenData::new(pick, 0.0, 0.0)], false);
+    one.apply_sampler(grammar);
+    if !one.data[0].logit().is_finite() {
+        let mut cur = ctx.token_data_array_ith(idx);
+        cur.apply_sampler(grammar);
+        cur.apply_sampler(chain);
+        pick = cur.selected_token()?;
+    }
+    chain.accept(pick);
+    grammar.accept(pick);
+    Some(pick)
+}
+
+/// The sampler chain, in llama.cpp's default order.
+pub(crate) fn build_sampler(p: &SamplingParams, seed: u32, n_vocab: i32) -> LlamaSampler {
+    let mut chain: Vec<LlamaSampler> = Vec::new();
     if p.repeat_penalty != 1.0 {
         chain.push(LlamaSampler::penalties(
             n_vocab,

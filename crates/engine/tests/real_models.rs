@@ -358,3 +358,36 @@ fn bad_parameters_are_refused_with_the_value() {
         .to_string();
     assert!(msg.contains("999999"), "{msg}");
 }
+
+#[test]
+fn a_json_schema_grammar_makes_output_parse_and_follow_the_schema() {
+    let m = smollm();
+    let schema = r#"{"type":"object","properties":{"city":{"type":"string"},"year":{"type":"integer"}},"required":["city","year"],"additionalProperties":false}"#;
+    let mut r = GenerateRequest::new(Prompt::Chat {
+        messages: vec![Message::user(
+            "When was the Eiffel Tower built, and where? Answer in JSON.",
+        )],
+        template: None,
+    });
+    r.grammar = Some(outpost_engine::json_schema_grammar(schema).expect("grammar"));
+    r.max_tokens = Some(120);
+    r.threads = THREADS;
+    for seed in [1, 2, 3] {
+        r.sampling = SamplingParams {
+            seed: Some(seed),
+            ..SamplingParams::default()
+        };
+        let done = m
+            .generate(&r, &CancelToken::new(), |_| {})
+            .expect("generate");
+        assert_eq!(done.finish_reason, FinishReason::Stop, "{:?}", done.text);
+        let v: serde_json::Value =
+            serde_json::from_str(&done.text).unwrap_or_else(|e| panic!("{e}: {:?}", done.text));
+        assert!(v["city"].is_string() && v["year"].is_i64(), "{v}");
+        assert_eq!(v.as_object().map(|o| o.len()), Some(2), "{v}");
+    }
+    // A grammar that does not parse is refused before anything runs.
+    r.grammar = Some("root ::= (".into());
+    let err = m.generate(&r, &CancelToken::new(), |_| {}).unwrap_err();
+    assert!(err.to_string().contains("grammar"), "{err}");
+}
