@@ -87,6 +87,17 @@ fn token_logprob(model: &Model, p: &Piece) -> Option<TokenLogprob> {
     })
 }
 
+/// A blocking task that panicked or was cancelled.
+fn worker_died(e: tokio::task::JoinError) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "worker",
+        None,
+        e.to_string(),
+    )
+}
+
 /// Runs a request to the end on a blocking thread.
 async fn run_to_end(handle: RequestHandle) -> Result<(EngineCompletion, Vec<Piece>), ApiError> {
     tokio::task::spawn_blocking(move || {
@@ -95,15 +106,7 @@ async fn run_to_end(handle: RequestHandle) -> Result<(EngineCompletion, Vec<Piec
         Ok((done, pieces))
     })
     .await
-    .map_err(|e| {
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "worker",
-            None,
-            e.to_string(),
-        )
-    })?
+    .map_err(worker_died)?
 }
 
 /// Renders a request's events into SSE data strings on a blocking thread
@@ -338,15 +341,7 @@ pub async fn completions(State(state): Shared, body: Body) -> Result<Response, A
             let (model, tokens) = (model.clone(), tokens.clone());
             tokio::task::spawn_blocking(move || model.score(&tokens, None))
                 .await
-                .map_err(|e| {
-                    ApiError::new(
-                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                        "server_error",
-                        "worker",
-                        None,
-                        e.to_string(),
-                    )
-                })??
+                .map_err(worker_died)??
         };
         let mut lp = CompletionLogprobs::default();
         let mut offset = 0;
