@@ -178,6 +178,15 @@ fn errors_have_openai_shape_and_the_api_key_is_enforced() {
         metrics.contains("outpost_generated_tokens_total{model=\"smollm2-135m\"} 4"),
         "{metrics}"
     );
+    for line in [
+        "outpost_time_to_first_token_seconds_count 1",
+        "outpost_inter_token_seconds_count 3",
+        "outpost_active_sequences{model=\"smollm2-135m\"} 0",
+        "outpost_queued_requests{model=\"smollm2-135m\"} 0",
+        "outpost_resident_memory_bytes ",
+    ] {
+        assert!(metrics.contains(line), "{line:?} missing from:\n{metrics}");
+    }
 }
 
 #[test]

@@ -105,6 +105,10 @@ pub struct SchedulerStats {
     pub generated_tokens: AtomicU64,
     /// Decode calls (steps).
     pub steps: AtomicU64,
+    /// Requests waiting for a free slot (a gauge, updated every step).
+    pub queued: AtomicU64,
+    /// Slots serving a request (a gauge, updated every step).
+    pub active: AtomicU64,
 }
 
 struct Submission {
@@ -266,6 +270,8 @@ fn worker(
         // 1. Take new requests: block only when there is nothing to do.
         let busy = slots.iter().any(|s| s.active.is_some());
         if !busy && queue.is_empty() {
+            stats.queued.store(0, Ordering::Relaxed);
+            stats.active.store(0, Ordering::Relaxed);
             match rx.recv() {
                 Ok(s) => queue.push_back(s),
                 Err(_) => return,
@@ -311,6 +317,11 @@ fn worker(
                 finish(slot, FinishReason::Cancelled, n_ctx_per_slot, stats);
             }
         }
+        stats.queued.store(queue.len() as u64, Ordering::Relaxed);
+        stats.active.store(
+            slots.iter().filter(|s| s.active.is_some()).count() as u64,
+            Ordering::Relaxed,
+        );
         // 4. One batch: each generating slot's next token, then prompt chunks.
         batch.clear();
         for (i, slot) in slots.iter_mut().enumerate() {

@@ -104,6 +104,13 @@ async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     res
 }
 
+/// Resident set size, from /proc (Linux); None elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
 /// Prometheus text format.
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let mut out = String::new();
@@ -121,7 +128,23 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "# HELP outpost_streams_cancelled_total Streams whose client went away mid-answer.\n# TYPE outpost_streams_cancelled_total counter\noutpost_streams_cancelled_total {}",
         state.metrics.streams_cancelled.load(Ordering::Relaxed)
     );
+    out.push_str(&state.metrics.ttft.render(
+        "outpost_time_to_first_token_seconds",
+        "Request arrival to first generated token.",
+    ));
+    out.push_str(&state.metrics.inter_token.render(
+        "outpost_inter_token_seconds",
+        "Time between consecutive generated tokens.",
+    ));
+    if let Some(rss) = resident_bytes() {
+        let _ = writeln!(out, "# HELP outpost_resident_memory_bytes Resident memory of the server process (models are memory-mapped).\n# TYPE outpost_resident_memory_bytes gauge\noutpost_resident_memory_bytes {rss}");
+    }
     for (name, help) in [
+        (
+            "queued_requests",
+            "Requests waiting for a free sequence slot.",
+        ),
+        ("active_sequences", "Sequences being generated."),
         ("prompt_tokens", "Prompt tokens received."),
         (
             "cached_tokens",
@@ -131,7 +154,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         ("decode_steps", "Batched decode steps."),
         ("model_bytes", "Size of the model file."),
     ] {
-        let kind = if name == "model_bytes" {
+        let kind = if matches!(name, "model_bytes" | "queued_requests" | "active_sequences") {
             "gauge"
         } else {
             "counter"
@@ -148,6 +171,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
                 "cached_tokens" => s.cached_tokens.load(Ordering::Relaxed),
                 "generated_tokens" => s.generated_tokens.load(Ordering::Relaxed),
                 "decode_steps" => s.steps.load(Ordering::Relaxed),
+                "queued_requests" => s.queued.load(Ordering::Relaxed),
+                "active_sequences" => s.active.load(Ordering::Relaxed),
                 _ => m.model.info().file_size,
             };
             let _ = writeln!(out, "outpost_{name}{suffix}{{model=\"{}\"}} {v}", m.name);

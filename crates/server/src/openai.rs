@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -98,11 +99,54 @@ fn worker_died(e: tokio::task::JoinError) -> ApiError {
     )
 }
 
+/// Times a request's tokens into the TTFT and inter-token histograms.
+struct Timer {
+    state: Arc<AppState>,
+    last: Option<Instant>,
+    started: Instant,
+}
+
+impl Timer {
+    fn new(state: Arc<AppState>, started: Instant) -> Self {
+        Timer {
+            state,
+            last: None,
+            started,
+        }
+    }
+    fn token(&mut self) {
+        let now = Instant::now();
+        match self.last {
+            None => self
+                .state
+                .metrics
+                .ttft
+                .observe((now - self.started).as_secs_f64()),
+            Some(prev) => self
+                .state
+                .metrics
+                .inter_token
+                .observe((now - prev).as_secs_f64()),
+        }
+        self.last = Some(now);
+    }
+}
+
 /// Runs a request to the end on a blocking thread.
-async fn run_to_end(handle: RequestHandle) -> Result<(EngineCompletion, Vec<Piece>), ApiError> {
+async fn run_to_end(
+    state: Arc<AppState>,
+    started: Instant,
+    handle: RequestHandle,
+) -> Result<(EngineCompletion, Vec<Piece>), ApiError> {
     tokio::task::spawn_blocking(move || {
+        let mut timer = Timer::new(state, started);
         let mut pieces = Vec::new();
-        let done = handle.wait(|p| pieces.push(p.clone()))?;
+        let done = handle.wait(|p| {
+            if p.token >= 0 {
+                timer.token();
+            }
+            pieces.push(p.clone());
+        })?;
         Ok((done, pieces))
     })
     .await
@@ -114,12 +158,17 @@ async fn run_to_end(handle: RequestHandle) -> Result<(EngineCompletion, Vec<Piec
 /// channel closed), cancels the generation.
 fn forward(
     state: Arc<AppState>,
+    started: Instant,
     handle: RequestHandle,
     mut render: impl FnMut(Event) -> Vec<String> + Send + 'static,
 ) -> tokio::sync::mpsc::Receiver<String> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::task::spawn_blocking(move || {
+        let mut timer = Timer::new(state.clone(), started);
         for ev in handle.events.iter() {
+            if matches!(&ev, Event::Piece(p) if p.token >= 0) {
+                timer.token();
+            }
             let last = matches!(ev, Event::Done(_) | Event::Failed(_));
             for data in render(ev) {
                 if tx.blocking_send(data).is_err() {
@@ -145,6 +194,7 @@ fn usage(done: &EngineCompletion) -> Usage {
 }
 
 pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let req: ChatCompletionRequest = parse(body)?;
     req.validate()?;
     let served = served(&state, &req.model)?;
@@ -187,7 +237,7 @@ pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError
     let model = served.model.clone();
     let (name, fingerprint) = (served.name.clone(), served.digest.clone());
     if !req.stream {
-        let (done, pieces) = run_to_end(handle).await?;
+        let (done, pieces) = run_to_end(state.clone(), started, handle).await?;
         let logprobs = want_logprobs.then(|| ChoiceLogprobs {
             content: pieces
                 .iter()
@@ -248,48 +298,53 @@ pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError
         None,
         None,
     );
-    let events = ReceiverStream::new(forward(state.clone(), handle, move |ev| match ev {
-        Event::Started { .. } => Vec::new(),
-        Event::Piece(p) => {
-            let lp = if want_logprobs {
-                token_logprob(&model, &p).map(|t| ChoiceLogprobs { content: vec![t] })
-            } else {
-                None
-            };
-            if p.text.is_empty() && lp.is_none() {
-                Vec::new()
-            } else {
-                vec![json(&chunk(
-                    Delta {
-                        role: None,
-                        content: Some(p.text),
-                    },
-                    lp,
-                    None,
-                    None,
-                ))]
+    let events = ReceiverStream::new(forward(
+        state.clone(),
+        started,
+        handle,
+        move |ev| match ev {
+            Event::Started { .. } => Vec::new(),
+            Event::Piece(p) => {
+                let lp = if want_logprobs {
+                    token_logprob(&model, &p).map(|t| ChoiceLogprobs { content: vec![t] })
+                } else {
+                    None
+                };
+                if p.text.is_empty() && lp.is_none() {
+                    Vec::new()
+                } else {
+                    vec![json(&chunk(
+                        Delta {
+                            role: None,
+                            content: Some(p.text),
+                        },
+                        lp,
+                        None,
+                        None,
+                    ))]
+                }
             }
-        }
-        Event::Done(done) => {
-            let mut v = vec![json(&chunk(
-                Delta::default(),
-                None,
-                Some(finish(&done)),
-                None,
-            ))];
-            if include_usage {
-                v.push(json(&chunk(
+            Event::Done(done) => {
+                let mut v = vec![json(&chunk(
                     Delta::default(),
                     None,
+                    Some(finish(&done)),
                     None,
-                    Some(usage(&done)),
-                )));
+                ))];
+                if include_usage {
+                    v.push(json(&chunk(
+                        Delta::default(),
+                        None,
+                        None,
+                        Some(usage(&done)),
+                    )));
+                }
+                v.push("[DONE]".into());
+                v
             }
-            v.push("[DONE]".into());
-            v
-        }
-        Event::Failed(e) => vec![json(&ApiError::from(e).body), "[DONE]".into()],
-    }));
+            Event::Failed(e) => vec![json(&ApiError::from(e).body), "[DONE]".into()],
+        },
+    ));
     let stream = tokio_stream::once(json(&first))
         .chain(events)
         .map(|d| Ok::<_, Infallible>(SseEvent::default().data(d)));
@@ -307,6 +362,7 @@ fn next_id() -> String {
 }
 
 pub async fn completions(State(state): Shared, body: Body) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let req: CompletionRequest = parse(body)?;
     req.validate()?;
     let served = served(&state, &req.model)?;
@@ -374,7 +430,7 @@ pub async fn completions(State(state): Shared, body: Body) -> Result<Response, A
     let handle = served.scheduler.submit(g)?;
     let echo = if req.echo { prompt } else { String::new() };
     if !req.stream {
-        let (done, pieces) = run_to_end(handle).await?;
+        let (done, pieces) = run_to_end(state.clone(), started, handle).await?;
         let logprobs = req.logprobs.map(|_| {
             let mut lp = CompletionLogprobs::default();
             let mut offset = echo.len();
@@ -410,22 +466,27 @@ pub async fn completions(State(state): Shared, body: Body) -> Result<Response, A
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let first = (!echo.is_empty()).then(|| json(&make(echo, None, None, None)));
     let make2 = make.clone();
-    let events = ReceiverStream::new(forward(state.clone(), handle, move |ev| match ev {
-        Event::Started { .. } => Vec::new(),
-        Event::Piece(p) if p.text.is_empty() => Vec::new(),
-        Event::Piece(p) => vec![json(&make2(p.text, None, None, None))],
-        Event::Done(done) => {
-            let mut v = vec![json(&make2(String::new(), None, Some(finish(&done)), None))];
-            if include_usage {
-                let mut u = make2(String::new(), None, None, Some(usage(&done)));
-                u.choices.clear();
-                v.push(json(&u));
+    let events = ReceiverStream::new(forward(
+        state.clone(),
+        started,
+        handle,
+        move |ev| match ev {
+            Event::Started { .. } => Vec::new(),
+            Event::Piece(p) if p.text.is_empty() => Vec::new(),
+            Event::Piece(p) => vec![json(&make2(p.text, None, None, None))],
+            Event::Done(done) => {
+                let mut v = vec![json(&make2(String::new(), None, Some(finish(&done)), None))];
+                if include_usage {
+                    let mut u = make2(String::new(), None, None, Some(usage(&done)));
+                    u.choices.clear();
+                    v.push(json(&u));
+                }
+                v.push("[DONE]".into());
+                v
             }
-            v.push("[DONE]".into());
-            v
-        }
-        Event::Failed(e) => vec![json(&ApiError::from(e).body), "[DONE]".into()],
-    }));
+            Event::Failed(e) => vec![json(&ApiError::from(e).body), "[DONE]".into()],
+        },
+    ));
     let stream = tokio_stream::iter(first)
         .chain(events)
         .map(|d| Ok::<_, Infallible>(SseEvent::default().data(d)));
