@@ -34,9 +34,10 @@ pub struct ServeArgs {
     /// CPU threads. Default: all cores.
     #[arg(long, short = 't')]
     pub threads: Option<u32>,
-    /// Chat template for models without one: chatml, gemma, llama3 or a Jinja file.
-    #[arg(long, value_name = "NAME|FILE")]
-    pub chat_template: Option<String>,
+    /// Chat template for models without one: chatml, gemma, llama3 or a
+    /// Jinja file; `MODEL=NAME|FILE` sets it for one model (repeatable).
+    #[arg(long, value_name = "[MODEL=]NAME|FILE")]
+    pub chat_template: Vec<String>,
 }
 
 fn served_name(spec: &str, path: &Path) -> String {
@@ -47,7 +48,28 @@ fn served_name(spec: &str, path: &Path) -> String {
         .map_or_else(|| spec.to_string(), |s| s.to_string_lossy().into_owned())
 }
 
+/// The --chat-template value for one model: its own `MODEL=...` entry, else
+/// an entry without a model name.
+fn template_for(specs: &[String], spec: &str, name: &str) -> Option<String> {
+    let own = specs.iter().find_map(|t| {
+        let (m, v) = t.split_once('=')?;
+        (m == spec || m == name).then(|| v.to_string())
+    });
+    own.or_else(|| specs.iter().find(|t| !t.contains('=')).cloned())
+}
+
 pub fn serve(a: ServeArgs) -> Result<()> {
+    for t in &a.chat_template {
+        if let Some((m, _)) = t.split_once('=') {
+            if !a.models.iter().any(|spec| {
+                spec == m || models::resolve(spec).is_ok_and(|p| served_name(spec, &p) == m)
+            }) {
+                bail!(
+                    "--chat-template {t:?} names model {m:?}, which is not among the served models"
+                );
+            }
+        }
+    }
     if !a.host.is_loopback() && a.api_key.is_none() {
         bail!("binding {} exposes the models beyond this machine: give --api-key (or OUTPOST_API_KEY), or bind 127.0.0.1", a.host);
     }
@@ -58,11 +80,11 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         api_key: a.api_key.clone(),
         ..ServerConfig::default()
     };
-    let template = load_template(a.chat_template.as_deref())?;
     let mut served = Vec::new();
     for spec in &a.models {
         let path = models::resolve(spec)?;
         let name = served_name(spec, &path);
+        let template = load_template(template_for(&a.chat_template, spec, &name).as_deref())?;
         if served.iter().any(|m: &ServedModel| m.name == name) {
             bail!("model name {name:?} given twice");
         }

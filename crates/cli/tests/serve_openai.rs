@@ -23,14 +23,18 @@ impl Drop for Server {
 }
 
 fn start(extra: &[&str]) -> Server {
+    start_models(&["smollm2-135m"], extra)
+}
+
+fn start_models(models: &[&str], extra: &[&str]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
     let child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .arg("serve")
+        .args(models)
         .args([
-            "serve",
-            "smollm2-135m",
             "--port",
             &port.to_string(),
             "--slots",
@@ -168,7 +172,15 @@ fn errors_have_openai_shape_and_the_api_key_is_enforced() {
         key,
     );
     assert_eq!(status, 200, "{body}");
-    let (_, metrics) = http(p, "GET", "/metrics", "", key);
+    // Gauges follow the scheduler's step loop: give it a moment to go idle.
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = http(p, "GET", "/metrics", "", key).1;
+        if metrics.contains("outpost_active_sequences{model=\"smollm2-135m\"} 0") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         metrics
             .contains("outpost_requests_total{endpoint=\"/v1/chat/completions\",status=\"400\"}"),
@@ -194,4 +206,65 @@ fn binding_beyond_loopback_needs_an_api_key() {
     let o = outpost(&["serve", "smollm2-135m", "--host", "0.0.0.0", "--port", "1"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--api-key"));
+}
+
+#[test]
+fn two_models_with_a_chat_template_for_the_one_that_lacks_it() {
+    let chat = |model: &str| {
+        format!(
+            r#"{{"model":"{model}","messages":[{{"role":"user","content":"Hi"}}],"max_tokens":3}}"#
+        )
+    };
+    // Without a template, chat on the base model is a 400 that says why.
+    let server = start_models(&["smollm2-135m", "gemma3-270m"], &[]);
+    let (status, body) = http(
+        server.port,
+        "POST",
+        "/v1/chat/completions",
+        &chat("gemma3-270m"),
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("chat_template") && body.contains("--chat-template"),
+        "{body}"
+    );
+    let (status, body) = http(
+        server.port,
+        "POST",
+        "/v1/completions",
+        r#"{"model":"gemma3-270m","prompt":"Hello","max_tokens":3}"#,
+        None,
+    );
+    assert_eq!(status, 200, "raw completion still works: {body}");
+    drop(server);
+    // With `MODEL=NAME` only that model gets it; SmolLM2 keeps its own.
+    let server = start_models(
+        &["smollm2-135m", "gemma3-270m"],
+        &["--chat-template", "gemma3-270m=gemma"],
+    );
+    for model in ["gemma3-270m", "smollm2-135m"] {
+        let (status, body) = http(
+            server.port,
+            "POST",
+            "/v1/chat/completions",
+            &chat(model),
+            None,
+        );
+        assert_eq!(status, 200, "{model}: {body}");
+    }
+    let (_, models) = http(server.port, "GET", "/v1/models", "", None);
+    assert!(
+        models.contains("gemma3-270m") && models.contains("smollm2-135m"),
+        "{models}"
+    );
+    let o = outpost(&[
+        "serve",
+        "smollm2-135m",
+        "--chat-template",
+        "nope=chatml",
+        "--port",
+        "1",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not among the served models"));
 }
