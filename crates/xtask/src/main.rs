@@ -14,18 +14,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod serve_bench;
+
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 const USAGE: &str =
     "usage: cargo xtask bench [--threads N] [--rounds N] [--reps N] [MODEL.gguf ...]
   Compares `outpost bench` with llama-bench (pp512, tg128) on each model
-  (default: models/smollm2-135m.gguf and models/gemma3-270m.gguf).";
+  (default: models/smollm2-135m.gguf and models/gemma3-270m.gguf).
+       cargo xtask bench-serve [--threads N]
+  Compares `outpost serve` with llama-server on SmolLM2: aggregate tok/s and
+  TTFT p50/p99 at 1, 4, 16 streams; json_schema vs unconstrained decode.";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench") => bench(&args[1..]),
+        Some("bench-serve") => bench_serve(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);
@@ -325,4 +331,36 @@ fn capture(cmd: &mut Command) -> Result<String> {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8(out.stdout)?)
+}
+
+fn bench_serve(args: &[String]) -> Result<()> {
+    let threads = match args {
+        [] => 2,
+        [flag, n] if flag == "--threads" || flag == "-t" => {
+            n.parse().context("--threads must be a positive integer")?
+        }
+        _ => bail!("{USAGE}"),
+    };
+    let model = root().join("models/smollm2-135m.gguf");
+    if !model.is_file() {
+        bail!(
+            "{} is missing: run scripts/fetch-models.sh",
+            model.display()
+        );
+    }
+    run(Command::new("bash").arg(root().join("scripts/build-reference.sh")))?;
+    let out = Command::new("bash")
+        .arg(root().join("scripts/build-reference.sh"))
+        .arg("--print-dir")
+        .output()?;
+    let ref_dir = PathBuf::from(String::from_utf8(out.stdout)?.trim());
+    run(Command::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", "outpost-cli"])
+        .current_dir(root()))?;
+    serve_bench::run(
+        &ref_dir,
+        &root().join("target/release/outpost"),
+        &model,
+        threads,
+    )
 }
