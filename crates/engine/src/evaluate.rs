@@ -58,7 +58,7 @@ impl Model {
         let mut out = Vec::with_capacity(tokens.len().saturating_sub(1));
         self.eval_logits(tokens, threads, |i, logits| {
             if let Some(&next) = tokens.get(i + 1) {
-                out.push(logprobs_of(logits, 0).logprob_of(next));
+                out.push(logprobs_of(logits, 0).logprob_of(logits, next));
             }
         })?;
         Ok(out)

@@ -75,9 +75,8 @@ impl Sequence {
         n_ctx: u32,
         on_piece: &mut dyn FnMut(Piece),
     ) -> Result<LlamaToken, FinishReason> {
-        let logprobs = self
-            .top_logprobs
-            .map(|n| logprobs_of(ctx.get_logits_ith(idx), n));
+        let logits = ctx.get_logits_ith(idx);
+        let logprobs = self.top_logprobs.map(|n| logprobs_of(logits, n));
         let token = match self.grammar.as_mut() {
             None => self.sampler.sample(ctx, idx),
             Some(grammar) => sample_with_grammar(&mut self.sampler, grammar, ctx, idx)
@@ -91,7 +90,7 @@ impl Sequence {
         on_piece(Piece {
             token: token.0,
             text: pushed.text,
-            logprob: logprobs.as_ref().map(|l| l.logprob_of(token.0)),
+            logprob: logprobs.as_ref().map(|l| l.logprob_of(logits, token.0)),
             top: logprobs.map(|l| l.top).unwrap_or_default(),
         });
         if pushed.stopped {
@@ -205,44 +204,38 @@ pub(crate) fn build_sampler(p: &SamplingParams, seed: u32, n_vocab: i32) -> Llam
     LlamaSampler::chain_simple(chain)
 }
 
-/// Log-softmax over a logits row: the top `n` and a way to look up any token.
+/// Log-softmax over a logits row: its normaliser and the top `n` tokens.
+/// Nothing is copied: look tokens up in the same row with `logprob_of`.
 pub(crate) struct Logprobs {
-    log_z: f32,
-    max: f32,
-    logits: Vec<f32>,
+    /// max + log(sum(exp(logit - max))): logprob = logit - offset.
+    offset: f32,
     pub top: Vec<TokenLogprob>,
 }
 
 impl Logprobs {
-    pub fn logprob_of(&self, token: i32) -> f32 {
-        self.logits[token as usize] - self.max - self.log_z
+    /// The logprob of `token` in `logits`, the row this was computed from.
+    pub fn logprob_of(&self, logits: &[f32], token: i32) -> f32 {
+        logits[token as usize] - self.offset
     }
 }
 
 pub(crate) fn logprobs_of(logits: &[f32], n: usize) -> Logprobs {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
-    let log_z = sum.ln() as f32;
-    let mut idx: Vec<usize> = (0..logits.len()).collect();
+    let offset = max + sum.ln() as f32;
     let n = n.min(logits.len());
+    let mut top = Vec::with_capacity(n);
     if n > 0 {
+        let mut idx: Vec<usize> = (0..logits.len()).collect();
         idx.select_nth_unstable_by(n - 1, |&a, &b| logits[b].total_cmp(&logits[a]));
-    }
-    idx.truncate(n);
-    idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-    let top = idx
-        .into_iter()
-        .map(|i| TokenLogprob {
+        idx.truncate(n);
+        idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        top.extend(idx.into_iter().map(|i| TokenLogprob {
             token: i as i32,
-            logprob: logits[i] - max - log_z,
-        })
-        .collect();
-    Logprobs {
-        log_z,
-        max,
-        logits: logits.to_vec(),
-        top,
+            logprob: logits[i] - offset,
+        }));
     }
+    Logprobs { offset, top }
 }
 
 #[cfg(test)]
@@ -251,12 +244,13 @@ mod tests {
 
     #[test]
     fn logprobs_are_a_distribution() {
-        let l = logprobs_of(&[1.0, 3.0, 2.0, -1.0], 2);
+        let logits = [1.0, 3.0, 2.0, -1.0];
+        let l = logprobs_of(&logits, 2);
         assert_eq!(
             l.top.iter().map(|t| t.token).collect::<Vec<_>>(),
             vec![1, 2]
         );
-        let total: f32 = (0..4).map(|t| l.logprob_of(t).exp()).sum();
+        let total: f32 = (0..4).map(|t| l.logprob_of(&logits, t).exp()).sum();
         assert!((total - 1.0).abs() < 1e-5, "{total}");
         assert!((l.top[0].logprob - l.top[1].logprob - 1.0).abs() < 1e-5);
     }
