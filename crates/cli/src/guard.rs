@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use outpost_guard::corpus::{evaluate, generate, mixed_text};
+use outpost_guard::corpus::{evaluate, generate, mixed_text, table};
 use outpost_guard::{redact, Action, Finding, Restorer, Scanner, Vault};
 use serde_json::{json, Value};
 
@@ -222,19 +222,7 @@ fn bench(samples: usize, mb: usize) -> Result<()> {
         corpus.len(),
         samples
     );
-    println!("| entity | precision | recall | F2 | tp | fp | fn |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for (e, s) in evaluate(&scanner, &corpus) {
-        println!(
-            "| {e} | {:.3} | {:.3} | {:.3} | {} | {} | {} |",
-            s.precision(),
-            s.recall(),
-            s.f2(),
-            s.tp,
-            s.fp,
-            s.fn_
-        );
-    }
+    print!("{}", table(&evaluate(&scanner, &corpus)));
     let text = mixed_text(mb.max(1) * 1_000_000, 1);
     let t = std::time::Instant::now();
     let n = scanner.scan(&text).len();

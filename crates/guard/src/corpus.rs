@@ -521,3 +521,20 @@ pub fn evaluate(scanner: &Scanner, samples: &[Sample]) -> Vec<(Entity, Score)> {
     }
     scores
 }
+
+/// The scores as a Markdown table (entity, precision, recall, F2, counts).
+pub fn table(scores: &[(Entity, Score)]) -> String {
+    let mut out = String::from("| entity | precision | recall | F2 | tp | fp | fn |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for (e, s) in scores {
+        out.push_str(&format!(
+            "| {e} | {:.3} | {:.3} | {:.3} | {} | {} | {} |\n",
+            s.precision(),
+            s.recall(),
+            s.f2(),
+            s.tp,
+            s.fp,
+            s.fn_
+        ));
+    }
+    out
+}

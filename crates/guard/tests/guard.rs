@@ -1,6 +1,6 @@
 //! The guard on its generated labelled corpus, and its properties.
 
-use outpost_guard::corpus::{evaluate, generate, mixed_text};
+use outpost_guard::corpus::{evaluate, generate, mixed_text, table};
 use outpost_guard::{apply, redact, Action, Entity, Restorer, Scanner, Vault};
 use proptest::prelude::*;
 
@@ -26,18 +26,7 @@ fn precision_recall_and_f2_on_the_labelled_corpus() {
     let scanner = Scanner::new();
     let samples = generate(200, 7);
     let scores = evaluate(&scanner, &samples);
-    eprintln!("| entity | precision | recall | F2 | tp | fp | fn |");
-    for (e, s) in &scores {
-        eprintln!(
-            "| {e} | {:.3} | {:.3} | {:.3} | {} | {} | {} |",
-            s.precision(),
-            s.recall(),
-            s.f2(),
-            s.tp,
-            s.fp,
-            s.fn_
-        );
-    }
+    eprint!("{}", table(&scores));
     for (e, s) in &scores {
         if STRUCTURED.contains(e) {
             assert!(s.recall() >= 0.95, "{e}: recall {:.3} < 0.95", s.recall());

@@ -154,8 +154,9 @@ async fn run_to_end(
 }
 
 /// Renders a request's events into SSE data strings on a blocking thread
-/// and hands them to the response stream; when the client is gone (the
-/// channel closed), cancels the generation.
+/// and hands them to the response stream, ending it with `[DONE]`; when the
+/// client is gone (the channel closed), cancels the generation. `render`
+/// sees `Started`, `Piece` and `Done`.
 fn forward(
     state: Arc<AppState>,
     started: Instant,
@@ -165,19 +166,32 @@ fn forward(
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::task::spawn_blocking(move || {
         let mut timer = Timer::new(state.clone(), started);
+        let send = |data: String| {
+            let sent = tx.blocking_send(data).is_ok();
+            if !sent {
+                handle.cancel.cancel();
+                state.metrics.cancelled();
+            }
+            sent
+        };
         for ev in handle.events.iter() {
             if matches!(&ev, Event::Piece(p) if p.token >= 0) {
                 timer.token();
             }
-            let last = matches!(ev, Event::Done(_) | Event::Failed(_));
-            for data in render(ev) {
-                if tx.blocking_send(data).is_err() {
-                    handle.cancel.cancel();
-                    state.metrics.cancelled();
+            // Every stream ends with [DONE]: after the last chunks, or after
+            // an error in OpenAI's shape.
+            let (data, end) = match ev {
+                Event::Failed(e) => (vec![json(&ApiError::from(e).body)], true),
+                ev @ Event::Done(_) => (render(ev), true),
+                ev => (render(ev), false),
+            };
+            for d in data {
+                if !send(d) {
                     return;
                 }
             }
-            if last {
+            if end {
+                send("[DONE]".into());
                 return;
             }
         }
@@ -303,7 +317,6 @@ pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError
         started,
         handle,
         move |ev| match ev {
-            Event::Started { .. } => Vec::new(),
             Event::Piece(p) => {
                 let lp = if want_logprobs {
                     token_logprob(&model, &p).map(|t| ChoiceLogprobs { content: vec![t] })
@@ -339,10 +352,9 @@ pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError
                         Some(usage(&done)),
                     )));
                 }
-                v.push("[DONE]".into());
                 v
             }
-            Event::Failed(e) => vec![json(&ApiError::from(e).body), "[DONE]".into()],
+            Event::Started { .. } | Event::Failed(_) => Vec::new(),
         },
     ));
     let stream = tokio_stream::once(json(&first))
@@ -471,7 +483,6 @@ pub async fn completions(State(state): Shared, body: Body) -> Result<Response, A
         started,
         handle,
         move |ev| match ev {
-            Event::Started { .. } => Vec::new(),
             Event::Piece(p) if p.text.is_empty() => Vec::new(),
             Event::Piece(p) => vec![json(&make2(p.text, None, None, None))],
             Event::Done(done) => {
@@ -481,10 +492,9 @@ pub async fn completions(State(state): Shared, body: Body) -> Result<Response, A
                     u.choices.clear();
                     v.push(json(&u));
                 }
-                v.push("[DONE]".into());
                 v
             }
-            Event::Failed(e) => vec![json(&ApiError::from(e).body), "[DONE]".into()],
+            Event::Started { .. } | Event::Failed(_) => Vec::new(),
         },
     ));
     let stream = tokio_stream::iter(first)
