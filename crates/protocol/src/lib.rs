@@ -11,6 +11,7 @@
 //! ```
 
 pub mod error;
+pub mod ollama;
 pub mod openai;
 
 pub use error::{ApiErrorBody, ErrorDetail, ProtocolError};
