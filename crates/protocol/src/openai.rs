@@ -545,7 +545,7 @@ mod tests {
     #[test]
     fn unknown_fields_are_refused_by_name() {
         let e = parse(r#"{"model":"m","messages":[],"mystery":1}"#)
-            .unwrap_err()
+            .expect_err("an unknown field")
             .to_string();
         assert_eq!(field_of_serde_error(&e).as_deref(), Some("mystery"), "{e}");
     }
@@ -568,7 +568,7 @@ mod tests {
             ),
         ] {
             let r = parse(&format!("{{{base},{extra}}}")).expect("parse");
-            let e = r.validate().unwrap_err();
+            let e = r.validate().expect_err("must be refused");
             assert_eq!(e.param(), param, "{extra}: {e}");
             assert_eq!(e.body().error.param.as_deref(), Some(param));
         }
