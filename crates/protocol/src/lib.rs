@@ -20,6 +20,7 @@
 pub mod digest;
 pub mod error;
 pub mod manifest;
+pub mod ollama;
 pub mod openai;
 pub mod signing;
 pub mod time;
