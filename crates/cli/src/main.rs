@@ -79,13 +79,23 @@ enum Command {
     ///   outpost guard bench
     #[command(verbatim_doc_comment)]
     Guard(guard::GuardArgs),
-    /// Serve models over an OpenAI-compatible HTTP API on localhost:
-    /// /v1/chat/completions, /v1/completions (streaming as SSE), /v1/models,
-    /// /health, /metrics. Existing OpenAI clients work unchanged.
+    /// Serve models over OpenAI- and Ollama-compatible HTTP APIs on localhost,
+    /// so existing clients work unchanged:
+    ///   OpenAI  /v1/chat/completions, /v1/completions (SSE), /v1/models
+    ///   Ollama  /api/chat, /api/generate (NDJSON), /api/tags, /api/show,
+    ///           /api/ps, /api/version
+    ///   ops     /health, /metrics (Prometheus)
+    ///
+    /// Models load on first use and unload after --keep-alive idle (or a
+    /// request's keep_alive), within --memory-budget. Each model runs --slots
+    /// requests at once and queues --queue more; beyond that, 503 with
+    /// Retry-After. SIGTERM or Ctrl-C: stop accepting, let requests finish
+    /// for --grace, cancel the rest, exit 0.
     ///
     /// Examples:
     ///   outpost serve smollm2-135m
     ///   outpost serve smollm2-135m gemma3-270m --port 9000 --slots 8
+    ///   outpost serve gemma3-270m --keep-alive -1 --memory-budget 2GiB
     ///   OUTPOST_API_KEY=secret outpost serve smollm2-135m --host 0.0.0.0
     #[command(verbatim_doc_comment)]
     Serve(serve::ServeArgs),

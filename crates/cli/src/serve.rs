@@ -1,12 +1,14 @@
-//! `outpost serve`: the OpenAI-compatible HTTP daemon.
+//! `outpost serve`: the OpenAI- and Ollama-compatible HTTP daemon.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use outpost_server::{AppState, ServedModel, ServerConfig};
+use outpost_protocol::ollama::KeepAlive;
+use outpost_server::{default_memory_budget, AppState, ModelSpec, ServerConfig};
 
 use crate::models;
 use crate::run::load_template;
@@ -28,6 +30,27 @@ pub struct ServeArgs {
     /// Concurrent sequences per model.
     #[arg(long, default_value_t = 4)]
     pub slots: u32,
+    /// Requests per model that may wait for a free sequence; more get 503
+    /// with Retry-After.
+    #[arg(long, default_value_t = 32)]
+    pub queue: u32,
+    /// How long an idle model stays loaded: a duration (30s, 5m, 1h), 0 to
+    /// unload as soon as it is idle, -1 to keep it loaded. Requests may set
+    /// their own (Ollama's keep_alive).
+    #[arg(long, default_value = "5m", value_parser = parse_keep_alive, allow_hyphen_values = true)]
+    pub keep_alive: KeepAlive,
+    /// Memory all loaded models may hold together (weights + KV cache +
+    /// compute buffers), e.g. 2GiB, 800MiB. Default: 3/4 of physical memory.
+    /// A load that would not fit unloads idle models first, else is refused.
+    #[arg(long, value_parser = parse_bytes)]
+    pub memory_budget: Option<u64>,
+    /// Load every model at start instead of on first use.
+    #[arg(long)]
+    pub preload: bool,
+    /// On SIGTERM or Ctrl-C, how long requests in flight may run on before
+    /// they are cancelled (seconds).
+    #[arg(long, default_value_t = 10.0)]
+    pub grace: f64,
     /// Context per sequence. Default: the model's training context, at most 8192.
     #[arg(long, short = 'c')]
     pub ctx_size: Option<u32>,
@@ -38,6 +61,39 @@ pub struct ServeArgs {
     /// Jinja file; `MODEL=NAME|FILE` sets it for one model (repeatable).
     #[arg(long, value_name = "[MODEL=]NAME|FILE")]
     pub chat_template: Vec<String>,
+}
+
+fn parse_keep_alive(s: &str) -> Result<KeepAlive, String> {
+    KeepAlive::parse(s)
+}
+
+/// `2GiB`, `800MiB`, `1.5G`, `500M`, or plain bytes.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: give e.g. 2GiB, 800MiB or a byte count"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" => 1e12,
+        "tib" => 1024f64.powi(4),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?}: use B, KiB, MiB, GiB, TiB (or kB, MB, GB, TB)"
+            ))
+        }
+    };
+    Ok((value * scale) as u64)
 }
 
 fn served_name(spec: &str, path: &Path) -> String {
@@ -73,40 +129,82 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     if !a.host.is_loopback() && a.api_key.is_none() {
         bail!("binding {} exposes the models beyond this machine: give --api-key (or OUTPOST_API_KEY), or bind 127.0.0.1", a.host);
     }
+    if !(a.grace >= 0.0 && a.grace.is_finite()) {
+        bail!("--grace {} is not a number of seconds", a.grace);
+    }
     let cfg = ServerConfig {
         slots: a.slots,
+        queue: a.queue,
         ctx_per_slot: a.ctx_size,
         threads: a.threads,
         api_key: a.api_key.clone(),
+        keep_alive: a.keep_alive,
+        memory_budget: a.memory_budget.unwrap_or_else(default_memory_budget),
+        grace: Duration::from_secs_f64(a.grace),
         ..ServerConfig::default()
     };
-    let mut served = Vec::new();
+    if cfg.slots == 0 || cfg.slots > 256 {
+        bail!("--slots {} must be between 1 and 256", cfg.slots);
+    }
+    let mib = |b: u64| b / (1024 * 1024);
+    let mut specs: Vec<ModelSpec> = Vec::new();
     for spec in &a.models {
         let path = models::resolve(spec)?;
         let name = served_name(spec, &path);
         let template = load_template(template_for(&a.chat_template, spec, &name).as_deref())?;
-        if served.iter().any(|m: &ServedModel| m.name == name) {
+        if specs.iter().any(|m| m.name == name) {
             bail!("model name {name:?} given twice");
         }
         let m =
-            ServedModel::load(&name, &path, template.clone(), &cfg).map_err(anyhow::Error::msg)?;
-        eprintln!("serving {name} ({}, {})", path.display(), m.digest);
-        served.push(m);
+            ModelSpec::inspect(&name, &path, template.clone(), &cfg).map_err(anyhow::Error::msg)?;
+        let fits = if m.memory.total() > cfg.memory_budget {
+            format!(
+                " - more than the {} MiB budget: it will be refused until --memory-budget is raised",
+                mib(cfg.memory_budget)
+            )
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "model {name}: {} ({}), needs {}{fits}",
+            path.display(),
+            m.digest,
+            m.memory
+        );
+        specs.push(m);
     }
-    let state = Arc::new(AppState::new(served, cfg));
+    let names: Vec<String> = specs.iter().map(|m| m.name.clone()).collect();
+    let state = Arc::new(AppState::new(specs, cfg));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async move {
+    let result = rt.block_on(async {
+        if a.preload {
+            for name in &names {
+                let started = std::time::Instant::now();
+                drop(state.registry.acquire(name, None).await.map_err(|e| {
+                    anyhow::anyhow!("preloading {name}: {}", e.body.error.message)
+                })?);
+                eprintln!("loaded {name} in {:.2} s", started.elapsed().as_secs_f64());
+            }
+        }
         let addr = SocketAddr::new(a.host, a.port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} (in use? try --port)"))?;
-        eprintln!("listening on http://{addr} (OpenAI API at /v1; Ctrl-C stops)");
-        outpost_server::run(listener, state)
+        eprintln!(
+            "listening on http://{addr} (OpenAI API at /v1, Ollama API at /api; memory budget {} MiB; Ctrl-C stops)",
+            mib(state.config.memory_budget)
+        );
+        outpost_server::run(listener, state.clone())
             .await
-            .context("serving")
-    })
+            .context("serving")?;
+        state.registry.unload_all().await;
+        anyhow::Ok(())
+    });
+    rt.shutdown_timeout(Duration::from_secs(5));
+    eprintln!("stopped");
+    result
 }

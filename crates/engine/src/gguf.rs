@@ -231,6 +231,53 @@ impl GgufHeader {
         let arch = self.architecture()?;
         self.u64(&format!("{arch}.{suffix}"))
     }
+    /// Parameters: elements over all tensors.
+    pub fn n_params(&self) -> u64 {
+        self.tensors.iter().map(TensorInfo::n_elements).sum()
+    }
+
+    /// llama.cpp's name for `general.file_type` (the quantization the file
+    /// was made with), e.g. `Q4_K_M`.
+    pub fn file_type_name(&self) -> Option<&'static str> {
+        // llama.cpp's llama_ftype numbering (include/llama.h).
+        Some(match self.u64("general.file_type")? {
+            0 => "F32",
+            1 => "F16",
+            2 => "Q4_0",
+            3 => "Q4_1",
+            7 => "Q8_0",
+            8 => "Q5_0",
+            9 => "Q5_1",
+            10 => "Q2_K",
+            11 => "Q3_K_S",
+            12 => "Q3_K_M",
+            13 => "Q3_K_L",
+            14 => "Q4_K_S",
+            15 => "Q4_K_M",
+            16 => "Q5_K_S",
+            17 => "Q5_K_M",
+            18 => "Q6_K",
+            19 => "IQ2_XXS",
+            20 => "IQ2_XS",
+            21 => "Q2_K_S",
+            22 => "IQ3_XS",
+            23 => "IQ3_XXS",
+            24 => "IQ1_S",
+            25 => "IQ4_NL",
+            26 => "IQ3_S",
+            27 => "IQ3_M",
+            28 => "IQ2_S",
+            29 => "IQ2_M",
+            30 => "IQ4_XS",
+            31 => "IQ1_M",
+            32 => "BF16",
+            36 => "TQ1_0",
+            37 => "TQ2_0",
+            38 => "MXFP4",
+            _ => return None,
+        })
+    }
+
     /// Tensor count and bytes per ggml type name, largest share first.
     pub fn type_mix(&self) -> Vec<(String, usize, u64)> {
         let mut mix: BTreeMap<&str, (usize, u64)> = BTreeMap::new();

@@ -22,6 +22,7 @@ mod generate;
 pub mod gguf;
 mod grammar;
 mod logs;
+mod memory;
 mod model;
 mod request;
 mod scheduler;
@@ -36,6 +37,7 @@ pub use bench::{
 pub use error::{EngineError, Result};
 pub use generate::default_threads;
 pub use grammar::json_schema_grammar;
+pub use memory::{estimate_memory, MemoryEstimate};
 pub use model::{LoadOptions, Model, ModelInfo, SpecialToken};
 pub use request::{
     CancelToken, Completion, FinishReason, GenerateRequest, Piece, Prompt, SamplingParams,

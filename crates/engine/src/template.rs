@@ -73,6 +73,7 @@ pub fn builtin_names() -> String {
 pub struct ChatTemplate {
     /// Where it came from: `gguf`, a built-in name, or a file path.
     pub name: String,
+    source: String,
     env: Environment<'static>,
 }
 
@@ -80,6 +81,7 @@ impl ChatTemplate {
     /// Compiles Jinja `source`; `name` is used in messages.
     pub fn new(name: impl Into<String>, source: impl Into<String>) -> Result<Self> {
         let name = name.into();
+        let source = source.into();
         let mut env = Environment::new();
         // Hugging Face renders chat templates with trim_blocks and
         // lstrip_blocks on; templates are written for that.
@@ -88,9 +90,14 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
-        env.add_template_owned("chat", source.into())
+        env.add_template_owned("chat", source.clone())
             .map_err(|e| template_error(&name, &e))?;
-        Ok(ChatTemplate { name, env })
+        Ok(ChatTemplate { name, source, env })
+    }
+
+    /// The Jinja source.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// A built-in template by name, or a Jinja file by path.

@@ -11,6 +11,8 @@ use outpost_protocol::{ApiErrorBody, ErrorDetail, ProtocolError};
 pub struct ApiError {
     pub status: StatusCode,
     pub body: ApiErrorBody,
+    /// Seconds for a `Retry-After` header (503s).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -31,7 +33,33 @@ impl ApiError {
                     code: Some(code.into()),
                 },
             },
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` header.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// A failure on the server's side while `during`.
+    pub fn internal(during: &str, problem: String) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal",
+            None,
+            format!("{during}: {problem}"),
+        )
+    }
+
+    /// As Ollama's error shape, `{"error": "..."}`, same status and headers.
+    pub fn into_ollama(self) -> Response {
+        let body = outpost_protocol::ollama::ErrorResponse {
+            error: self.body.error.message,
+        };
+        with_retry_after((self.status, Json(body)).into_response(), self.retry_after)
     }
 
     pub fn bad_request(param: Option<&str>, code: &str, message: impl Into<String>) -> Self {
@@ -79,6 +107,7 @@ impl From<ProtocolError> for ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             body: e.body(),
+            retry_after: None,
         }
     }
 }
@@ -111,6 +140,17 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        with_retry_after(
+            (self.status, Json(self.body)).into_response(),
+            self.retry_after,
+        )
     }
+}
+
+fn with_retry_after(mut res: Response, secs: Option<u64>) -> Response {
+    if let Some(secs) = secs {
+        res.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, secs.into());
+    }
+    res
 }

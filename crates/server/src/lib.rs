@@ -1,22 +1,31 @@
-//! The on-device HTTP daemon behind `outpost serve`: an OpenAI-compatible
-//! API (chat and legacy completions, streaming as SSE, models), health and
-//! Prometheus metrics, over each model's batching scheduler. Handlers are
-//! thin: parse (outpost-protocol) → validate → convert → engine → convert.
+//! The on-device HTTP daemon behind `outpost serve`: OpenAI-compatible
+//! (`/v1`: chat and legacy completions, streaming as SSE, models) and
+//! Ollama-compatible (`/api`: chat, generate, tags, show, ps, version,
+//! streaming as NDJSON) APIs, health and Prometheus metrics, over each
+//! model's batching scheduler. Models load on first use and unload after
+//! their keep-alive, within a memory budget (see [`registry`]). Handlers
+//! are thin: parse (outpost-protocol) → validate → convert → engine →
+//! convert.
 //!
 //! ```no_run
 //! # async fn demo(state: std::sync::Arc<outpost_server::AppState>) -> std::io::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, outpost_server::app(state)).await
+//! outpost_server::run(listener, state).await
 //! # }
 //! ```
 
 mod error;
+mod flow;
+mod ollama;
 mod openai;
+pub mod registry;
 mod state;
 
 use std::fmt::Write;
+use std::future::IntoFuture;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
@@ -26,16 +35,85 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 pub use error::ApiError;
-pub use state::{AppState, Metrics, ServedModel, ServerConfig};
+pub use registry::{ModelSpec, Registry};
+pub use state::{default_memory_budget, AppState, Metrics, ServedModel, ServerConfig};
 
-/// Serves `state` on `listener` until Ctrl-C, then lets in-flight
-/// requests finish.
+/// Serves `state` on `listener` until SIGTERM or Ctrl-C, then shuts down
+/// gracefully: stops accepting connections, lets requests in flight run
+/// for the grace period, cancels what is left (streams end with a final
+/// chunk), and returns. A second signal skips the rest of the grace period.
 pub async fn run(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
+    let reaper = {
+        let registry = state.registry.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                registry.reap().await;
+            }
         })
-        .await
+    };
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        })
+        .into_future();
+    let mut server = tokio::spawn(server);
+    tokio::select! {
+        r = &mut server => return flatten(r),
+        _ = shutdown_signal() => {}
+    }
+    state.registry.close();
+    let _ = stop_tx.send(true);
+    let grace = state.config.grace;
+    eprintln!(
+        "shutting down: no new connections; {} requests in flight get {:.1} s to finish (signal again to stop them now)",
+        state.registry.in_flight(),
+        grace.as_secs_f64()
+    );
+    tokio::select! {
+        r = &mut server => { reaper.abort(); return flatten(r) }
+        _ = tokio::time::sleep(grace) => {}
+        _ = shutdown_signal() => {}
+    }
+    let n = state.registry.cancel_all();
+    eprintln!("cancelled {n} requests still running");
+    let r = tokio::select! {
+        r = &mut server => flatten(r),
+        _ = tokio::time::sleep(Duration::from_secs(5)) => {
+            eprintln!("some connections did not close within 5 s; leaving them");
+            Ok(())
+        }
+    };
+    reaper.abort();
+    r
+}
+
+fn flatten(r: Result<std::io::Result<()>, tokio::task::JoinError>) -> std::io::Result<()> {
+    r.map_err(std::io::Error::other)?
+}
+
+/// SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// The router, ready for `axum::serve`.
@@ -45,6 +123,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(openai::chat))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/models", get(openai::models))
+        .route("/api/chat", post(ollama::chat))
+        .route("/api/generate", post(ollama::generate))
+        .route("/api/tags", get(ollama::tags))
+        .route("/api/show", post(ollama::show))
+        .route("/api/ps", get(ollama::ps))
+        .route("/api/version", get(ollama::version))
+        .route("/", get(root))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -52,6 +137,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// Ollama clients probe `GET /`.
+async fn root() -> &'static str {
+    "Outpost is running (OpenAI API at /v1, Ollama API at /api)"
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -64,7 +154,7 @@ async fn not_found(req: Request) -> ApiError {
         "invalid_request_error",
         "unknown_url",
         None,
-        format!("no endpoint {} {}; see /v1/models, /v1/chat/completions, /v1/completions, /health, /metrics", req.method(), req.uri().path()),
+        format!("no endpoint {} {}; see /v1/models, /v1/chat/completions, /v1/completions, /api/chat, /api/generate, /api/tags, /api/show, /api/ps, /api/version, /health, /metrics", req.method(), req.uri().path()),
     )
 }
 
@@ -96,7 +186,18 @@ async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
 async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let endpoint = match path.as_str() {
-        "/v1/chat/completions" | "/v1/completions" | "/v1/models" | "/health" | "/metrics" => path,
+        "/v1/chat/completions"
+        | "/v1/completions"
+        | "/v1/models"
+        | "/health"
+        | "/metrics"
+        | "/api/chat"
+        | "/api/generate"
+        | "/api/tags"
+        | "/api/show"
+        | "/api/ps"
+        | "/api/version"
+        | "/" => path,
         _ => "other".to_string(),
     };
     let res = next.run(req).await;
@@ -114,6 +215,7 @@ fn resident_bytes() -> Option<u64> {
 /// Prometheus text format.
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let mut out = String::new();
+    let loaded = state.registry.loaded();
     let _ = writeln!(out, "# HELP outpost_requests_total HTTP requests by endpoint and status.\n# TYPE outpost_requests_total counter");
     if let Ok(m) = state.metrics.requests.lock() {
         for ((endpoint, status), n) in m.iter() {
@@ -139,6 +241,56 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     if let Some(rss) = resident_bytes() {
         let _ = writeln!(out, "# HELP outpost_resident_memory_bytes Resident memory of the server process (models are memory-mapped).\n# TYPE outpost_resident_memory_bytes gauge\noutpost_resident_memory_bytes {rss}");
     }
+    let reg = &state.registry;
+    for (name, help, kind, v) in [
+        (
+            "models_loaded",
+            "Models in memory.",
+            "gauge",
+            loaded.len() as u64,
+        ),
+        (
+            "memory_budget_bytes",
+            "Memory all loaded models may hold (--memory-budget).",
+            "gauge",
+            reg.budget(),
+        ),
+        (
+            "memory_used_bytes",
+            "Memory the loaded models hold (estimated).",
+            "gauge",
+            reg.memory_used(),
+        ),
+        (
+            "model_loads_total",
+            "Model loads.",
+            "counter",
+            reg.stats.loads.load(Ordering::Relaxed),
+        ),
+        (
+            "model_unloads_total",
+            "Model unloads (keep-alive expiry, eviction, keep_alive 0).",
+            "counter",
+            reg.stats.unloads.load(Ordering::Relaxed),
+        ),
+        (
+            "queue_full_total",
+            "Requests refused with 503 because a model's queue was full.",
+            "counter",
+            reg.stats.queue_full.load(Ordering::Relaxed),
+        ),
+        (
+            "memory_refused_total",
+            "Loads refused because they would exceed the memory budget.",
+            "counter",
+            reg.stats.memory_refused.load(Ordering::Relaxed),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP outpost_{name} {help}\n# TYPE outpost_{name} {kind}\noutpost_{name} {v}"
+        );
+    }
     for (name, help) in [
         (
             "queued_requests",
@@ -153,8 +305,15 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         ("generated_tokens", "Tokens generated."),
         ("decode_steps", "Batched decode steps."),
         ("model_bytes", "Size of the model file."),
+        (
+            "model_memory_bytes",
+            "Memory the model holds: weights, KV cache, compute (estimated).",
+        ),
     ] {
-        let kind = if matches!(name, "model_bytes" | "queued_requests" | "active_sequences") {
+        let kind = if matches!(
+            name,
+            "model_bytes" | "model_memory_bytes" | "queued_requests" | "active_sequences"
+        ) {
             "gauge"
         } else {
             "counter"
@@ -164,7 +323,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             out,
             "# HELP outpost_{name}{suffix} {help}\n# TYPE outpost_{name}{suffix} {kind}"
         );
-        for m in &state.models {
+        for l in &loaded {
+            let m = &l.model;
             let s = m.scheduler.stats();
             let v = match name {
                 "prompt_tokens" => s.prompt_tokens.load(Ordering::Relaxed),
@@ -173,6 +333,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
                 "decode_steps" => s.steps.load(Ordering::Relaxed),
                 "queued_requests" => s.queued.load(Ordering::Relaxed),
                 "active_sequences" => s.active.load(Ordering::Relaxed),
+                "model_memory_bytes" => l.spec.memory.total(),
                 _ => m.model.info().file_size,
             };
             let _ = writeln!(out, "outpost_{name}{suffix}{{model=\"{}\"}} {v}", m.name);

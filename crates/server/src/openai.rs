@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use outpost_engine::{
     Completion as EngineCompletion, Event, GenerateRequest, Message, Model, Piece, Prompt,
-    RequestHandle, SamplingParams,
+    SamplingParams,
 };
 use outpost_protocol::openai::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
@@ -24,13 +24,20 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
 use crate::error::ApiError;
-use crate::state::{now, AppState, ServedModel};
+use crate::flow::{forward, json, next_id, run_to_end, worker_died, Framing};
+use crate::state::{now, AppState};
+
+/// Server-sent events: errors in OpenAI's shape, then `[DONE]`.
+const SSE: Framing = Framing {
+    error: |e| json(&e.body),
+    end: Some("[DONE]"),
+};
 
 type Shared = State<Arc<AppState>>;
 
-type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
+pub(crate) type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
 
-fn parse<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
     let body = body.map_err(|e| {
         ApiError::new(
             e.status(),
@@ -41,12 +48,6 @@ fn parse<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
         )
     })?;
     serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))
-}
-
-fn served<'a>(state: &'a AppState, name: &str) -> Result<&'a ServedModel, ApiError> {
-    state
-        .model(name)
-        .ok_or_else(|| ApiError::unknown_model(name, &state.names()))
 }
 
 fn sampling(temperature: Option<f32>, top_p: Option<f32>, seed: Option<i64>) -> SamplingParams {
@@ -88,117 +89,6 @@ fn token_logprob(model: &Model, p: &Piece) -> Option<TokenLogprob> {
     })
 }
 
-/// A blocking task that panicked or was cancelled.
-fn worker_died(e: tokio::task::JoinError) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        "server_error",
-        "worker",
-        None,
-        e.to_string(),
-    )
-}
-
-/// Times a request's tokens into the TTFT and inter-token histograms.
-struct Timer {
-    state: Arc<AppState>,
-    last: Option<Instant>,
-    started: Instant,
-}
-
-impl Timer {
-    fn new(state: Arc<AppState>, started: Instant) -> Self {
-        Timer {
-            state,
-            last: None,
-            started,
-        }
-    }
-    fn token(&mut self) {
-        let now = Instant::now();
-        match self.last {
-            None => self
-                .state
-                .metrics
-                .ttft
-                .observe((now - self.started).as_secs_f64()),
-            Some(prev) => self
-                .state
-                .metrics
-                .inter_token
-                .observe((now - prev).as_secs_f64()),
-        }
-        self.last = Some(now);
-    }
-}
-
-/// Runs a request to the end on a blocking thread.
-async fn run_to_end(
-    state: Arc<AppState>,
-    started: Instant,
-    handle: RequestHandle,
-) -> Result<(EngineCompletion, Vec<Piece>), ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let mut timer = Timer::new(state, started);
-        let mut pieces = Vec::new();
-        let done = handle.wait(|p| {
-            if p.token >= 0 {
-                timer.token();
-            }
-            pieces.push(p.clone());
-        })?;
-        Ok((done, pieces))
-    })
-    .await
-    .map_err(worker_died)?
-}
-
-/// Renders a request's events into SSE data strings on a blocking thread
-/// and hands them to the response stream, ending it with `[DONE]`; when the
-/// client is gone (the channel closed), cancels the generation. `render`
-/// sees `Started`, `Piece` and `Done`.
-fn forward(
-    state: Arc<AppState>,
-    started: Instant,
-    handle: RequestHandle,
-    mut render: impl FnMut(Event) -> Vec<String> + Send + 'static,
-) -> tokio::sync::mpsc::Receiver<String> {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::task::spawn_blocking(move || {
-        let mut timer = Timer::new(state.clone(), started);
-        let send = |data: String| {
-            let sent = tx.blocking_send(data).is_ok();
-            if !sent {
-                handle.cancel.cancel();
-                state.metrics.cancelled();
-            }
-            sent
-        };
-        for ev in handle.events.iter() {
-            if matches!(&ev, Event::Piece(p) if p.token >= 0) {
-                timer.token();
-            }
-            // Every stream ends with [DONE]: after the last chunks, or after
-            // an error in OpenAI's shape.
-            let (data, end) = match ev {
-                Event::Failed(e) => (vec![json(&ApiError::from(e).body)], true),
-                ev @ Event::Done(_) => (render(ev), true),
-                ev => (render(ev), false),
-            };
-            for d in data {
-                if !send(d) {
-                    return;
-                }
-            }
-            if end {
-                send("[DONE]".into());
-                return;
-            }
-        }
-    });
-    rx
-}
-
 fn finish(done: &EngineCompletion) -> String {
     done.finish_reason.as_str().to_string()
 }
@@ -211,7 +101,8 @@ pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError
     let started = Instant::now();
     let req: ChatCompletionRequest = parse(body)?;
     req.validate()?;
-    let served = served(&state, &req.model)?;
+    let lease = state.registry.acquire(&req.model, None).await?;
+    let served = lease.model().clone();
     let messages = req
         .messages
         .iter()
@@ -246,12 +137,12 @@ pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError
     if want_logprobs {
         g.top_logprobs = Some(req.top_logprobs.unwrap_or(0) as usize);
     }
-    let handle = served.scheduler.submit(g)?;
+    let handle = lease.submit(g)?;
     let id = format!("chatcmpl-{}", next_id());
     let model = served.model.clone();
     let (name, fingerprint) = (served.name.clone(), served.digest.clone());
     if !req.stream {
-        let (done, pieces) = run_to_end(state.clone(), started, handle).await?;
+        let (done, pieces) = run_to_end(state.clone(), started, lease, handle).await?;
         let logprobs = want_logprobs.then(|| ChoiceLogprobs {
             content: pieces
                 .iter()
@@ -315,7 +206,9 @@ pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError
     let events = ReceiverStream::new(forward(
         state.clone(),
         started,
+        lease,
         handle,
+        SSE,
         move |ev| match ev {
             Event::Piece(p) => {
                 let lp = if want_logprobs {
@@ -363,21 +256,12 @@ pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError
     Ok(Sse::new(stream).into_response())
 }
 
-fn json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\":{{\"message\":\"{e}\"}}}}"))
-}
-
-fn next_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!("{:x}{:06x}", now(), N.fetch_add(1, Ordering::Relaxed))
-}
-
 pub async fn completions(State(state): Shared, body: Body) -> Result<Response, ApiError> {
     let started = Instant::now();
     let req: CompletionRequest = parse(body)?;
     req.validate()?;
-    let served = served(&state, &req.model)?;
+    let lease = state.registry.acquire(&req.model, None).await?;
+    let served = lease.model().clone();
     let prompt = req.prompt_text()?.to_string();
     let model = served.model.clone();
     let (name, fingerprint) = (served.name.clone(), served.digest.clone());
@@ -439,10 +323,10 @@ pub async fn completions(State(state): Shared, body: Body) -> Result<Response, A
     g.max_tokens = Some(max_tokens);
     g.stop = req.stop.clone().map(|s| s.into_vec()).unwrap_or_default();
     g.top_logprobs = req.logprobs.map(|n| n as usize);
-    let handle = served.scheduler.submit(g)?;
+    let handle = lease.submit(g)?;
     let echo = if req.echo { prompt } else { String::new() };
     if !req.stream {
-        let (done, pieces) = run_to_end(state.clone(), started, handle).await?;
+        let (done, pieces) = run_to_end(state.clone(), started, lease, handle).await?;
         let logprobs = req.logprobs.map(|_| {
             let mut lp = CompletionLogprobs::default();
             let mut offset = echo.len();
@@ -481,7 +365,9 @@ pub async fn completions(State(state): Shared, body: Body) -> Result<Response, A
     let events = ReceiverStream::new(forward(
         state.clone(),
         started,
+        lease,
         handle,
+        SSE,
         move |ev| match ev {
             Event::Piece(p) if p.text.is_empty() => Vec::new(),
             Event::Piece(p) => vec![json(&make2(p.text, None, None, None))],
@@ -507,12 +393,15 @@ pub async fn models(State(state): Shared) -> Json<ModelList> {
     Json(ModelList {
         object: "list".into(),
         data: state
-            .models
-            .iter()
+            .registry
+            .specs()
             .map(|m| ModelCard {
                 id: m.name.clone(),
                 object: "model".into(),
-                created: m.created,
+                created: m
+                    .modified
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
                 owned_by: "outpost".into(),
             })
             .collect(),

@@ -6,15 +6,21 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use outpost_engine::{ChatTemplate, LoadOptions, Model, Scheduler, SchedulerConfig};
+use outpost_protocol::ollama::KeepAlive;
 use sha2::{Digest, Sha256};
+
+use crate::registry::{ModelSpec, Registry};
 
 /// How the server runs its models.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Concurrent sequences per model.
     pub slots: u32,
+    /// Requests per model that may wait for a slot; beyond them, 503.
+    pub queue: u32,
     /// Context per sequence; None = the model's training context capped at 8192.
     pub ctx_per_slot: Option<u32>,
     pub threads: Option<u32>,
@@ -22,18 +28,40 @@ pub struct ServerConfig {
     pub api_key: Option<String>,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// How long an idle model stays loaded, unless a request says otherwise.
+    pub keep_alive: KeepAlive,
+    /// Bytes all loaded models may hold together (weights + KV cache +
+    /// compute buffers, estimated before loading).
+    pub memory_budget: u64,
+    /// On SIGTERM or Ctrl-C: how long in-flight requests may run on.
+    pub grace: Duration,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             slots: 4,
+            queue: 32,
             ctx_per_slot: None,
             threads: None,
             api_key: None,
             body_limit: 4 << 20,
+            keep_alive: KeepAlive::DEFAULT,
+            memory_budget: default_memory_budget(),
+            grace: Duration::from_secs(10),
         }
     }
+}
+
+/// Three quarters of physical memory (from /proc/meminfo), else 4 GiB.
+pub fn default_memory_budget() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    });
+    total_kib.map_or(4 << 30, |k| k * 1024 / 4 * 3)
 }
 
 /// One model being served.
@@ -50,38 +78,32 @@ pub struct ServedModel {
 }
 
 impl ServedModel {
-    /// Loads `path`, hashes it, and starts its scheduler.
-    pub fn load(
-        name: &str,
-        path: &Path,
-        template: Option<Arc<ChatTemplate>>,
-        cfg: &ServerConfig,
-    ) -> Result<ServedModel, String> {
+    /// Loads `spec`'s file and starts its scheduler.
+    pub fn load(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ServedModel, String> {
         let model =
-            Arc::new(Model::load(path, &LoadOptions::default()).map_err(|e| e.to_string())?);
-        let digest = file_digest(path).map_err(|e| format!("hashing {}: {e}", path.display()))?;
+            Arc::new(Model::load(&spec.path, &LoadOptions::default()).map_err(|e| e.to_string())?);
         let scheduler = Scheduler::start(
             model.clone(),
             SchedulerConfig {
                 slots: cfg.slots,
-                n_ctx_per_slot: cfg.ctx_per_slot,
+                n_ctx_per_slot: Some(spec.ctx_per_slot),
                 threads: cfg.threads,
                 ..SchedulerConfig::default()
             },
         )
         .map_err(|e| e.to_string())?;
         Ok(ServedModel {
-            name: name.to_string(),
+            name: spec.name.clone(),
             model,
             scheduler,
-            template,
-            digest,
+            template: spec.template.clone(),
+            digest: spec.digest.clone(),
             created: now(),
         })
     }
 }
 
-fn file_digest(path: &Path) -> std::io::Result<String> {
+pub(crate) fn file_digest(path: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -170,25 +192,17 @@ impl Metrics {
 
 /// Everything the handlers share.
 pub struct AppState {
-    pub models: Vec<ServedModel>,
+    pub registry: Arc<Registry>,
     pub config: ServerConfig,
     pub metrics: Metrics,
 }
 
 impl AppState {
-    pub fn new(models: Vec<ServedModel>, config: ServerConfig) -> Self {
+    pub fn new(specs: Vec<ModelSpec>, config: ServerConfig) -> Self {
         AppState {
-            models,
+            registry: Arc::new(Registry::new(specs, config.clone())),
             config,
             metrics: Metrics::default(),
         }
-    }
-
-    pub fn model(&self, name: &str) -> Option<&ServedModel> {
-        self.models.iter().find(|m| m.name == name)
-    }
-
-    pub fn names(&self) -> Vec<String> {
-        self.models.iter().map(|m| m.name.clone()).collect()
     }
 }

@@ -1,0 +1,410 @@
+//! The Ollama-compatible endpoints (`/api/chat`, `/api/generate`,
+//! `/api/tags`, `/api/show`, `/api/ps`, `/api/version`), so that Ollama
+//! clients work unchanged. Streams are newline-delimited JSON (Ollama
+//! streams unless `"stream": false`); errors are `{"error": "..."}`.
+//! Sampling defaults are Ollama's (temperature 0.8, top-k 40, top-p 0.9,
+//! repeat penalty 1.1 over 64 tokens).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::body::Body as HttpBody;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use outpost_engine::{Completion, Event, FinishReason, GenerateRequest, Message, Prompt};
+use outpost_protocol::ollama::{
+    rfc3339, ChatMessage, ChatRequest, ChatResponse, GenerateRequest as OllamaGenerate,
+    GenerateResponse, KeepAlive, ListedModel, Options, PsResponse, RunningModel, ShowRequest,
+    ShowResponse, TagsResponse, Timings, VersionResponse,
+};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+
+use crate::error::ApiError;
+use crate::flow::{forward, json, run_to_end, Framing};
+use crate::openai::{parse, Body};
+use crate::registry::{Lease, ModelSpec};
+use crate::state::AppState;
+
+type Shared = State<Arc<AppState>>;
+
+/// NDJSON: errors as `{"error": ...}`, no end marker.
+const NDJSON: Framing = Framing {
+    error: |e| {
+        json(&outpost_protocol::ollama::ErrorResponse {
+            error: e.body.error.message.clone(),
+        })
+    },
+    end: None,
+};
+
+fn ollama(r: Result<Response, ApiError>) -> Response {
+    r.unwrap_or_else(ApiError::into_ollama)
+}
+
+fn created_at() -> String {
+    rfc3339(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+fn done_reason(r: FinishReason) -> String {
+    match r {
+        FinishReason::Stop => "stop",
+        FinishReason::Length | FinishReason::ContextFull => "length",
+        FinishReason::Cancelled => "cancelled",
+    }
+    .into()
+}
+
+fn timings(done: &Completion, started: Instant, load: Duration) -> Timings {
+    let ns = |ms: f64| (ms * 1e6) as u64;
+    Timings {
+        total_duration: started.elapsed().as_nanos() as u64,
+        load_duration: load.as_nanos() as u64,
+        prompt_eval_count: done.prompt_tokens as u64,
+        prompt_eval_duration: ns(done.prompt_ms),
+        eval_count: done.tokens.len() as u64,
+        eval_duration: ns(done.generate_ms),
+    }
+}
+
+/// Options onto an engine request, with Ollama's defaults.
+fn apply_options(
+    g: &mut GenerateRequest,
+    options: Option<&Options>,
+    spec: &ModelSpec,
+) -> Result<(), ApiError> {
+    let o = options.cloned().unwrap_or_default();
+    if let Some(n) = o.num_ctx {
+        if n > i64::from(spec.ctx_per_slot) {
+            return Err(ApiError::bad_request(
+                Some("options.num_ctx"),
+                "invalid_value",
+                format!(
+                    "{n} is more than the {} tokens of context each sequence of {} has here; restart the server with a larger --ctx-size, or ask for less",
+                    spec.ctx_per_slot, spec.name
+                ),
+            ));
+        }
+    }
+    let clamp = |v: i64| i32::try_from(v).unwrap_or(i32::MAX);
+    g.sampling.temperature = o.temperature.unwrap_or(0.8);
+    g.sampling.top_k = o.top_k.map_or(40, clamp);
+    g.sampling.top_p = o.top_p.unwrap_or(0.9);
+    g.sampling.min_p = o.min_p.unwrap_or(0.0);
+    g.sampling.repeat_penalty = o.repeat_penalty.unwrap_or(1.1);
+    g.sampling.repeat_last_n = match o.repeat_last_n {
+        Some(-1) => clamp(i64::from(spec.ctx_per_slot)),
+        Some(n) => clamp(n),
+        None => 64,
+    };
+    g.sampling.seed = o.seed.and_then(|s| u32::try_from(s).ok());
+    g.max_tokens = o.max_tokens();
+    g.stop = o.stop.unwrap_or_default();
+    Ok(())
+}
+
+fn grammar(schema: Option<String>) -> Result<Option<String>, ApiError> {
+    schema
+        .map(|s| {
+            outpost_engine::json_schema_grammar(&s).map_err(|e| {
+                ApiError::bad_request(
+                    Some("format"),
+                    "invalid_value",
+                    format!("the JSON schema cannot be enforced: {e}"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// No prompt: load the model (or, with `keep_alive` 0, unload it).
+async fn load_or_unload(
+    state: &Arc<AppState>,
+    model: &str,
+    keep_alive: Option<KeepAlive>,
+) -> Result<&'static str, ApiError> {
+    if keep_alive == Some(KeepAlive::For(Duration::ZERO)) {
+        state.registry.unload_now(model).await?;
+        Ok("unload")
+    } else {
+        drop(state.registry.acquire(model, keep_alive).await?);
+        Ok("load")
+    }
+}
+
+/// Runs `g` under `lease` and answers with `line(text, done)` lines: one
+/// object when not streaming, NDJSON when streaming.
+async fn answer<T: serde::Serialize + Send + 'static>(
+    state: Arc<AppState>,
+    started: Instant,
+    lease: Lease,
+    g: GenerateRequest,
+    stream: bool,
+    line: impl Fn(String, Option<(String, Timings)>) -> T + Send + 'static,
+) -> Result<Response, ApiError> {
+    let load = lease.load_duration;
+    let handle = lease.submit(g)?;
+    if !stream {
+        let (done, _) = run_to_end(state, started, lease, handle).await?;
+        let t = timings(&done, started, load);
+        return Ok(Json(line(
+            done.text.clone(),
+            Some((done_reason(done.finish_reason), t)),
+        ))
+        .into_response());
+    }
+    let lines =
+        ReceiverStream::new(forward(
+            state,
+            started,
+            lease,
+            handle,
+            NDJSON,
+            move |ev| match ev {
+                Event::Piece(p) if p.text.is_empty() => Vec::new(),
+                Event::Piece(p) => vec![json(&line(p.text, None))],
+                Event::Done(done) => {
+                    let t = timings(&done, started, load);
+                    vec![json(&line(
+                        String::new(),
+                        Some((done_reason(done.finish_reason), t)),
+                    ))]
+                }
+                Event::Started { .. } | Event::Failed(_) => Vec::new(),
+            },
+        ))
+        .map(|mut l| {
+            l.push('\n');
+            Ok::<_, Infallible>(l)
+        });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        HttpBody::from_stream(lines),
+    )
+        .into_response())
+}
+
+pub async fn chat(State(state): Shared, body: Body) -> Response {
+    ollama(chat_inner(state, body).await)
+}
+
+async fn chat_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let req: ChatRequest = parse(body)?;
+    req.validate()?;
+    let reply = |model: String, content: String, end: Option<(String, Timings)>| {
+        let (done_reason, timings) = end.map_or((None, None), |(r, t)| (Some(r), Some(t)));
+        ChatResponse {
+            model,
+            created_at: created_at(),
+            message: ChatMessage {
+                role: "assistant".into(),
+                content,
+                ..ChatMessage::default()
+            },
+            done: done_reason.is_some(),
+            done_reason,
+            timings,
+        }
+    };
+    if req.messages.is_empty() {
+        let why = load_or_unload(&state, &req.model, req.keep_alive).await?;
+        let mut r = reply(req.model.clone(), String::new(), None);
+        r.done = true;
+        r.done_reason = Some(why.into());
+        return Ok(Json(r).into_response());
+    }
+    let lease = state.registry.acquire(&req.model, req.keep_alive).await?;
+    let spec = state
+        .registry
+        .spec(&req.model)
+        .cloned()
+        .ok_or_else(|| ApiError::unknown_model(&req.model, &state.registry.names()))?;
+    let messages = req
+        .messages
+        .iter()
+        .map(|m| Message::new(m.role.as_str(), m.content.as_str()))
+        .collect();
+    let mut g = GenerateRequest::new(Prompt::Chat {
+        messages,
+        template: lease.model().template.clone(),
+    });
+    apply_options(&mut g, req.options.as_ref(), &spec)?;
+    g.grammar = grammar(req.json_schema()?)?;
+    let name = req.model.clone();
+    answer(
+        state,
+        started,
+        lease,
+        g,
+        req.streaming(),
+        move |text, end| reply(name.clone(), text, end),
+    )
+    .await
+}
+
+pub async fn generate(State(state): Shared, body: Body) -> Response {
+    ollama(generate_inner(state, body).await)
+}
+
+async fn generate_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let req: OllamaGenerate = parse(body)?;
+    req.validate()?;
+    let reply = |model: String, response: String, end: Option<(String, Timings)>| {
+        let (done_reason, timings) = end.map_or((None, None), |(r, t)| (Some(r), Some(t)));
+        GenerateResponse {
+            model,
+            created_at: created_at(),
+            response,
+            done: done_reason.is_some(),
+            done_reason,
+            timings,
+        }
+    };
+    if req.prompt.is_empty() {
+        let why = load_or_unload(&state, &req.model, req.keep_alive).await?;
+        let mut r = reply(req.model.clone(), String::new(), None);
+        r.done = true;
+        r.done_reason = Some(why.into());
+        return Ok(Json(r).into_response());
+    }
+    let lease = state.registry.acquire(&req.model, req.keep_alive).await?;
+    let spec = state
+        .registry
+        .spec(&req.model)
+        .cloned()
+        .ok_or_else(|| ApiError::unknown_model(&req.model, &state.registry.names()))?;
+    let prompt = if req.raw == Some(true) {
+        Prompt::Text(req.prompt.clone())
+    } else {
+        let mut messages = Vec::new();
+        if let Some(system) = &req.system {
+            messages.push(Message::new("system", system.as_str()));
+        }
+        messages.push(Message::new("user", req.prompt.as_str()));
+        Prompt::Chat {
+            messages,
+            template: lease.model().template.clone(),
+        }
+    };
+    let mut g = GenerateRequest::new(prompt);
+    apply_options(&mut g, req.options.as_ref(), &spec)?;
+    g.grammar = grammar(req.json_schema()?)?;
+    let name = req.model.clone();
+    answer(
+        state,
+        started,
+        lease,
+        g,
+        req.streaming(),
+        move |text, end| reply(name.clone(), text, end),
+    )
+    .await
+}
+
+fn hex_digest(spec: &ModelSpec) -> String {
+    spec.digest
+        .strip_prefix("sha256:")
+        .unwrap_or(&spec.digest)
+        .to_string()
+}
+
+fn since_epoch(t: SystemTime) -> Duration {
+    t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default()
+}
+
+pub async fn tags(State(state): Shared) -> Json<TagsResponse> {
+    Json(TagsResponse {
+        models: state
+            .registry
+            .specs()
+            .map(|s| ListedModel {
+                name: s.name.clone(),
+                model: s.name.clone(),
+                modified_at: rfc3339(since_epoch(s.modified)),
+                size: s.size,
+                digest: hex_digest(s),
+                details: s.details.clone(),
+            })
+            .collect(),
+    })
+}
+
+pub async fn show(State(state): Shared, body: Body) -> Response {
+    ollama((|| {
+        let req: ShowRequest = parse(body)?;
+        let name = req.model_name()?;
+        let spec = state
+            .registry
+            .spec(name)
+            .ok_or_else(|| ApiError::unknown_model(name, &state.registry.names()))?;
+        let template = match (&spec.template, &spec.chat_template) {
+            (Some(t), _) => t.source().to_string(),
+            (None, Some(own)) => own.clone(),
+            (None, None) => String::new(),
+        };
+        Ok(Json(ShowResponse {
+            modelfile: format!(
+                "# Served by outpost {}\nFROM {}\n",
+                env!("CARGO_PKG_VERSION"),
+                spec.path.display()
+            ),
+            parameters: format!(
+                "num_ctx {}\ntemperature 0.8\ntop_k 40\ntop_p 0.9\nrepeat_penalty 1.1",
+                spec.ctx_per_slot
+            ),
+            template,
+            details: spec.details.clone(),
+            model_info: spec.info.iter().cloned().collect(),
+            capabilities: vec!["completion".into()],
+            modified_at: rfc3339(since_epoch(spec.modified)),
+        })
+        .into_response())
+    })())
+}
+
+pub async fn ps(State(state): Shared) -> Json<PsResponse> {
+    let now_sys = SystemTime::now();
+    let now = Instant::now();
+    // Ollama shows a far-future time for models kept forever.
+    let forever = since_epoch(now_sys) + Duration::from_secs(100 * 365 * 86_400);
+    Json(PsResponse {
+        models: state
+            .registry
+            .loaded()
+            .into_iter()
+            .map(|l| {
+                let expires = match (l.keep_alive, l.expires) {
+                    (KeepAlive::Forever, _) => forever,
+                    (_, Some(t)) => since_epoch(now_sys) + t.saturating_duration_since(now),
+                    // Busy: it expires a keep-alive after its last request.
+                    (KeepAlive::For(d), None) => since_epoch(now_sys) + d,
+                };
+                RunningModel {
+                    name: l.spec.name.clone(),
+                    model: l.spec.name.clone(),
+                    size: l.spec.memory.total(),
+                    digest: hex_digest(&l.spec),
+                    details: l.spec.details.clone(),
+                    expires_at: rfc3339(expires),
+                    size_vram: 0,
+                    context_length: u64::from(l.spec.ctx_per_slot),
+                }
+            })
+            .collect(),
+    })
+}
+
+pub async fn version() -> Json<VersionResponse> {
+    Json(VersionResponse {
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}

@@ -1,0 +1,559 @@
+//! The models a server can serve, and which of them are loaded.
+//!
+//! Every model is inspected at start-up (GGUF header, sha256, memory
+//! estimate) but loaded on first use. A request holds a [`Lease`] on its
+//! model for as long as it runs; when the last lease of a model ends, the
+//! model's keep-alive starts, and a reaper unloads it when that runs out
+//! (`keep_alive` 0: at once; forever: never).
+//!
+//! Memory: a load that would take the loaded models past the budget first
+//! unloads idle models, least recently used first; if that is not enough it
+//! is refused (503 and `Retry-After` while other models are busy, 507 when
+//! the model alone exceeds the budget).
+//!
+//! Back-pressure: each model admits its sequence slots plus a bounded queue
+//! of requests; the next one gets 503 with `Retry-After`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::http::StatusCode;
+use outpost_engine::gguf::GgufHeader;
+use outpost_engine::{
+    estimate_memory, CancelToken, ChatTemplate, GenerateRequest, MemoryEstimate, RequestHandle,
+    DEFAULT_MAX_CTX,
+};
+use outpost_protocol::ollama::{KeepAlive, ModelDetails};
+
+use crate::error::ApiError;
+use crate::state::{file_digest, ServedModel, ServerConfig};
+
+/// What is known of a model without loading it.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    /// The name clients use.
+    pub name: String,
+    pub path: PathBuf,
+    pub template: Option<Arc<ChatTemplate>>,
+    /// `sha256:<hex>` of the file.
+    pub digest: String,
+    pub size: u64,
+    pub modified: SystemTime,
+    pub details: ModelDetails,
+    /// GGUF metadata worth showing (`/api/show`'s `model_info`).
+    pub info: Vec<(String, serde_json::Value)>,
+    pub chat_template: Option<String>,
+    /// Context per sequence.
+    pub ctx_per_slot: u32,
+    pub memory: MemoryEstimate,
+}
+
+impl ModelSpec {
+    /// Reads the header, hashes the file and estimates its memory under `cfg`.
+    pub fn inspect(
+        name: &str,
+        path: &Path,
+        template: Option<Arc<ChatTemplate>>,
+        cfg: &ServerConfig,
+    ) -> Result<ModelSpec, String> {
+        let header = GgufHeader::read(path).map_err(|e| e.to_string())?;
+        let arch = header
+            .architecture()
+            .ok_or_else(|| format!("{} has no general.architecture key", path.display()))?
+            .to_string();
+        let train = header
+            .arch_u64("context_length")
+            .map_or(DEFAULT_MAX_CTX, |n| u32::try_from(n).unwrap_or(u32::MAX));
+        let ctx_per_slot = match cfg.ctx_per_slot {
+            None => train.min(DEFAULT_MAX_CTX),
+            Some(n) if n < 16 || n > train => {
+                return Err(format!(
+                    "--ctx-size {n} does not suit {name}: give between 16 and its training context, {train}"
+                ))
+            }
+            Some(n) => n,
+        };
+        let memory = estimate_memory(
+            &header,
+            u64::from(ctx_per_slot) * u64::from(cfg.slots),
+            u64::from(cfg.slots),
+            512,
+        )
+        .map_err(|e| e.to_string())?;
+        let digest = file_digest(path).map_err(|e| format!("hashing {}: {e}", path.display()))?;
+        let n_params = header.n_params();
+        let parameter_size = header
+            .str("general.size_label")
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                if n_params >= 1_000_000_000 {
+                    format!("{:.1}B", n_params as f64 / 1e9)
+                } else {
+                    format!("{}M", n_params / 1_000_000)
+                }
+            });
+        let details = ModelDetails {
+            parent_model: String::new(),
+            format: "gguf".into(),
+            family: arch.clone(),
+            families: vec![arch.clone()],
+            parameter_size,
+            quantization_level: header.file_type_name().unwrap_or("unknown").into(),
+        };
+        let mut info = vec![
+            ("general.architecture".to_string(), arch.clone().into()),
+            ("general.parameter_count".to_string(), n_params.into()),
+        ];
+        if let Some(n) = header.str("general.name") {
+            info.push(("general.name".into(), n.into()));
+        }
+        for key in [
+            "context_length",
+            "embedding_length",
+            "block_count",
+            "feed_forward_length",
+            "attention.head_count",
+            "attention.head_count_kv",
+            "attention.sliding_window",
+        ] {
+            if let Some(v) = header.arch_u64(key) {
+                info.push((format!("{arch}.{key}"), v.into()));
+            }
+        }
+        let modified = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        Ok(ModelSpec {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            template,
+            digest,
+            size: header.file_size,
+            modified,
+            details,
+            info,
+            chat_template: header.str("tokenizer.chat_template").map(str::to_string),
+            ctx_per_slot,
+            memory,
+        })
+    }
+}
+
+struct EntryState {
+    loaded: Option<Arc<ServedModel>>,
+    /// Requests holding a lease (running or queued in the scheduler).
+    in_flight: u32,
+    keep_alive: KeepAlive,
+    /// When the model unloads if no request comes; None while busy or
+    /// kept forever.
+    expires: Option<Instant>,
+    last_used: Instant,
+    /// Cancel tokens of the requests in flight, by lease id.
+    cancels: HashMap<u64, CancelToken>,
+    /// Moving average of a request's lease time, for `Retry-After`.
+    avg_secs: f64,
+}
+
+struct Entry {
+    spec: ModelSpec,
+    state: Mutex<EntryState>,
+}
+
+impl Entry {
+    fn lock(&self) -> MutexGuard<'_, EntryState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Load and unload counters.
+#[derive(Debug, Default)]
+pub struct RegistryStats {
+    pub loads: AtomicU64,
+    pub unloads: AtomicU64,
+    pub queue_full: AtomicU64,
+    pub memory_refused: AtomicU64,
+}
+
+/// Every servable model and its load state.
+pub struct Registry {
+    entries: Vec<Entry>,
+    cfg: ServerConfig,
+    /// One load or eviction at a time.
+    load_lock: tokio::sync::Mutex<()>,
+    closing: std::sync::atomic::AtomicBool,
+    next_lease: AtomicU64,
+    pub stats: RegistryStats,
+}
+
+/// A loaded model, as `/api/ps` shows it.
+pub struct Loaded {
+    pub spec: ModelSpec,
+    pub model: Arc<ServedModel>,
+    /// None: busy, or kept forever.
+    pub expires: Option<Instant>,
+    pub keep_alive: KeepAlive,
+}
+
+impl Registry {
+    pub fn new(specs: Vec<ModelSpec>, cfg: ServerConfig) -> Registry {
+        let now = Instant::now();
+        Registry {
+            entries: specs
+                .into_iter()
+                .map(|spec| Entry {
+                    spec,
+                    state: Mutex::new(EntryState {
+                        loaded: None,
+                        in_flight: 0,
+                        keep_alive: cfg.keep_alive,
+                        expires: None,
+                        last_used: now,
+                        cancels: HashMap::new(),
+                        avg_secs: 1.0,
+                    }),
+                })
+                .collect(),
+            cfg,
+            load_lock: tokio::sync::Mutex::new(()),
+            closing: false.into(),
+            next_lease: AtomicU64::new(1),
+            stats: RegistryStats::default(),
+        }
+    }
+
+    pub fn specs(&self) -> impl Iterator<Item = &ModelSpec> {
+        self.entries.iter().map(|e| &e.spec)
+    }
+
+    pub fn spec(&self, name: &str) -> Option<&ModelSpec> {
+        self.entries
+            .iter()
+            .find(|e| e.spec.name == name)
+            .map(|e| &e.spec)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.specs().map(|s| s.name.clone()).collect()
+    }
+
+    fn entry(&self, name: &str) -> Result<&Entry, ApiError> {
+        self.entries
+            .iter()
+            .find(|e| e.spec.name == name)
+            .ok_or_else(|| ApiError::unknown_model(name, &self.names()))
+    }
+
+    /// The loaded models.
+    pub fn loaded(&self) -> Vec<Loaded> {
+        self.entries
+            .iter()
+            .filter_map(|e| {
+                let st = e.lock();
+                st.loaded.clone().map(|model| Loaded {
+                    spec: e.spec.clone(),
+                    model,
+                    expires: st.expires,
+                    keep_alive: st.keep_alive,
+                })
+            })
+            .collect()
+    }
+
+    /// Bytes the loaded models hold (estimated).
+    pub fn memory_used(&self) -> u64 {
+        self.entries
+            .iter()
+            .filter(|e| e.lock().loaded.is_some())
+            .map(|e| e.spec.memory.total())
+            .sum()
+    }
+
+    pub fn budget(&self) -> u64 {
+        self.cfg.memory_budget
+    }
+
+    /// Requests in flight over all models.
+    pub fn in_flight(&self) -> u32 {
+        self.entries.iter().map(|e| e.lock().in_flight).sum()
+    }
+
+    /// A lease on `name`, loading it first if needed. `keep_alive` (the
+    /// request's) replaces the model's keep-alive.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        name: &str,
+        keep_alive: Option<KeepAlive>,
+    ) -> Result<Lease, ApiError> {
+        let entry = self.entry(name)?;
+        let index = self
+            .entries
+            .iter()
+            .position(|e| std::ptr::eq(e, entry))
+            .unwrap_or(0);
+        loop {
+            if self.closing.load(Ordering::SeqCst) {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    "shutting_down",
+                    None,
+                    "the server is shutting down; send the request to another instance or retry once it is back",
+                ));
+            }
+            {
+                let mut st = entry.lock();
+                if let Some(ka) = keep_alive {
+                    st.keep_alive = ka;
+                }
+                if let Some(model) = st.loaded.clone() {
+                    let limit = self.cfg.slots + self.cfg.queue;
+                    if st.in_flight >= limit {
+                        self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+                        let waiting = f64::from(st.in_flight + 1 - self.cfg.slots);
+                        let secs = (waiting * st.avg_secs / f64::from(self.cfg.slots)).ceil();
+                        return Err(ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "server_error",
+                            "queue_full",
+                            None,
+                            format!(
+                                "model {name} is busy: {} requests running and {} queued, the most it takes (--slots {} + --queue {}); retry later",
+                                st.in_flight.min(self.cfg.slots),
+                                st.in_flight.saturating_sub(self.cfg.slots),
+                                self.cfg.slots,
+                                self.cfg.queue
+                            ),
+                        )
+                        .retry_after(secs.clamp(1.0, 60.0) as u64));
+                    }
+                    st.in_flight += 1;
+                    st.expires = None;
+                    st.last_used = Instant::now();
+                    return Ok(Lease {
+                        registry: self.clone(),
+                        index,
+                        id: self.next_lease.fetch_add(1, Ordering::Relaxed),
+                        model,
+                        started: Instant::now(),
+                        load_duration: Duration::ZERO,
+                    });
+                }
+            }
+            let _guard = self.load_lock.lock().await;
+            if entry.lock().loaded.is_some() {
+                continue;
+            }
+            self.make_room(index).await?;
+            let started = Instant::now();
+            let spec = entry.spec.clone();
+            let cfg = self.cfg.clone();
+            let model = tokio::task::spawn_blocking(move || ServedModel::load(&spec, &cfg))
+                .await
+                .map_err(|e| ApiError::internal("loading the model", e.to_string()))?
+                .map_err(|e| ApiError::internal("loading the model", e))?;
+            self.stats.loads.fetch_add(1, Ordering::Relaxed);
+            let mut st = entry.lock();
+            st.loaded = Some(Arc::new(model));
+            st.expires = None;
+            st.in_flight += 1;
+            st.last_used = Instant::now();
+            let lease = Lease {
+                registry: self.clone(),
+                index,
+                id: self.next_lease.fetch_add(1, Ordering::Relaxed),
+                model: st.loaded.clone().ok_or_else(|| {
+                    ApiError::internal("loading the model", "lost right after loading".into())
+                })?,
+                started: Instant::now(),
+                load_duration: started.elapsed(),
+            };
+            return Ok(lease);
+        }
+    }
+
+    /// Unloads idle models (least recently used first) until entry
+    /// `index` fits in the budget, or says why it cannot.
+    async fn make_room(&self, index: usize) -> Result<(), ApiError> {
+        let need = self.entries[index].spec.memory;
+        let budget = self.cfg.memory_budget;
+        let mib = |b: u64| b / (1024 * 1024);
+        let name = &self.entries[index].spec.name;
+        if need.total() > budget {
+            self.stats.memory_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "server_error",
+                "model_too_large",
+                Some("model"),
+                format!(
+                    "model {name} needs {need}, more than the whole memory budget of {} MiB: raise --memory-budget, or lower --ctx-size or --slots",
+                    mib(budget)
+                ),
+            ));
+        }
+        loop {
+            let used = self.memory_used();
+            if used + need.total() <= budget {
+                return Ok(());
+            }
+            let victim = self
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(i, e)| {
+                    let st = e.lock();
+                    *i != index && st.loaded.is_some() && st.in_flight == 0
+                })
+                .min_by_key(|(_, e)| e.lock().last_used)
+                .map(|(i, _)| i);
+            let Some(v) = victim else {
+                self.stats.memory_refused.fetch_add(1, Ordering::Relaxed);
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    "memory_busy",
+                    Some("model"),
+                    format!(
+                        "model {name} needs {need}; {} MiB of the {} MiB budget is held by models serving requests: retry when they finish, or raise --memory-budget",
+                        mib(used),
+                        mib(budget)
+                    ),
+                )
+                .retry_after(5));
+            };
+            self.unload(v).await;
+        }
+    }
+
+    /// Unloads entry `index` if it is idle; true if it did.
+    async fn unload(&self, index: usize) -> bool {
+        let model = {
+            let mut st = self.entries[index].lock();
+            if st.in_flight > 0 {
+                return false;
+            }
+            st.expires = None;
+            st.loaded.take()
+        };
+        let Some(model) = model else { return false };
+        self.stats.unloads.fetch_add(1, Ordering::Relaxed);
+        // Dropping the scheduler joins its worker thread.
+        let _ = tokio::task::spawn_blocking(move || drop(model)).await;
+        true
+    }
+
+    /// Unloads `name` now if it is idle (Ollama's `keep_alive: 0` with no
+    /// prompt); with requests in flight it unloads when they end.
+    pub async fn unload_now(&self, name: &str) -> Result<(), ApiError> {
+        let entry = self.entry(name)?;
+        let index = self
+            .entries
+            .iter()
+            .position(|e| std::ptr::eq(e, entry))
+            .unwrap_or(0);
+        entry.lock().keep_alive = KeepAlive::For(Duration::ZERO);
+        let _guard = self.load_lock.lock().await;
+        self.unload(index).await;
+        Ok(())
+    }
+
+    /// Unloads every idle model whose keep-alive has run out.
+    pub async fn reap(&self) {
+        let now = Instant::now();
+        let due: Vec<usize> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| {
+                let st = e.lock();
+                st.loaded.is_some() && st.in_flight == 0 && st.expires.is_some_and(|t| t <= now)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let _guard = self.load_lock.lock().await;
+        for i in due {
+            let still_due = {
+                let st = self.entries[i].lock();
+                st.in_flight == 0 && st.expires.is_some_and(|t| t <= Instant::now())
+            };
+            if still_due {
+                self.unload(i).await;
+            }
+        }
+    }
+
+    /// Refuses new requests from now on.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+    }
+
+    /// Cancels every request in flight; returns how many.
+    pub fn cancel_all(&self) -> usize {
+        let mut n = 0;
+        for e in &self.entries {
+            for c in e.lock().cancels.values() {
+                c.cancel();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Unloads everything (at exit).
+    pub async fn unload_all(&self) {
+        for i in 0..self.entries.len() {
+            self.unload(i).await;
+        }
+    }
+}
+
+/// A request's hold on a loaded model: the model stays loaded while any
+/// lease lives, and the request's cancel token is reachable for shutdown.
+pub struct Lease {
+    registry: Arc<Registry>,
+    index: usize,
+    id: u64,
+    model: Arc<ServedModel>,
+    started: Instant,
+    /// Time spent loading the model for this request.
+    pub load_duration: Duration,
+}
+
+impl Lease {
+    pub fn model(&self) -> &Arc<ServedModel> {
+        &self.model
+    }
+
+    /// Submits `req` to the model's scheduler, tracking its cancel token.
+    pub fn submit(&self, req: GenerateRequest) -> Result<RequestHandle, ApiError> {
+        let handle = self.model.scheduler.submit(req)?;
+        self.registry.entries[self.index]
+            .lock()
+            .cancels
+            .insert(self.id, handle.cancel.clone());
+        Ok(handle)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut st = self.registry.entries[self.index].lock();
+        st.cancels.remove(&self.id);
+        st.in_flight = st.in_flight.saturating_sub(1);
+        let secs = self.started.elapsed().as_secs_f64();
+        st.avg_secs = 0.8 * st.avg_secs + 0.2 * secs;
+        st.last_used = Instant::now();
+        if st.in_flight == 0 {
+            st.expires = match st.keep_alive {
+                KeepAlive::For(d) => Some(Instant::now() + d),
+                KeepAlive::Forever => None,
+            };
+        }
+    }
+}
