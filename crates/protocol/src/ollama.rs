@@ -368,7 +368,11 @@ impl ChatRequest {
                 "tool calling is not implemented",
             ));
         }
-        if self.think.as_ref().is_some_and(|t| t != &Value::Bool(false)) {
+        if self
+            .think
+            .as_ref()
+            .is_some_and(|t| t != &Value::Bool(false))
+        {
             return Err(ProtocolError::unsupported(
                 "think",
                 "the models served here do not think; leave it out",
@@ -440,7 +444,11 @@ impl GenerateRequest {
                 "a raw prompt has no chat template to put a system message in",
             ));
         }
-        if self.think.as_ref().is_some_and(|t| t != &Value::Bool(false)) {
+        if self
+            .think
+            .as_ref()
+            .is_some_and(|t| t != &Value::Bool(false))
+        {
             return Err(ProtocolError::unsupported(
                 "think",
                 "the models served here do not think; leave it out",
@@ -638,7 +646,10 @@ mod tests {
         assert_eq!(KeepAlive::parse("-5m"), Ok(KeepAlive::Forever));
         for bad in ["", "5x", "m", "5 m", "five", "1e400"] {
             let e = KeepAlive::parse(bad).expect_err(bad);
-            assert!(e.contains("duration") || e.contains("too long"), "{bad}: {e}");
+            assert!(
+                e.contains("duration") || e.contains("too long"),
+                "{bad}: {e}"
+            );
         }
     }
 
@@ -663,10 +674,8 @@ mod tests {
         let e = serde_json::from_str::<ChatRequest>(r#"{"model":"m","temprature":1}"#)
             .expect_err("unknown field");
         assert!(e.to_string().contains("temprature"), "{e}");
-        let e = serde_json::from_str::<ChatRequest>(
-            r#"{"model":"m","options":{"temprature":1}}"#,
-        )
-        .expect_err("unknown option");
+        let e = serde_json::from_str::<ChatRequest>(r#"{"model":"m","options":{"temprature":1}}"#)
+            .expect_err("unknown option");
         assert!(e.to_string().contains("temprature"), "{e}");
         // Loader hints are accepted.
         let r: ChatRequest =
@@ -687,7 +696,10 @@ mod tests {
             "options.temperature",
         );
         bad(r#"{"model":"m","options":{"top_p":2}}"#, "options.top_p");
-        bad(r#"{"model":"m","options":{"mirostat":2}}"#, "options.mirostat");
+        bad(
+            r#"{"model":"m","options":{"mirostat":2}}"#,
+            "options.mirostat",
+        );
         bad(
             r#"{"model":"m","options":{"num_predict":-3}}"#,
             "options.num_predict",
@@ -714,7 +726,10 @@ mod tests {
             r#"{"model":"m","format":{"type":"object","properties":{"a":{"type":"integer"}}}}"#,
         )
         .expect("schema");
-        assert!(r.json_schema().expect("ok").is_some_and(|s| s.contains("integer")));
+        assert!(r
+            .json_schema()
+            .expect("ok")
+            .is_some_and(|s| s.contains("integer")));
         assert!(r.streaming());
     }
 
