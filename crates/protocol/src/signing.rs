@@ -133,6 +133,20 @@ pub fn sign(payload: &[u8], key_id: &str, key: &SigningKey) -> SignedManifest {
 }
 
 impl SignedManifest {
+    /// Parses the envelope only; nothing in it is trusted yet.
+    pub fn from_json(bytes: &[u8]) -> Result<SignedManifest, VerifyError> {
+        serde_json::from_slice(bytes).map_err(|e| VerifyError::Envelope(e.to_string()))
+    }
+
+    /// The payload bytes, decoded but not verified.
+    pub fn payload_bytes(&self) -> Result<Vec<u8>, VerifyError> {
+        B64.decode(&self.payload)
+            .map_err(|e| VerifyError::Encoding {
+                field: "payload",
+                problem: format!("not base64: {e}"),
+            })
+    }
+
     /// The envelope as JSON bytes, ready to send.
     pub fn to_json(&self) -> Vec<u8> {
         // A struct of four strings always serializes.
@@ -206,8 +220,7 @@ pub fn verify(
     now: Timestamp,
     last_accepted: impl FnOnce(&ModelName) -> Option<Accepted>,
 ) -> Result<Verified, VerifyError> {
-    let env: SignedManifest =
-        serde_json::from_slice(envelope).map_err(|e| VerifyError::Envelope(e.to_string()))?;
+    let env = SignedManifest::from_json(envelope)?;
     let Some(pinned) = keyring.get(&env.key_id) else {
         return Err(VerifyError::UnknownKeyId {
             key_id: env.key_id.chars().take(80).collect(),

@@ -197,7 +197,12 @@ fn guard_is_pure_no_io_and_not_async() {
 
 #[test]
 fn only_the_server_speaks_http_among_libraries() {
-    for krate in ["outpost-engine", "outpost-guard", "outpost-protocol"] {
+    for krate in [
+        "outpost-engine",
+        "outpost-guard",
+        "outpost-protocol",
+        "outpost-store",
+    ] {
         let deps = deps_of(krate);
         for banned in ["axum", "hyper", "tokio", "ureq", "reqwest"] {
             assert!(
@@ -210,5 +215,68 @@ fn only_the_server_speaks_http_among_libraries() {
     assert!(
         !cli.iter().any(|d| d == "axum"),
         "the binary goes through outpost-server, not axum"
+    );
+}
+
+/// Source files of one crate that contain any of `banned`.
+fn files_using(krate_dir: &str, banned: &[&str]) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(&root().join(krate_dir).join("src"), &mut files);
+    assert!(!files.is_empty(), "no sources in {krate_dir}");
+    let mut hits = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read");
+        for b in banned {
+            if text.contains(b) {
+                hits.push(format!("{} uses {b}", f.display()));
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn protocol_does_no_io_and_is_not_async() {
+    let hits = files_using(
+        "crates/protocol",
+        &[
+            "std::fs",
+            "std::io",
+            "std::net",
+            "std::env",
+            "std::process",
+            "SystemTime",
+            "async fn",
+            ".await",
+        ],
+    );
+    assert!(hits.is_empty(), "protocol must stay pure: {hits:?}");
+}
+
+#[test]
+fn store_opens_no_network_connection_and_links_no_engine() {
+    let hits = files_using(
+        "crates/store",
+        &["std::net", "TcpStream", "UdpSocket", "async fn", ".await"],
+    );
+    assert!(hits.is_empty(), "the store has no network: {hits:?}");
+    let deps = deps_of("outpost-store");
+    for banned in [
+        "tokio",
+        "reqwest",
+        "ureq",
+        "hyper",
+        "axum",
+        "outpost-engine",
+        "outpost-server",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == banned),
+            "outpost-store depends on {banned}"
+        );
+    }
+    assert!(
+        deps.iter().any(|d| d == "outpost-protocol"),
+        "tree parse broken: {deps:?}"
     );
 }
