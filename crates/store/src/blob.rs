@@ -58,7 +58,7 @@ impl Store {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).ctx("read the data to store for", w.tmp.clone()),
+                Err(e) => return Err(e).ctx("read the data being stored into", w.tmp.clone()),
             };
             w.write(&buf[..n])?;
         }
@@ -67,6 +67,12 @@ impl Store {
 }
 
 impl BlobWriter<'_> {
+    fn name(&self) -> String {
+        self.expected
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "the blob being written".into())
+    }
+
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.written
@@ -76,10 +82,10 @@ impl BlobWriter<'_> {
     /// budget.
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
         let after = self.written + bytes.len() as u64;
-        if let (Some(len), Some(d)) = (self.length, self.expected) {
+        if let Some(len) = self.length {
             if after > len {
                 return Err(StoreError::LengthMismatch {
-                    digest: d,
+                    blob: self.name(),
                     expected: len,
                     actual: after,
                     what: "refusing the extra bytes",
@@ -126,7 +132,7 @@ impl BlobWriter<'_> {
         if let Some(len) = self.length {
             if self.written != len {
                 return Err(StoreError::LengthMismatch {
-                    digest: actual,
+                    blob: self.name(),
                     expected: len,
                     actual: self.written,
                     what: "the data was deleted and not stored",
@@ -255,6 +261,15 @@ mod tests {
         ));
         w.write(b"d").expect("the last byte");
         assert_eq!(w.commit().expect("commit"), d);
+
+        let mut w = store.writer(None, Some(3)).expect("writer");
+        let e = w.write(b"four").expect_err("longer than declared");
+        assert!(
+            e.to_string()
+                .contains("the blob being written must be 3 bytes"),
+            "{e}"
+        );
+        drop(w);
 
         let mut w = store.writer(None, Some(10)).expect("writer");
         w.write(b"short").expect("write");

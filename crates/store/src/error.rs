@@ -15,21 +15,16 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
-    #[error("could not read the data for {digest}: {source}")]
-    Read {
-        digest: Digest,
-        #[source]
-        source: io::Error,
-    },
     #[error("data expected to be {expected} hashes to {actual} ({bytes} bytes); it was deleted and not stored: download it again")]
     HashMismatch {
         expected: Digest,
         actual: Digest,
         bytes: u64,
     },
-    #[error("{digest} must be {expected} bytes but {actual} arrived; {what}")]
+    /// `blob` is the digest, or "the blob being written" when none was given.
+    #[error("{blob} must be {expected} bytes but {actual} arrived; {what}")]
     LengthMismatch {
-        digest: Digest,
+        blob: String,
         expected: u64,
         actual: u64,
         what: &'static str,

@@ -29,7 +29,7 @@ impl Store {
     /// creating it empty or resuming it: the bytes already present are
     /// re-hashed so that `finalize` can check the whole. A partial longer
     /// than `length` is deleted and refused. The remaining bytes must fit
-    /// the disk budget.
+    /// the disk budget. Keep at most one `Partial` per digest open.
     pub fn open_partial(&self, digest: &Digest, length: u64) -> Result<Partial<'_>> {
         let path = self.partial_path(digest);
         let file = OpenOptions::new()
@@ -43,7 +43,7 @@ impl Store {
             drop(file);
             fs::remove_file(&path).ctx("remove over-long partial download", &path)?;
             return Err(StoreError::LengthMismatch {
-                digest: *digest,
+                blob: digest.to_string(),
                 expected: length,
                 actual: present,
                 what: "the partial download was longer, so it was deleted: start it again",
@@ -113,7 +113,7 @@ impl Partial<'_> {
         let after = self.present + bytes.len() as u64;
         if after > self.length {
             return Err(StoreError::LengthMismatch {
-                digest: self.digest,
+                blob: self.digest.to_string(),
                 expected: self.length,
                 actual: after,
                 what: "refusing the extra bytes (the source sends more than the manifest says)",
@@ -137,7 +137,7 @@ impl Partial<'_> {
     pub fn finalize(self) -> Result<Digest> {
         if self.present != self.length {
             return Err(StoreError::LengthMismatch {
-                digest: self.digest,
+                blob: self.digest.to_string(),
                 expected: self.length,
                 actual: self.present,
                 what: "the partial download is kept: resume it",
