@@ -3,88 +3,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::{models_dir, outpost, stdout};
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::server::{http, start_models, Server};
+use common::{outpost, stdout};
 
 fn start(extra: &[&str]) -> Server {
     start_models(&["smollm2-135m"], extra)
-}
-
-fn start_models(models: &[&str], extra: &[&str]) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .arg("serve")
-        .args(models)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--slots",
-            "2",
-            "-c",
-            "2048",
-            "-t",
-            "2",
-        ])
-        .args(extra)
-        .env("OUTPOST_MODELS_DIR", models_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn outpost serve");
-    let s = Server { child, port };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http(port, "GET", "/health", "", None).0 != 200 {
-        assert!(Instant::now() < deadline, "outpost serve did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    s
-}
-
-/// A raw HTTP/1.1 request; (status, body).
-fn http(port: u16, method: &str, path: &str, body: &str, auth: Option<&str>) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    let auth = auth
-        .map(|k| format!("Authorization: Bearer {k}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    // A server refusing a large body may answer and close before it is all
-    // written: read the answer anyway.
-    let _ = s.write_all(req.as_bytes());
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        out.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
-    )
 }
 
 #[test]

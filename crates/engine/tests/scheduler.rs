@@ -320,6 +320,33 @@ fn a_request_joins_while_another_is_generating_and_cancel_frees_the_slot() {
 }
 
 #[test]
+fn a_cancelled_request_frees_its_slot_within_one_decode_step() {
+    use std::sync::atomic::Ordering;
+    let model = Arc::new(smollm());
+    let sched = Scheduler::start(model, config(1)).expect("start");
+    let mut long = greedy(Prompt::Text("Once upon a time".into()), 1000);
+    long.ignore_eos = true;
+    let a = sched.submit(long).expect("submit");
+    let mut pieces = 0;
+    while pieces < 20 {
+        if let Event::Piece(_) = a.events.recv().expect("event") {
+            pieces += 1;
+        }
+    }
+    a.cancel.cancel();
+    // The decode in flight when the flag is set may finish; no other may start.
+    let steps_at_cancel = sched.stats().steps.load(Ordering::SeqCst);
+    let done = a.wait(|_| {}).expect("done");
+    assert_eq!(done.finish_reason, FinishReason::Cancelled);
+    let steps_at_free = sched.stats().steps.load(Ordering::SeqCst);
+    assert!(
+        steps_at_free <= steps_at_cancel + 1,
+        "{} decode steps ran after the cancel",
+        steps_at_free - steps_at_cancel
+    );
+}
+
+#[test]
 fn dropping_the_reply_channel_ends_the_request() {
     let model = Arc::new(smollm());
     let sched = Scheduler::start(model, config(1)).expect("start");

@@ -101,7 +101,7 @@ impl<'de> Deserialize<'de> for KeepAlive {
                 "keep_alive must be a duration string or a number of seconds, not {other}"
             )),
         }
-        .map_err(serde::de::Error::custom)
+        .map_err(|e| serde::de::Error::custom(format!("keep_alive: {e}")))
     }
 }
 

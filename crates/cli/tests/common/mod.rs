@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests of the `outpost` binary.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 
