@@ -25,11 +25,13 @@ step "The PII guard finds personal data (character offsets, Presidio names)" \
   bash -c "echo 'Hi, I am Jane (jane.doe@example.com, +1 (415) 555-0134), card 4111 1111 1111 1111.' | $outpost guard scan"
 step "...and replaces it with placeholders that come back in the answer" \
   bash -c "echo 'Email jane.doe@example.com the IBAN GB82 WEST 1234 5698 7654 32' | $outpost guard redact --action placeholder --vault /tmp/outpost-demo-vault.json; echo; echo 'Done: sent <IBAN_CODE_1> to <EMAIL_ADDRESS_1>.' | $outpost guard restore --vault /tmp/outpost-demo-vault.json"
-printf '\n== The OpenAI-compatible server, called by the official openai Python client\n'
+printf '\n== The server: one OpenAI client and one Ollama client, two models loaded on first use\n'
 python3 -c 'import openai' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check "openai==3.54.0"
-$outpost serve smollm2-135m --port 8642 2>/dev/null &
+python3 -c 'import ollama' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check "ollama==0.6.1"
+echo "\$ outpost serve smollm2-135m gemma3-270m --chat-template gemma3-270m=gemma --port 8642"
+$outpost serve smollm2-135m gemma3-270m --chat-template gemma3-270m=gemma --port 8642 2>/tmp/outpost-demo-serve.log &
 server=$!
-trap 'kill $server 2>/dev/null' EXIT
+trap 'kill $server 2>/dev/null || true' EXIT
 python3 -c '
 import time, urllib.request
 for _ in range(300):
@@ -38,15 +40,32 @@ for _ in range(300):
     except OSError:
         time.sleep(0.1)' 
 python3 - <<'PY'
-import openai
+import ollama, openai
 c = openai.OpenAI(base_url="http://127.0.0.1:8642/v1", api_key="unused")
-print("$ client.chat.completions.create(model='smollm2-135m', stream=True, ...)")
+print("$ openai: client.chat.completions.create(model='smollm2-135m', stream=True, ...)")
 for chunk in c.chat.completions.create(model="smollm2-135m", stream=True, temperature=0, max_tokens=60,
         messages=[{"role": "user", "content": "Name three uses of a paperclip."}]):
     if chunk.choices and chunk.choices[0].delta.content:
         print(chunk.choices[0].delta.content, end="", flush=True)
 print()
+o = ollama.Client(host="http://127.0.0.1:8642")
+print("\n$ ollama: client.generate(model='gemma3-270m', format=schema, ...)")
+schema = {"type": "object", "properties": {"planet": {"type": "string"}, "moons": {"type": "integer"}},
+          "required": ["planet", "moons"]}
+r = o.generate(model="gemma3-270m", prompt="Pick a planet and say how many moons it has.", format=schema,
+               options={"temperature": 0, "num_predict": 60}, keep_alive="30s")
+print(r.response)
+print(f"[done_reason={r.done_reason}, {r.eval_count} tokens, load {r.load_duration/1e6:.0f} ms, "
+      f"prompt {r.prompt_eval_duration/1e6:.0f} ms, generation {r.eval_duration/1e6:.0f} ms]")
+print("\n$ ollama: client.ps()")
+for m in o.ps().models:
+    print(f"  {m.model:14} {m.details.quantization_level:7} {m.size/2**20:6.0f} MiB  context {m.context_length}  unloads at {m.expires_at:%H:%M:%S}")
 PY
-kill $server 2>/dev/null; wait $server 2>/dev/null || true
+kill -TERM $server
+if wait $server; then
+  echo "(SIGTERM: the server stopped accepting, let requests finish, unloaded the models and exited 0)"
+else
+  echo "the server exited with status $? after SIGTERM; its log: /tmp/outpost-demo-serve.log"; exit 1
+fi
 step "Speed: pp512/tg128 the way llama-bench measures, then 1/4/16 concurrent sequences" \
   $outpost bench smollm2-135m -r 2
