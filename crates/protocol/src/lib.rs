@@ -19,6 +19,7 @@
 
 pub mod digest;
 pub mod error;
+pub mod fleet;
 pub mod manifest;
 pub mod ollama;
 pub mod openai;

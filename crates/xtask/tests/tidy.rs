@@ -280,3 +280,37 @@ fn store_opens_no_network_connection_and_links_no_engine() {
         "tree parse broken: {deps:?}"
     );
 }
+
+#[test]
+fn fleet_links_no_ml_code_and_keeps_sql_in_its_db_module() {
+    let deps = deps_of("outpost-fleet");
+    for banned in [
+        "outpost-engine",
+        "outpost-server",
+        "outpost-variants",
+        "llama-cpp-2",
+        "llama-cpp-sys-2",
+        "ureq",
+        "reqwest",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == banned),
+            "outpost-fleet depends on {banned}: {deps:?}"
+        );
+    }
+    assert!(
+        deps.iter().any(|d| d == "sqlx"),
+        "tree parse broken: {deps:?}"
+    );
+    let mut files = Vec::new();
+    rust_files(&root().join("crates/fleet/src"), &mut files);
+    let db = root().join("crates/fleet/src/db");
+    for f in files.iter().filter(|f| !f.starts_with(&db)) {
+        let text = std::fs::read_to_string(f).expect("read");
+        assert!(
+            !text.contains("sqlx") && !text.contains("SELECT ") && !text.contains("INSERT "),
+            "{} uses SQL: keep it in crates/fleet/src/db/",
+            f.display()
+        );
+    }
+}

@@ -1,0 +1,227 @@
+//! The admin API's bodies: requests (strict: unknown fields are refused by
+//! name) and views (what the API answers and the CLI prints).
+
+use std::collections::BTreeMap;
+
+use outpost_protocol::fleet::{Blocked, DeviceProfile};
+use outpost_protocol::manifest::ModelName;
+use outpost_protocol::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::rollout::{percent_of, Rollout, Target};
+use crate::state::{Freeze, Release};
+
+/// `model@version`, as the CLI writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRef {
+    pub model: ModelName,
+    pub version: String,
+}
+
+impl ReleaseRef {
+    /// Parses `model@version`.
+    pub fn parse(s: &str) -> Result<ReleaseRef, String> {
+        let Some((m, v)) = s.split_once('@') else {
+            return Err(format!(
+                "{s:?} is not MODEL@VERSION (e.g. smollm2-135m@2025-06)"
+            ));
+        };
+        let model = ModelName::parse(m).map_err(|e| e.to_string())?;
+        if v.is_empty() {
+            return Err(format!("{s:?} has no version after '@'"));
+        }
+        Ok(ReleaseRef {
+            model,
+            version: v.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for ReleaseRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.model, self.version)
+    }
+}
+
+/// `POST /admin/v1/channels`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateChannel {
+    pub name: String,
+}
+
+/// `POST /admin/v1/channels/{channel}/release`: the channel runs this
+/// release now, for every device (no stages).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetChannelRelease {
+    pub model: ModelName,
+    pub version: String,
+}
+
+/// `POST /admin/v1/rollouts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRollout {
+    pub model: ModelName,
+    pub version: String,
+    pub channel: String,
+    /// Percentages, rising, e.g. `[1, 5, 25, 100]`.
+    pub stages: Vec<f64>,
+    /// Seconds each stage runs before the next (0: advance only by hand).
+    pub soak_s: u64,
+    #[serde(default)]
+    pub target: Target,
+}
+
+/// `POST /admin/v1/rollouts/{id}/{action}`, body optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /admin/v1/devices/{id}/pins`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    pub model: ModelName,
+    pub version: String,
+}
+
+/// `POST /admin/v1/devices/{id}/channel`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveDevice {
+    pub channel: String,
+}
+
+/// `POST /admin/v1/revoke`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revoke {
+    pub model: ModelName,
+    pub version: String,
+    pub reason: String,
+}
+
+/// `POST /admin/v1/kill-switch`: freeze every rollout (or thaw with
+/// `freeze: false`), revoking releases in the same step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KillSwitch {
+    pub freeze: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub revoke: Vec<ReleaseRef>,
+}
+
+/// `POST /admin/v1/app-keys`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAppKey {
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppKeyView {
+    pub label: String,
+    /// Shown once; the fleet keeps its SHA-256.
+    pub app_key: String,
+}
+
+/// A release as listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseView {
+    #[serde(flatten)]
+    pub release: Release,
+    /// Channels whose current release this is.
+    pub channels: Vec<String>,
+    /// Devices whose last manifest for the model is this release.
+    pub devices: u64,
+    /// Devices that skipped it as not loadable at their last check-in.
+    pub blocked_devices: u64,
+}
+
+/// A rollout with its share in percent and the devices it holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RolloutView {
+    #[serde(flatten)]
+    pub rollout: Rollout,
+    pub percent: f64,
+    pub stages: Vec<f64>,
+    /// When the current stage advances by itself (active rollouts with a soak).
+    pub next_advance_at: Option<Timestamp>,
+    /// Devices whose last manifest came from this rollout's release.
+    pub devices_on_release: u64,
+    /// Devices that could not load it at their last check-in.
+    pub blocked_devices: u64,
+}
+
+impl RolloutView {
+    pub fn of(r: &Rollout, devices_on_release: u64, blocked_devices: u64) -> RolloutView {
+        RolloutView {
+            percent: percent_of(r.percent_bp()),
+            stages: r.stages_bp.iter().map(|&b| percent_of(b)).collect(),
+            next_advance_at: (r.state == crate::rollout::RolloutState::Active && r.soak_s > 0)
+                .then(|| {
+                    Timestamp::from_unix_seconds(r.stage_started_at.unix_seconds() + r.soak_s)
+                }),
+            rollout: r.clone(),
+            devices_on_release,
+            blocked_devices,
+        }
+    }
+}
+
+/// A channel and what it runs now, per model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChannelView {
+    pub name: String,
+    pub releases: BTreeMap<String, String>,
+    pub devices: u64,
+}
+
+/// A device as listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceView {
+    pub id: String,
+    pub channel: String,
+    pub registered_at: Timestamp,
+    pub last_seen_at: Option<Timestamp>,
+    pub profile: Option<DeviceProfile>,
+    pub pins: BTreeMap<String, String>,
+    /// Model → (release, manifest_version) last issued.
+    pub assigned: BTreeMap<String, Assigned>,
+    pub blocked: BTreeMap<String, Vec<Blocked>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Assigned {
+    pub model_version: String,
+    pub manifest_version: u64,
+    pub expires_at: Timestamp,
+}
+
+/// `GET /admin/v1/devices` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceList {
+    pub total: u64,
+    pub devices: Vec<DeviceView>,
+}
+
+/// `GET /admin/v1/status`: the whole fleet on one page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    pub key_id: String,
+    pub frozen: Option<Freeze>,
+    pub devices: u64,
+    /// Devices skipping at least one release as not loadable.
+    pub blocked_devices: u64,
+    pub channels: Vec<ChannelView>,
+    pub rollouts: Vec<RolloutView>,
+    pub releases: Vec<ReleaseView>,
+}

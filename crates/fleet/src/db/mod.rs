@@ -1,0 +1,164 @@
+//! The fleet's storage, behind one trait: [`Db`]. Every SQL statement of
+//! the crate lives under this module (`sqlite.rs` today); handlers and the
+//! fleet logic speak in [`Change`]s and [`DeviceWrite`]s, so another
+//! backend (PostgreSQL) is one more implementation of the trait.
+//!
+//! Writes come in two kinds:
+//! - admin changes: [`Db::commit`] writes a list of changes and their audit
+//!   record in one transaction, before anything in memory changes;
+//! - device writes (registration, check-in): [`Db::write_devices`] writes a
+//!   batch in one transaction; the group-commit writer (`writer.rs`) fills
+//!   the batches from concurrent requests.
+
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use outpost_protocol::fleet::{Blocked, DeviceProfile};
+use outpost_protocol::manifest::ModelName;
+use outpost_protocol::{Digest, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::rollout::Rollout;
+use crate::state::{Channel, ChannelEntry, Freeze, Issued, Release, Revocation};
+
+/// An admin change, as committed and then applied in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    PutRelease(Release),
+    Revoke {
+        model: ModelName,
+        version: String,
+        revocation: Revocation,
+    },
+    PutChannel {
+        name: String,
+        created_at: Timestamp,
+    },
+    ChannelRelease {
+        channel: String,
+        entry: ChannelEntry,
+    },
+    /// Insert or replace.
+    PutRollout(Rollout),
+    /// `None` removes the pin.
+    Pin {
+        device_id: String,
+        model: ModelName,
+        version: Option<String>,
+    },
+    DeviceChannel {
+        device_id: String,
+        channel: String,
+    },
+    Freeze(Option<Freeze>),
+    PutAppKey {
+        hash: Digest,
+        label: String,
+        created_at: Timestamp,
+    },
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Assigned by the database; 0 before.
+    #[serde(default)]
+    pub id: u64,
+    pub at: Timestamp,
+    /// `admin` (or the `X-Outpost-Actor` header), `system` for the soak timer.
+    pub actor: String,
+    /// e.g. `rollout.advance`, `release.publish`.
+    pub action: String,
+    /// What it acted on, e.g. `rollout/3`, `smollm2-135m@2025-06`.
+    pub target: String,
+    pub detail: serde_json::Value,
+}
+
+/// A new device, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDevice {
+    pub id: String,
+    pub token_hash: Digest,
+    pub channel: String,
+    pub registered_at: Timestamp,
+}
+
+/// What one request changes about devices. Short-lived (one batch), so
+/// the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeviceWrite {
+    Register(NewDevice),
+    CheckIn {
+        device_id: String,
+        at: Timestamp,
+        /// Only when it differs from the stored one.
+        profile: Option<DeviceProfile>,
+        /// Only when it differs from the stored one (model → releases).
+        blocked: Option<std::collections::BTreeMap<ModelName, Vec<Blocked>>>,
+        /// Newly issued manifests.
+        issued: Vec<Issued>,
+    },
+}
+
+/// A device as loaded at start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDevice {
+    pub new: NewDevice,
+    pub last_seen_at: Option<Timestamp>,
+    pub profile: Option<DeviceProfile>,
+    pub blocked: std::collections::BTreeMap<ModelName, Vec<Blocked>>,
+    pub pins: Vec<(ModelName, String)>,
+    pub issued: Vec<Issued>,
+}
+
+/// Everything, as loaded at start.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub releases: Vec<Release>,
+    pub channels: Vec<Channel>,
+    pub rollouts: Vec<Rollout>,
+    pub frozen: Option<Freeze>,
+    pub app_keys: Vec<Digest>,
+    pub devices: Vec<StoredDevice>,
+    /// Manifest versions up to this may have been issued.
+    pub version_reserved: u64,
+}
+
+/// Why storage failed. Bad input never gets here: the fleet validates
+/// first, so these are server-side faults (answered 500).
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database error while {doing}: {source}")]
+    Sql {
+        doing: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored {what} cannot be read back ({problem}); the database is damaged or from a newer version")]
+    Corrupt { what: &'static str, problem: String },
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+pub type DbFuture<'a, T> = Pin<Box<dyn Future<Output = DbResult<T>> + Send + 'a>>;
+
+/// The fleet's storage. Implementations keep every write atomic: a
+/// `commit` or a `write_devices` batch lands whole or not at all.
+pub trait Db: Send + Sync + 'static {
+    /// Everything needed to rebuild the state in memory.
+    fn load(&self) -> DbFuture<'_, Snapshot>;
+    /// Admin changes and their audit record, in one transaction.
+    fn commit(&self, changes: Vec<Change>, audit: AuditRecord) -> DbFuture<'_, ()>;
+    /// A batch of device writes, in one transaction.
+    fn write_devices(&self, writes: Vec<DeviceWrite>) -> DbFuture<'_, ()>;
+    /// Records that manifest versions up to `upto` may be issued, so a
+    /// restarted fleet starts above them.
+    fn reserve_versions(&self, upto: u64) -> DbFuture<'_, ()>;
+    /// The newest audit records first, up to `limit`, older than `before`
+    /// when given.
+    fn audit_log(&self, limit: u32, before: Option<u64>) -> DbFuture<'_, Vec<AuditRecord>>;
+}

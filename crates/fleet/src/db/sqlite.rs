@@ -1,0 +1,588 @@
+//! [`Db`] on SQLite through sqlx: one file in the data folder, WAL journal,
+//! `synchronous = NORMAL` (a commit survives the process being killed; a
+//! power cut may lose the last commits, never corrupt the file), embedded
+//! migrations (`migrations/*.sql`), runtime-checked queries only.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use outpost_protocol::manifest::ModelName;
+use outpost_protocol::{Digest, Timestamp};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{
+    AuditRecord, Change, Db, DbError, DbFuture, DbResult, DeviceWrite, NewDevice, Snapshot,
+    StoredDevice,
+};
+use crate::rollout::Rollout;
+use crate::state::{Channel, ChannelEntry, Freeze, Issued, Release, Revocation};
+
+const MIGRATIONS: [(i64, &str, &str); 1] =
+    [(1, "init", include_str!("../../migrations/0001_init.sql"))];
+
+fn migrator() -> Migrator {
+    Migrator {
+        migrations: Cow::Owned(
+            MIGRATIONS
+                .iter()
+                .map(|(v, d, sql)| {
+                    Migration::new(
+                        *v,
+                        Cow::Borrowed(*d),
+                        MigrationType::Simple,
+                        Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect(),
+        ),
+        ..Migrator::DEFAULT
+    }
+}
+
+/// The SQLite backend.
+#[derive(Debug, Clone)]
+pub struct SqliteDb {
+    pool: SqlitePool,
+}
+
+fn sql(doing: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
+    move |source| DbError::Sql { doing, source }
+}
+
+fn corrupt(what: &'static str) -> impl FnOnce(serde_json::Error) -> DbError {
+    move |e| DbError::Corrupt {
+        what,
+        problem: e.to_string(),
+    }
+}
+
+fn ts(v: i64) -> Timestamp {
+    Timestamp::from_unix_seconds(u64::try_from(v).unwrap_or(0))
+}
+
+fn secs(t: Timestamp) -> i64 {
+    i64::try_from(t.unix_seconds()).unwrap_or(i64::MAX)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    // Fleet types are plain data (strings, numbers, maps with string
+    // keys), which always serialize.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn digest(s: &str, what: &'static str) -> DbResult<Digest> {
+    Digest::from_str(s).map_err(|e| DbError::Corrupt {
+        what,
+        problem: e.to_string(),
+    })
+}
+
+fn model(s: &str) -> DbResult<ModelName> {
+    ModelName::parse(s).map_err(|e| DbError::Corrupt {
+        what: "model name",
+        problem: e.to_string(),
+    })
+}
+
+impl SqliteDb {
+    /// Opens (creating) `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> DbResult<SqliteDb> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(sql("opening the database"))?;
+        migrator().run(&pool).await?;
+        Ok(SqliteDb { pool })
+    }
+
+    async fn load_inner(&self) -> DbResult<Snapshot> {
+        let p = &self.pool;
+        let mut snap = Snapshot::default();
+        for row in sqlx::query(
+            "SELECT meta, published_at, revoked_at, revoke_reason FROM releases ORDER BY published_at, model, version",
+        )
+        .fetch_all(p)
+        .await
+        .map_err(sql("loading releases"))?
+        {
+            let meta: String = row.get("meta");
+            let revoked_at: Option<i64> = row.get("revoked_at");
+            let reason: Option<String> = row.get("revoke_reason");
+            snap.releases.push(Release {
+                meta: serde_json::from_str(&meta).map_err(corrupt("release"))?,
+                published_at: ts(row.get("published_at")),
+                revoked: revoked_at.map(|at| Revocation {
+                    at: ts(at),
+                    reason: reason.unwrap_or_default(),
+                }),
+            });
+        }
+        let mut channels: BTreeMap<String, Channel> = BTreeMap::new();
+        for row in sqlx::query("SELECT name, created_at FROM channels")
+            .fetch_all(p)
+            .await
+            .map_err(sql("loading channels"))?
+        {
+            let name: String = row.get("name");
+            channels.insert(
+                name.clone(),
+                Channel {
+                    name,
+                    created_at: ts(row.get("created_at")),
+                    history: Vec::new(),
+                },
+            );
+        }
+        for row in
+            sqlx::query("SELECT channel, model, version, at FROM channel_releases ORDER BY id")
+                .fetch_all(p)
+                .await
+                .map_err(sql("loading channel releases"))?
+        {
+            let ch: String = row.get("channel");
+            if let Some(c) = channels.get_mut(&ch) {
+                c.history.push(ChannelEntry {
+                    model: model(row.get("model"))?,
+                    version: row.get("version"),
+                    at: ts(row.get("at")),
+                });
+            }
+        }
+        snap.channels = channels.into_values().collect();
+        for row in sqlx::query("SELECT body FROM rollouts ORDER BY id")
+            .fetch_all(p)
+            .await
+            .map_err(sql("loading rollouts"))?
+        {
+            let body: String = row.get("body");
+            snap.rollouts
+                .push(serde_json::from_str::<Rollout>(&body).map_err(corrupt("rollout"))?);
+        }
+        for row in sqlx::query("SELECT key, value FROM meta")
+            .fetch_all(p)
+            .await
+            .map_err(sql("loading settings"))?
+        {
+            let key: String = row.get("key");
+            let value: String = row.get("value");
+            match key.as_str() {
+                "frozen" => {
+                    snap.frozen = serde_json::from_str::<Option<Freeze>>(&value)
+                        .map_err(corrupt("kill switch"))?
+                }
+                "version_reserved" => {
+                    snap.version_reserved = value.parse().map_err(|_| DbError::Corrupt {
+                        what: "manifest version reservation",
+                        problem: format!("{value:?} is not a number"),
+                    })?
+                }
+                _ => {}
+            }
+        }
+        for row in sqlx::query("SELECT hash FROM app_keys")
+            .fetch_all(p)
+            .await
+            .map_err(sql("loading app keys"))?
+        {
+            snap.app_keys.push(digest(row.get("hash"), "app key hash")?);
+        }
+        snap.devices = self.load_devices().await?;
+        Ok(snap)
+    }
+
+    async fn load_devices(&self) -> DbResult<Vec<StoredDevice>> {
+        let p = &self.pool;
+        let mut devices: BTreeMap<String, StoredDevice> = BTreeMap::new();
+        for row in sqlx::query(
+            "SELECT id, token_hash, channel, registered_at, last_seen_at, profile, blocked FROM devices",
+        )
+        .fetch_all(p)
+        .await
+        .map_err(sql("loading devices"))?
+        {
+            let d = stored_device(&row)?;
+            devices.insert(d.new.id.clone(), d);
+        }
+        for row in sqlx::query("SELECT device_id, model, version FROM pins")
+            .fetch_all(p)
+            .await
+            .map_err(sql("loading pins"))?
+        {
+            let id: String = row.get("device_id");
+            if let Some(d) = devices.get_mut(&id) {
+                d.pins.push((model(row.get("model"))?, row.get("version")));
+            }
+        }
+        for row in sqlx::query(
+            "SELECT device_id, model, manifest_version, content_key, model_version, expires_at, envelope FROM issued",
+        )
+        .fetch_all(p)
+        .await
+        .map_err(sql("loading issued manifests"))?
+        {
+            let id: String = row.get("device_id");
+            let envelope: String = row.get("envelope");
+            let issued = Issued {
+                model: model(row.get("model"))?,
+                manifest_version: u64::try_from(row.get::<i64, _>("manifest_version"))
+                    .unwrap_or(0),
+                content_key: digest(row.get("content_key"), "content key")?,
+                model_version: row.get("model_version"),
+                expires_at: ts(row.get("expires_at")),
+                envelope: serde_json::from_str(&envelope).map_err(corrupt("issued manifest"))?,
+            };
+            if let Some(d) = devices.get_mut(&id) {
+                d.issued.push(issued);
+            }
+        }
+        Ok(devices.into_values().collect())
+    }
+}
+
+fn stored_device(row: &SqliteRow) -> DbResult<StoredDevice> {
+    let profile: Option<String> = row.get("profile");
+    let blocked: Option<String> = row.get("blocked");
+    Ok(StoredDevice {
+        new: NewDevice {
+            id: row.get("id"),
+            token_hash: digest(row.get("token_hash"), "device token hash")?,
+            channel: row.get("channel"),
+            registered_at: ts(row.get("registered_at")),
+        },
+        last_seen_at: row.get::<Option<i64>, _>("last_seen_at").map(ts),
+        profile: profile
+            .map(|p| serde_json::from_str(&p))
+            .transpose()
+            .map_err(corrupt("device profile"))?,
+        blocked: blocked
+            .map(|b| serde_json::from_str(&b))
+            .transpose()
+            .map_err(corrupt("device blocked list"))?
+            .unwrap_or_default(),
+        pins: Vec::new(),
+        issued: Vec::new(),
+    })
+}
+
+async fn apply_change(tx: &mut Transaction<'_, Sqlite>, c: &Change) -> DbResult<()> {
+    match c {
+        Change::PutRelease(r) => {
+            let m = &r.meta;
+            sqlx::query(
+                "INSERT INTO releases (model, version, meta, published_at, revoked_at, revoke_reason) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(m.model.as_str())
+            .bind(&m.version)
+            .bind(to_json(m))
+            .bind(secs(r.published_at))
+            .bind(r.revoked.as_ref().map(|x| secs(x.at)))
+            .bind(r.revoked.as_ref().map(|x| x.reason.clone()))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("storing a release"))?;
+            for v in &m.variants {
+                sqlx::query(
+                    "INSERT INTO variants (model, version, digest, length, quantization) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(m.model.as_str())
+                .bind(&m.version)
+                .bind(v.digest.map(|d| d.to_string()).unwrap_or_default())
+                .bind(v.length.map(|l| i64::try_from(l).unwrap_or(i64::MAX)).unwrap_or(0))
+                .bind(&v.quantization)
+                .execute(&mut **tx)
+                .await
+                .map_err(sql("storing a variant"))?;
+            }
+        }
+        Change::Revoke {
+            model,
+            version,
+            revocation,
+        } => {
+            sqlx::query("UPDATE releases SET revoked_at = ?, revoke_reason = ? WHERE model = ? AND version = ?")
+                .bind(secs(revocation.at))
+                .bind(&revocation.reason)
+                .bind(model.as_str())
+                .bind(version)
+                .execute(&mut **tx)
+                .await
+                .map_err(sql("revoking a release"))?;
+        }
+        Change::PutChannel { name, created_at } => {
+            sqlx::query("INSERT OR IGNORE INTO channels (name, created_at) VALUES (?, ?)")
+                .bind(name)
+                .bind(secs(*created_at))
+                .execute(&mut **tx)
+                .await
+                .map_err(sql("creating a channel"))?;
+        }
+        Change::ChannelRelease { channel, entry } => {
+            sqlx::query(
+                "INSERT INTO channel_releases (channel, model, version, at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(channel)
+            .bind(entry.model.as_str())
+            .bind(&entry.version)
+            .bind(secs(entry.at))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("setting a channel's release"))?;
+        }
+        Change::PutRollout(r) => {
+            sqlx::query(
+                "INSERT INTO rollouts (id, body, model, version, channel, state) VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (id) DO UPDATE SET body = excluded.body, state = excluded.state",
+            )
+            .bind(i64::try_from(r.id).unwrap_or(i64::MAX))
+            .bind(to_json(r))
+            .bind(r.model.as_str())
+            .bind(&r.version)
+            .bind(&r.channel)
+            .bind(r.state.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("storing a rollout"))?;
+        }
+        Change::Pin {
+            device_id,
+            model,
+            version,
+        } => {
+            let q = match version {
+                Some(v) => sqlx::query(
+                    "INSERT INTO pins (device_id, model, version) VALUES (?, ?, ?)
+                     ON CONFLICT (device_id, model) DO UPDATE SET version = excluded.version",
+                )
+                .bind(device_id)
+                .bind(model.as_str())
+                .bind(v),
+                None => sqlx::query("DELETE FROM pins WHERE device_id = ? AND model = ?")
+                    .bind(device_id)
+                    .bind(model.as_str()),
+            };
+            q.execute(&mut **tx)
+                .await
+                .map_err(sql("pinning a device"))?;
+        }
+        Change::DeviceChannel { device_id, channel } => {
+            sqlx::query("UPDATE devices SET channel = ? WHERE id = ?")
+                .bind(channel)
+                .bind(device_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(sql("moving a device to a channel"))?;
+        }
+        Change::Freeze(f) => {
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ('frozen', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(to_json(f))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("setting the kill switch"))?;
+        }
+        Change::PutAppKey {
+            hash,
+            label,
+            created_at,
+        } => {
+            sqlx::query(
+                "INSERT OR IGNORE INTO app_keys (hash, label, created_at) VALUES (?, ?, ?)",
+            )
+            .bind(hash.to_string())
+            .bind(label)
+            .bind(secs(*created_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("storing an app key"))?;
+        }
+    }
+    Ok(())
+}
+
+async fn write_device(tx: &mut Transaction<'_, Sqlite>, w: &DeviceWrite) -> DbResult<()> {
+    match w {
+        DeviceWrite::Register(d) => {
+            sqlx::query(
+                "INSERT INTO devices (id, token_hash, channel, registered_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(&d.id)
+            .bind(d.token_hash.to_string())
+            .bind(&d.channel)
+            .bind(secs(d.registered_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("registering a device"))?;
+        }
+        DeviceWrite::CheckIn {
+            device_id,
+            at,
+            profile,
+            blocked,
+            issued,
+        } => {
+            // The common case (nothing changed but the time) is batched by
+            // the caller into one statement; see `write_devices_inner`.
+            if let Some(p) = profile {
+                sqlx::query("UPDATE devices SET profile = ? WHERE id = ?")
+                    .bind(to_json(p))
+                    .bind(device_id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(sql("storing a device profile"))?;
+            }
+            if let Some(b) = blocked {
+                sqlx::query("UPDATE devices SET blocked = ? WHERE id = ?")
+                    .bind(to_json(b))
+                    .bind(device_id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(sql("storing a device's blocked releases"))?;
+            }
+            for i in issued {
+                sqlx::query(
+                    "INSERT INTO issued (device_id, model, manifest_version, content_key, model_version, expires_at, envelope)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (device_id, model) DO UPDATE SET manifest_version = excluded.manifest_version,
+                       content_key = excluded.content_key, model_version = excluded.model_version,
+                       expires_at = excluded.expires_at, envelope = excluded.envelope",
+                )
+                .bind(device_id)
+                .bind(i.model.as_str())
+                .bind(i64::try_from(i.manifest_version).unwrap_or(i64::MAX))
+                .bind(i.content_key.to_string())
+                .bind(&i.model_version)
+                .bind(secs(i.expires_at))
+                .bind(to_json(&i.envelope))
+                .execute(&mut **tx)
+                .await
+                .map_err(sql("storing an issued manifest"))?;
+            }
+            let _ = at;
+        }
+    }
+    Ok(())
+}
+
+impl SqliteDb {
+    async fn commit_inner(&self, changes: Vec<Change>, audit: AuditRecord) -> DbResult<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(sql("starting a transaction"))?;
+        for c in &changes {
+            apply_change(&mut tx, c).await?;
+        }
+        sqlx::query("INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)")
+            .bind(secs(audit.at))
+            .bind(&audit.actor)
+            .bind(&audit.action)
+            .bind(&audit.target)
+            .bind(audit.detail.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("writing the audit log"))?;
+        tx.commit().await.map_err(sql("committing"))
+    }
+
+    async fn write_devices_inner(&self, writes: Vec<DeviceWrite>) -> DbResult<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(sql("starting a transaction"))?;
+        // Last-seen times, grouped by second: one statement per second.
+        let mut seen: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
+        for w in &writes {
+            write_device(&mut tx, w).await?;
+            if let DeviceWrite::CheckIn { device_id, at, .. } = w {
+                seen.entry(secs(*at)).or_default().push(device_id);
+            }
+        }
+        for (at, ids) in seen {
+            sqlx::query(
+                "UPDATE devices SET last_seen_at = ?1 WHERE id IN (SELECT value FROM json_each(?2))",
+            )
+            .bind(at)
+            .bind(to_json(&ids))
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("recording check-ins"))?;
+        }
+        tx.commit().await.map_err(sql("committing device writes"))
+    }
+
+    async fn audit_inner(&self, limit: u32, before: Option<u64>) -> DbResult<Vec<AuditRecord>> {
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, target, detail FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql("reading the audit log"))?;
+        rows.iter()
+            .map(|row| {
+                let detail: String = row.get("detail");
+                Ok(AuditRecord {
+                    id: u64::try_from(row.get::<i64, _>("id")).unwrap_or(0),
+                    at: ts(row.get("at")),
+                    actor: row.get("actor"),
+                    action: row.get("action"),
+                    target: row.get("target"),
+                    detail: serde_json::from_str(&detail).map_err(corrupt("audit detail"))?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Db for SqliteDb {
+    fn load(&self) -> DbFuture<'_, Snapshot> {
+        Box::pin(self.load_inner())
+    }
+
+    fn commit(&self, changes: Vec<Change>, audit: AuditRecord) -> DbFuture<'_, ()> {
+        Box::pin(self.commit_inner(changes, audit))
+    }
+
+    fn write_devices(&self, writes: Vec<DeviceWrite>) -> DbFuture<'_, ()> {
+        Box::pin(self.write_devices_inner(writes))
+    }
+
+    fn reserve_versions(&self, upto: u64) -> DbFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ('version_reserved', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(upto.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(sql("reserving manifest versions"))?;
+            Ok(())
+        })
+    }
+
+    fn audit_log(&self, limit: u32, before: Option<u64>) -> DbFuture<'_, Vec<AuditRecord>> {
+        Box::pin(self.audit_inner(limit, before))
+    }
+}

@@ -1,0 +1,172 @@
+//! The fleet's HTTP API (axum). Handlers are thin: authenticate, parse the
+//! body strictly ([`JsonBody`]: a malformed or oversized body is a 4xx that
+//! names the problem, before anything runs), call a [`Fleet`] method, and
+//! answer JSON.
+//!
+//! ```text
+//! GET  /health
+//! GET  /v1/keys                                     the signing key(s) devices pin
+//! POST /v1/devices/register                         app key → device id + token
+//! POST /v1/devices/check-in                         device token; profile → manifests
+//! GET  /v1/artifacts/{digest}                       device or admin token; HTTP Range
+//! PUT  /admin/v1/blobs/{digest}                     upload a GGUF (hash checked)
+//! GET  /admin/v1/releases        POST (publish)     GET /admin/v1/releases/{model}/{version}
+//! POST /admin/v1/revoke                             POST /admin/v1/kill-switch
+//! GET  /admin/v1/channels        POST               POST /admin/v1/channels/{name}/release
+//! GET  /admin/v1/rollouts        POST               GET /admin/v1/rollouts/{id}
+//! POST /admin/v1/rollouts/{id}/{advance|pause|resume|complete|rollback}
+//! GET  /admin/v1/devices?channel=&class=&limit=&offset=     GET /admin/v1/devices/{id}
+//! POST /admin/v1/devices/{id}/pins   DELETE /admin/v1/devices/{id}/pins/{model}
+//! POST /admin/v1/devices/{id}/channel
+//! POST /admin/v1/app-keys        GET /admin/v1/status          GET /admin/v1/audit
+//! ```
+
+mod admin;
+mod artifacts;
+mod device;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{header, HeaderMap};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+
+use crate::error::FleetError;
+use crate::Fleet;
+
+/// Largest JSON body a device may send.
+pub const DEVICE_BODY_LIMIT: usize = 64 << 10;
+/// Largest JSON body of an admin request.
+pub const ADMIN_BODY_LIMIT: usize = 1 << 20;
+
+/// The whole API.
+pub fn router(fleet: Arc<Fleet>) -> Router {
+    let blob_limit = usize::try_from(fleet.config().max_blob_bytes).unwrap_or(usize::MAX);
+    let admin = Router::new()
+        .route(
+            "/blobs/{digest}",
+            put(artifacts::upload).layer(DefaultBodyLimit::max(blob_limit)),
+        )
+        .route("/releases", get(admin::releases).post(admin::publish))
+        .route("/releases/{model}/{version}", get(admin::release))
+        .route("/revoke", post(admin::revoke))
+        .route("/kill-switch", post(admin::kill_switch))
+        .route(
+            "/channels",
+            get(admin::channels).post(admin::create_channel),
+        )
+        .route("/channels/{name}/release", post(admin::set_channel_release))
+        .route(
+            "/rollouts",
+            get(admin::rollouts).post(admin::create_rollout),
+        )
+        .route("/rollouts/{id}", get(admin::rollout))
+        .route("/rollouts/{id}/{action}", post(admin::rollout_action))
+        .route("/devices", get(admin::devices))
+        .route("/devices/{id}", get(admin::device))
+        .route("/devices/{id}/pins", post(admin::pin))
+        .route(
+            "/devices/{id}/pins/{model}",
+            axum::routing::delete(admin::unpin),
+        )
+        .route("/devices/{id}/channel", post(admin::move_device))
+        .route("/app-keys", post(admin::create_app_key))
+        .route("/status", get(admin::status))
+        .route("/audit", get(admin::audit))
+        .layer(middleware::from_fn_with_state(fleet.clone(), admin_auth))
+        .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT));
+    let device = Router::new()
+        .route("/keys", get(device::keys))
+        .route("/devices/register", post(device::register))
+        .route("/devices/check-in", post(device::check_in))
+        .route("/artifacts/{digest}", get(artifacts::download))
+        .layer(DefaultBodyLimit::max(DEVICE_BODY_LIMIT));
+    Router::new()
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .nest("/admin/v1", admin)
+        .nest("/v1", device)
+        .fallback(not_found)
+        .with_state(fleet)
+}
+
+async fn not_found(req: Request) -> FleetError {
+    FleetError::NotFound(format!(
+        "no route for {} {}; see the API list in crates/fleet/src/http/mod.rs",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+/// The bearer token of a request, if any.
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, FleetError> {
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        FleetError::Unauthorized("missing Authorization: Bearer <token> header".into())
+    })?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            FleetError::Unauthorized("Authorization header must be \"Bearer <token>\"".into())
+        })
+}
+
+async fn admin_auth(State(fleet): State<Arc<Fleet>>, req: Request, next: Next) -> Response {
+    match bearer(req.headers()) {
+        Ok(t) if fleet.is_admin(t) => next.run(req).await,
+        Ok(_) => FleetError::Unauthorized("the admin token is wrong".into()).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Who did an admin action: the `X-Outpost-Actor` header (1-64 printable
+/// characters), else `admin`.
+pub(crate) fn actor(headers: &HeaderMap) -> String {
+    headers
+        .get("x-outpost-actor")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+        })
+        .map_or_else(|| "admin".to_string(), str::to_string)
+}
+
+/// A strictly parsed JSON body: oversized → 413, not JSON or not the
+/// expected shape → 400 naming serde's complaint (field, line, column).
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = FleetError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(body_error)?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// A body that could not be read: too large (413) or broken (400).
+pub(crate) fn body_error(e: axum::extract::rejection::BytesRejection) -> FleetError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        FleetError::TooLarge(format!("request body is too large: {e}"))
+    } else {
+        FleetError::BadRequest(format!("could not read the request body: {e}"))
+    }
+}
+
+/// Parses JSON strictly; an empty body is `{}`.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FleetError> {
+    let bytes = if bytes.is_empty() { &b"{}"[..] } else { bytes };
+    serde_json::from_slice(bytes)
+        .map_err(|e| FleetError::BadRequest(format!("request body is not valid: {e}")))
+}

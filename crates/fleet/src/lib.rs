@@ -1,0 +1,414 @@
+//! The fleet control plane: it decides which variant of which model every
+//! device runs, and tells each device in a signed manifest. It records
+//! artifacts, it does not build them: no ML code is linked.
+//!
+//! - registry: releases (a model version with its GGUF variants and the
+//!   runtime config per device class, [`meta::ReleaseMeta`]) and their blobs
+//!   in an [`outpost_store::Store`], served with HTTP Range;
+//! - devices register with an app key and check in with a profile; the
+//!   answer holds a signed manifest per model ([`checkin`], [`assign`]);
+//! - channels, staged rollouts with sticky bucketing and targeting, pins,
+//!   revocation and a kill switch ([`rollout`], [`admin`]);
+//! - storage behind the [`db::Db`] trait (SQLite today), an audit log of
+//!   every admin action, and an axum router ([`http::router`]).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), outpost_fleet::FleetError> {
+//! use outpost_fleet::{Fleet, FleetConfig, SystemClock};
+//! let fleet = Fleet::open(FleetConfig::new("fleet-data"), std::sync::Arc::new(SystemClock)).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8700").await
+//!     .map_err(|e| outpost_fleet::FleetError::Internal(e.to_string()))?;
+//! outpost_fleet::serve(listener, fleet, std::future::pending()).await
+//! # }
+//! ```
+
+pub mod admin;
+pub mod api;
+pub mod assign;
+pub mod checkin;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod meta;
+pub mod rollout;
+pub mod state;
+pub mod views;
+mod writer;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use outpost_protocol::{Digest, Timestamp};
+use outpost_store::{Store, StoreConfig};
+
+pub use error::{FleetError, FleetResult};
+pub use http::router;
+
+use db::sqlite::SqliteDb;
+use db::{Change, Db};
+use keys::{secret_hash, Signer};
+use state::{Channel, Device, Devices, FleetState, BUILTIN_CHANNELS};
+use writer::Writer;
+
+/// How a fleet runs. Defaults in [`FleetConfig::new`].
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// Holds `fleet.db`, `store/` and the key files (see `keys.rs`).
+    pub data_dir: PathBuf,
+    /// The admin API's bearer token; `None`: `DIR/admin.token` (created on
+    /// first start). The CLI reads it from `OUTPOST_FLEET_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
+    /// Lifetime of a manifest (default 7 days); a device refuses an expired
+    /// one, and the fleet re-signs once half of it has passed.
+    pub manifest_ttl_s: u64,
+    /// The check-in interval told to devices (default 3600 s).
+    pub check_in_interval_s: u64,
+    /// How often the soak timer looks for rollouts to advance (default 1 s).
+    pub tick: Duration,
+    /// Largest blob the admin API accepts (default 64 GiB).
+    pub max_blob_bytes: u64,
+}
+
+impl FleetConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> FleetConfig {
+        FleetConfig {
+            data_dir: data_dir.into(),
+            admin_token: None,
+            manifest_ttl_s: 7 * 24 * 3600,
+            check_in_interval_s: 3600,
+            tick: Duration::from_secs(1),
+            max_blob_bytes: 64 << 30,
+        }
+    }
+}
+
+/// "Now", injectable so tests can move time.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Timestamp::from_unix_seconds(secs)
+    }
+}
+
+/// A clock that moves only when told (tests).
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn new(unix_seconds: u64) -> ManualClock {
+        ManualClock(AtomicU64::new(unix_seconds))
+    }
+    pub fn advance(&self, secs: u64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_unix_seconds(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// Manifest versions: one counter for the whole fleet, so they rise per
+/// device and model whatever happens (rollback included). Blocks are
+/// reserved in the database ahead of use; a restart continues above the
+/// last reservation, never below anything issued.
+struct Versions {
+    next: AtomicU64,
+    reserved: AtomicU64,
+    reserving: tokio::sync::Mutex<()>,
+}
+
+const VERSION_BLOCK: u64 = 1_000_000;
+
+impl Versions {
+    async fn ensure_headroom(&self, db: &dyn Db) -> FleetResult<()> {
+        if self.next.load(Ordering::SeqCst) + VERSION_BLOCK / 2
+            < self.reserved.load(Ordering::SeqCst)
+        {
+            return Ok(());
+        }
+        let _g = self.reserving.lock().await;
+        let reserved = self.reserved.load(Ordering::SeqCst);
+        if self.next.load(Ordering::SeqCst) + VERSION_BLOCK / 2 < reserved {
+            return Ok(());
+        }
+        let upto = reserved + VERSION_BLOCK;
+        db.reserve_versions(upto).await?;
+        self.reserved.store(upto, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn next(&self) -> FleetResult<u64> {
+        let v = self.next.fetch_add(1, Ordering::SeqCst);
+        if v > self.reserved.load(Ordering::SeqCst) {
+            return Err(FleetError::Internal(
+                "manifest versions ran out of their reserved block; try again".into(),
+            ));
+        }
+        Ok(v)
+    }
+}
+
+/// The control plane: state in memory, the database behind it, the blob
+/// store and the signer. Shared as `Arc<Fleet>`.
+pub struct Fleet {
+    config: FleetConfig,
+    clock: Arc<dyn Clock>,
+    db: Arc<dyn Db>,
+    store: Arc<Store>,
+    signer: Signer,
+    admin_token_hash: Digest,
+    state: RwLock<FleetState>,
+    devices: RwLock<Devices>,
+    /// Serialises admin changes (validate → commit → apply).
+    admin_lock: tokio::sync::Mutex<()>,
+    versions: Versions,
+    writer: Writer,
+    app_key: String,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("data_dir", &self.config.data_dir)
+            .field("key_id", &self.signer.key_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fleet {
+    /// Opens the data folder (creating what is missing), migrates the
+    /// database, loads everything into memory and starts the device writer.
+    /// Needs a tokio runtime.
+    pub async fn open(config: FleetConfig, clock: Arc<dyn Clock>) -> FleetResult<Arc<Fleet>> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| FleetError::io("create", dir, e))?;
+        let store = Store::open(dir.join("store"), StoreConfig::default())?;
+        let signer = Signer::load_or_create(dir)?;
+        let admin_token = match &config.admin_token {
+            Some(t) if t.len() >= 16 => t.clone(),
+            Some(_) => {
+                return Err(FleetError::Config(
+                    "the admin token must be at least 16 characters".into(),
+                ))
+            }
+            None => keys::load_or_create_token(&dir.join(keys::ADMIN_TOKEN_FILE), "opa_")?,
+        };
+        let db: Arc<dyn Db> = Arc::new(SqliteDb::open(&dir.join("fleet.db")).await?);
+        let app_key = keys::load_or_create_token(&dir.join(keys::APP_KEY_FILE), "opk_")?;
+        let snap = db.load().await?;
+        let now = clock.now();
+
+        let mut state = FleetState::default();
+        for r in snap.releases {
+            state.apply(&Change::PutRelease(r));
+        }
+        for c in snap.channels {
+            state.channels.insert(c.name.clone(), c);
+        }
+        for r in snap.rollouts {
+            state.rollouts.insert(r.id, r);
+        }
+        state.frozen = snap.frozen;
+        state.app_keys = snap.app_keys.into_iter().collect();
+        let mut devices = Devices::default();
+        for d in snap.devices {
+            devices.insert(Device {
+                id: d.new.id,
+                token_hash: d.new.token_hash,
+                channel: d.new.channel,
+                registered_at: d.new.registered_at,
+                last_seen_at: d.last_seen_at,
+                profile: d.profile,
+                pins: d.pins.into_iter().collect(),
+                issued: d.issued.into_iter().map(|i| (i.model.clone(), i)).collect(),
+                blocked: d.blocked,
+            });
+        }
+        let reserved = snap.version_reserved;
+        let fleet = Fleet {
+            writer: Writer::spawn(db.clone()),
+            config,
+            clock,
+            db,
+            store: Arc::new(store),
+            signer,
+            admin_token_hash: secret_hash(&admin_token),
+            state: RwLock::new(state),
+            devices: RwLock::new(devices),
+            admin_lock: tokio::sync::Mutex::new(()),
+            versions: Versions {
+                next: AtomicU64::new(reserved + 1),
+                reserved: AtomicU64::new(reserved),
+                reserving: tokio::sync::Mutex::new(()),
+            },
+            app_key,
+        };
+        // First start: the built-in channels and the first app key.
+        let mut first = Vec::new();
+        for name in BUILTIN_CHANNELS {
+            if !fleet.state().channels.contains_key(name) {
+                first.push(Change::PutChannel {
+                    name: name.into(),
+                    created_at: now,
+                });
+            }
+        }
+        let app_hash = secret_hash(&fleet.app_key);
+        if !fleet.state().app_keys.contains(&app_hash) {
+            first.push(Change::PutAppKey {
+                hash: app_hash,
+                label: "first".into(),
+                created_at: now,
+            });
+        }
+        if !first.is_empty() {
+            fleet
+                .apply_admin(
+                    "system",
+                    "fleet.init",
+                    "fleet".into(),
+                    serde_json::json!({}),
+                    first,
+                )
+                .await?;
+        }
+        fleet.versions.ensure_headroom(fleet.db.as_ref()).await?;
+        Ok(Arc::new(fleet))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub fn config(&self) -> &FleetConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// The app key written to `DIR/app.key` on first start.
+    pub fn app_key(&self) -> &str {
+        &self.app_key
+    }
+
+    /// Whether `token` is the admin token (compared as SHA-256 digests, so
+    /// the time taken says nothing about the token).
+    pub fn is_admin(&self, token: &str) -> bool {
+        secret_hash(token) == self.admin_token_hash
+    }
+
+    pub(crate) fn state(&self) -> RwLockReadGuard<'_, FleetState> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn devices(&self) -> RwLockReadGuard<'_, Devices> {
+        self.devices.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn devices_mut(&self) -> RwLockWriteGuard<'_, Devices> {
+        self.devices.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Commits admin changes with their audit record, then applies them in
+    /// memory. Callers hold `admin_lock` while they validate and call this.
+    pub(crate) async fn apply_admin(
+        &self,
+        actor: &str,
+        action: &str,
+        target: String,
+        detail: serde_json::Value,
+        changes: Vec<Change>,
+    ) -> FleetResult<()> {
+        let audit = db::AuditRecord {
+            id: 0,
+            at: self.now(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target,
+            detail,
+        };
+        self.db.commit(changes.clone(), audit).await?;
+        {
+            let mut s = self.state.write().unwrap_or_else(|e| e.into_inner());
+            for c in &changes {
+                s.apply(c);
+            }
+        }
+        let d = self.devices();
+        for c in &changes {
+            d.apply(c);
+        }
+        Ok(())
+    }
+
+    /// Channels by name, for the admin views.
+    pub fn channels(&self) -> Vec<Channel> {
+        self.state().channels.values().cloned().collect()
+    }
+}
+
+/// Serves the fleet's API on `listener` until `shutdown` resolves, with the
+/// soak timer running every `config.tick`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    fleet: Arc<Fleet>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> FleetResult<()> {
+    let ticker = {
+        let fleet = fleet.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(fleet.config.tick);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = fleet.tick().await {
+                    eprintln!("fleet: soak timer: {e}");
+                }
+            }
+        })
+    };
+    let result = axum::serve(listener, router(fleet))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| FleetError::Internal(format!("server stopped: {e}")));
+    ticker.abort();
+    result
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Shared test values.
+    use outpost_protocol::fleet::DeviceProfile;
+
+    pub fn profile() -> DeviceProfile {
+        serde_json::from_value(serde_json::json!({
+            "device_class": "phone-8gb", "ram_bytes": 8_000_000_000u64, "os": "android",
+            "app_version": "2.3.0", "engine_version": "0.1.0",
+            "ggml_types": ["f32", "f16", "q4_0", "q8_0"], "region": "eu-west",
+            "free_disk_bytes": 4_000_000_000u64
+        }))
+        .expect("profile")
+    }
+}

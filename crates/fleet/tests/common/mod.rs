@@ -1,0 +1,199 @@
+//! Shared helpers of the fleet's integration tests: a fleet in a temp
+//! folder with a manual clock, requests through the router in-process, and
+//! releases over fake GGUF blobs.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use outpost_fleet::meta::ReleaseMeta;
+use outpost_fleet::{Fleet, FleetConfig, ManualClock};
+use outpost_protocol::Digest;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+pub const ADMIN: &str = "test-admin-token-0123456789";
+pub const T0: u64 = 1_900_000_000;
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "outpost-fleet-{name}-{}-{}",
+            std::process::id(),
+            Digest::sha256(format!("{:?}", std::time::Instant::now()).as_bytes()).short()
+        ));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct TestFleet {
+    pub fleet: Arc<Fleet>,
+    pub clock: Arc<ManualClock>,
+    pub dir: TempDir,
+}
+
+pub async fn open(name: &str) -> TestFleet {
+    let dir = TempDir::new(name);
+    let clock = Arc::new(ManualClock::new(T0));
+    let fleet = reopen(&dir, &clock).await;
+    TestFleet { fleet, clock, dir }
+}
+
+pub async fn reopen(dir: &TempDir, clock: &Arc<ManualClock>) -> Arc<Fleet> {
+    let mut cfg = FleetConfig::new(&dir.0);
+    cfg.admin_token = Some(ADMIN.into());
+    Fleet::open(cfg, clock.clone()).await.expect("fleet opens")
+}
+
+/// One request through the router; the body is JSON (or nothing).
+pub async fn call(
+    t: &TestFleet,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    call_raw(t, method, path, token, bytes).await
+}
+
+pub async fn call_raw(
+    t: &TestFleet,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(tok) = token {
+        req = req.header("authorization", format!("Bearer {tok}"));
+    }
+    let req = req.body(Body::from(body)).expect("request");
+    let resp = outpost_fleet::router(t.fleet.clone())
+        .oneshot(req)
+        .await
+        .expect("infallible");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let v = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}))
+    };
+    (status, v)
+}
+
+/// Fake GGUF bytes, distinct per tag.
+pub fn gguf(tag: &str, len: usize) -> Vec<u8> {
+    let mut v = b"GGUF".to_vec();
+    let seed = Digest::sha256(tag.as_bytes());
+    while v.len() < len {
+        v.extend_from_slice(seed.as_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Release metadata for `model@version` with one variant over `data`.
+pub fn meta(model: &str, version: &str, data: &[u8], min_engine: &str) -> Value {
+    json!({
+        "model": model, "version": version, "min_app_version": "1.0.0",
+        "variants": [{
+            "digest": Digest::sha256(data).to_string(), "length": data.len(),
+            "quantization": "Q4_0", "ggml_types": ["f32", "q4_0"],
+            "memory_bytes": 300_000_000u64, "min_engine_version": min_engine,
+            "quality": {"kld_mean": 0.05, "same_top_pct": 91.5},
+            "fingerprints": [{"prompt": "The capital of France is", "expected_tokens": [7042, 30], "min_matching": 1}]
+        }],
+        "classes": {"default": {"variant": "Q4_0", "n_ctx": 2048, "kv_cache_type": "f16", "threads": 4}}
+    })
+}
+
+/// Stores the blob and publishes `model@version`.
+pub async fn publish(t: &TestFleet, model: &str, version: &str, min_engine: &str) -> Vec<u8> {
+    let data = gguf(&format!("{model}@{version}"), 4096);
+    t.fleet.store().put(None, &data[..]).expect("blob stored");
+    let m: ReleaseMeta =
+        serde_json::from_value(meta(model, version, &data, min_engine)).expect("meta");
+    t.fleet.publish("test", m).await.expect("published");
+    data
+}
+
+pub fn profile(class: &str) -> Value {
+    json!({
+        "device_class": class, "ram_bytes": 8_000_000_000u64, "os": "android",
+        "app_version": "2.0.0", "engine_version": "0.1.0",
+        "ggml_types": ["f32", "f16", "q4_0", "q8_0"], "region": "eu-west",
+        "free_disk_bytes": 4_000_000_000u64
+    })
+}
+
+/// Registers a device on `channel`; returns (id, token).
+pub async fn register(t: &TestFleet, channel: &str) -> (String, String) {
+    let (s, v) = call(
+        t,
+        "POST",
+        "/v1/devices/register",
+        None,
+        Some(json!({"app_key": t.fleet.app_key(), "channel": channel})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    (
+        v["device_id"].as_str().expect("id").to_string(),
+        v["token"].as_str().expect("token").to_string(),
+    )
+}
+
+/// Checks in; returns the answer's entry for `model` (or Null).
+pub async fn check_in(t: &TestFleet, token: &str, profile: Value, model: &str) -> Value {
+    let (s, v) = call(
+        t,
+        "POST",
+        "/v1/devices/check-in",
+        Some(token),
+        Some(json!({"profile": profile})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["models"]
+        .as_array()
+        .and_then(|a| a.iter().find(|m| m["model"] == model).cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// The manifest_version inside an assignment's signed envelope.
+pub fn manifest_version(assignment: &Value) -> u64 {
+    let env: outpost_protocol::SignedManifest =
+        serde_json::from_value(assignment["manifest"].clone()).expect("envelope");
+    let payload = env.payload_bytes().expect("payload");
+    let m: Value = serde_json::from_slice(&payload).expect("manifest json");
+    m["manifest_version"].as_u64().expect("version")
+}
+
+pub async fn admin(t: &TestFleet, method: &str, path: &str, body: Option<Value>) -> Value {
+    let (s, v) = call(t, method, path, Some(ADMIN), body).await;
+    assert!(s.is_success(), "{method} {path}: {s} {v}");
+    v
+}
+
+pub async fn audit_len(t: &TestFleet) -> usize {
+    admin(t, "GET", "/admin/v1/audit?limit=1000", None)
+        .await
+        .as_array()
+        .map_or(0, Vec::len)
+}
