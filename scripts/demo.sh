@@ -67,5 +67,8 @@ if wait $server; then
 else
   echo "the server exited with status $? after SIGTERM; its log: /tmp/outpost-demo-serve.log"; exit 1
 fi
+step "Quantization tiers of SmolLM2, each scored against the source, with a tier per device class" \
+  $outpost variants build smollm2-135m --tiers q8_0,q5_0,q4_1,iq4_nl,q2_k --chunks 2 --out /tmp/outpost-demo-variants
+echo "(report: /tmp/outpost-demo-variants/report.md, chart: quality-vs-size.svg, data: variants.json)"
 step "Speed: pp512/tg128 the way llama-bench measures, then 1/4/16 concurrent sequences" \
   $outpost bench smollm2-135m -r 2

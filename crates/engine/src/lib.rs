@@ -24,6 +24,7 @@ mod grammar;
 mod logs;
 mod memory;
 mod model;
+mod quantize;
 mod request;
 mod scheduler;
 mod sequence;
@@ -35,10 +36,13 @@ pub use bench::{
     bench_parallel, parallel_bench_prompt, BenchParams, BenchResult, BenchStat, ParallelStat,
 };
 pub use error::{EngineError, Result};
+pub use evaluate::ChunkEval;
 pub use generate::default_threads;
 pub use grammar::json_schema_grammar;
+pub use logs::quantize_progress;
 pub use memory::{estimate_memory, MemoryEstimate};
 pub use model::{LoadOptions, Model, ModelInfo, SpecialToken};
+pub use quantize::{quant_ftype, quantize, QUANT_TIERS};
 pub use request::{
     CancelToken, Completion, FinishReason, GenerateRequest, Piece, Prompt, SamplingParams,
     TokenLogprob, DEFAULT_MAX_CTX,

@@ -14,6 +14,29 @@ static INSTALL: Once = Once::new();
 static RECENT: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
 static ECHO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 const KEEP: usize = 32;
+/// The quantizer's `[ i/ n]` tensor counter, for progress bars.
+static TENSOR_DONE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static TENSOR_TOTAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// (tensors done, tensors total) of the quantization running now, from
+/// llama.cpp's per-tensor log lines.
+pub fn quantize_progress() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (TENSOR_DONE.load(Relaxed), TENSOR_TOTAL.load(Relaxed))
+}
+
+pub(crate) fn reset_quantize_progress() {
+    use std::sync::atomic::Ordering::Relaxed;
+    TENSOR_DONE.store(0, Relaxed);
+    TENSOR_TOTAL.store(0, Relaxed);
+}
+
+/// `[  12/ 272] name ...` → (12, 272).
+fn tensor_counter(line: &str) -> Option<(u64, u64)> {
+    let inner = line.trim_start().strip_prefix('[')?.split(']').next()?;
+    let (a, b) = inner.split_once('/')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
 
 /// Installs the capturing log callback (idempotent).
 pub(crate) fn install() {
@@ -60,6 +83,11 @@ unsafe extern "C" fn callback(
     let line = unsafe { CStr::from_ptr(text) }.to_string_lossy();
     if ECHO.load(std::sync::atomic::Ordering::Relaxed) {
         eprint!("{line}");
+    }
+    if let Some((done, total)) = tensor_counter(&line) {
+        use std::sync::atomic::Ordering::Relaxed;
+        TENSOR_DONE.store(done, Relaxed);
+        TENSOR_TOTAL.store(total, Relaxed);
     }
     if level == llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR
         || level == llama_cpp_sys_2::GGML_LOG_LEVEL_WARN

@@ -25,6 +25,7 @@ pub mod ollama;
 pub mod openai;
 pub mod signing;
 pub mod time;
+pub mod variants;
 
 pub use digest::{Digest, DigestError};
 pub use error::{ApiErrorBody, ErrorDetail, ProtocolError};

@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod serve_bench;
+mod variants_bench;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -25,13 +26,17 @@ const USAGE: &str =
   (default: models/smollm2-135m.gguf and models/gemma3-270m.gguf).
        cargo xtask bench-serve [--threads N]
   Compares `outpost serve` with llama-server on SmolLM2: aggregate tok/s and
-  TTFT p50/p99 at 1, 4, 16 streams; json_schema vs unconstrained decode.";
+  TTFT p50/p99 at 1, 4, 16 streams; json_schema vs unconstrained decode.
+       cargo xtask bench-variants [--threads N]
+  Times `outpost variants build` (all default tiers) on both models and
+  compares the reference perplexity with llama-perplexity's.";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench") => bench(&args[1..]),
         Some("bench-serve") => bench_serve(&args[1..]),
+        Some("bench-variants") => bench_variants(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);
@@ -333,7 +338,9 @@ fn capture(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
-fn bench_serve(args: &[String]) -> Result<()> {
+/// `--threads N` (default 2), the reference tools' folder (built once)
+/// and a release build of `outpost`.
+fn prepare(args: &[String]) -> Result<(u32, PathBuf, PathBuf)> {
     let threads = match args {
         [] => 2,
         [flag, n] if flag == "--threads" || flag == "-t" => {
@@ -341,12 +348,10 @@ fn bench_serve(args: &[String]) -> Result<()> {
         }
         _ => bail!("{USAGE}"),
     };
-    let model = root().join("models/smollm2-135m.gguf");
-    if !model.is_file() {
-        bail!(
-            "{} is missing: run scripts/fetch-models.sh",
-            model.display()
-        );
+    for m in ["models/smollm2-135m.gguf", "models/gemma3-270m.gguf"] {
+        if !root().join(m).is_file() {
+            bail!("{m} is missing: run scripts/fetch-models.sh");
+        }
     }
     run(Command::new("bash").arg(root().join("scripts/build-reference.sh")))?;
     let out = Command::new("bash")
@@ -357,10 +362,20 @@ fn bench_serve(args: &[String]) -> Result<()> {
     run(Command::new("cargo")
         .args(["build", "--release", "--quiet", "-p", "outpost-cli"])
         .current_dir(root()))?;
+    Ok((threads, ref_dir, root().join("target/release/outpost")))
+}
+
+fn bench_serve(args: &[String]) -> Result<()> {
+    let (threads, ref_dir, outpost) = prepare(args)?;
     serve_bench::run(
         &ref_dir,
-        &root().join("target/release/outpost"),
-        &model,
+        &outpost,
+        &root().join("models/smollm2-135m.gguf"),
         threads,
     )
+}
+
+fn bench_variants(args: &[String]) -> Result<()> {
+    let (threads, ref_dir, outpost) = prepare(args)?;
+    variants_bench::run(&ref_dir, &outpost, &root(), threads)
 }

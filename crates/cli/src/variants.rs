@@ -1,0 +1,271 @@
+//! `outpost variants`: build quantization tiers from one checkpoint and
+//! measure them (`build`), or measure one file in this process (`measure`,
+//! used by `build` for per-tier peak memory).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use outpost_protocol::variants::Cost;
+use outpost_variants::{BuildOptions, Step, VariantsError};
+
+use crate::models;
+
+#[derive(Debug, Args)]
+pub struct VariantsArgs {
+    #[command(subcommand)]
+    pub command: VariantsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VariantsCommand {
+    /// Quantize SOURCE into tiers, score each against SOURCE on the same
+    /// text (perplexity, KL divergence, same-top-token %, RMS Δp; the
+    /// llama-perplexity method), measure size, load time, pp512/tg128 and
+    /// peak RSS, fingerprint each for the device canary, and recommend a
+    /// tier per device class. Writes the tier files, variants.json,
+    /// report.md and quality-vs-size.svg into --out. Interrupted? Run it
+    /// again: finished steps are reused.
+    ///
+    /// Examples:
+    ///   outpost variants build smollm2-135m --out variants/smollm2
+    ///   outpost variants build model-f16.gguf --tiers q8_0,q4_k_m,q4_0 --out v/ --chunks 8
+    ///   outpost variants build gemma3-270m --out v/gemma --devices my-devices.toml
+    #[command(verbatim_doc_comment)]
+    Build(BuildArgs),
+    /// Load one GGUF, run pp512 and tg128 once, print its cost as JSON
+    /// (build runs this in a child process per tier, for its peak RSS).
+    #[command(hide = true)]
+    Measure {
+        file: PathBuf,
+        #[arg(long, short = 't')]
+        threads: Option<u32>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The checkpoint: a GGUF of any precision (path or fetched model name).
+    pub source: String,
+    /// Output folder (created).
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    /// Comma-separated tiers, or `default` (q8_0, q6_k, q5_1, q5_k_m, q5_0,
+    /// q4_1, q4_k_m, iq4_nl, q4_0, q3_k_m, q2_k). Also: f16, bf16, q5_k_s,
+    /// q4_k_s, iq4_xs, q3_k_l, q3_k_s.
+    #[arg(long, default_value = "default")]
+    pub tiers: String,
+    /// Evaluation text (plain UTF-8 prose). Default: the Lee news corpus
+    /// that scripts/fetch-models.sh fetches (models/eval/lee-background.txt).
+    #[arg(long)]
+    pub eval: Option<PathBuf>,
+    /// Window size for scoring; the second half of each window is scored.
+    #[arg(long, default_value_t = 512)]
+    pub ctx: u32,
+    /// Windows scored per model (each scores ctx/2 − 1 tokens).
+    #[arg(long, default_value_t = 4)]
+    pub chunks: usize,
+    /// Model name in file names and variants.json (default: SOURCE's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// TOML file adding or replacing device classes
+    /// ([[class]] name, ram_budget, relative_bandwidth, kld_ceiling).
+    #[arg(long)]
+    pub devices: Option<PathBuf>,
+    /// CPU threads. Default: all cores.
+    #[arg(long, short = 't')]
+    pub threads: Option<u32>,
+}
+
+pub fn variants(a: VariantsArgs) -> Result<()> {
+    match a.command {
+        VariantsCommand::Measure { file, threads } => {
+            let cost = outpost_variants::cost::measure(&file, threads)?;
+            println!("{}", serde_json::to_string(&cost)?);
+            Ok(())
+        }
+        VariantsCommand::Build(b) => build(b),
+    }
+}
+
+/// Runs `outpost variants measure FILE` in a child process.
+fn measure_in_child(file: &Path, threads: Option<u32>) -> Result<Cost, VariantsError> {
+    let exe = std::env::current_exe().map_err(|e| VariantsError::io(Path::new("outpost"), e))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["variants", "measure"]).arg(file);
+    if let Some(t) = threads {
+        cmd.args(["-t", &t.to_string()]);
+    }
+    let out = cmd.output().map_err(|e| VariantsError::io(file, e))?;
+    if !out.status.success() {
+        return Err(VariantsError::Other(format!(
+            "measuring {} failed: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| VariantsError::Other(format!("measuring {}: bad output: {e}", file.display())))
+}
+
+fn default_eval_text() -> Result<PathBuf> {
+    let dir = models::models_dir()
+        .context("no models/ folder found: run scripts/fetch-models.sh, or give --eval FILE")?;
+    let p = dir.join("eval").join("lee-background.txt");
+    if !p.is_file() {
+        bail!(
+            "the default evaluation text {} is missing: run scripts/fetch-models.sh, or give --eval FILE",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+fn build(b: BuildArgs) -> Result<()> {
+    let source = models::resolve(&b.source)?;
+    let tiers = outpost_variants::tiers::parse(&b.tiers)?;
+    let eval_text = match b.eval {
+        Some(p) => p,
+        None => default_eval_text()?,
+    };
+    let mut classes = outpost_variants::devices::builtin_classes();
+    if let Some(path) = &b.devices {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --devices {}", path.display()))?;
+        classes = outpost_variants::devices::apply_overrides(
+            classes,
+            &text,
+            &path.display().to_string(),
+        )?;
+    }
+    std::fs::create_dir_all(&b.out)
+        .with_context(|| format!("creating --out {}", b.out.display()))?;
+    let name = b.name.clone().or_else(|| {
+        models::KNOWN
+            .iter()
+            .any(|(n, _)| *n == b.source)
+            .then(|| b.source.clone())
+    });
+    let opts = BuildOptions {
+        source,
+        tiers,
+        eval_text,
+        out: b.out.clone(),
+        name,
+        n_ctx: b.ctx,
+        chunks: b.chunks,
+        threads: b.threads,
+        classes,
+    };
+    let started = std::time::Instant::now();
+    let threads = b.threads;
+    let measure = move |p: &Path| measure_in_child(p, threads);
+    let ticker: Arc<AtomicBool> = Arc::new(AtomicBool::new(false));
+    let mut poller: Option<std::thread::JoinHandle<()>> = None;
+    let stop_poller = |poller: &mut Option<std::thread::JoinHandle<()>>| {
+        ticker.store(false, Ordering::SeqCst);
+        if let Some(h) = poller.take() {
+            let _ = h.join();
+        }
+    };
+    let mut on = |s: Step| {
+        stop_poller(&mut poller);
+        let mut err = std::io::stderr();
+        match s {
+            Step::Quantizing { tier, index, of } => {
+                let _ = write!(err, "\r[{index}/{of}] quantizing {tier}");
+                let _ = err.flush();
+                // A progress counter from llama.cpp's per-tensor log lines.
+                ticker.store(true, Ordering::SeqCst);
+                let t = ticker.clone();
+                poller = Some(std::thread::spawn(move || {
+                    while t.load(Ordering::SeqCst) {
+                        let (done, total) = outpost_engine::quantize_progress();
+                        if total > 0 {
+                            eprint!(
+                                "\r[{index}/{of}] quantizing {tier}: {done}/{total} tensors   "
+                            );
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                    }
+                    eprintln!("\r[{index}/{of}] quantized {tier}                              ");
+                }));
+            }
+            Step::Reused { what } => eprintln!("reusing {what} from an earlier run"),
+            Step::Merged { tier, into } => {
+                eprintln!("{tier} is within 3 % of {into} in size: merged into it")
+            }
+            Step::Scoring { chunk, of } => {
+                let _ = write!(
+                    err,
+                    "\rscoring all tiers against the source: chunk {chunk}/{of}"
+                );
+                if chunk == of {
+                    let _ = writeln!(err);
+                }
+            }
+            Step::Measuring { tier, index, of } => {
+                eprintln!("[{index}/{of}] measuring {tier} (load, pp512, tg128, peak RSS)")
+            }
+            Step::Fingerprinting { .. } => {}
+            Step::Wrote { path } => eprintln!("wrote {}", path.display()),
+        }
+    };
+    let result = outpost_variants::build(&opts, &measure, &mut on);
+    stop_poller(&mut poller);
+    let file = result?;
+    print_summary(&file);
+    eprintln!(
+        "done in {:.0} s: {} distinct tiers in {}",
+        started.elapsed().as_secs_f64(),
+        file.tiers.len(),
+        b.out.display()
+    );
+    Ok(())
+}
+
+/// One line per tier, and the recommendations.
+fn print_summary(f: &outpost_protocol::variants::VariantsFile) {
+    println!(
+        "{} ({}, {:.2} bpw{}): reference PPL {:.3} over {} tokens",
+        f.model,
+        f.source.quantization,
+        f.source.bpw,
+        if f.source.already_quantized {
+            ", already quantized: tiers compare against it"
+        } else {
+            ""
+        },
+        f.eval.reference_ppl,
+        f.eval.scored_tokens
+    );
+    println!(
+        "{:<8} {:>9} {:>6} {:>9} {:>8} {:>8} {:>7} {:>7}",
+        "tier", "MiB", "bpw", "PPL", "KLD", "top %", "pp512", "tg128"
+    );
+    for t in &f.tiers {
+        println!(
+            "{:<8} {:>9.1} {:>6.2} {:>9.3} {:>8.4} {:>8.1} {:>7.0} {:>7.0}{}",
+            t.name,
+            t.size as f64 / 1048576.0,
+            t.bpw,
+            t.quality.ppl,
+            t.quality.kld_mean,
+            t.quality.same_top_pct,
+            t.cost.pp512_tps,
+            t.cost.tg128_tps,
+            if t.no_quality_gain {
+                "  (no quality gain)"
+            } else {
+                ""
+            }
+        );
+    }
+    for r in &f.recommendations {
+        println!("{:<14} {}", r.device_class, r.reason);
+    }
+}
