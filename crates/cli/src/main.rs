@@ -2,6 +2,7 @@
 //! turn errors into messages and exit codes (0 ok, 1 failed, 2 bad usage).
 
 mod chat;
+mod fleet;
 mod guard;
 mod models;
 mod run;
@@ -100,6 +101,16 @@ enum Command {
     ///   OUTPOST_API_KEY=secret outpost serve smollm2-135m --host 0.0.0.0
     #[command(verbatim_doc_comment)]
     Serve(serve::ServeArgs),
+    /// The fleet control plane: serve it, publish releases, roll them out
+    /// to channels in stages, pin, revoke, freeze, and see every device.
+    ///
+    /// Examples:
+    ///   outpost fleet serve --data ./fleet
+    ///   outpost fleet publish releases/smollm2-2025-06 --data ./fleet
+    ///   outpost fleet rollout create smollm2-135m@2025-06 --stages 1,5,25,100 --soak 1h --data ./fleet
+    ///   outpost fleet status --data ./fleet
+    #[command(verbatim_doc_comment)]
+    Fleet(fleet::FleetArgs),
     /// Quantization tiers from one checkpoint, each measured against it
     /// (perplexity, KL divergence, same-top-token %, speed, memory), with a
     /// report, a chart and a recommended tier per device class.
@@ -119,6 +130,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => run::bench(args),
         Command::Guard(args) => guard::guard(args),
         Command::Serve(args) => serve::serve(args),
+        Command::Fleet(args) => fleet::fleet(args),
         Command::Variants(args) => variants::variants(args),
     };
     match result {

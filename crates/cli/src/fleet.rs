@@ -1,0 +1,621 @@
+//! `outpost fleet`: run the control plane (`serve`) and drive it through
+//! its admin API (every other command), with readable tables or `--json`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use outpost_fleet::api::ReleaseRef;
+use outpost_fleet::meta::load_release_dir;
+use serde_json::{json, Value};
+
+mod print;
+
+/// Where the fleet is and how to reach its admin API.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// The fleet's address.
+    #[arg(
+        long,
+        global = true,
+        env = "OUTPOST_FLEET_URL",
+        default_value = "http://127.0.0.1:8700"
+    )]
+    url: String,
+    /// The admin token (default: read from DIR/admin.token with --data).
+    #[arg(
+        long,
+        global = true,
+        env = "OUTPOST_FLEET_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// The fleet's data folder: `serve` keeps everything there; other
+    /// commands read the admin token from it.
+    #[arg(long, global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Print the API's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: FleetCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetCommand {
+    /// Run the control plane: SQLite + blob store in --data DIR, device API
+    /// under /v1, admin API under /admin/v1. On first start it creates the
+    /// signing key (DIR/signing.key; devices pin DIR/signing.pub.json), the
+    /// admin token (DIR/admin.token) and an app key (DIR/app.key).
+    ///
+    /// Examples:
+    ///   outpost fleet serve --data /var/lib/outpost-fleet
+    ///   outpost fleet serve --data ./fleet --host 0.0.0.0 --port 8700
+    #[command(verbatim_doc_comment)]
+    Serve(ServeArgs),
+    /// Publish a release: DIR holds release.json and the GGUF files it
+    /// names. Files are hashed here, uploaded unless the fleet has them,
+    /// then the release is recorded. A release never changes afterwards.
+    ///
+    /// release.json: {"model", "version", "min_app_version", "variants":
+    /// [{"file", "quantization", "ggml_types", "memory_bytes",
+    /// "min_engine_version", "quality", "fingerprints"}], "classes":
+    /// {"phone-8gb": {"variant", "n_ctx", "kv_cache_type", "threads"},
+    /// "default": {...}}} (see crates/fleet/src/meta.rs).
+    ///
+    /// Examples:
+    ///   outpost fleet publish releases/smollm2-2025-06 --data ./fleet
+    #[command(verbatim_doc_comment)]
+    Publish { dir: PathBuf },
+    /// Make a release the channel's release now, for every device on it (no
+    /// stages; use `rollout create` for a staged move).
+    ///
+    /// Examples:
+    ///   outpost fleet release smollm2-135m@2025-06 --channel stable
+    #[command(verbatim_doc_comment)]
+    Release {
+        release: String,
+        #[arg(long, default_value = "stable")]
+        channel: String,
+    },
+    /// Staged rollouts: create, list, advance, pause, resume, complete,
+    /// rollback.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+    /// Pin a device to a release (it gets it whatever its channel runs), or
+    /// --clear the pin of a model.
+    ///
+    /// Examples:
+    ///   outpost fleet pin dev-3f2a... smollm2-135m@2025-05
+    ///   outpost fleet pin dev-3f2a... smollm2-135m --clear
+    #[command(verbatim_doc_comment)]
+    Pin {
+        device: String,
+        /// MODEL@VERSION, or MODEL with --clear.
+        release: String,
+        #[arg(long)]
+        clear: bool,
+    },
+    /// Revoke a release: no device gets it again; its devices fall back to
+    /// the newest earlier release they can load at their next check-in.
+    ///
+    /// Examples:
+    ///   outpost fleet revoke smollm2-135m@2025-06 --reason "wrong answers in French"
+    #[command(verbatim_doc_comment)]
+    Revoke {
+        release: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Kill switch: freeze every rollout (no stage moves, by hand or by
+    /// timer), optionally revoking releases in the same step.
+    ///
+    /// Examples:
+    ///   outpost fleet freeze --reason "crash spike" --revoke smollm2-135m@2025-06
+    #[command(verbatim_doc_comment)]
+    Freeze {
+        #[arg(long)]
+        reason: String,
+        #[arg(long, value_name = "MODEL@VERSION")]
+        revoke: Vec<String>,
+    },
+    /// Release the kill switch.
+    Unfreeze,
+    /// Create a custom channel (stable, beta and canary always exist).
+    ///
+    /// Examples:
+    ///   outpost fleet channel dogfood
+    #[command(verbatim_doc_comment)]
+    Channel { name: String },
+    /// List devices: class, OS, app, what they run, when last seen.
+    ///
+    /// Examples:
+    ///   outpost fleet devices --channel beta --class phone-4gb
+    ///   outpost fleet devices --limit 1000 --json
+    #[command(verbatim_doc_comment)]
+    Devices {
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long)]
+        class: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// The fleet on one page: kill switch, channels, rollouts, releases,
+    /// devices and how many are blocked by compatibility.
+    ///
+    /// Examples:
+    ///   outpost fleet status
+    ///   outpost fleet status --json | jq .rollouts
+    #[command(verbatim_doc_comment)]
+    Status,
+    /// The audit log, newest first.
+    Audit {
+        #[arg(long, default_value_t = 30)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RolloutCommand {
+    /// Start moving a release onto a channel in stages. Each stage runs
+    /// --soak before the next (0: only by hand); devices are picked by a
+    /// sticky hash, so raising the percentage only adds devices. Targeting
+    /// flags limit who can be picked.
+    ///
+    /// Examples:
+    ///   outpost fleet rollout create smollm2-135m@2025-06 --channel stable --stages 1,5,25,100 --soak 1h
+    ///   outpost fleet rollout create smollm2-135m@2025-06 --channel beta --stages 10,100 --soak 0 \
+    ///       --class phone-8gb --os android --min-app 2.1.0 --region eu-west --min-ram 6GiB
+    #[command(verbatim_doc_comment)]
+    Create(Box<CreateArgs>),
+    /// List rollouts with their stage, share and devices.
+    List,
+    /// Go to the next stage now (past the last: complete).
+    Advance { id: u64 },
+    /// Hold the current stage: its devices stay, the timer stops.
+    Pause {
+        id: u64,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Continue a paused rollout; the stage's soak starts again.
+    Resume { id: u64 },
+    /// Make the release the channel's release for every device now.
+    Complete { id: u64 },
+    /// Send the rollout's devices back to the channel's previous release
+    /// (a new manifest with a higher version at their next check-in).
+    Rollback {
+        id: u64,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CreateArgs {
+    release: String,
+    #[arg(long, default_value = "stable")]
+    channel: String,
+    /// Percentages, rising, comma-separated.
+    #[arg(long, default_value = "1,5,25,100")]
+    stages: String,
+    /// Time per stage: 90s, 30m, 1h, 2d, or seconds.
+    #[arg(long, default_value = "1h")]
+    soak: String,
+    #[arg(long = "class", value_name = "DEVICE_CLASS")]
+    classes: Vec<String>,
+    #[arg(long)]
+    os: Vec<String>,
+    #[arg(long = "region")]
+    regions: Vec<String>,
+    #[arg(long, value_name = "VERSION")]
+    min_app: Option<String>,
+    #[arg(long, value_name = "VERSION")]
+    max_app: Option<String>,
+    /// e.g. 4GiB, 512MiB, 8GB or bytes.
+    #[arg(long, value_name = "SIZE")]
+    min_ram: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8700)]
+    port: u16,
+    /// Manifest lifetime: 7d by default.
+    #[arg(long, default_value = "7d")]
+    manifest_ttl: String,
+    /// Check-in interval told to devices.
+    #[arg(long, default_value = "1h")]
+    check_in_interval: String,
+}
+
+pub fn fleet(args: FleetArgs) -> Result<()> {
+    match args.command {
+        FleetCommand::Serve(ref s) => serve(&args, s),
+        ref cmd => {
+            let api = Api::new(&args)?;
+            run(&api, cmd, args.json)
+        }
+    }
+}
+
+/// `90s`, `30m`, `1h`, `2d` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<u64> {
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        Some((i, 'd')) => (&s[..i], 86_400),
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow!("{s:?} is not a duration like 90s, 30m, 1h, 2d or seconds"))?;
+    Ok(n * mult)
+}
+
+/// `4GiB`, `512MiB`, `8GB`, `100KB` or plain bytes.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let units = [
+        ("GiB", 1u64 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+        ("GB", 1_000_000_000),
+        ("MB", 1_000_000),
+        ("KB", 1000),
+        ("B", 1),
+    ];
+    let (num, mult) = units
+        .iter()
+        .find_map(|(u, m)| s.strip_suffix(u).map(|n| (n, *m)))
+        .unwrap_or((s, 1));
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| anyhow!("{s:?} is not a size like 4GiB, 512MiB, 8GB or bytes"))?;
+    if !(n >= 0.0 && n.is_finite()) {
+        bail!("{s:?} is not a size");
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+fn serve(args: &FleetArgs, s: &ServeArgs) -> Result<()> {
+    let dir = args.data.clone().ok_or_else(|| {
+        anyhow!("serve needs --data DIR (where the database, blobs and keys live)")
+    })?;
+    let mut config = outpost_fleet::FleetConfig::new(&dir);
+    config.admin_token = args.token.clone();
+    config.manifest_ttl_s = parse_duration(&s.manifest_ttl)?;
+    config.check_in_interval_s = parse_duration(&s.check_in_interval)?;
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async move {
+        let fleet = outpost_fleet::Fleet::open(config, Arc::new(outpost_fleet::SystemClock))
+            .await
+            .with_context(|| format!("opening the fleet in {}", dir.display()))?;
+        let addr = format!("{}:{}", s.host, s.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let local = listener.local_addr()?;
+        eprintln!(
+            "fleet listening on http://{local} (data {}, signing key {}; admin token in {}, app key in {})",
+            dir.display(),
+            fleet.signer().key_id(),
+            if args.token.is_some() { "OUTPOST_FLEET_ADMIN_TOKEN".to_string() } else { dir.join("admin.token").display().to_string() },
+            dir.join("app.key").display()
+        );
+        outpost_fleet::serve(listener, fleet, shutdown_signal()).await?;
+        eprintln!("fleet stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// The admin API over blocking HTTP.
+struct Api {
+    url: String,
+    auth: String,
+    agent: ureq::Agent,
+}
+
+impl Api {
+    fn new(args: &FleetArgs) -> Result<Api> {
+        let token = match (&args.token, &args.data) {
+            (Some(t), _) => t.clone(),
+            (None, Some(dir)) => {
+                let p = dir.join("admin.token");
+                std::fs::read_to_string(&p)
+                    .with_context(|| format!("reading the admin token from {}", p.display()))?
+                    .trim()
+                    .to_string()
+            }
+            (None, None) => bail!(
+                "no admin token: pass --token, set OUTPOST_FLEET_ADMIN_TOKEN, or --data DIR to read DIR/admin.token"
+            ),
+        };
+        Ok(Api {
+            url: args.url.trim_end_matches('/').to_string(),
+            auth: format!("Bearer {token}"),
+            agent: ureq::AgentBuilder::new().build(),
+        })
+    }
+
+    fn answer(&self, what: &str, r: Result<ureq::Response, ureq::Error>) -> Result<Value> {
+        match r {
+            Ok(resp) => Ok(resp.into_json().unwrap_or(Value::Null)),
+            Err(ureq::Error::Status(code, resp)) => {
+                let body: Value = resp.into_json().unwrap_or(Value::Null);
+                let msg = body["error"]["message"].as_str().unwrap_or("(no message)");
+                bail!("{what}: the fleet answered {code}: {msg}")
+            }
+            Err(e) => Err(anyhow!(
+                "{what}: cannot reach the fleet at {}: {e}",
+                self.url
+            )),
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<Value> {
+        let r = self
+            .agent
+            .get(&format!("{}{path}", self.url))
+            .set("authorization", &self.auth)
+            .call();
+        self.answer(&format!("GET {path}"), r)
+    }
+
+    fn send(&self, method: &str, path: &str, body: Value) -> Result<Value> {
+        let r = self
+            .agent
+            .request(method, &format!("{}{path}", self.url))
+            .set("authorization", &self.auth)
+            .send_json(body);
+        self.answer(&format!("{method} {path}"), r)
+    }
+}
+
+fn release_ref(s: &str) -> Result<ReleaseRef> {
+    ReleaseRef::parse(s).map_err(|e| anyhow!(e))
+}
+
+fn run(api: &Api, cmd: &FleetCommand, json_out: bool) -> Result<()> {
+    let out = |v: &Value, table: &dyn Fn(&Value)| {
+        if json_out {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        } else {
+            table(v);
+        }
+    };
+    match cmd {
+        FleetCommand::Serve(_) => unreachable!("handled by fleet()"),
+        FleetCommand::Publish { dir } => {
+            let rd = load_release_dir(dir)
+                .with_context(|| format!("reading the release in {}", dir.display()))?;
+            for (digest, path) in &rd.files {
+                let url = format!("{}/v1/artifacts/{digest}", api.url);
+                let have = api
+                    .agent
+                    .head(&url)
+                    .set("authorization", &api.auth)
+                    .call()
+                    .is_ok();
+                if have {
+                    eprintln!("{digest} already in the fleet ({})", path.display());
+                    continue;
+                }
+                let file = std::fs::File::open(path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                let len = file.metadata()?.len();
+                eprintln!("uploading {} ({len} bytes) as {digest}", path.display());
+                let r = api
+                    .agent
+                    .put(&format!("{}/admin/v1/blobs/{digest}", api.url))
+                    .set("authorization", &api.auth)
+                    .set("content-length", &len.to_string())
+                    .send(file);
+                api.answer(&format!("uploading {}", path.display()), r)?;
+            }
+            let v = api.send(
+                "POST",
+                "/admin/v1/releases",
+                serde_json::to_value(&rd.meta)?,
+            )?;
+            out(&v, &|v| {
+                println!(
+                    "published {}@{} ({} variants)",
+                    v["meta"]["model"].as_str().unwrap_or("?"),
+                    v["meta"]["version"].as_str().unwrap_or("?"),
+                    v["meta"]["variants"].as_array().map_or(0, Vec::len)
+                )
+            });
+        }
+        FleetCommand::Release { release, channel } => {
+            let r = release_ref(release)?;
+            let v = api.send(
+                "POST",
+                &format!("/admin/v1/channels/{channel}/release"),
+                json!({"model": r.model, "version": r.version}),
+            )?;
+            out(&v, &|_| println!("{channel} now runs {r}"));
+        }
+        FleetCommand::Rollout(rc) => rollout(api, rc, &out)?,
+        FleetCommand::Pin {
+            device,
+            release,
+            clear,
+        } => {
+            let v = if *clear {
+                api.send(
+                    "DELETE",
+                    &format!("/admin/v1/devices/{device}/pins/{release}"),
+                    json!({}),
+                )?
+            } else {
+                let r = release_ref(release)?;
+                api.send(
+                    "POST",
+                    &format!("/admin/v1/devices/{device}/pins"),
+                    json!({"model": r.model, "version": r.version}),
+                )?
+            };
+            out(&v, &|v| println!("{device} pins: {}", v["pins"]));
+        }
+        FleetCommand::Revoke { release, reason } => {
+            let r = release_ref(release)?;
+            let v = api.send(
+                "POST",
+                "/admin/v1/revoke",
+                json!({"model": r.model, "version": r.version, "reason": reason}),
+            )?;
+            out(&v, &|_| {
+                println!("{r} revoked; its devices fall back at their next check-in")
+            });
+        }
+        FleetCommand::Freeze { reason, revoke } => {
+            let refs = revoke
+                .iter()
+                .map(|r| release_ref(r))
+                .collect::<Result<Vec<_>>>()?;
+            let v = api.send(
+                "POST",
+                "/admin/v1/kill-switch",
+                json!({"freeze": true, "reason": reason, "revoke": refs}),
+            )?;
+            out(&v, &print::status);
+        }
+        FleetCommand::Unfreeze => {
+            let v = api.send("POST", "/admin/v1/kill-switch", json!({"freeze": false}))?;
+            out(&v, &print::status);
+        }
+        FleetCommand::Channel { name } => {
+            let v = api.send("POST", "/admin/v1/channels", json!({"name": name}))?;
+            out(&v, &|_| println!("channel {name} created"));
+        }
+        FleetCommand::Devices {
+            channel,
+            class,
+            limit,
+        } => {
+            let mut q = format!("/admin/v1/devices?limit={limit}");
+            if let Some(c) = channel {
+                q.push_str(&format!("&channel={c}"));
+            }
+            if let Some(c) = class {
+                q.push_str(&format!("&class={c}"));
+            }
+            out(&api.get(&q)?, &print::devices);
+        }
+        FleetCommand::Status => out(&api.get("/admin/v1/status")?, &print::status),
+        FleetCommand::Audit { limit } => out(
+            &api.get(&format!("/admin/v1/audit?limit={limit}"))?,
+            &print::audit,
+        ),
+    }
+    Ok(())
+}
+
+/// Prints a JSON answer or its table.
+type Out<'a> = &'a dyn Fn(&Value, &dyn Fn(&Value));
+
+fn rollout(api: &Api, rc: &RolloutCommand, out: Out<'_>) -> Result<()> {
+    let action = |id: &u64, name: &str, reason: &Option<String>| -> Result<Value> {
+        api.send(
+            "POST",
+            &format!("/admin/v1/rollouts/{id}/{name}"),
+            json!({"reason": reason}),
+        )
+    };
+    let v = match rc {
+        RolloutCommand::Create(c) => {
+            let r = release_ref(&c.release)?;
+            let stages = c
+                .stages
+                .split(',')
+                .map(|s| {
+                    s.trim()
+                        .trim_end_matches('%')
+                        .parse::<f64>()
+                        .map_err(|_| anyhow!("--stages {:?}: {s:?} is not a number", c.stages))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut target = json!({});
+            let t = &mut target;
+            if !c.classes.is_empty() {
+                t["device_classes"] = json!(c.classes);
+            }
+            if !c.os.is_empty() {
+                t["os"] = json!(c.os);
+            }
+            if !c.regions.is_empty() {
+                t["regions"] = json!(c.regions);
+            }
+            if let Some(v) = &c.min_app {
+                t["min_app_version"] = json!(v);
+            }
+            if let Some(v) = &c.max_app {
+                t["max_app_version"] = json!(v);
+            }
+            if let Some(s) = &c.min_ram {
+                t["min_ram_bytes"] = json!(parse_size(s)?);
+            }
+            api.send(
+                "POST",
+                "/admin/v1/rollouts",
+                json!({
+                    "model": r.model, "version": r.version, "channel": c.channel,
+                    "stages": stages, "soak_s": parse_duration(&c.soak)?, "target": target,
+                }),
+            )?
+        }
+        RolloutCommand::List => {
+            let v = api.get("/admin/v1/rollouts")?;
+            out(&v, &print::rollouts);
+            return Ok(());
+        }
+        RolloutCommand::Advance { id } => action(id, "advance", &None)?,
+        RolloutCommand::Pause { id, reason } => action(id, "pause", reason)?,
+        RolloutCommand::Resume { id } => action(id, "resume", &None)?,
+        RolloutCommand::Complete { id } => action(id, "complete", &None)?,
+        RolloutCommand::Rollback { id, reason } => action(id, "rollback", reason)?,
+    };
+    out(&v, &|v| print::rollouts(&json!([v])));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("90s").ok(), Some(90));
+        assert_eq!(parse_duration("2d").ok(), Some(172_800));
+        assert_eq!(parse_duration("15").ok(), Some(15));
+        assert!(parse_duration("1w").is_err());
+        assert_eq!(parse_size("4GiB").ok(), Some(4 << 30));
+        assert_eq!(parse_size("8GB").ok(), Some(8_000_000_000));
+        assert_eq!(parse_size("1.5MiB").ok(), Some(1_572_864));
+        assert!(parse_size("lots").is_err());
+    }
+}

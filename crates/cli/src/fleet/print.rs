@@ -1,0 +1,233 @@
+//! Tables for `outpost fleet` answers (the `--json` output is the API's).
+
+use serde_json::Value;
+
+/// Prints rows with columns padded to their widest cell.
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn list(v: &Value) -> Vec<Value> {
+    v.as_array().cloned().unwrap_or_default()
+}
+
+pub fn rollouts(v: &Value) {
+    let rows = list(v)
+        .iter()
+        .map(|r| {
+            let stages: Vec<String> = list(&r["stages"]).iter().map(s).collect();
+            vec![
+                s(&r["id"]),
+                format!("{}@{}", s(&r["model"]), s(&r["version"])),
+                s(&r["channel"]),
+                s(&r["state"]),
+                format!("{} %", s(&r["percent"])),
+                format!(
+                    "{}/{}: {}",
+                    r["stage"].as_u64().unwrap_or(0) + 1,
+                    stages.len(),
+                    stages.join("→")
+                ),
+                s(&r["devices_on_release"]),
+                s(&r["blocked_devices"]),
+                s(&r["next_advance_at"]),
+                s(&r["reason"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "RELEASE",
+            "CHANNEL",
+            "STATE",
+            "NOW",
+            "STAGE",
+            "DEVICES",
+            "BLOCKED",
+            "NEXT ADVANCE",
+            "REASON",
+        ],
+        rows,
+    );
+}
+
+pub fn status(v: &Value) {
+    match &v["frozen"] {
+        Value::Null => println!("kill switch: off"),
+        f => println!(
+            "kill switch: ON since {} ({})",
+            s(&f["at"]),
+            s(&f["reason"])
+        ),
+    }
+    println!(
+        "signing key: {}   devices: {}   blocked by compatibility: {}",
+        s(&v["key_id"]),
+        s(&v["devices"]),
+        s(&v["blocked_devices"])
+    );
+    println!();
+    let rows = list(&v["channels"])
+        .iter()
+        .map(|c| {
+            let rel: Vec<String> = c["releases"]
+                .as_object()
+                .map(|o| o.iter().map(|(m, r)| format!("{m}@{}", s(r))).collect())
+                .unwrap_or_default();
+            vec![
+                s(&c["name"]),
+                s(&c["devices"]),
+                if rel.is_empty() {
+                    "-".into()
+                } else {
+                    rel.join(", ")
+                },
+            ]
+        })
+        .collect();
+    table(&["CHANNEL", "DEVICES", "RUNS"], rows);
+    println!();
+    let live: Vec<Value> = list(&v["rollouts"])
+        .into_iter()
+        .filter(|r| matches!(r["state"].as_str(), Some("active" | "paused")))
+        .collect();
+    if live.is_empty() {
+        println!("no live rollouts");
+    } else {
+        rollouts(&Value::Array(live));
+    }
+    println!();
+    let rows = list(&v["releases"])
+        .iter()
+        .map(|r| {
+            let variants: Vec<String> = list(&r["meta"]["variants"])
+                .iter()
+                .map(|x| s(&x["quantization"]))
+                .collect();
+            vec![
+                format!("{}@{}", s(&r["meta"]["model"]), s(&r["meta"]["version"])),
+                variants.join(","),
+                list(&r["channels"])
+                    .iter()
+                    .map(s)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                s(&r["devices"]),
+                s(&r["blocked_devices"]),
+                match &r["revoked"] {
+                    Value::Null => "-".into(),
+                    x => format!("revoked: {}", s(&x["reason"])),
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "RELEASE", "VARIANTS", "CHANNELS", "DEVICES", "BLOCKED", "REVOKED",
+        ],
+        rows,
+    );
+}
+
+pub fn devices(v: &Value) {
+    let rows = list(&v["devices"])
+        .iter()
+        .map(|d| {
+            let p = &d["profile"];
+            let runs: Vec<String> = d["assigned"]
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(m, a)| {
+                            format!(
+                                "{m}@{} (#{})",
+                                s(&a["model_version"]),
+                                s(&a["manifest_version"])
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let blocked = d["blocked"].as_object().map_or(0, |o| {
+                o.values()
+                    .map(|b| b.as_array().map_or(0, Vec::len))
+                    .sum::<usize>()
+            });
+            vec![
+                s(&d["id"]),
+                s(&d["channel"]),
+                s(&p["device_class"]),
+                s(&p["os"]),
+                s(&p["app_version"]),
+                if runs.is_empty() {
+                    "-".into()
+                } else {
+                    runs.join(", ")
+                },
+                blocked.to_string(),
+                s(&d["last_seen_at"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "DEVICE",
+            "CHANNEL",
+            "CLASS",
+            "OS",
+            "APP",
+            "ASSIGNED",
+            "BLOCKED",
+            "LAST SEEN",
+        ],
+        rows,
+    );
+    println!(
+        "({} of {} devices)",
+        list(&v["devices"]).len(),
+        s(&v["total"])
+    );
+}
+
+pub fn audit(v: &Value) {
+    let rows = list(v)
+        .iter()
+        .map(|a| {
+            vec![
+                s(&a["id"]),
+                s(&a["at"]),
+                s(&a["actor"]),
+                s(&a["action"]),
+                s(&a["target"]),
+                s(&a["detail"]),
+            ]
+        })
+        .collect();
+    table(&["ID", "AT", "ACTOR", "ACTION", "TARGET", "DETAIL"], rows);
+}

@@ -1,0 +1,326 @@
+//! `outpost fleet` end to end, as a real process: publish release folders,
+//! release, roll out, pin through the CLI, with devices checking in over
+//! HTTP; then the server is killed with SIGKILL while check-ins are in
+//! flight and restarted on the same data folder: every answered check-in's
+//! manifest, the rollout, the pin and the audit log are all still there.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const M: &str = "tinymodel";
+
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp(name: &str) -> Dir {
+    let p = std::env::temp_dir().join(format!("outpost-fleet-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).expect("dir");
+    Dir(p)
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+fn start(data: &Path, port: u16) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(["fleet", "serve", "--port", &port.to_string(), "--data"])
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn outpost fleet serve");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ureq::get(&format!("{url}/health")).call().is_err() {
+        assert!(Instant::now() < deadline, "fleet did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server { child, url }
+}
+
+fn cli(data: &Path, url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .arg("fleet")
+        .args(args)
+        .args(["--url", url, "--data"])
+        .arg(data)
+        .output()
+        .expect("run outpost fleet")
+}
+
+fn ok_json(data: &Path, url: &str, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let o = cli(data, url, &a);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("json output")
+}
+
+/// A release folder: release.json and one fake GGUF file.
+fn release_dir(root: &Path, version: &str) -> PathBuf {
+    let dir = root.join(format!("release-{version}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut data = b"GGUF".to_vec();
+    data.extend(format!("weights of {version} ").repeat(500).bytes());
+    std::fs::write(dir.join("model.Q4_0.gguf"), &data).expect("gguf");
+    let meta = json!({
+        "model": M, "version": version, "min_app_version": "1.0.0",
+        "variants": [{"file": "model.Q4_0.gguf", "quantization": "Q4_0", "ggml_types": ["f32", "q4_0"],
+            "memory_bytes": 100_000_000u64, "min_engine_version": "0.1.0", "quality": {"kld_mean": 0.04},
+            "fingerprints": [{"prompt": "Hello", "expected_tokens": [1, 2, 3], "min_matching": 2}]}],
+        "classes": {"default": {"variant": "Q4_0", "n_ctx": 1024, "kv_cache_type": "q8_0", "threads": 2}}
+    });
+    std::fs::write(dir.join("release.json"), meta.to_string()).expect("meta");
+    dir
+}
+
+fn profile() -> Value {
+    json!({"device_class": "laptop-16gb", "ram_bytes": 16_000_000_000u64, "os": "linux",
+        "app_version": "1.2.0", "engine_version": "0.1.0", "ggml_types": ["f32", "q4_0", "q8_0"],
+        "free_disk_bytes": 10_000_000_000u64})
+}
+
+fn register(url: &str, app_key: &str) -> String {
+    let v: Value = ureq::post(&format!("{url}/v1/devices/register"))
+        .send_json(json!({"app_key": app_key}))
+        .expect("register")
+        .into_json()
+        .expect("json");
+    v["token"].as_str().expect("token").to_string()
+}
+
+/// (release, manifest_version) from a check-in; Err if the server is gone.
+fn check_in(url: &str, token: &str) -> Result<(String, u64), String> {
+    let v: Value = ureq::post(&format!("{url}/v1/devices/check-in"))
+        .set("authorization", &format!("Bearer {token}"))
+        .timeout(Duration::from_secs(10))
+        .send_json(json!({"profile": profile()}))
+        .map_err(|e| e.to_string())?
+        .into_json()
+        .map_err(|e| e.to_string())?;
+    let a = &v["models"][0];
+    let env: outpost_protocol::SignedManifest =
+        serde_json::from_value(a["manifest"].clone()).map_err(|e| e.to_string())?;
+    let m: Value = serde_json::from_slice(&env.payload_bytes().map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    Ok((
+        a["model_version"].as_str().unwrap_or("").to_string(),
+        m["manifest_version"].as_u64().unwrap_or(0),
+    ))
+}
+
+#[test]
+fn fleet_cli_survives_sigkill_mid_rollout() {
+    let root = temp("kill");
+    let data = root.0.join("data");
+    let port = free_port();
+    let server = start(&data, port);
+    let url = server.url.clone();
+    let app_key = std::fs::read_to_string(data.join("app.key"))
+        .expect("app key")
+        .trim()
+        .to_string();
+
+    for v in ["v1", "v2"] {
+        let out = ok_json(
+            &data,
+            &url,
+            &["publish", release_dir(&root.0, v).to_str().expect("utf8")],
+        );
+        assert_eq!(out["meta"]["version"], v);
+    }
+    ok_json(
+        &data,
+        &url,
+        &["release", &format!("{M}@v1"), "--channel", "stable"],
+    );
+    let tokens: Vec<String> = (0..40).map(|_| register(&url, &app_key)).collect();
+    for t in &tokens {
+        assert_eq!(check_in(&url, t).expect("check-in").0, "v1");
+    }
+    let r = ok_json(
+        &data,
+        &url,
+        &[
+            "rollout",
+            "create",
+            &format!("{M}@v2"),
+            "--stages",
+            "25,50,100",
+            "--soak",
+            "1d",
+        ],
+    );
+    let id = r["id"].as_u64().expect("id").to_string();
+    ok_json(&data, &url, &["rollout", "advance", &id]);
+    let devices = ok_json(&data, &url, &["devices", "--limit", "100"]);
+    let first = devices["devices"][0]["id"]
+        .as_str()
+        .expect("device")
+        .to_string();
+    ok_json(&data, &url, &["pin", &first, &format!("{M}@v1")]);
+
+    // Devices check in continuously; the server is killed among them.
+    type Acked = Arc<Mutex<Vec<Option<(String, u64)>>>>;
+    let acked: Acked = Arc::new(Mutex::new(vec![None; tokens.len()]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (tokens, acked, stop, url) =
+                (tokens.clone(), acked.clone(), stop.clone(), url.clone());
+            std::thread::spawn(move || {
+                let mut i = w;
+                while !stop.load(Ordering::SeqCst) {
+                    let k = i % tokens.len();
+                    if let Ok(ans) = check_in(&url, &tokens[k]) {
+                        acked.lock().expect("lock")[k] = Some(ans);
+                    }
+                    i += 4;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    let status_before = ok_json(&data, &url, &["status"]);
+    let audit_before = ok_json(&data, &url, &["audit", "--limit", "1000"]);
+    let mut server = server;
+    server.child.kill().expect("SIGKILL"); // Child::kill is SIGKILL on Unix
+    server.child.wait().expect("reaped");
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.join().expect("worker");
+    }
+    drop(server);
+
+    let server = start(&data, port);
+    let status_after = ok_json(&data, &url, &["status"]);
+    assert_eq!(
+        status_after["rollouts"][0]["stage"], 1,
+        "the rollout is where it was"
+    );
+    assert_eq!(status_after["rollouts"][0]["state"], "active");
+    assert_eq!(status_after["key_id"], status_before["key_id"]);
+    assert_eq!(status_after["devices"], 40);
+    let audit_after = ok_json(&data, &url, &["audit", "--limit", "1000"]);
+    assert_eq!(
+        audit_after, audit_before,
+        "every admin action is still logged"
+    );
+    let acked = acked.lock().expect("lock").clone();
+    assert!(
+        acked.iter().filter(|a| a.is_some()).count() > 10,
+        "check-ins ran before the kill"
+    );
+    for (k, t) in tokens.iter().enumerate() {
+        let now = check_in(&server.url, t).expect("check-in after restart");
+        if let Some(before) = &acked[k] {
+            assert_eq!(
+                &now, before,
+                "device {k}: an answered check-in's manifest survives the kill"
+            );
+        }
+    }
+    let pinned = ok_json(&data, &url, &["devices", "--limit", "100"]);
+    let d0 = pinned["devices"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["id"] == first.as_str()))
+        .cloned();
+    assert_eq!(d0.map(|d| d["pins"][M].clone()), Some(json!("v1")));
+
+    // And it carries on: roll back; the devices on v2 get v1, numbered higher.
+    let on_v2: Vec<(usize, u64)> = tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(k, t)| {
+            check_in(&url, t)
+                .ok()
+                .filter(|a| a.0 == "v2")
+                .map(|a| (k, a.1))
+        })
+        .collect();
+    assert!(!on_v2.is_empty());
+    ok_json(
+        &data,
+        &url,
+        &["rollout", "rollback", &id, "--reason", "test"],
+    );
+    for (k, mv) in on_v2 {
+        let (v, mv2) = check_in(&url, &tokens[k]).expect("check-in");
+        assert_eq!(v, "v1");
+        assert!(mv2 > mv, "{mv2} > {mv}");
+    }
+}
+
+#[test]
+fn fleet_cli_errors_and_help() {
+    let root = temp("errors");
+    let data = root.0.join("data");
+    let server = start(&data, free_port());
+    let o = cli(&data, &server.url, &["rollout", "create", "no-at-sign"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("MODEL@VERSION"));
+    let o = cli(&data, &server.url, &["rollout", "advance", "7"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("404: rollout 7 does not exist"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args([
+            "fleet",
+            "status",
+            "--url",
+            &server.url,
+            "--token",
+            "wrong-token-0123456789",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("401"));
+    let o = cli(&data, &server.url, &["status"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("kill switch: off"));
+    let o = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(["fleet", "rollout", "create", "--help"])
+        .output()
+        .expect("help");
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        help.contains("Examples:") && help.contains("--stages 1,5,25,100"),
+        "{help}"
+    );
+}
