@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod fleet_bench;
 mod serve_bench;
 mod variants_bench;
 
@@ -29,7 +30,10 @@ const USAGE: &str =
   TTFT p50/p99 at 1, 4, 16 streams; json_schema vs unconstrained decode.
        cargo xtask bench-variants [--threads N]
   Times `outpost variants build` (all default tiers) on both models and
-  compares the reference perplexity with llama-perplexity's.";
+  compares the reference perplexity with llama-perplexity's.
+       cargo xtask bench-fleet [--devices N] [--connections N] [--seconds N]
+  Check-ins/s and latency p50/p99 of `outpost fleet serve` over loopback
+  from simulated devices (default 10000 devices, 64 connections, 10 s).";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,6 +41,7 @@ fn main() -> Result<()> {
         Some("bench") => bench(&args[1..]),
         Some("bench-serve") => bench_serve(&args[1..]),
         Some("bench-variants") => bench_variants(&args[1..]),
+        Some("bench-fleet") => bench_fleet(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);
@@ -373,6 +378,13 @@ fn bench_serve(args: &[String]) -> Result<()> {
         &root().join("models/smollm2-135m.gguf"),
         threads,
     )
+}
+
+fn bench_fleet(args: &[String]) -> Result<()> {
+    run(Command::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", "outpost-cli"])
+        .current_dir(root()))?;
+    fleet_bench::run(&root().join("target/release/outpost"), args)
 }
 
 fn bench_variants(args: &[String]) -> Result<()> {

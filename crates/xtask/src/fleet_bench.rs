@@ -1,0 +1,401 @@
+//! `cargo xtask bench-fleet`: check-ins per second and latency of a real
+//! `outpost fleet serve` over loopback, from simulated devices.
+//!
+//! Setup: a fresh data folder, two releases of a fake GGUF published with
+//! the CLI, v1 on `stable` and a rollout of v2 at 50 %, N devices
+//! registered. Then two phases, each device checking in with its profile:
+//! first check-ins (profile stored, a manifest signed and stored per
+//! device), then a steady phase of repeated check-ins for a fixed time (the
+//! same manifest bytes again, last-seen stored). Every answer is written
+//! to SQLite (group commit) before it is sent, in both phases.
+//!
+//! The load generator is one thread (a single-threaded tokio runtime)
+//! with C keep-alive connections in a closed loop, speaking HTTP/1.1 by
+//! hand, so that it takes as little of the 2 cores as possible; latency is
+//! measured from writing a request to reading the last byte of its answer.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Opts {
+    devices: usize,
+    conns: usize,
+    secs: u64,
+}
+
+fn opts(args: &[String]) -> Result<Opts> {
+    let mut o = Opts {
+        devices: 10_000,
+        conns: 64,
+        secs: 10,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let v: u64 = it
+            .next()
+            .with_context(|| format!("{a} needs a value"))?
+            .parse()
+            .with_context(|| format!("{a} needs a number"))?;
+        match a.as_str() {
+            "--devices" => o.devices = v as usize,
+            "--connections" => o.conns = v as usize,
+            "--seconds" => o.secs = v,
+            other => bail!("unknown option {other}; use --devices N --connections N --seconds N"),
+        }
+    }
+    if o.devices == 0 || o.conns == 0 || o.secs == 0 {
+        bail!("--devices, --connections and --seconds must be above 0");
+    }
+    Ok(o)
+}
+
+fn release_dir(root: &Path, version: &str) -> Result<std::path::PathBuf> {
+    let dir = root.join(format!("release-{version}"));
+    std::fs::create_dir_all(&dir)?;
+    let mut data = b"GGUF".to_vec();
+    data.extend(format!("bench weights {version} ").repeat(20_000).bytes());
+    std::fs::write(dir.join("m.Q4_0.gguf"), &data)?;
+    let meta = json!({
+        "model": "bench-model", "version": version, "min_app_version": "1.0.0",
+        "variants": [{"file": "m.Q4_0.gguf", "quantization": "Q4_0", "ggml_types": ["f32", "q4_0"],
+            "memory_bytes": 200_000_000u64, "min_engine_version": "0.1.0",
+            "fingerprints": [{"prompt": "The capital of France is", "expected_tokens": [7042, 30, 378], "min_matching": 2}]}],
+        "classes": {"default": {"variant": "Q4_0", "n_ctx": 2048, "kv_cache_type": "q8_0", "threads": 4}}
+    });
+    std::fs::write(dir.join("release.json"), meta.to_string())?;
+    Ok(dir)
+}
+
+fn cli(outpost: &Path, data: &Path, url: &str, args: &[&str]) -> Result<()> {
+    let out = Command::new(outpost)
+        .arg("fleet")
+        .args(args)
+        .args(["--url", url, "--data"])
+        .arg(data)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "outpost fleet {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn profile(i: usize) -> Value {
+    let classes = ["phone-4gb", "phone-8gb", "laptop-16gb"];
+    json!({"profile": {
+        "device_class": classes[i % 3], "ram_bytes": 8_000_000_000u64,
+        "cpu_features": ["neon", "dotprod", "i8mm"], "accelerator": "adreno-740",
+        "os": if i % 2 == 0 { "android" } else { "ios" }, "os_version": "14",
+        "app_version": "2.3.1", "engine_version": "0.1.0",
+        "ggml_types": ["f32", "f16", "q4_0", "q4_1", "q8_0", "q4_K", "q6_K"],
+        "region": "eu-west", "free_disk_bytes": 20_000_000_000u64,
+    }})
+}
+
+/// One HTTP/1.1 keep-alive connection, spoken by hand.
+struct Conn {
+    s: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> Result<Conn> {
+        let s = tokio::net::TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        Ok(Conn {
+            s,
+            buf: Vec::with_capacity(8192),
+        })
+    }
+
+    async fn write_all(&mut self, mut b: &[u8]) -> Result<()> {
+        while !b.is_empty() {
+            self.s.writable().await?;
+            match self.s.try_write(b) {
+                Ok(n) => b = &b[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn fill(&mut self) -> Result<()> {
+        let mut chunk = [0u8; 16384];
+        loop {
+            self.s.readable().await?;
+            match self.s.try_read(&mut chunk) {
+                Ok(0) => bail!("connection closed"),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Sends one request; returns (status, body).
+    async fn request(&mut self, req: &[u8]) -> Result<(u16, Vec<u8>)> {
+        self.write_all(req).await?;
+        let head_end = loop {
+            if let Some(p) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            self.fill().await?;
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_string();
+        let status: u16 = head
+            .get(9..12)
+            .and_then(|s| s.parse().ok())
+            .context("status line")?;
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .context("content-length")?;
+        while self.buf.len() < head_end + len {
+            self.fill().await?;
+        }
+        let body = self.buf[head_end..head_end + len].to_vec();
+        self.buf.drain(..head_end + len);
+        Ok((status, body))
+    }
+}
+
+fn post(path: &str, auth: Option<&str>, body: &str) -> Vec<u8> {
+    let auth = auth
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+struct Phase {
+    n: usize,
+    secs: f64,
+    lat_us: Vec<u64>,
+    errors: usize,
+}
+
+impl Phase {
+    fn report(&mut self, name: &str) {
+        self.lat_us.sort_unstable();
+        let q = |p: f64| {
+            let i = ((self.lat_us.len() as f64 * p).ceil() as usize).saturating_sub(1);
+            self.lat_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
+        };
+        println!(
+            "{name:<22} {:>8} check-ins in {:>6.2} s = {:>8.0}/s   p50 {:>6.2} ms   p99 {:>6.2} ms   max {:>7.2} ms   errors {}",
+            self.n,
+            self.secs,
+            self.n as f64 / self.secs,
+            q(0.50),
+            q(0.99),
+            q(1.0),
+            self.errors
+        );
+    }
+}
+
+/// Closed loop over `conns` connections: each takes the next device (in
+/// order, wrapping) until `count` requests are done or `until` passes.
+async fn drive(
+    addr: &str,
+    tokens: &[String],
+    conns: usize,
+    count: Option<usize>,
+    until: Option<Instant>,
+) -> Result<Phase> {
+    let bodies: Vec<String> = (0..tokens.len()).map(|i| profile(i).to_string()).collect();
+    let next = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let t0 = Instant::now();
+    let local = tokio::task::LocalSet::new();
+    let mut handles = Vec::new();
+    for _ in 0..conns {
+        let (next, tokens, bodies, addr) = (
+            next.clone(),
+            tokens.to_vec(),
+            bodies.clone(),
+            addr.to_string(),
+        );
+        handles.push(local.spawn_local(async move {
+            let mut c = Conn::open(&addr).await?;
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            loop {
+                let i = next.get();
+                if count.is_some_and(|n| i >= n) || until.is_some_and(|u| Instant::now() >= u) {
+                    break;
+                }
+                next.set(i + 1);
+                let k = i % tokens.len();
+                let req = post("/v1/devices/check-in", Some(&tokens[k]), &bodies[k]);
+                let t = Instant::now();
+                let (status, _) = c.request(&req).await?;
+                lat.push(t.elapsed().as_micros() as u64);
+                if status != 200 {
+                    errors += 1;
+                }
+            }
+            Ok::<_, anyhow::Error>((lat, errors))
+        }));
+    }
+    let results = local
+        .run_until(async move {
+            let mut out = Vec::new();
+            for h in handles {
+                out.push(h.await);
+            }
+            out
+        })
+        .await;
+    let secs = t0.elapsed().as_secs_f64();
+    let mut phase = Phase {
+        n: 0,
+        secs,
+        lat_us: Vec::new(),
+        errors: 0,
+    };
+    for r in results {
+        let (lat, errors) = r.context("connection task")??;
+        phase.n += lat.len();
+        phase.lat_us.extend(lat);
+        phase.errors += errors;
+    }
+    Ok(phase)
+}
+
+pub fn run(outpost: &Path, args: &[String]) -> Result<()> {
+    let o = opts(args)?;
+    let root = std::env::temp_dir().join(format!("outpost-bench-fleet-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root)?;
+    let data = root.join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let server = Proc(
+        Command::new(outpost)
+            .args(["fleet", "serve", "--port", &port.to_string(), "--data"])
+            .arg(&data)
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting outpost fleet serve")?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ureq::get(&format!("{url}/health")).call().is_err() {
+        if Instant::now() > deadline {
+            bail!("fleet did not start");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for v in ["v1", "v2"] {
+        let dir = release_dir(&root, v)?;
+        cli(
+            outpost,
+            &data,
+            &url,
+            &["publish", dir.to_str().context("utf8 path")?],
+        )?;
+    }
+    cli(
+        outpost,
+        &data,
+        &url,
+        &["release", "bench-model@v1", "--channel", "stable"],
+    )?;
+    cli(
+        outpost,
+        &data,
+        &url,
+        &[
+            "rollout",
+            "create",
+            "bench-model@v2",
+            "--stages",
+            "50,100",
+            "--soak",
+            "1d",
+        ],
+    )?;
+    let app_key = std::fs::read_to_string(data.join("app.key"))?
+        .trim()
+        .to_string();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let addr = format!("127.0.0.1:{port}");
+    println!(
+        "fleet bench: {} devices, {} connections, {} s steady phase, server and load generator on this machine ({} cores)",
+        o.devices,
+        o.conns,
+        o.secs,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let tokens: Vec<String> = rt.block_on(async {
+        let mut c = Conn::open(&addr).await?;
+        let body = json!({"app_key": app_key}).to_string();
+        let mut tokens = Vec::with_capacity(o.devices);
+        for _ in 0..o.devices {
+            let (status, b) = c
+                .request(&post("/v1/devices/register", None, &body))
+                .await?;
+            if status != 200 {
+                bail!("register: {status} {}", String::from_utf8_lossy(&b));
+            }
+            let v: Value = serde_json::from_slice(&b)?;
+            tokens.push(v["token"].as_str().context("token")?.to_string());
+        }
+        Ok::<_, anyhow::Error>(tokens)
+    })?;
+    let mut first = rt.block_on(drive(&addr, &tokens, o.conns, Some(o.devices), None))?;
+    first.report("first check-in");
+    let until = Instant::now() + Duration::from_secs(o.secs);
+    let mut steady = rt.block_on(drive(&addr, &tokens, o.conns, None, Some(until)))?;
+    steady.report("steady check-ins");
+    let status: Value = ureq::get(&format!("{url}/admin/v1/status"))
+        .set(
+            "authorization",
+            &format!(
+                "Bearer {}",
+                std::fs::read_to_string(data.join("admin.token"))?.trim()
+            ),
+        )
+        .call()?
+        .into_json()?;
+    let on_v2 = status["rollouts"][0]["devices_on_release"]
+        .as_u64()
+        .unwrap_or(0);
+    println!("devices on the 50 % rollout: {on_v2} of {}", o.devices);
+    if first.errors + steady.errors > 0 {
+        bail!("{} check-ins failed", first.errors + steady.errors);
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
