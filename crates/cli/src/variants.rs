@@ -172,23 +172,29 @@ fn build(b: BuildArgs) -> Result<()> {
             let _ = h.join();
         }
     };
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut on = |s: Step| {
         stop_poller(&mut poller);
         let mut err = std::io::stderr();
         match s {
             Step::Quantizing { tier, index, of } => {
-                let _ = write!(err, "\r[{index}/{of}] quantizing {tier}");
-                let _ = err.flush();
+                if !tty {
+                    eprintln!("[{index}/{of}] quantizing {tier}");
+                    return;
+                }
                 // A progress counter from llama.cpp's per-tensor log lines.
                 ticker.store(true, Ordering::SeqCst);
                 let t = ticker.clone();
                 poller = Some(std::thread::spawn(move || {
+                    let mut seen_start = false;
                     while t.load(Ordering::SeqCst) {
                         let (done, total) = outpost_engine::quantize_progress();
-                        if total > 0 {
-                            eprint!(
-                                "\r[{index}/{of}] quantizing {tier}: {done}/{total} tensors   "
-                            );
+                        seen_start |= total > 0 && done < total;
+                        if seen_start {
+                            eprint!("\r[{index}/{of}] quantizing {tier}: {done}/{total} tensors ");
+                        }
+                        if seen_start && done == total {
+                            break;
                         }
                         std::thread::sleep(std::time::Duration::from_millis(200));
                     }
