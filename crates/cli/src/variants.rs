@@ -203,7 +203,7 @@ fn build(b: BuildArgs) -> Result<()> {
             }
             Step::Reused { what } => eprintln!("reusing {what} from an earlier run"),
             Step::Merged { tier, into } => {
-                eprintln!("{tier} is within 3 % of {into} in size: merged into it")
+                eprintln!("{tier} is within 3 % of {into} in size (over the tensors tiers store differently): merged into it")
             }
             Step::Scoring { chunk, of } => {
                 let _ = write!(

@@ -17,6 +17,14 @@ fn out_dir(name: &str) -> PathBuf {
     d
 }
 
+/// One build at a time: each runs llama.cpp on every core, and two at once
+/// on 2 cores slow each other down many times over.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn build(model: &str, out: &Path, extra: &[&str]) -> Value {
     let mut args = vec!["variants", "build", model, "--out"];
     let out_s = out.to_string_lossy().into_owned();
@@ -43,6 +51,7 @@ fn eval_text() -> PathBuf {
 
 #[test]
 fn smollm2_default_tiers_lose_quality_as_bits_fall() {
+    let _turn = turn();
     eval_text();
     let out = out_dir("smol");
     let v = build("smollm2-135m", &out, &["--chunks", "2"]);
@@ -126,6 +135,7 @@ fn smollm2_default_tiers_lose_quality_as_bits_fall() {
 
 #[test]
 fn gemma3_builds_and_scores_over_its_262k_vocabulary() {
+    let _turn = turn();
     let out = out_dir("gemma");
     let v = build(
         "gemma3-270m",
@@ -142,6 +152,7 @@ fn gemma3_builds_and_scores_over_its_262k_vocabulary() {
 
 #[test]
 fn a_build_killed_half_way_completes_on_the_next_run() {
+    let _turn = turn();
     let tiers = ["--tiers", "q8_0,q5_0,q4_0", "--chunks", "1"];
     let out = out_dir("killed");
     let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))

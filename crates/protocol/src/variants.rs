@@ -21,7 +21,8 @@ pub struct VariantsFile {
     pub host: HostInfo,
     /// Distinct tiers, most bits first.
     pub tiers: Vec<Tier>,
-    /// Tiers dropped because another tier was within 3 % in size.
+    /// Tiers dropped because another tier was within 3 % in size (counting
+    /// only the tensors tiers store differently).
     pub merged: Vec<Merged>,
     pub device_classes: Vec<DeviceClass>,
     pub recommendations: Vec<Recommendation>,
@@ -153,7 +154,8 @@ pub struct Fingerprint {
 pub struct Merged {
     pub tier: String,
     pub into: String,
-    /// Size difference in %, relative to the kept tier.
+    /// Size difference in %, relative to the kept tier, over the tensors
+    /// the tiers store differently.
     pub size_diff_pct: f64,
 }
 

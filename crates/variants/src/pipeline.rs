@@ -125,6 +125,8 @@ fn save_record<T: Serialize>(path: &Path, key: &str, value: &T) -> Result<(), Va
 struct QuantRecord {
     digest: String,
     size: u64,
+    /// Tensor name → (ggml type, bytes), to tell what tiers share.
+    tensors: Vec<(String, String, u64)>,
 }
 
 /// The whole build. `measure` runs a tier's speed test (in a separate
@@ -173,11 +175,17 @@ pub fn build(
         ));
         outpost_engine::quantize(&o.source, &tmp, tier, threads)?;
         std::fs::rename(&tmp, path).map_err(|e| VariantsError::io(path, e))?;
+        let header = GgufHeader::read(path)?;
         let r = QuantRecord {
             digest: sha256_file(path)?,
             size: std::fs::metadata(path)
                 .map_err(|e| VariantsError::io(path, e))?
                 .len(),
+            tensors: header
+                .tensors
+                .iter()
+                .map(|t| (t.name.clone(), t.type_name.clone(), t.n_bytes))
+                .collect(),
         };
         save_record(rec_path, key, &r)?;
         Ok::<QuantRecord, VariantsError>(r)
@@ -208,7 +216,25 @@ pub fn build(
     }
 
     // 2. Merge tiers within 3 % in size; the kept ones must be on disk.
-    let sizes: Vec<u64> = files.iter().map(|f| f.3.size).collect();
+    //    Size here leaves out tensors every tier stores alike (Gemma 3's
+    //    170 MiB q8_0 embedding table), which would otherwise squeeze
+    //    different tiers within 3 % of each other.
+    let shared = |name: &str, ty: &str| {
+        files
+            .iter()
+            .all(|f| f.3.tensors.iter().any(|(n, t, _)| n == name && t == ty))
+    };
+    let sizes: Vec<u64> = files
+        .iter()
+        .map(|f| {
+            f.3.tensors
+                .iter()
+                .filter(|(n, t, _)| !shared(n, t))
+                .map(|(_, _, b)| b)
+                .sum::<u64>()
+                .max(1)
+        })
+        .collect();
     let (kept, merged_idx) = tiers::merge(&sizes);
     let merged: Vec<Merged> = merged_idx
         .iter()

@@ -231,7 +231,9 @@ pub fn markdown(file: &VariantsFile) -> String {
         let _ = writeln!(
             md,
             "Tiers within 3 % in size of a kept tier (usually llama.cpp fell back to the same \
-             types) are not listed above:\n"
+             types) are not listed above. Size here counts only the tensors the tiers store \
+             differently, so a large table every tier keeps alike does not hide real \
+             differences:\n"
         );
         for m in &file.merged {
             let _ = writeln!(

@@ -50,7 +50,9 @@ pub fn parse(list: &str) -> Result<Vec<String>, VariantsError> {
     Ok(ordered)
 }
 
-/// Sizes within this fraction of a kept tier's are merged into it.
+/// Sizes within this fraction of a kept tier's are merged into it. The
+/// pipeline compares the bytes in which tiers differ (tensors stored alike
+/// in every tier are left out).
 pub const MERGE_WITHIN: f64 = 0.03;
 
 /// Which tiers to keep: walking `sizes` in order, a tier within 3 % of an
