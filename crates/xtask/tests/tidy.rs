@@ -314,3 +314,31 @@ fn fleet_links_no_ml_code_and_keeps_sql_in_its_db_module() {
         );
     }
 }
+
+#[test]
+fn variants_is_offline_and_links_no_server_or_fleet() {
+    let hits = files_using(
+        "crates/variants",
+        &["std::net", "TcpStream", "UdpSocket", "async fn", ".await"],
+    );
+    assert!(hits.is_empty(), "the variant pipeline is offline: {hits:?}");
+    let deps = deps_of("outpost-variants");
+    for banned in [
+        "tokio",
+        "reqwest",
+        "ureq",
+        "hyper",
+        "axum",
+        "outpost-server",
+        "outpost-fleet",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == banned),
+            "outpost-variants depends on {banned}"
+        );
+    }
+    assert!(
+        deps.iter().any(|d| d == "outpost-engine"),
+        "tree parse broken: {deps:?}"
+    );
+}
