@@ -98,7 +98,7 @@ fn release_dir(root: &Path, version: &str) -> PathBuf {
         "model": M, "version": version, "min_app_version": "1.0.0",
         "variants": [{"file": "model.Q4_0.gguf", "quantization": "Q4_0", "ggml_types": ["f32", "q4_0"],
             "memory_bytes": 100_000_000u64, "min_engine_version": "0.1.0", "quality": {"kld_mean": 0.04},
-            "fingerprints": [{"prompt": "Hello", "expected_tokens": [1, 2, 3], "min_matching": 2}]}],
+            "fingerprints": [{"prompt": "Hello", "position": 2, "top": [[1, -0.5], [2, -1.5]]}]}],
         "classes": {"default": {"variant": "Q4_0", "n_ctx": 1024, "kv_cache_type": "q8_0", "threads": 2}}
     });
     std::fs::write(dir.join("release.json"), meta.to_string()).expect("meta");

@@ -17,12 +17,12 @@
 //!      "ggml_types": ["f32", "q8_0"], "memory_bytes": 400000000,
 //!      "min_engine_version": "0.1.0",
 //!      "quality": {"kld_mean": 0.0012, "same_top_pct": 98.1},
-//!      "fingerprints": [{"prompt": "The capital of France is",
-//!                        "expected_tokens": [7042, 30], "min_matching": 1}]}
+//!      "fingerprints": [{"prompt": "The capital of France is", "position": 6,
+//!                        "top": [[7042, -0.21], [30, -2.4]]}]}
 //!   ],
 //!   "classes": {
 //!     "phone-4gb": {"variant": "Q8_0", "n_ctx": 2048, "kv_cache_type": "q8_0", "threads": 4},
-//!     "default":   {"variant": "Q8_0", "n_ctx": 4096, "kv_cache_type": "f16", "threads": 4}
+//!     "default":   {"variant": "Q8_0", "n_ctx": 4096, "kv_cache_type": "f16"}
 //!   }
 //! }
 //! ```
@@ -102,7 +102,9 @@ pub struct ClassConfig {
     pub variant: String,
     pub n_ctx: u32,
     pub kv_cache_type: KvCacheType,
-    pub threads: u32,
+    /// Absent: the device picks.
+    #[serde(default)]
+    pub threads: Option<u32>,
 }
 
 /// Why release metadata is refused: the field, and what is wrong.
@@ -363,7 +365,7 @@ pub(crate) mod tests {
                 "quantization": "Q4_0", "ggml_types": ["f32", "q4_0"],
                 "memory_bytes": 300_000_000u64, "min_engine_version": "0.1.0",
                 "quality": {"kld_mean": 0.05},
-                "fingerprints": [{"prompt": "Hi", "expected_tokens": [1, 2], "min_matching": 1}]
+                "fingerprints": [{"prompt": "Hi", "position": 2, "top": [[1, -0.5], [2, -1.5]]}]
             }],
             "classes": {"default": {"variant": "Q4_0", "n_ctx": 2048, "kv_cache_type": "f16", "threads": 4}}
         });

@@ -6,6 +6,10 @@
 //! not understand a field must not act on the rest, so adding a field is a
 //! compatibility event (send it only to devices whose `min_app_version`
 //! knows it). `snapshot` in the tests pins the JSON.
+//!
+//! Compatibility events so far: the canary changed from greedy expected
+//! tokens to the variant pipeline's log-prob fingerprint (`Canary` =
+//! [`crate::variants::Fingerprint`]), and `runtime.threads` became optional.
 
 use std::fmt;
 
@@ -15,7 +19,7 @@ use crate::digest::Digest;
 use crate::time::Timestamp;
 
 /// A signed statement "devices of `device_class` run `variant` of `model`".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Issued from one counter per model by the control plane; it only ever
@@ -59,7 +63,8 @@ pub struct Variant {
 pub struct RuntimeConfig {
     pub n_ctx: u32,
     pub kv_cache_type: KvCacheType,
-    pub threads: u32,
+    /// `null`: the device picks (e.g. its performance cores).
+    pub threads: Option<u32>,
 }
 
 /// llama.cpp's KV-cache element types (`--cache-type-k/-v`).
@@ -96,17 +101,17 @@ pub struct Requirements {
     pub ggml_types: Vec<String>,
 }
 
-/// A fingerprint of correct behaviour: greedy decoding of `prompt` (raw
-/// text, no chat template) for `expected_tokens.len()` tokens must agree with
-/// `expected_tokens` at `min_matching` or more positions. Token ids belong to
-/// the variant's own vocabulary. Enforced by the agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Canary {
-    pub prompt: String,
-    pub expected_tokens: Vec<u32>,
-    pub min_matching: u32,
-}
+/// A fingerprint of correct behaviour, measured by the variant pipeline on
+/// its build host: after the first `position` tokens of `prompt` (raw text,
+/// no chat template, tokenized with BOS), the variant's top next tokens and
+/// their log-probs, most likely first. The agent recomputes its own
+/// log-probs for these token ids and accepts the install when they agree
+/// within its KLD/ε tolerance. Token ids belong to the variant's own
+/// vocabulary. Shared with `variants.json` so nothing is lost in between.
+pub type Canary = crate::variants::Fingerprint;
+
+/// Most top entries a canary may carry.
+pub const MAX_CANARY_TOP: usize = 64;
 
 /// A value that cannot exist: `encryption` must be null until sealed blobs
 /// are specified. Deserializing anything but null fails with that reason.
@@ -297,10 +302,10 @@ impl Manifest {
                 "0: give a context size",
             ));
         }
-        if self.runtime.threads == 0 {
+        if self.runtime.threads == Some(0) {
             return Err(ManifestError::invalid(
                 "runtime.threads",
-                "0: give at least one thread",
+                "0: give at least one thread, or null to let the device pick",
             ));
         }
         if self.requires.ggml_types.is_empty() {
@@ -327,15 +332,45 @@ impl Manifest {
                     "empty",
                 ));
             }
-            let n = c.expected_tokens.len();
-            if n == 0 || c.min_matching == 0 || c.min_matching as usize > n {
+            if c.position == 0 {
                 return Err(ManifestError::invalid(
-                    format!("canaries[{i}].min_matching"),
+                    format!("canaries[{i}].position"),
+                    "0: at least the BOS token comes before a prediction",
+                ));
+            }
+            if c.top.is_empty() || c.top.len() > MAX_CANARY_TOP {
+                return Err(ManifestError::invalid(
+                    format!("canaries[{i}].top"),
                     format!(
-                        "{} with {n} expected tokens: it must be 1..={n} and there must be tokens",
-                        c.min_matching
+                        "{} entries long; give 1-{MAX_CANARY_TOP} (token id, log-prob) pairs",
+                        c.top.len()
                     ),
                 ));
+            }
+            let mut prev = f32::INFINITY;
+            for (j, &(token, lp)) in c.top.iter().enumerate() {
+                let bad = |problem: String| {
+                    Err(ManifestError::invalid(
+                        format!("canaries[{i}].top[{j}]"),
+                        problem,
+                    ))
+                };
+                if token < 0 {
+                    return bad(format!("token id {token}, which is negative"));
+                }
+                // A log-prob is ≤ 0; allow float rounding of a certain token.
+                if !lp.is_finite() || lp > 1e-4 {
+                    return bad(format!("log-prob {lp}, which is not a finite value ≤ 0"));
+                }
+                if lp > prev {
+                    return bad(format!(
+                        "log-prob {lp} after {prev}: list the most likely first"
+                    ));
+                }
+                if c.top[..j].iter().any(|&(t, _)| t == token) {
+                    return bad(format!("token id {token}, which is listed twice"));
+                }
+                prev = lp;
             }
         }
         Ok(())
@@ -385,7 +420,7 @@ pub(crate) mod tests {
             runtime: RuntimeConfig {
                 n_ctx: 4096,
                 kv_cache_type: KvCacheType::Q8_0,
-                threads: 4,
+                threads: Some(4),
             },
             requires: Requirements {
                 min_app_version: Version::parse("0.2.0").expect("v"),
@@ -394,14 +429,14 @@ pub(crate) mod tests {
             },
             canaries: vec![Canary {
                 prompt: "The capital of France is".into(),
-                expected_tokens: vec![7042, 30, 378],
-                min_matching: 2,
+                position: 6,
+                top: vec![(7042, -0.25), (30, -2.5), (378, -3.125)],
             }],
             encryption: None,
         }
     }
 
-    const SNAPSHOT: &str = r#"{"manifest_version":7,"key_id":"fleet-2026a","expires_at":"2030-01-01T00:00:00Z","model":"smollm2-135m","model_version":"2025-06","device_class":"phone-8gb","variant":{"digest":"sha256:1cb1b7e0f8b96cee3445e317b8064d8805bf35c7dc7de82cddcb9f78d4c95e0e","length":105000000,"quantization":"Q4_K_M"},"runtime":{"n_ctx":4096,"kv_cache_type":"q8_0","threads":4},"requires":{"min_app_version":"0.2.0","min_engine_version":"0.1.0","ggml_types":["f32","q4_K","q6_K"]},"canaries":[{"prompt":"The capital of France is","expected_tokens":[7042,30,378],"min_matching":2}],"encryption":null}"#;
+    const SNAPSHOT: &str = r#"{"manifest_version":7,"key_id":"fleet-2026a","expires_at":"2030-01-01T00:00:00Z","model":"smollm2-135m","model_version":"2025-06","device_class":"phone-8gb","variant":{"digest":"sha256:1cb1b7e0f8b96cee3445e317b8064d8805bf35c7dc7de82cddcb9f78d4c95e0e","length":105000000,"quantization":"Q4_K_M"},"runtime":{"n_ctx":4096,"kv_cache_type":"q8_0","threads":4},"requires":{"min_app_version":"0.2.0","min_engine_version":"0.1.0","ggml_types":["f32","q4_K","q6_K"]},"canaries":[{"prompt":"The capital of France is","position":6,"top":[[7042,-0.25],[30,-2.5],[378,-3.125]]}],"encryption":null}"#;
 
     #[test]
     fn snapshot() {
@@ -478,8 +513,28 @@ pub(crate) mod tests {
             ),
             (with(|v| v["canaries"] = serde_json::json!([])), "canaries"),
             (
-                with(|v| v["canaries"][0]["min_matching"] = 4.into()),
-                "canaries[0].min_matching",
+                with(|v| v["canaries"][0]["position"] = 0.into()),
+                "canaries[0].position",
+            ),
+            (
+                with(|v| v["canaries"][0]["top"] = serde_json::json!([])),
+                "canaries[0].top",
+            ),
+            (
+                with(|v| v["canaries"][0]["top"][1] = serde_json::json!([30, 0.5])),
+                "canaries[0].top[1]",
+            ),
+            (
+                with(|v| v["canaries"][0]["top"][1] = serde_json::json!([30, -0.1])),
+                "most likely first",
+            ),
+            (
+                with(|v| v["canaries"][0]["top"][1] = serde_json::json!([-3, -2.5])),
+                "negative",
+            ),
+            (
+                with(|v| v["canaries"][0]["expected_tokens"] = serde_json::json!([1])),
+                "unknown field `expected_tokens`",
             ),
             (with(|v| v["key_id"] = "a/b".into()), "key_id"),
             (

@@ -65,7 +65,7 @@ pub struct Accepted {
 }
 
 /// A manifest whose signature, version and expiry all held.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
     pub manifest: Manifest,
     /// The exact signed bytes.

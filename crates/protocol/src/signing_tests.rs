@@ -159,7 +159,7 @@ fn equal_version_passes_only_byte_identical() {
     };
     let again = verify(&env, &ring(), NOW, |_| Some(last)).expect("same bytes");
     assert!(again.already_accepted);
-    let changed = signed(|m| m.runtime.threads = 2);
+    let changed = signed(|m| m.runtime.threads = Some(2));
     let e = verify(&changed, &ring(), NOW, |_| Some(last)).expect_err("same version, new content");
     assert!(matches!(
         e,

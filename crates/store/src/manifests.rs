@@ -13,7 +13,7 @@ use crate::error::{IoContext, Result, StoreError};
 use crate::{fsutil, Store};
 
 /// The last accepted manifest of a model, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredManifest {
     /// The envelope exactly as it was received and verified.
     pub envelope: Vec<u8>,
@@ -134,7 +134,7 @@ mod tests {
 
     pub(crate) fn manifest_json(model: &str, version: u64, digest: &Digest) -> Vec<u8> {
         format!(
-            r#"{{"manifest_version":{version},"key_id":"k1","expires_at":"2030-01-01T00:00:00Z","model":"{model}","model_version":"1","device_class":"test","variant":{{"digest":"{digest}","length":4,"quantization":"Q8_0"}},"runtime":{{"n_ctx":512,"kv_cache_type":"f16","threads":1}},"requires":{{"min_app_version":"0.1.0","min_engine_version":"0.1.0","ggml_types":["q8_0"]}},"canaries":[{{"prompt":"Hi","expected_tokens":[1],"min_matching":1}}],"encryption":null}}"#
+            r#"{{"manifest_version":{version},"key_id":"k1","expires_at":"2030-01-01T00:00:00Z","model":"{model}","model_version":"1","device_class":"test","variant":{{"digest":"{digest}","length":4,"quantization":"Q8_0"}},"runtime":{{"n_ctx":512,"kv_cache_type":"f16","threads":1}},"requires":{{"min_app_version":"0.1.0","min_engine_version":"0.1.0","ggml_types":["q8_0"]}},"canaries":[{{"prompt":"Hi","position":2,"top":[[1,-0.5]]}}],"encryption":null}}"#
         )
         .into_bytes()
     }

@@ -19,7 +19,7 @@ impl Drop for Dir {
 
 fn manifest(version: u64, model_version: &str, gguf: &[u8]) -> Vec<u8> {
     format!(
-        r#"{{"manifest_version":{version},"key_id":"fleet-1","expires_at":"2030-01-01T00:00:00Z","model":"smollm2-135m","model_version":"{model_version}","device_class":"laptop","variant":{{"digest":"{}","length":{},"quantization":"Q4_K_M"}},"runtime":{{"n_ctx":2048,"kv_cache_type":"q8_0","threads":4}},"requires":{{"min_app_version":"0.1.0","min_engine_version":"0.1.0","ggml_types":["f32","q4_K"]}},"canaries":[{{"prompt":"Hello","expected_tokens":[1,2,3],"min_matching":2}}],"encryption":null}}"#,
+        r#"{{"manifest_version":{version},"key_id":"fleet-1","expires_at":"2030-01-01T00:00:00Z","model":"smollm2-135m","model_version":"{model_version}","device_class":"laptop","variant":{{"digest":"{}","length":{},"quantization":"Q4_K_M"}},"runtime":{{"n_ctx":2048,"kv_cache_type":"q8_0","threads":4}},"requires":{{"min_app_version":"0.1.0","min_engine_version":"0.1.0","ggml_types":["f32","q4_K"]}},"canaries":[{{"prompt":"Hello","position":2,"top":[[1,-0.5],[2,-1.5]]}}],"encryption":null}}"#,
         Digest::sha256(gguf),
         gguf.len()
     )

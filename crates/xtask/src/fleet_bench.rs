@@ -72,7 +72,7 @@ fn release_dir(root: &Path, version: &str) -> Result<std::path::PathBuf> {
         "model": "bench-model", "version": version, "min_app_version": "1.0.0",
         "variants": [{"file": "m.Q4_0.gguf", "quantization": "Q4_0", "ggml_types": ["f32", "q4_0"],
             "memory_bytes": 200_000_000u64, "min_engine_version": "0.1.0",
-            "fingerprints": [{"prompt": "The capital of France is", "expected_tokens": [7042, 30, 378], "min_matching": 2}]}],
+            "fingerprints": [{"prompt": "The capital of France is", "position": 6, "top": [[7042, -0.25], [30, -2.5]]}]}],
         "classes": {"default": {"variant": "Q4_0", "n_ctx": 2048, "kv_cache_type": "q8_0", "threads": 4}}
     });
     std::fs::write(dir.join("release.json"), meta.to_string())?;

@@ -117,7 +117,7 @@ pub fn meta(model: &str, version: &str, data: &[u8], min_engine: &str) -> Value 
             "quantization": "Q4_0", "ggml_types": ["f32", "q4_0"],
             "memory_bytes": 300_000_000u64, "min_engine_version": min_engine,
             "quality": {"kld_mean": 0.05, "same_top_pct": 91.5},
-            "fingerprints": [{"prompt": "The capital of France is", "expected_tokens": [7042, 30], "min_matching": 1}]
+            "fingerprints": [{"prompt": "The capital of France is", "position": 6, "top": [[7042, -0.25], [30, -2.5]]}]
         }],
         "classes": {"default": {"variant": "Q4_0", "n_ctx": 2048, "kv_cache_type": "f16", "threads": 4}}
     })
