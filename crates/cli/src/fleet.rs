@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use outpost_fleet::api::ReleaseRef;
-use outpost_fleet::meta::load_release_dir;
+use outpost_fleet::meta::{load_dir, Minimums};
+use outpost_protocol::manifest::Version;
 use serde_json::{json, Value};
 
 mod print;
@@ -54,20 +55,41 @@ enum FleetCommand {
     ///   outpost fleet serve --data ./fleet --host 0.0.0.0 --port 8700
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
-    /// Publish a release: DIR holds release.json and the GGUF files it
-    /// names. Files are hashed here, uploaded unless the fleet has them,
-    /// then the release is recorded. A release never changes afterwards.
+    /// Publish a release from DIR: the output folder of `outpost variants
+    /// build` (variants.json beside the tier files; give --version), or a
+    /// folder with a hand-written release.json and the GGUF files it
+    /// names. Every file is hashed here (and checked against variants.json),
+    /// uploaded unless the fleet has it, then the release is recorded. A
+    /// release never changes afterwards.
+    ///
+    /// From variants.json: each tier is a variant (its fingerprints are the
+    /// canaries), each recommended device class runs its tier, classes with
+    /// no fitting tier are blocked, other classes get the recommendation of
+    /// the class with the smallest RAM budget.
     ///
     /// release.json: {"model", "version", "min_app_version", "variants":
     /// [{"file", "quantization", "ggml_types", "memory_bytes",
     /// "min_engine_version", "quality", "fingerprints"}], "classes":
     /// {"phone-8gb": {"variant", "n_ctx", "kv_cache_type", "threads"},
-    /// "default": {...}}} (see crates/fleet/src/meta.rs).
+    /// "default": {...}}, "blocked": {"class": "reason"}} (see
+    /// crates/fleet/src/meta.rs).
     ///
     /// Examples:
+    ///   outpost fleet publish variants/smollm2 --version 1.0.0 --data ./fleet
     ///   outpost fleet publish releases/smollm2-2025-06 --data ./fleet
     #[command(verbatim_doc_comment)]
-    Publish { dir: PathBuf },
+    Publish {
+        dir: PathBuf,
+        /// The model version (variants.json folders only; required there).
+        #[arg(long)]
+        version: Option<String>,
+        /// Oldest app that may install it (variants.json folders; default 0.1.0).
+        #[arg(long, value_name = "MAJOR.MINOR.PATCH")]
+        min_app_version: Option<String>,
+        /// Oldest engine that may load it (variants.json folders; default 0.1.0).
+        #[arg(long, value_name = "MAJOR.MINOR.PATCH")]
+        min_engine_version: Option<String>,
+    },
     /// Make a release the channel's release now, for every device on it (no
     /// stages; use `rollout create` for a staged move).
     ///
@@ -409,8 +431,24 @@ fn run(api: &Api, cmd: &FleetCommand, json_out: bool) -> Result<()> {
     };
     match cmd {
         FleetCommand::Serve(_) => unreachable!("handled by fleet()"),
-        FleetCommand::Publish { dir } => {
-            let rd = load_release_dir(dir)
+        FleetCommand::Publish {
+            dir,
+            version,
+            min_app_version,
+            min_engine_version,
+        } => {
+            let parse = |flag: &str, v: &Option<String>| {
+                v.as_deref()
+                    .map(Version::parse)
+                    .transpose()
+                    .with_context(|| format!("--{flag}"))
+            };
+            let mins = Minimums {
+                version: version.clone(),
+                min_app_version: parse("min-app-version", min_app_version)?,
+                min_engine_version: parse("min-engine-version", min_engine_version)?,
+            };
+            let rd = load_dir(dir, &mins)
                 .with_context(|| format!("reading the release in {}", dir.display()))?;
             for (digest, path) in &rd.files {
                 let url = format!("{}/v1/artifacts/{digest}", api.url);

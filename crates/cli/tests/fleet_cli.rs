@@ -3,6 +3,10 @@
 //! HTTP; then the server is killed with SIGKILL while check-ins are in
 //! flight and restarted on the same data folder: every answered check-in's
 //! manifest, the rollout, the pin and the audit log are all still there.
+//! And a real `outpost variants build` folder published with `--version`:
+//! a device gets its class's recommended tier with the tier's fingerprints
+//! as canaries, under a signature that verifies; a truncated tier file is
+//! refused before anything reaches the fleet.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -322,5 +326,125 @@ fn fleet_cli_errors_and_help() {
     assert!(
         help.contains("Examples:") && help.contains("--stages 1,5,25,100"),
         "{help}"
+    );
+}
+
+#[test]
+fn a_variants_build_publishes_and_devices_get_their_tier() {
+    let root = temp("variants");
+    let out = root.0.join("smollm2");
+    let build = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(["variants", "build", "smollm2-135m", "--tiers", "q8_0,q4_0"])
+        .args(["--chunks", "1", "-t", "2", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run outpost variants build");
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let vf: outpost_protocol::variants::VariantsFile =
+        serde_json::from_slice(&std::fs::read(out.join("variants.json")).expect("variants.json"))
+            .expect("variants.json parses");
+    let class = "laptop-16GB";
+    let rec = vf
+        .recommendations
+        .iter()
+        .find(|r| r.device_class == class)
+        .expect("laptop class");
+    let tier_name = rec.tier.clone().expect("a tier fits a laptop");
+    let tier = vf
+        .tiers
+        .iter()
+        .find(|t| t.name == tier_name)
+        .expect("recommended tier");
+
+    let data = root.0.join("data");
+    let server = start(&data, free_port());
+    let url = server.url.clone();
+    let dir = out.to_str().expect("utf8");
+
+    // No version: refused, naming the flag, nothing published.
+    let o = cli(&data, &url, &["publish", dir]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--version"));
+
+    let p = ok_json(&data, &url, &["publish", dir, "--version", "1.0.0"]);
+    assert_eq!(p["meta"]["version"], "1.0.0");
+    assert_eq!(p["meta"]["model"], vf.model);
+    ok_json(
+        &data,
+        &url,
+        &[
+            "release",
+            &format!("{}@1.0.0", vf.model),
+            "--channel",
+            "stable",
+        ],
+    );
+
+    let app_key = std::fs::read_to_string(data.join("app.key")).expect("app key");
+    let token = register(&url, app_key.trim());
+    let types: Vec<&str> = tier.type_mix.iter().map(|s| s.ggml_type.as_str()).collect();
+    let v: Value = ureq::post(&format!("{url}/v1/devices/check-in"))
+        .set("authorization", &format!("Bearer {token}"))
+        .send_json(
+            json!({"profile": {"device_class": class, "ram_bytes": 16_000_000_000u64,
+            "os": "linux", "app_version": "1.0.0", "engine_version": "0.1.0",
+            "ggml_types": types, "free_disk_bytes": 10_000_000_000u64}}),
+        )
+        .expect("check-in")
+        .into_json()
+        .expect("json");
+    let a = &v["models"][0];
+    assert_eq!(a["model_version"], "1.0.0", "{v}");
+    let envelope = serde_json::to_vec(&a["manifest"]).expect("envelope");
+    let pinned: outpost_protocol::signing::PinnedKey =
+        serde_json::from_slice(&std::fs::read(data.join("signing.pub.json")).expect("pub key"))
+            .expect("pinned key");
+    let keyring = outpost_protocol::Keyring::from_pinned(&[pinned]).expect("keyring");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let verified = outpost_protocol::signing::verify(
+        &envelope,
+        &keyring,
+        outpost_protocol::Timestamp::from_unix_seconds(now),
+        |_| None,
+    )
+    .expect("the manifest verifies");
+    let m = verified.manifest;
+    assert_eq!(m.variant.digest.to_string(), tier.digest);
+    assert_eq!(m.variant.length, tier.size);
+    assert_eq!(m.variant.quantization, tier_name);
+    assert_eq!(m.runtime.n_ctx, rec.n_ctx);
+    assert!(!tier.fingerprints.is_empty());
+    assert_eq!(m.canaries, tier.fingerprints);
+
+    // A damaged tier file: refused with its name, nothing published.
+    let other = vf
+        .tiers
+        .iter()
+        .find(|t| t.name != tier_name)
+        .expect("two tiers");
+    let path = out.join(&other.file);
+    let bytes = std::fs::read(&path).expect("tier file");
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("truncate");
+    let o = cli(&data, &url, &["publish", dir, "--version", "1.0.1"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&other.file) && err.contains("variants.json"),
+        "{err}"
+    );
+    let admin = std::fs::read_to_string(data.join("admin.token")).expect("admin token");
+    let r = ureq::get(&format!("{url}/admin/v1/releases/{}/1.0.1", vf.model))
+        .set("authorization", &format!("Bearer {}", admin.trim()))
+        .call();
+    assert!(
+        matches!(r, Err(ureq::Error::Status(404, _))),
+        "1.0.1 must not exist"
     );
 }

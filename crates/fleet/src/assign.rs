@@ -91,6 +91,12 @@ fn join(notes: Vec<String>) -> Option<String> {
 /// the error says what is missing, with both numbers.
 pub fn compatible(release: &Release, p: &DeviceProfile) -> Result<(), String> {
     let meta = &release.meta;
+    if let Some(reason) = meta.blocked.get(&p.device_class) {
+        return Err(format!(
+            "device class {:?} runs no variant of this release: {reason}",
+            p.device_class
+        ));
+    }
     let Some((_, cfg)) = meta.class_config(&p.device_class) else {
         return Err(format!(
             "no runtime config for device class {:?} and no \"default\"",

@@ -1,11 +1,12 @@
 //! `ReleaseMeta`: the one description of a model release, as published.
 //!
-//! This is the registry's input type, written by people today
-//! (`release.json` beside the GGUF files, see below) and by the variant
-//! pipeline tomorrow (its `variants.json` maps field for field: a tier is a
-//! [`VariantMeta`], its per-class recommendation a [`ClassConfig`]). The
-//! admin API receives it as JSON with every `digest` and `length` filled;
-//! [`load_release_dir`] fills them from the files.
+//! This is the registry's input type. A release folder holds either
+//! `variants.json` from `outpost variants build` beside the tier files it
+//! wrote (mapped in `variants.rs`, [`from_variants`]: the model version and
+//! minimum versions come from the publisher), or a hand-written
+//! `release.json` beside the GGUF files (below). The admin API receives it
+//! as JSON with every `digest` and `length` filled; [`load_dir`] fills and
+//! checks them from the files.
 //!
 //! ```json
 //! {
@@ -23,12 +24,14 @@
 //!   "classes": {
 //!     "phone-4gb": {"variant": "Q8_0", "n_ctx": 2048, "kv_cache_type": "q8_0", "threads": 4},
 //!     "default":   {"variant": "Q8_0", "n_ctx": 4096, "kv_cache_type": "f16"}
-//!   }
+//!   },
+//!   "blocked": {"watch-1gb": "no tier fits in 512 MiB"}
 //! }
 //! ```
 //!
-//! A device whose class has no entry uses `default`; with no `default`
-//! either, it is blocked (and counted) for this release.
+//! A device whose class is in `blocked` gets nothing from this release (it
+//! is counted as blocked, with the reason). Otherwise a class without an
+//! entry uses `default`; with no `default` either, it is blocked too.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -41,6 +44,10 @@ use outpost_protocol::manifest::{
 use outpost_protocol::{Digest, Timestamp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+
+mod variants;
+
+pub use variants::{from_variants, load_variants_dir, Minimums, VARIANTS_FILE};
 
 /// The file `load_release_dir` reads in a release folder.
 pub const RELEASE_FILE: &str = "release.json";
@@ -61,6 +68,10 @@ pub struct ReleaseMeta {
     pub variants: Vec<VariantMeta>,
     /// Device class → runtime config; `default` for every other class.
     pub classes: BTreeMap<String, ClassConfig>,
+    /// Device class → why it runs nothing of this release (not even
+    /// `default`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub blocked: BTreeMap<String, String>,
     /// Free-form notes shown by `outpost fleet status`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
@@ -179,6 +190,20 @@ impl ReleaseMeta {
                 "empty: map device classes (or \"default\") to a variant",
             ));
         }
+        for (class, reason) in &self.blocked {
+            if self.classes.contains_key(class) {
+                return Err(invalid(
+                    format!("blocked.{class}"),
+                    "also in `classes`: a class either runs a variant or is blocked",
+                ));
+            }
+            if reason.trim().is_empty() || reason.len() > 500 {
+                return Err(invalid(
+                    format!("blocked.{class}"),
+                    "not a reason: say in 1-500 bytes why the class runs nothing",
+                ));
+            }
+        }
         for (class, cfg) in &self.classes {
             if !self.variants.iter().any(|v| v.quantization == cfg.variant) {
                 return Err(invalid(
@@ -209,7 +234,11 @@ impl ReleaseMeta {
     }
 
     /// The class entry a device of `class` uses, and under which name.
+    /// `None` when the class is blocked or has no entry and no `default`.
     pub fn class_config(&self, class: &str) -> Option<(&str, &ClassConfig)> {
+        if self.blocked.contains_key(class) {
+            return None;
+        }
         self.classes
             .get_key_value(class)
             .or_else(|| self.classes.get_key_value(DEFAULT_CLASS))
@@ -270,6 +299,37 @@ pub struct ReleaseDir {
     pub files: Vec<(Digest, PathBuf)>,
 }
 
+/// Reads a release folder: `variants.json` (with `mins`, see
+/// [`load_variants_dir`]) or `release.json` (see [`load_release_dir`]; it
+/// names its own versions, so `mins` must be empty). Both at once is refused.
+pub fn load_dir(dir: &Path, mins: &Minimums) -> Result<ReleaseDir, MetaError> {
+    let has_variants = dir.join(VARIANTS_FILE).exists();
+    let has_release = dir.join(RELEASE_FILE).exists();
+    match (has_variants, has_release) {
+        (true, true) => Err(MetaError::File {
+            path: dir.to_path_buf(),
+            problem: format!(
+                "holds both {VARIANTS_FILE} and {RELEASE_FILE}; keep the one to publish"
+            ),
+        }),
+        (true, false) => load_variants_dir(dir, mins),
+        (false, _) => {
+            if mins.version.is_some()
+                || mins.min_app_version.is_some()
+                || mins.min_engine_version.is_some()
+            {
+                return Err(MetaError::File {
+                    path: dir.join(RELEASE_FILE),
+                    problem: format!(
+                        "names its own version and minimum versions; --version and --min-*-version are for folders with {VARIANTS_FILE}"
+                    ),
+                });
+            }
+            load_release_dir(dir)
+        }
+    }
+}
+
 /// Reads `DIR/release.json`, hashes every variant's file (which must start
 /// with the GGUF magic), fills `digest` and `length` (refusing given values
 /// that disagree with the file) and validates the result.
@@ -282,7 +342,7 @@ pub fn load_release_dir(dir: &Path) -> Result<ReleaseDir, MetaError> {
     let text = std::fs::read(&path).map_err(|e| {
         file_err(
             &path,
-            format!("cannot read it ({e}); a release folder holds {RELEASE_FILE} and the GGUF files it names"),
+            format!("cannot read it ({e}); a release folder holds {VARIANTS_FILE} (from `outpost variants build`) or {RELEASE_FILE}, beside the GGUF files they name"),
         )
     })?;
     let mut meta: ReleaseMeta = serde_json::from_slice(&text)
@@ -328,7 +388,7 @@ pub fn load_release_dir(dir: &Path) -> Result<ReleaseDir, MetaError> {
 }
 
 /// SHA-256 and length of a file that must start with `GGUF`.
-fn hash_gguf(path: &Path) -> Result<(Digest, u64), String> {
+pub(crate) fn hash_gguf(path: &Path) -> Result<(Digest, u64), String> {
     let mut f = File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -409,6 +469,12 @@ pub(crate) mod tests {
                 "classes.default.variant",
             ),
             (Box::new(|m| m.variants[0].fingerprints.clear()), "canaries"),
+            (
+                Box::new(|m| {
+                    m.blocked.insert("default".into(), "too small".into());
+                }),
+                "blocked.default",
+            ),
             (
                 Box::new(|m| {
                     m.variants[0].quality.insert("x".into(), f64::NAN);
