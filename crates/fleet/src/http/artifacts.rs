@@ -174,6 +174,10 @@ pub async fn upload(
 ) -> Result<Response, FleetError> {
     let d = digest(&d)?;
     if fleet.has_blob(&d) {
+        // Read (and drop) the body first, so the client reads this answer
+        // instead of a broken pipe.
+        let mut body = req.into_body().into_data_stream();
+        while let Some(Ok(_)) = body.next().await {}
         return Ok((
             StatusCode::OK,
             axum::Json(serde_json::json!({"digest": d, "stored": false})),
@@ -203,12 +207,15 @@ pub async fn upload(
     });
     let mut body = req.into_body().into_data_stream();
     let mut failed = None;
+    let mut refused = false;
     while let Some(chunk) = body.next().await {
         match chunk {
+            // The writer refused (its error comes below): read the rest of
+            // the body anyway, so the client gets to read the answer
+            // instead of a broken pipe.
+            Ok(_) if refused => {}
             Ok(c) => {
-                if tx.send(c).await.is_err() {
-                    break; // the writer refused (its error comes below)
-                }
+                refused = tx.send(c).await.is_err();
             }
             Err(e) => {
                 failed = Some(if e.to_string().contains("length limit") {
