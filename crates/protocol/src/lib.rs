@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod ollama;
 pub mod openai;
 pub mod signing;
+pub mod telemetry;
 pub mod time;
 pub mod variants;
 

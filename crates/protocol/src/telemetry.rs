@@ -1,0 +1,368 @@
+//! Device telemetry: what a device sends to `POST /v1/telemetry` (with its
+//! device token) and the fleet's acknowledgement.
+//!
+//! A batch carries a batch id chosen by the device (unique per device: the
+//! fleet counts a batch once however often it is sent, so a device resends
+//! freely after a timeout) and up to [`MAX_EVENTS`] events. Every event
+//! names the model release it is about (model, version, digest), the engine
+//! and app versions, and when it happened; its `kind` and `data` say what.
+//! `feedback` is reserved: accepted and counted, not yet analysed.
+//!
+//! The request denies unknown fields and unknown kinds (serde names the
+//! kind); [`TelemetryBatch::validate`] checks what serde cannot (label
+//! syntax, finite non-negative numbers, ranges). The ack is lenient.
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::manifest::{ModelName, Version};
+use crate::time::Timestamp;
+
+/// Most events in one batch.
+pub const MAX_EVENTS: usize = 1000;
+
+/// `POST /v1/telemetry`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryBatch {
+    /// 1-64 of `a-z A-Z 0-9 . _ -`, unique per device.
+    pub batch_id: String,
+    /// The sender's device id; must be the token's device.
+    pub device_id: String,
+    pub events: Vec<TelemetryEvent>,
+}
+
+/// One observation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryEvent {
+    /// When it happened, by the device's clock.
+    pub at: Timestamp,
+    pub model: ModelName,
+    pub model_version: String,
+    pub model_digest: Digest,
+    pub engine_version: Version,
+    pub app_version: Version,
+    #[serde(flatten)]
+    pub data: EventData,
+}
+
+/// What happened: `{"kind": "inference", "data": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+pub enum EventData {
+    Inference(Inference),
+    Crash(Crash),
+    MemoryPeak(MemoryPeak),
+    Thermal(Thermal),
+    Battery(Battery),
+    Route(Route),
+    Canary(Canary),
+    /// Reserved: accepted and counted.
+    Feedback(Feedback),
+}
+
+impl EventData {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventData::Inference(_) => "inference",
+            EventData::Crash(_) => "crash",
+            EventData::MemoryPeak(_) => "memory_peak",
+            EventData::Thermal(_) => "thermal",
+            EventData::Battery(_) => "battery",
+            EventData::Route(_) => "route",
+            EventData::Canary(_) => "canary",
+            EventData::Feedback(_) => "feedback",
+        }
+    }
+}
+
+/// One generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inference {
+    /// Time to first token.
+    pub ttft_ms: f64,
+    /// Whole request.
+    pub latency_ms: f64,
+    /// Tokens generated.
+    pub tokens: u32,
+    /// Decode speed.
+    pub tok_s: f64,
+    #[serde(default)]
+    pub cached_tokens: u32,
+    /// Set when the request failed (a short code, e.g. `oom`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Crash {
+    /// e.g. `sigsegv`, `oom-kill`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryPeak {
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThermalState {
+    Nominal,
+    Fair,
+    Serious,
+    Critical,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thermal {
+    pub state: ThermalState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Battery {
+    /// 0-100.
+    pub level_pct: u8,
+    pub charging: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteTarget {
+    Local,
+    Cloud,
+}
+
+/// Where a request was run, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub target: RouteTarget,
+    pub reason: String,
+}
+
+/// An on-device canary check against the release's fingerprint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Canary {
+    pub kld: f64,
+    /// Share of positions whose top token matched, 0-1.
+    pub same_top: f64,
+    pub pass: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedbackSignal {
+    ThumbsUp,
+    ThumbsDown,
+    Regenerate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Feedback {
+    pub signal: FeedbackSignal,
+}
+
+/// The fleet's answer. `duplicate`: this batch id was counted before and
+/// nothing was counted now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TelemetryAck {
+    pub batch_id: String,
+    pub duplicate: bool,
+    /// Events counted (clamped ones included).
+    pub accepted: u32,
+    /// Events stamped too far in the future: counted at receive time.
+    pub clamped: u32,
+    /// Events older than the fleet keeps: dropped.
+    pub too_old: u32,
+    /// Events naming a release the fleet never published: dropped.
+    pub unknown_release: u32,
+}
+
+/// Why a batch is refused: the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("telemetry field `{field}` is {problem}")]
+pub struct TelemetryError {
+    pub field: String,
+    pub problem: String,
+}
+
+fn bad(field: String, problem: impl Into<String>) -> TelemetryError {
+    TelemetryError {
+        field,
+        problem: problem.into(),
+    }
+}
+
+fn label(field: &str, v: &str, max: usize) -> Result<(), TelemetryError> {
+    let ok = !v.is_empty()
+        && v.len() <= max
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            field.to_string(),
+            format!(
+                "{:?}; it must be 1-{max} of a-z, A-Z, 0-9, '.', '_', '-'",
+                v.chars().take(80).collect::<String>()
+            ),
+        ))
+    }
+}
+
+fn number(field: String, v: f64) -> Result<(), TelemetryError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(bad(field, format!("{v}; it must be a finite number >= 0")))
+    }
+}
+
+impl TelemetryBatch {
+    /// The checks serde cannot express. The event count is checked by the
+    /// fleet first (an oversized batch is a 413, not a 400).
+    pub fn validate(&self) -> Result<(), TelemetryError> {
+        label("batch_id", &self.batch_id, 64)?;
+        label("device_id", &self.device_id, 64)?;
+        if self.events.is_empty() {
+            return Err(bad("events".into(), "empty; send at least one event"));
+        }
+        for (i, e) in self.events.iter().enumerate() {
+            let f = |name: &str| format!("events[{i}].{name}");
+            label(&f("model_version"), &e.model_version, 64)?;
+            match &e.data {
+                EventData::Inference(x) => {
+                    number(f("data.ttft_ms"), x.ttft_ms)?;
+                    number(f("data.latency_ms"), x.latency_ms)?;
+                    number(f("data.tok_s"), x.tok_s)?;
+                    if let Some(err) = &x.error {
+                        label(&f("data.error"), err, 64)?;
+                    }
+                }
+                EventData::Crash(Crash { reason: Some(r) }) => label(&f("data.reason"), r, 64)?,
+                EventData::Battery(b) if b.level_pct > 100 => {
+                    return Err(bad(f("data.level_pct"), "above 100"));
+                }
+                EventData::Route(r) => label(&f("data.reason"), &r.reason, 64)?,
+                EventData::Canary(c) => {
+                    number(f("data.kld"), c.kld)?;
+                    number(f("data.same_top"), c.same_top)?;
+                    if c.same_top > 1.0 {
+                        return Err(bad(f("data.same_top"), "above 1; it is a share"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SNAPSHOT: &str = r#"{"batch_id":"b-1","device_id":"dev-1","events":[{"at":"2030-01-01T00:00:00Z","model":"smollm2-135m","model_version":"2025-06","model_digest":"sha256:1cb1b7e0f8b96cee3445e317b8064d8805bf35c7dc7de82cddcb9f78d4c95e0e","engine_version":"0.1.0","app_version":"2.3.0","kind":"inference","data":{"ttft_ms":120.5,"latency_ms":900.0,"tokens":64,"tok_s":71.1,"cached_tokens":8}},{"at":"2030-01-01T00:00:00Z","model":"smollm2-135m","model_version":"2025-06","model_digest":"sha256:1cb1b7e0f8b96cee3445e317b8064d8805bf35c7dc7de82cddcb9f78d4c95e0e","engine_version":"0.1.0","app_version":"2.3.0","kind":"route","data":{"target":"cloud","reason":"low-battery"}},{"at":"2030-01-01T00:00:00Z","model":"smollm2-135m","model_version":"2025-06","model_digest":"sha256:1cb1b7e0f8b96cee3445e317b8064d8805bf35c7dc7de82cddcb9f78d4c95e0e","engine_version":"0.1.0","app_version":"2.3.0","kind":"feedback","data":{"signal":"regenerate"}}]}"#;
+
+    pub(crate) fn event(data: EventData) -> TelemetryEvent {
+        TelemetryEvent {
+            at: Timestamp::parse("2030-01-01T00:00:00Z").expect("t"),
+            model: ModelName::parse("smollm2-135m").expect("name"),
+            model_version: "2025-06".into(),
+            model_digest: Digest::sha256(b"gguf"),
+            engine_version: Version::parse("0.1.0").expect("v"),
+            app_version: Version::parse("2.3.0").expect("v"),
+            data,
+        }
+    }
+
+    fn sample() -> TelemetryBatch {
+        TelemetryBatch {
+            batch_id: "b-1".into(),
+            device_id: "dev-1".into(),
+            events: vec![
+                event(EventData::Inference(Inference {
+                    ttft_ms: 120.5,
+                    latency_ms: 900.0,
+                    tokens: 64,
+                    tok_s: 71.1,
+                    cached_tokens: 8,
+                    error: None,
+                })),
+                event(EventData::Route(Route {
+                    target: RouteTarget::Cloud,
+                    reason: "low-battery".into(),
+                })),
+                event(EventData::Feedback(Feedback {
+                    signal: FeedbackSignal::Regenerate,
+                })),
+            ],
+        }
+    }
+
+    #[test]
+    fn snapshot() {
+        let b = sample();
+        assert_eq!(serde_json::to_string(&b).expect("json"), SNAPSHOT);
+        let back: TelemetryBatch = serde_json::from_str(SNAPSHOT).expect("parse");
+        assert_eq!(back, b);
+        assert!(back.validate().is_ok());
+    }
+
+    #[test]
+    fn unknown_kinds_and_fields_are_named() {
+        let mut v: serde_json::Value = serde_json::from_str(SNAPSHOT).expect("json");
+        v["events"][1]["kind"] = "telepathy".into();
+        let e = serde_json::from_value::<TelemetryBatch>(v)
+            .expect_err("unknown kind")
+            .to_string();
+        assert!(e.contains("telepathy"), "{e}");
+        let mut v: serde_json::Value = serde_json::from_str(SNAPSHOT).expect("json");
+        v["events"][0]["data"]["gpu_ms"] = 1.into();
+        let e = serde_json::from_value::<TelemetryBatch>(v)
+            .expect_err("unknown field")
+            .to_string();
+        assert!(e.contains("gpu_ms"), "{e}");
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let mut b = sample();
+        b.batch_id = "a b".into();
+        assert_eq!(b.validate().expect_err("space").field, "batch_id");
+        let mut b = sample();
+        b.events[0] = event(EventData::Inference(Inference {
+            ttft_ms: f64::NAN,
+            latency_ms: 1.0,
+            tokens: 1,
+            tok_s: 1.0,
+            cached_tokens: 0,
+            error: None,
+        }));
+        assert_eq!(
+            b.validate().expect_err("nan").field,
+            "events[0].data.ttft_ms"
+        );
+        let mut b = sample();
+        b.events[0] = event(EventData::Canary(Canary {
+            kld: 0.1,
+            same_top: 1.5,
+            pass: true,
+        }));
+        assert!(b.validate().is_err());
+        let mut b = sample();
+        b.events.clear();
+        assert!(b.validate().is_err());
+    }
+}
