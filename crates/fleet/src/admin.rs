@@ -298,7 +298,7 @@ impl Fleet {
         self.rollout_action_locked(actor, id, action, reason).await
     }
 
-    async fn rollout_action_locked(
+    pub(crate) async fn rollout_action_locked(
         &self,
         actor: &str,
         id: u64,
@@ -354,9 +354,13 @@ impl Fleet {
         Ok(self.rollout_view(&next))
     }
 
-    /// The soak timer: advances every active rollout whose stage has run
-    /// its time, unless the kill switch is on. Returns the rollouts moved.
+    /// The soak timer: flushes telemetry, halts rollouts that regress
+    /// (`health.rs`), then advances every active rollout whose stage has
+    /// run its time, unless the kill switch is on. Returns the rollouts
+    /// moved.
     pub async fn tick(&self) -> FleetResult<Vec<u64>> {
+        self.flush_telemetry().await?;
+        self.auto_halt().await?;
         let now = self.now();
         let due: Vec<u64> = {
             let s = self.state();

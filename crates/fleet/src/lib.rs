@@ -9,6 +9,9 @@
 //!   answer holds a signed manifest per model ([`checkin`], [`assign`]);
 //! - channels, staged rollouts with sticky bucketing and targeting, pins,
 //!   revocation and a kill switch ([`rollout`], [`admin`]);
+//! - device telemetry: batches ingested, aggregated per cohort and minute
+//!   into mergeable histograms ([`telemetry`], [`hist`]), and the automatic
+//!   halt of a rollout whose cohort regresses ([`health`]);
 //! - storage behind the [`db::Db`] trait (SQLite today), an audit log of
 //!   every admin action, and an axum router ([`http::router`]).
 //!
@@ -28,11 +31,15 @@ pub mod assign;
 pub mod checkin;
 pub mod db;
 pub mod error;
+pub mod fragmentation;
+pub mod health;
+pub mod hist;
 pub mod http;
 pub mod keys;
 pub mod meta;
 pub mod rollout;
 pub mod state;
+pub mod telemetry;
 pub mod views;
 mod writer;
 
@@ -71,6 +78,10 @@ pub struct FleetConfig {
     pub tick: Duration,
     /// Largest blob the admin API accepts (default 64 GiB).
     pub max_blob_bytes: u64,
+    /// Telemetry limits (clock skew, age).
+    pub telemetry: telemetry::TelemetryConfig,
+    /// When a rollout halts by itself.
+    pub halt: health::HaltPolicy,
 }
 
 impl FleetConfig {
@@ -82,6 +93,8 @@ impl FleetConfig {
             check_in_interval_s: 3600,
             tick: Duration::from_secs(1),
             max_blob_bytes: 64 << 30,
+            telemetry: telemetry::TelemetryConfig::default(),
+            halt: health::HaltPolicy::default(),
         }
     }
 }
@@ -180,6 +193,9 @@ pub struct Fleet {
     versions: Versions,
     writer: Writer,
     app_key: String,
+    telemetry: std::sync::Mutex<telemetry::Telemetry>,
+    /// One flush at a time, so an older image never overwrites a newer.
+    telemetry_flush: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -241,6 +257,12 @@ impl Fleet {
             });
         }
         let reserved = snap.version_reserved;
+        let (rows, batches) = db
+            .load_telemetry(
+                now.unix_seconds()
+                    .saturating_sub(config.telemetry.max_age_s),
+            )
+            .await?;
         let fleet = Fleet {
             writer: Writer::spawn(db.clone()),
             config,
@@ -258,6 +280,8 @@ impl Fleet {
                 reserving: tokio::sync::Mutex::new(()),
             },
             app_key,
+            telemetry: std::sync::Mutex::new(telemetry::Telemetry::load(rows, batches)),
+            telemetry_flush: tokio::sync::Mutex::new(()),
         };
         // First start: the built-in channels and the first app key.
         let mut first = Vec::new();

@@ -11,6 +11,7 @@
 //!   the batches from concurrent requests.
 
 pub mod sqlite;
+mod sqlite_telemetry;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +23,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::rollout::Rollout;
 use crate::state::{Channel, ChannelEntry, Freeze, Issued, Release, Revocation};
+use crate::telemetry::{Agg, CohortKey};
+
+/// One cohort's telemetry aggregate for one minute (unix seconds / 60).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinuteRow {
+    pub minute: u64,
+    pub key: CohortKey,
+    pub agg: Agg,
+}
+
+/// A telemetry batch counted: its id is never counted again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRecord {
+    pub device_id: String,
+    pub batch_id: String,
+    pub received_at: u64,
+}
 
 /// An admin change, as committed and then applied in memory.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,4 +179,15 @@ pub trait Db: Send + Sync + 'static {
     /// The newest audit records first, up to `limit`, older than `before`
     /// when given.
     fn audit_log(&self, limit: u32, before: Option<u64>) -> DbFuture<'_, Vec<AuditRecord>>;
+    /// Telemetry: replaces the given minutes' aggregates, records the batch
+    /// ids, and deletes minutes and batch ids older than `forget_before_s`,
+    /// in one transaction.
+    fn write_telemetry(
+        &self,
+        rows: Vec<MinuteRow>,
+        batches: Vec<BatchRecord>,
+        forget_before_s: u64,
+    ) -> DbFuture<'_, ()>;
+    /// Telemetry minutes and batch ids from `since_s` (unix seconds) on.
+    fn load_telemetry(&self, since_s: u64) -> DbFuture<'_, (Vec<MinuteRow>, Vec<BatchRecord>)>;
 }

@@ -19,14 +19,20 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    AuditRecord, Change, Db, DbError, DbFuture, DbResult, DeviceWrite, NewDevice, Snapshot,
-    StoredDevice,
+    AuditRecord, BatchRecord, Change, Db, DbError, DbFuture, DbResult, DeviceWrite, MinuteRow,
+    NewDevice, Snapshot, StoredDevice,
 };
 use crate::rollout::Rollout;
 use crate::state::{Channel, ChannelEntry, Freeze, Issued, Release, Revocation};
 
-const MIGRATIONS: [(i64, &str, &str); 1] =
-    [(1, "init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: [(i64, &str, &str); 2] = [
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (
+        2,
+        "telemetry",
+        include_str!("../../migrations/0002_telemetry.sql"),
+    ),
+];
 
 fn migrator() -> Migrator {
     Migrator {
@@ -51,14 +57,14 @@ fn migrator() -> Migrator {
 /// The SQLite backend.
 #[derive(Debug, Clone)]
 pub struct SqliteDb {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
-fn sql(doing: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
+pub(super) fn sql(doing: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
     move |source| DbError::Sql { doing, source }
 }
 
-fn corrupt(what: &'static str) -> impl FnOnce(serde_json::Error) -> DbError {
+pub(super) fn corrupt(what: &'static str) -> impl FnOnce(serde_json::Error) -> DbError {
     move |e| DbError::Corrupt {
         what,
         problem: e.to_string(),
@@ -73,7 +79,7 @@ fn secs(t: Timestamp) -> i64 {
     i64::try_from(t.unix_seconds()).unwrap_or(i64::MAX)
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> String {
+pub(super) fn to_json<T: serde::Serialize>(v: &T) -> String {
     // Fleet types are plain data (strings, numbers, maps with string
     // keys), which always serialize.
     serde_json::to_string(v).unwrap_or_default()
@@ -86,7 +92,7 @@ fn digest(s: &str, what: &'static str) -> DbResult<Digest> {
     })
 }
 
-fn model(s: &str) -> DbResult<ModelName> {
+pub(super) fn model(s: &str) -> DbResult<ModelName> {
     ModelName::parse(s).map_err(|e| DbError::Corrupt {
         what: "model name",
         problem: e.to_string(),
@@ -584,5 +590,18 @@ impl Db for SqliteDb {
 
     fn audit_log(&self, limit: u32, before: Option<u64>) -> DbFuture<'_, Vec<AuditRecord>> {
         Box::pin(self.audit_inner(limit, before))
+    }
+
+    fn write_telemetry(
+        &self,
+        rows: Vec<MinuteRow>,
+        batches: Vec<BatchRecord>,
+        forget_before_s: u64,
+    ) -> DbFuture<'_, ()> {
+        Box::pin(self.write_telemetry_inner(rows, batches, forget_before_s))
+    }
+
+    fn load_telemetry(&self, since_s: u64) -> DbFuture<'_, (Vec<MinuteRow>, Vec<BatchRecord>)> {
+        Box::pin(self.load_telemetry_inner(since_s))
     }
 }

@@ -235,3 +235,37 @@ pub async fn audit(
     let Query(q) = q.map_err(|e| FleetError::BadRequest(format!("query string: {e}")))?;
     Ok(Json(f.audit_log(q.limit.unwrap_or(100), q.before).await?))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CohortQuery {
+    minutes: Option<u64>,
+}
+
+pub async fn cohorts(
+    State(f): Fl,
+    q: Result<Query<CohortQuery>, axum::extract::rejection::QueryRejection>,
+) -> Res<Vec<crate::telemetry::CohortView>> {
+    let Query(q) = q.map_err(|e| FleetError::BadRequest(format!("query string: {e}")))?;
+    let minutes = q.minutes.unwrap_or(60);
+    if minutes == 0 || minutes > 7 * 24 * 60 {
+        return Err(FleetError::BadRequest(format!(
+            "minutes={minutes}; give 1-10080"
+        )));
+    }
+    Ok(Json(f.cohorts(minutes)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FragmentationQuery {
+    stale_days: Option<u64>,
+}
+
+pub async fn fragmentation(
+    State(f): Fl,
+    q: Result<Query<FragmentationQuery>, axum::extract::rejection::QueryRejection>,
+) -> Res<crate::fragmentation::FragmentationView> {
+    let Query(q) = q.map_err(|e| FleetError::BadRequest(format!("query string: {e}")))?;
+    Ok(Json(f.fragmentation(q.stale_days.unwrap_or(7))))
+}

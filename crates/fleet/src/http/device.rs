@@ -1,4 +1,4 @@
-//! Device routes: signing keys, registration, check-in.
+//! Device routes: signing keys, registration, check-in, telemetry.
 
 use std::sync::Arc;
 
@@ -7,6 +7,7 @@ use axum::http::HeaderMap;
 use axum::Json;
 use outpost_protocol::fleet::{CheckInRequest, CheckInResponse, RegisterRequest, RegisterResponse};
 use outpost_protocol::signing::PinnedKey;
+use outpost_protocol::telemetry::{TelemetryAck, TelemetryBatch};
 
 use super::{bearer, JsonBody};
 use crate::error::FleetError;
@@ -33,4 +34,14 @@ pub async fn check_in(
     let token = bearer(&headers)?;
     let req: CheckInRequest = super::parse_json(&body.map_err(super::body_error)?)?;
     Ok(Json(fleet.check_in(token, req).await?))
+}
+
+pub async fn telemetry(
+    State(fleet): State<Arc<Fleet>>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<TelemetryAck>, FleetError> {
+    let token = bearer(&headers)?;
+    let batch: TelemetryBatch = super::parse_json(&body.map_err(super::body_error)?)?;
+    Ok(Json(fleet.ingest(token, batch)?))
 }

@@ -9,6 +9,7 @@
 //! POST /v1/devices/register                         app key → device id + token
 //! POST /v1/devices/check-in                         device token; profile → manifests
 //! GET  /v1/artifacts/{digest}                       device or admin token; HTTP Range
+//! POST /v1/telemetry                                device token; a batch of events (1 MiB)
 //! PUT  /admin/v1/blobs/{digest}                     upload a GGUF (hash checked)
 //! GET  /admin/v1/releases        POST (publish)     GET /admin/v1/releases/{model}/{version}
 //! POST /admin/v1/revoke                             POST /admin/v1/kill-switch
@@ -19,6 +20,8 @@
 //! POST /admin/v1/devices/{id}/pins   DELETE /admin/v1/devices/{id}/pins/{model}
 //! POST /admin/v1/devices/{id}/channel
 //! POST /admin/v1/app-keys        GET /admin/v1/status          GET /admin/v1/audit
+//! GET  /admin/v1/cohorts?minutes=60                 telemetry per cohort over a window
+//! GET  /admin/v1/fragmentation?stale_days=7         devices per release × channel × class
 //! ```
 
 mod admin;
@@ -40,6 +43,8 @@ use crate::Fleet;
 
 /// Largest JSON body a device may send.
 pub const DEVICE_BODY_LIMIT: usize = 64 << 10;
+/// Largest telemetry batch body.
+pub const TELEMETRY_BODY_LIMIT: usize = 1 << 20;
 /// Largest JSON body of an admin request.
 pub const ADMIN_BODY_LIMIT: usize = 1 << 20;
 
@@ -77,6 +82,8 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
         .route("/app-keys", post(admin::create_app_key))
         .route("/status", get(admin::status))
         .route("/audit", get(admin::audit))
+        .route("/cohorts", get(admin::cohorts))
+        .route("/fragmentation", get(admin::fragmentation))
         .layer(middleware::from_fn_with_state(fleet.clone(), admin_auth))
         .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT));
     let device = Router::new()
@@ -84,6 +91,10 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
         .route("/devices/register", post(device::register))
         .route("/devices/check-in", post(device::check_in))
         .route("/artifacts/{digest}", get(artifacts::download))
+        .route(
+            "/telemetry",
+            post(device::telemetry).layer(DefaultBodyLimit::max(TELEMETRY_BODY_LIMIT)),
+        )
         .layer(DefaultBodyLimit::max(DEVICE_BODY_LIMIT));
     Router::new()
         .route(

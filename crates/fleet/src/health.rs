@@ -1,0 +1,264 @@
+//! Automatic halt: a rollout whose release does worse than the release it
+//! replaces is paused by itself (and, if the policy says so, rolled back).
+//!
+//! Each tick, for every active rollout with a previous release on its
+//! channel, and for each device class, the fleet compares two cohorts over
+//! the last `window_minutes`: the rollout's release (the candidate) and the
+//! previous release (the baseline), both on the rollout's channel and in
+//! that class. A class is judged only when both cohorts have at least
+//! `min_devices` reporting devices and `min_inferences` inferences. It
+//! regresses when any of these holds (rates per inference, see
+//! [`crate::telemetry::CohortView`]):
+//! - error rate above the baseline's by more than `max_error_rate_delta`;
+//! - crash rate above the baseline's by more than `max_crash_rate_delta`;
+//! - canary failure rate above the baseline's by more than
+//!   `max_canary_fail_delta`;
+//! - p95 latency above `max_p95_latency_ratio` × the baseline's;
+//! - median tok/s below `min_tok_s_ratio` × the baseline's.
+//!
+//! The first regressing class pauses the rollout as actor `auto-halt`;
+//! the reason (class, metric, both values, the threshold) is the
+//! rollout's `reason` and is in the audit record. A rollout without a
+//! previous release has no baseline and is never halted by itself.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::FleetResult;
+use crate::rollout::{RolloutAction, RolloutState};
+use crate::telemetry::CohortView;
+use crate::Fleet;
+
+/// Thresholds of the automatic halt. Defaults in [`HaltPolicy::default`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HaltPolicy {
+    pub enabled: bool,
+    /// Roll back instead of only pausing.
+    pub rollback: bool,
+    pub window_minutes: u64,
+    pub min_devices: u64,
+    pub min_inferences: u64,
+    pub max_error_rate_delta: f64,
+    pub max_crash_rate_delta: f64,
+    pub max_canary_fail_delta: f64,
+    pub max_p95_latency_ratio: f64,
+    pub min_tok_s_ratio: f64,
+}
+
+impl Default for HaltPolicy {
+    fn default() -> Self {
+        HaltPolicy {
+            enabled: true,
+            rollback: false,
+            window_minutes: 60,
+            min_devices: 20,
+            min_inferences: 100,
+            max_error_rate_delta: 0.02,
+            max_crash_rate_delta: 0.01,
+            max_canary_fail_delta: 0.05,
+            max_p95_latency_ratio: 1.25,
+            min_tok_s_ratio: 0.8,
+        }
+    }
+}
+
+impl HaltPolicy {
+    /// Why `cand` regresses against `base`, or `None` (also when either
+    /// has too little data to judge).
+    pub fn regression(&self, cand: &CohortView, base: &CohortView) -> Option<String> {
+        let enough = |c: &CohortView| {
+            c.devices >= self.min_devices && c.agg.inferences >= self.min_inferences
+        };
+        if !enough(cand) || !enough(base) {
+            return None;
+        }
+        let delta = |name: &str, c: f64, b: f64, max: f64| {
+            (c - b > max)
+                .then(|| format!("{name} {c:.4} vs baseline {b:.4} (more than +{max} above)"))
+        };
+        let rel =
+            |name: &str, c: Option<f64>, b: Option<f64>, max: f64, above: bool| -> Option<String> {
+                let (c, b) = (c?, b?);
+                let bad = if above { c > b * max } else { c < b * max };
+                bad.then(|| {
+                    format!(
+                        "{name} {c:.1} vs baseline {b:.1} ({} {max} × baseline)",
+                        if above { "above" } else { "below" }
+                    )
+                })
+            };
+        delta(
+            "error rate",
+            cand.error_rate,
+            base.error_rate,
+            self.max_error_rate_delta,
+        )
+        .or_else(|| {
+            delta(
+                "crash rate",
+                cand.crash_rate,
+                base.crash_rate,
+                self.max_crash_rate_delta,
+            )
+        })
+        .or_else(|| {
+            delta(
+                "canary failure rate",
+                cand.canary_fail_rate,
+                base.canary_fail_rate,
+                self.max_canary_fail_delta,
+            )
+        })
+        .or_else(|| {
+            rel(
+                "p95 latency ms",
+                cand.latency_ms_p95,
+                base.latency_ms_p95,
+                self.max_p95_latency_ratio,
+                true,
+            )
+        })
+        .or_else(|| {
+            rel(
+                "median tok/s",
+                cand.tok_s_p50,
+                base.tok_s_p50,
+                self.min_tok_s_ratio,
+                false,
+            )
+        })
+    }
+}
+
+impl Fleet {
+    /// Pauses (or rolls back) every active rollout that regresses; returns
+    /// the rollouts halted and why.
+    pub async fn auto_halt(&self) -> FleetResult<Vec<(u64, String)>> {
+        let policy = self.config.halt.clone();
+        if !policy.enabled {
+            return Ok(Vec::new());
+        }
+        let rollouts: Vec<_> = self
+            .state()
+            .rollouts
+            .values()
+            .filter(|r| r.state == RolloutState::Active && r.previous_version.is_some())
+            .cloned()
+            .collect();
+        if rollouts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cohorts = self.cohorts(policy.window_minutes);
+        let mut halted = Vec::new();
+        for r in rollouts {
+            let prev = r.previous_version.as_deref().unwrap_or_default();
+            let of = |c: &CohortView, version: &str| {
+                c.key.channel == r.channel
+                    && c.key.model == r.model
+                    && c.key.model_version == version
+            };
+            let mut reason = None;
+            for cand in cohorts.iter().filter(|c| of(c, &r.version)) {
+                let base = cohorts
+                    .iter()
+                    .find(|b| of(b, prev) && b.key.device_class == cand.key.device_class);
+                if let Some(why) = base.and_then(|b| policy.regression(cand, b)) {
+                    reason = Some(format!(
+                        "auto-halt: class {} on {}: {why}",
+                        cand.key.device_class, cand.key.model_version
+                    ));
+                    break;
+                }
+            }
+            let Some(reason) = reason else { continue };
+            let reason: String = reason.chars().take(500).collect();
+            let _g = self.admin_lock.lock().await;
+            let still = self
+                .state()
+                .rollouts
+                .get(&r.id)
+                .is_some_and(|x| x.state == RolloutState::Active);
+            if !still {
+                continue;
+            }
+            self.rollout_action_locked(
+                "auto-halt",
+                r.id,
+                RolloutAction::Pause,
+                Some(reason.clone()),
+            )
+            .await?;
+            if policy.rollback {
+                self.rollout_action_locked(
+                    "auto-halt",
+                    r.id,
+                    RolloutAction::Rollback,
+                    Some(reason.clone()),
+                )
+                .await?;
+            }
+            halted.push((r.id, reason));
+        }
+        Ok(halted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::Agg;
+
+    fn view(devices: u64, agg: Agg) -> CohortView {
+        CohortView::of(
+            crate::telemetry::CohortKey {
+                device_class: "c".into(),
+                channel: "stable".into(),
+                model: outpost_protocol::manifest::ModelName::parse("m")
+                    .unwrap_or_else(|_| unreachable!("a valid name")),
+                model_version: "v".into(),
+            },
+            devices,
+            agg,
+        )
+    }
+
+    fn agg(n: u64, errors: u64, latency: f64, tok_s: f64) -> Agg {
+        let mut a = Agg {
+            inferences: n,
+            events: n,
+            errors,
+            ..Agg::default()
+        };
+        for i in 0..n {
+            a.latency_ms.record(latency + (i % 10) as f64);
+            a.tok_s.record(tok_s);
+        }
+        a
+    }
+
+    #[test]
+    fn regressions_are_named_and_small_cohorts_are_not_judged() {
+        let p = HaltPolicy::default();
+        let base = view(50, agg(500, 5, 400.0, 50.0));
+        assert_eq!(
+            p.regression(&view(50, agg(500, 6, 410.0, 49.0)), &base),
+            None
+        );
+        let e = p
+            .regression(&view(50, agg(500, 40, 400.0, 50.0)), &base)
+            .expect("errors");
+        assert!(e.starts_with("error rate"), "{e}");
+        let e = p
+            .regression(&view(50, agg(500, 5, 900.0, 50.0)), &base)
+            .expect("latency");
+        assert!(e.starts_with("p95 latency"), "{e}");
+        let e = p
+            .regression(&view(50, agg(500, 5, 400.0, 20.0)), &base)
+            .expect("speed");
+        assert!(e.starts_with("median tok/s"), "{e}");
+        // Too few devices: not judged.
+        assert_eq!(
+            p.regression(&view(5, agg(500, 400, 900.0, 1.0)), &base),
+            None
+        );
+    }
+}

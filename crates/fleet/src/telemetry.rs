@@ -1,0 +1,420 @@
+//! Telemetry ingest and per-cohort aggregation.
+//!
+//! `POST /v1/telemetry` (device token) carries a
+//! [`TelemetryBatch`]. Semantics, in the order they are checked:
+//! - the token must be a device's, and `device_id` that device (401);
+//! - more than [`MAX_EVENTS`] events → 413 (the body limit, 1 MiB, too);
+//! - malformed, unknown field or unknown `kind` → 400 naming it; bad values
+//!   (NaN, out of range, bad labels) → 400 naming the field;
+//! - a batch id this device sent before → 200 with `duplicate: true`,
+//!   nothing counted again;
+//! - events stamped more than `skew_tolerance_s` after the fleet's clock
+//!   are counted at receive time (`clamped`); events older than
+//!   `max_age_s` are dropped (`too_old`);
+//! - events naming a release the fleet never published are dropped
+//!   (`unknown_release`: a device cannot make up cohorts); events of a
+//!   revoked release are counted under that release, since those devices
+//!   run it until their next check-in and its numbers are what matter.
+//!
+//! Events are aggregated per cohort (device class × channel × model ×
+//! version, class and channel as the fleet knows the device) per minute of
+//! their timestamp into an [`Agg`]: counts plus [`Histogram`]s, all
+//! mergeable, so a dashboard over any window merges minutes and never
+//! reads raw events (which are not kept). Aggregates live in memory for
+//! `max_age_s` and are written through the [`crate::db::Db`] trait by
+//! [`Fleet::flush_telemetry`] (each tick): the changed minutes and the new
+//! batch ids in one transaction, so after a crash a batch is either fully
+//! counted with its id recorded or not at all. A crash loses at most the
+//! last tick of acknowledged telemetry; it never counts a batch twice.
+//! Distinct devices per cohort are counted in memory only and start from
+//! zero after a restart.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+
+use outpost_protocol::manifest::ModelName;
+use outpost_protocol::telemetry::{
+    EventData, TelemetryAck, TelemetryBatch, ThermalState, MAX_EVENTS,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::db::{BatchRecord, MinuteRow};
+use crate::error::{FleetError, FleetResult};
+use crate::hist::Histogram;
+use crate::keys::secret_hash;
+use crate::state::lock;
+use crate::Fleet;
+
+/// Telemetry limits. Defaults in [`TelemetryConfig::default`].
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// How far in the future an event may be stamped before it is clamped
+    /// to the receive time (default 300 s).
+    pub skew_tolerance_s: u64,
+    /// Older events are dropped; aggregates and batch ids are kept in
+    /// memory this long (default 2 days).
+    pub max_age_s: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            skew_tolerance_s: 300,
+            max_age_s: 2 * 86_400,
+        }
+    }
+}
+
+/// A cohort: devices of one class on one channel running one release.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CohortKey {
+    pub device_class: String,
+    pub channel: String,
+    pub model: ModelName,
+    pub model_version: String,
+}
+
+/// One cohort's events in one minute (or merged over many).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Agg {
+    pub events: u64,
+    pub inferences: u64,
+    pub errors: u64,
+    pub tokens: u64,
+    pub crashes: u64,
+    pub canary_runs: u64,
+    pub canary_fails: u64,
+    pub route_local: u64,
+    pub route_cloud: u64,
+    /// Thermal events in state serious or critical.
+    pub thermal_hot: u64,
+    pub thermal_events: u64,
+    pub memory_events: u64,
+    pub battery_events: u64,
+    pub feedback: u64,
+    pub ttft_ms: Histogram,
+    pub latency_ms: Histogram,
+    pub tok_s: Histogram,
+    pub memory_peak_mib: Histogram,
+}
+
+impl Agg {
+    pub fn merge(&mut self, o: &Agg) {
+        self.events += o.events;
+        self.inferences += o.inferences;
+        self.errors += o.errors;
+        self.tokens += o.tokens;
+        self.crashes += o.crashes;
+        self.canary_runs += o.canary_runs;
+        self.canary_fails += o.canary_fails;
+        self.route_local += o.route_local;
+        self.route_cloud += o.route_cloud;
+        self.thermal_hot += o.thermal_hot;
+        self.thermal_events += o.thermal_events;
+        self.memory_events += o.memory_events;
+        self.battery_events += o.battery_events;
+        self.feedback += o.feedback;
+        self.ttft_ms.merge(&o.ttft_ms);
+        self.latency_ms.merge(&o.latency_ms);
+        self.tok_s.merge(&o.tok_s);
+        self.memory_peak_mib.merge(&o.memory_peak_mib);
+    }
+
+    fn record(&mut self, data: &EventData) {
+        self.events += 1;
+        match data {
+            EventData::Inference(i) => {
+                self.inferences += 1;
+                self.tokens += u64::from(i.tokens);
+                if i.error.is_some() {
+                    self.errors += 1;
+                } else {
+                    // Failed requests say nothing about speed.
+                    self.ttft_ms.record(i.ttft_ms);
+                    self.latency_ms.record(i.latency_ms);
+                    self.tok_s.record(i.tok_s);
+                }
+            }
+            EventData::Crash(_) => self.crashes += 1,
+            EventData::MemoryPeak(m) => {
+                self.memory_events += 1;
+                self.memory_peak_mib.record(m.bytes as f64 / 1_048_576.0);
+            }
+            EventData::Thermal(t) => {
+                self.thermal_events += 1;
+                if matches!(t.state, ThermalState::Serious | ThermalState::Critical) {
+                    self.thermal_hot += 1;
+                }
+            }
+            EventData::Battery(_) => self.battery_events += 1,
+            EventData::Route(r) => match r.target {
+                outpost_protocol::telemetry::RouteTarget::Local => self.route_local += 1,
+                outpost_protocol::telemetry::RouteTarget::Cloud => self.route_cloud += 1,
+            },
+            EventData::Canary(c) => {
+                self.canary_runs += 1;
+                if !c.pass {
+                    self.canary_fails += 1;
+                }
+            }
+            EventData::Feedback(_) => self.feedback += 1,
+        }
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// A cohort over a window, as the admin API shows it. Rates: errors and
+/// crashes per inference, canary failures per canary run, cloud routes
+/// per route decision. Percentiles are exact to the histogram's bucket
+/// (within 4.4 %); `null` without data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CohortView {
+    #[serde(flatten)]
+    pub key: CohortKey,
+    /// Distinct devices that reported in the window (since the fleet
+    /// started).
+    pub devices: u64,
+    pub error_rate: f64,
+    pub crash_rate: f64,
+    pub canary_fail_rate: f64,
+    pub cloud_route_share: f64,
+    pub ttft_ms_p50: Option<f64>,
+    pub ttft_ms_p95: Option<f64>,
+    pub latency_ms_p50: Option<f64>,
+    pub latency_ms_p95: Option<f64>,
+    pub latency_ms_p99: Option<f64>,
+    pub tok_s_p50: Option<f64>,
+    pub tok_s_p05: Option<f64>,
+    #[serde(flatten)]
+    pub agg: Agg,
+}
+
+impl CohortView {
+    pub fn of(key: CohortKey, devices: u64, agg: Agg) -> CohortView {
+        CohortView {
+            key,
+            devices,
+            error_rate: ratio(agg.errors, agg.inferences),
+            crash_rate: ratio(agg.crashes, agg.inferences),
+            canary_fail_rate: ratio(agg.canary_fails, agg.canary_runs),
+            cloud_route_share: ratio(agg.route_cloud, agg.route_cloud + agg.route_local),
+            ttft_ms_p50: agg.ttft_ms.quantile(0.5),
+            ttft_ms_p95: agg.ttft_ms.quantile(0.95),
+            latency_ms_p50: agg.latency_ms.quantile(0.5),
+            latency_ms_p95: agg.latency_ms.quantile(0.95),
+            latency_ms_p99: agg.latency_ms.quantile(0.99),
+            tok_s_p50: agg.tok_s.quantile(0.5),
+            tok_s_p05: agg.tok_s.quantile(0.05),
+            agg,
+        }
+    }
+}
+
+/// The aggregates in memory.
+#[derive(Debug, Default)]
+pub(crate) struct Telemetry {
+    /// Minute → cohort → aggregate.
+    minutes: BTreeMap<u64, HashMap<CohortKey, Agg>>,
+    dirty: BTreeSet<(u64, CohortKey)>,
+    /// Cohort → hashed device id → last minute it reported.
+    devices: HashMap<CohortKey, HashMap<u64, u64>>,
+    /// (device id, batch id) → received at (unix seconds).
+    batches: HashMap<(String, String), u64>,
+    new_batches: Vec<BatchRecord>,
+}
+
+impl Telemetry {
+    pub(crate) fn load(rows: Vec<MinuteRow>, batches: Vec<BatchRecord>) -> Telemetry {
+        let mut t = Telemetry::default();
+        for r in rows {
+            t.minutes.entry(r.minute).or_default().insert(r.key, r.agg);
+        }
+        for b in batches {
+            t.batches.insert((b.device_id, b.batch_id), b.received_at);
+        }
+        t
+    }
+
+    fn prune(&mut self, oldest_minute: u64, oldest_s: u64) {
+        self.minutes = self.minutes.split_off(&oldest_minute);
+        self.batches.retain(|_, at| *at >= oldest_s);
+        for seen in self.devices.values_mut() {
+            seen.retain(|_, m| *m >= oldest_minute);
+        }
+        self.devices.retain(|_, seen| !seen.is_empty());
+    }
+}
+
+fn device_hash(id: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
+impl Fleet {
+    /// `POST /v1/telemetry` (see the module docs for the rules).
+    pub fn ingest(&self, token: &str, batch: TelemetryBatch) -> FleetResult<TelemetryAck> {
+        let device = self
+            .devices()
+            .by_token(&secret_hash(token))
+            .cloned()
+            .ok_or_else(|| {
+                FleetError::Unauthorized(
+                    "device token is not known to this fleet; register again".into(),
+                )
+            })?;
+        let (device_id, class, channel) = {
+            let d = lock(&device);
+            let class = d
+                .profile
+                .as_ref()
+                .map_or_else(|| "unknown".to_string(), |p| p.device_class.clone());
+            (d.id.clone(), class, d.channel.clone())
+        };
+        if batch.device_id != device_id {
+            return Err(FleetError::Unauthorized(format!(
+                "device_id {:?} is not the device of this token",
+                batch.device_id.chars().take(64).collect::<String>()
+            )));
+        }
+        if batch.events.len() > MAX_EVENTS {
+            return Err(FleetError::TooLarge(format!(
+                "{} events in one batch; at most {MAX_EVENTS}",
+                batch.events.len()
+            )));
+        }
+        batch
+            .validate()
+            .map_err(|e| FleetError::BadRequest(e.to_string()))?;
+        let now = self.now().unix_seconds();
+        let cfg = &self.config.telemetry;
+        let mut ack = TelemetryAck {
+            batch_id: batch.batch_id.clone(),
+            ..TelemetryAck::default()
+        };
+        let state = self.state();
+        let mut t = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
+        let id = (device_id.clone(), batch.batch_id.clone());
+        if t.batches.contains_key(&id) {
+            ack.duplicate = true;
+            return Ok(ack);
+        }
+        let dh = device_hash(&device_id);
+        let oldest = now.saturating_sub(cfg.max_age_s);
+        for e in &batch.events {
+            let mut at = e.at.unix_seconds();
+            if at > now.saturating_add(cfg.skew_tolerance_s) {
+                at = now;
+                ack.clamped += 1;
+            } else if at < oldest {
+                ack.too_old += 1;
+                continue;
+            }
+            if state.release(&e.model, &e.model_version).is_none() {
+                ack.unknown_release += 1;
+                continue;
+            }
+            let key = CohortKey {
+                device_class: class.clone(),
+                channel: channel.clone(),
+                model: e.model.clone(),
+                model_version: e.model_version.clone(),
+            };
+            let minute = at / 60;
+            t.devices
+                .entry(key.clone())
+                .or_default()
+                .entry(dh)
+                .and_modify(|m| *m = (*m).max(minute))
+                .or_insert(minute);
+            t.dirty.insert((minute, key.clone()));
+            t.minutes
+                .entry(minute)
+                .or_default()
+                .entry(key)
+                .or_default()
+                .record(&e.data);
+            ack.accepted += 1;
+        }
+        t.batches.insert(id, now);
+        t.new_batches.push(BatchRecord {
+            device_id,
+            batch_id: batch.batch_id,
+            received_at: now,
+        });
+        Ok(ack)
+    }
+
+    /// Writes the minutes changed since the last flush and the new batch
+    /// ids in one transaction, and forgets what is older than `max_age_s`.
+    pub async fn flush_telemetry(&self) -> FleetResult<()> {
+        let _g = self.telemetry_flush.lock().await;
+        let now = self.now().unix_seconds();
+        let oldest_s = now.saturating_sub(self.config.telemetry.max_age_s);
+        let (rows, batches) = {
+            let mut t = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
+            t.prune(oldest_s / 60, oldest_s);
+            let dirty = std::mem::take(&mut t.dirty);
+            let rows: Vec<MinuteRow> = dirty
+                .into_iter()
+                .filter_map(|k| {
+                    t.minutes
+                        .get(&k.0)
+                        .and_then(|m| m.get(&k.1))
+                        .map(|agg| MinuteRow {
+                            minute: k.0,
+                            key: k.1,
+                            agg: agg.clone(),
+                        })
+                })
+                .collect();
+            (rows, std::mem::take(&mut t.new_batches))
+        };
+        if rows.is_empty() && batches.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self
+            .db
+            .write_telemetry(rows.clone(), batches.clone(), oldest_s)
+            .await
+        {
+            // Try again next time.
+            let mut t = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
+            t.dirty.extend(rows.into_iter().map(|r| (r.minute, r.key)));
+            t.new_batches.extend(batches);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Every cohort with data in the last `minutes` minutes (the current
+    /// one included), merged over that window.
+    pub fn cohorts(&self, minutes: u64) -> Vec<CohortView> {
+        let now_min = self.now().unix_seconds() / 60;
+        let from = now_min.saturating_sub(minutes.max(1) - 1);
+        let t = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut merged: BTreeMap<&CohortKey, Agg> = BTreeMap::new();
+        for cohorts in t.minutes.range(from..).map(|(_, c)| c) {
+            for (key, agg) in cohorts {
+                merged.entry(key).or_default().merge(agg);
+            }
+        }
+        merged
+            .into_iter()
+            .map(|(key, agg)| {
+                let devices = t.devices.get(key).map_or(0, |seen| {
+                    seen.values().filter(|&&m| m >= from).count() as u64
+                });
+                CohortView::of(key.clone(), devices, agg)
+            })
+            .collect()
+    }
+}
