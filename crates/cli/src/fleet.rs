@@ -12,6 +12,7 @@ use outpost_protocol::manifest::Version;
 use serde_json::{json, Value};
 
 mod print;
+mod simulate;
 
 /// Where the fleet is and how to reach its admin API.
 #[derive(Debug, Args)]
@@ -172,6 +173,38 @@ enum FleetCommand {
     ///   outpost fleet status --json | jq .rollouts
     #[command(verbatim_doc_comment)]
     Status,
+    /// Telemetry per cohort (device class × channel × release) over the
+    /// last MINUTES: devices, inferences, error/crash/canary-failure rates,
+    /// latency percentiles (ms), median tok/s, share routed to the cloud.
+    ///
+    /// Examples:
+    ///   outpost fleet cohorts
+    ///   outpost fleet cohorts --minutes 1440 --json
+    #[command(verbatim_doc_comment)]
+    Cohorts {
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+    },
+    /// How the fleet is spread: devices per release × channel × class,
+    /// devices not seen for --stale-days, devices blocked by compatibility,
+    /// and how far each live rollout has reached its target.
+    ///
+    /// Examples:
+    ///   outpost fleet fragmentation --stale-days 3
+    #[command(verbatim_doc_comment)]
+    Fragmentation {
+        #[arg(long, default_value_t = 7)]
+        stale_days: u64,
+    },
+    /// Simulated devices against a running fleet: they register, check
+    /// in, and send telemetry for what they were assigned; one class can
+    /// get an injected regression. Prints devices per release × class.
+    ///
+    /// Examples:
+    ///   outpost fleet simulate --devices 1000 --data ./fleet
+    ///   outpost fleet simulate --devices 500 --regress-class phone-4gb --regress-version 2025-07
+    #[command(verbatim_doc_comment)]
+    Simulate(simulate::SimulateArgs),
     /// The audit log, newest first.
     Audit {
         #[arg(long, default_value_t = 30)]
@@ -258,6 +291,15 @@ pub struct ServeArgs {
 pub fn fleet(args: FleetArgs) -> Result<()> {
     match args.command {
         FleetCommand::Serve(ref s) => serve(&args, s),
+        FleetCommand::Simulate(ref a) => {
+            let v = simulate::run(args.url.trim_end_matches('/'), args.data.as_deref(), a)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print::simulation(&v);
+            }
+            Ok(())
+        }
         ref cmd => {
             let api = Api::new(&args)?;
             run(&api, cmd, args.json)
@@ -430,7 +472,7 @@ fn run(api: &Api, cmd: &FleetCommand, json_out: bool) -> Result<()> {
         }
     };
     match cmd {
-        FleetCommand::Serve(_) => unreachable!("handled by fleet()"),
+        FleetCommand::Serve(_) | FleetCommand::Simulate(_) => unreachable!("handled by fleet()"),
         FleetCommand::Publish {
             dir,
             version,
@@ -565,6 +607,14 @@ fn run(api: &Api, cmd: &FleetCommand, json_out: bool) -> Result<()> {
             out(&api.get(&q)?, &print::devices);
         }
         FleetCommand::Status => out(&api.get("/admin/v1/status")?, &print::status),
+        FleetCommand::Cohorts { minutes } => out(
+            &api.get(&format!("/admin/v1/cohorts?minutes={minutes}"))?,
+            &print::cohorts,
+        ),
+        FleetCommand::Fragmentation { stale_days } => out(
+            &api.get(&format!("/admin/v1/fragmentation?stale_days={stale_days}"))?,
+            &print::fragmentation,
+        ),
         FleetCommand::Audit { limit } => out(
             &api.get(&format!("/admin/v1/audit?limit={limit}"))?,
             &print::audit,

@@ -8,6 +8,7 @@
 //! as canaries, under a signature that verifies; a truncated tier file is
 //! refused before anything reaches the fleet.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -285,6 +286,47 @@ fn fleet_cli_survives_sigkill_mid_rollout() {
         assert_eq!(v, "v1");
         assert!(mv2 > mv, "{mv2} > {mv}");
     }
+
+    // Telemetry from a device shows up in `fleet cohorts`.
+    let reg: Value = ureq::post(&format!("{url}/v1/devices/register"))
+        .send_json(json!({"app_key": app_key}))
+        .expect("register")
+        .into_json()
+        .expect("json");
+    let token = reg["token"].as_str().expect("token");
+    check_in(&url, token).expect("check-in");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let event = json!({
+        "at": outpost_protocol::Timestamp::from_unix_seconds(now), "model": M, "model_version": "v1",
+        "model_digest": outpost_protocol::Digest::sha256(b"x").to_string(),
+        "engine_version": "0.1.0", "app_version": "1.2.0", "kind": "inference",
+        "data": {"ttft_ms": 50.0, "latency_ms": 800.0, "tokens": 40, "tok_s": 55.0}
+    });
+    let ack: Value = ureq::post(&format!("{url}/v1/telemetry"))
+        .set("authorization", &format!("Bearer {token}"))
+        .send_json(json!({"batch_id": "b1", "device_id": reg["device_id"], "events": [event]}))
+        .expect("telemetry")
+        .into_json()
+        .expect("json");
+    assert_eq!(ack["accepted"], 1, "{ack}");
+    let cohorts = ok_json(&data, &url, &["cohorts", "--minutes", "10"]);
+    let c = cohorts
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["model_version"] == "v1"))
+        .expect("v1 cohort");
+    assert_eq!(
+        (c["device_class"].as_str(), c["inferences"].as_u64()),
+        (Some("laptop-16gb"), Some(1))
+    );
+    let table = cli(&data, &url, &["cohorts"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("LAT95") && table.contains("laptop-16gb"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -446,5 +488,110 @@ fn a_variants_build_publishes_and_devices_get_their_tier() {
     assert!(
         matches!(r, Err(ureq::Error::Status(404, _))),
         "1.0.1 must not exist"
+    );
+}
+
+#[test]
+fn fleet_cli_simulate_halts_a_regressing_rollout() {
+    let root = temp("simulate");
+    let data = root.0.join("data");
+    let server = start(&data, free_port());
+    let url = server.url.clone();
+    for v in ["v1", "v2"] {
+        ok_json(
+            &data,
+            &url,
+            &["publish", release_dir(&root.0, v).to_str().expect("utf8")],
+        );
+    }
+    ok_json(
+        &data,
+        &url,
+        &["release", &format!("{M}@v1"), "--channel", "stable"],
+    );
+    let r = ok_json(
+        &data,
+        &url,
+        &[
+            "rollout",
+            "create",
+            &format!("{M}@v2"),
+            "--stages",
+            "50,100",
+            "--soak",
+            "1d",
+        ],
+    );
+    let id = r["id"].as_u64().expect("id");
+    let sim = ok_json(
+        &data,
+        &url,
+        &[
+            "simulate",
+            "--devices",
+            "300",
+            "--classes",
+            "phone-8gb,phone-4gb",
+            "--regress-class",
+            "phone-4gb",
+            "--regress-version",
+            "v2",
+        ],
+    );
+    // Ground truth from the simulator = the fleet's fragmentation view.
+    let truth: BTreeMap<(String, String), u64> = sim["releases"]
+        .as_array()
+        .expect("releases")
+        .iter()
+        .map(|r| {
+            let rel = r["release"].as_str().unwrap_or("");
+            (
+                (
+                    rel.rsplit('@').next().unwrap_or("").to_string(),
+                    r["device_class"].as_str().unwrap_or("").to_string(),
+                ),
+                r["devices"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(truth.values().sum::<u64>(), 300, "{sim}");
+    let frag = ok_json(&data, &url, &["fragmentation"]);
+    let cells: BTreeMap<(String, String), u64> = frag["cells"]
+        .as_array()
+        .expect("cells")
+        .iter()
+        .map(|c| {
+            (
+                (
+                    c["model_version"].as_str().unwrap_or("").to_string(),
+                    c["device_class"].as_str().unwrap_or("").to_string(),
+                ),
+                c["devices"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(cells, truth);
+
+    // The server's timer halts the rollout with a reason naming the class.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let halted = loop {
+        let rs = ok_json(&data, &url, &["rollout", "list"]);
+        let r = rs
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["id"] == id).cloned())
+            .expect("rollout");
+        if r["state"] == "paused" {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "not halted: {r}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let reason = halted["reason"].as_str().expect("reason");
+    assert!(reason.contains("phone-4gb"), "{reason}");
+    let status = cli(&data, &url, &["rollout", "list"]);
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        table.contains("paused") && table.contains("auto-halt"),
+        "{table}"
     );
 }

@@ -231,3 +231,112 @@ pub fn audit(v: &Value) {
         .collect();
     table(&["ID", "AT", "ACTOR", "ACTION", "TARGET", "DETAIL"], rows);
 }
+
+/// A rate as a percentage, a number with one decimal, or `-`.
+fn pct(v: &Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "-".into(), |x| format!("{:.2}%", x * 100.0))
+}
+
+fn num(v: &Value) -> String {
+    v.as_f64().map_or_else(|| "-".into(), |x| format!("{x:.1}"))
+}
+
+pub fn cohorts(v: &Value) {
+    let rows = list(v)
+        .iter()
+        .map(|c| {
+            vec![
+                s(&c["device_class"]),
+                s(&c["channel"]),
+                format!("{}@{}", s(&c["model"]), s(&c["model_version"])),
+                s(&c["devices"]),
+                s(&c["inferences"]),
+                pct(&c["error_rate"]),
+                pct(&c["crash_rate"]),
+                pct(&c["canary_fail_rate"]),
+                num(&c["ttft_ms_p50"]),
+                num(&c["latency_ms_p50"]),
+                num(&c["latency_ms_p95"]),
+                num(&c["latency_ms_p99"]),
+                num(&c["tok_s_p50"]),
+                pct(&c["cloud_route_share"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "CLASS",
+            "CHANNEL",
+            "RELEASE",
+            "DEVICES",
+            "INFER",
+            "ERR",
+            "CRASH",
+            "CANARY-FAIL",
+            "TTFT50",
+            "LAT50",
+            "LAT95",
+            "LAT99",
+            "TOK/S50",
+            "CLOUD",
+        ],
+        rows,
+    );
+}
+
+pub fn fragmentation(v: &Value) {
+    let rows = list(&v["cells"])
+        .iter()
+        .map(|c| {
+            vec![
+                format!("{}@{}", s(&c["model"]), s(&c["model_version"])),
+                s(&c["channel"]),
+                s(&c["device_class"]),
+                s(&c["devices"]),
+            ]
+        })
+        .collect();
+    table(&["RELEASE", "CHANNEL", "CLASS", "DEVICES"], rows);
+    println!(
+        "{} devices; {} not seen for {} days",
+        s(&v["devices"]),
+        s(&v["stale"]),
+        s(&v["stale_days"])
+    );
+    for b in list(&v["blocked"]) {
+        println!(
+            "blocked from {}@{}: {} devices",
+            s(&b["model"]),
+            s(&b["model_version"]),
+            s(&b["devices"])
+        );
+    }
+    for r in list(&v["rollouts"]) {
+        println!(
+            "rollout {} {}@{} on {} ({}, stage {}%): {} of {} targeted devices on it ({:.1}%)",
+            s(&r["id"]),
+            s(&r["model"]),
+            s(&r["version"]),
+            s(&r["channel"]),
+            s(&r["state"]),
+            s(&r["percent"]),
+            s(&r["on_release"]),
+            s(&r["targeted"]),
+            r["reached_pct"].as_f64().unwrap_or(0.0)
+        );
+    }
+}
+
+pub fn simulation(v: &Value) {
+    let rows = list(&v["releases"])
+        .iter()
+        .map(|r| vec![s(&r["release"]), s(&r["device_class"]), s(&r["devices"])])
+        .collect();
+    table(&["RELEASE", "CLASS", "DEVICES"], rows);
+    println!(
+        "{} devices simulated in {:.1} s",
+        s(&v["devices"]),
+        v["seconds"].as_f64().unwrap_or(0.0)
+    );
+}
