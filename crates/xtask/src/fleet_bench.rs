@@ -9,6 +9,9 @@
 //! same manifest bytes again, last-seen stored). Every answer is written
 //! to SQLite (group commit) before it is sent, in both phases.
 //!
+//! A third phase sends telemetry: batches of 500 inference events (unique
+//! batch ids) from the devices for a fixed time; events/s is reported.
+//!
 //! The load generator is one thread (a single-threaded tokio runtime)
 //! with C keep-alive connections in a closed loop, speaking HTTP/1.1 by
 //! hand, so that it takes as little of the 2 cores as possible; latency is
@@ -208,7 +211,7 @@ impl Phase {
             self.lat_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
         };
         println!(
-            "{name:<22} {:>8} check-ins in {:>6.2} s = {:>8.0}/s   p50 {:>6.2} ms   p99 {:>6.2} ms   max {:>7.2} ms   errors {}",
+            "{name:<22} {:>8} in {:>6.2} s = {:>8.0}/s   p50 {:>6.2} ms   p99 {:>6.2} ms   max {:>7.2} ms   errors {}",
             self.n,
             self.secs,
             self.n as f64 / self.secs,
@@ -276,6 +279,94 @@ async fn drive(
     let mut phase = Phase {
         n: 0,
         secs,
+        lat_us: Vec::new(),
+        errors: 0,
+    };
+    for r in results {
+        let (lat, errors) = r.context("connection task")??;
+        phase.n += lat.len();
+        phase.lat_us.extend(lat);
+        phase.errors += errors;
+    }
+    Ok(phase)
+}
+
+/// Events per telemetry batch.
+const BATCH: usize = 500;
+
+/// A batch of `BATCH` inference events of bench-model@v1, stamped now.
+fn batch(device_id: &str, id: usize) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let at = outpost_protocol::Timestamp::from_unix_seconds(now);
+    let events: Vec<Value> = (0..BATCH)
+        .map(|k| {
+            json!({"at": at, "model": "bench-model", "model_version": "v1",
+                "model_digest": outpost_protocol::Digest::sha256(b"bench").to_string(),
+                "engine_version": "0.1.0", "app_version": "2.0.0", "kind": "inference",
+                "data": {"ttft_ms": 40.0 + (k % 50) as f64, "latency_ms": 500.0 + (k % 300) as f64,
+                    "tokens": 64, "tok_s": 30.0 + (k % 40) as f64, "cached_tokens": 0}})
+        })
+        .collect();
+    json!({"batch_id": format!("bench-{id}"), "device_id": device_id, "events": events}).to_string()
+}
+
+/// Telemetry batches over `conns` connections until `until`.
+async fn telemetry(
+    addr: &str,
+    devices: &[(String, String)],
+    conns: usize,
+    until: Instant,
+) -> Result<Phase> {
+    // Bodies are made ahead, so the generator measures the server.
+    let bodies: Vec<String> = (0..devices.len().min(256))
+        .map(|i| batch(&devices[i].0, i))
+        .collect();
+    let next = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let t0 = Instant::now();
+    let local = tokio::task::LocalSet::new();
+    let mut handles = Vec::new();
+    for _ in 0..conns {
+        let (next, devices, bodies, addr) = (
+            next.clone(),
+            devices.to_vec(),
+            bodies.clone(),
+            addr.to_string(),
+        );
+        handles.push(local.spawn_local(async move {
+            let mut c = Conn::open(&addr).await?;
+            let (mut lat, mut errors) = (Vec::new(), 0);
+            while Instant::now() < until {
+                let i = next.get();
+                next.set(i + 1);
+                let k = i % bodies.len();
+                // A new batch id per round: replace the id in the body.
+                let body =
+                    bodies[k].replacen(&format!("\"bench-{k}\""), &format!("\"bench-{k}-{i}\""), 1);
+                let req = post("/v1/telemetry", Some(&devices[k].1), &body);
+                let t = Instant::now();
+                let (status, b) = c.request(&req).await?;
+                lat.push(t.elapsed().as_micros() as u64);
+                if status != 200 || !String::from_utf8_lossy(&b).contains("\"accepted\":500") {
+                    errors += 1;
+                }
+            }
+            Ok::<_, anyhow::Error>((lat, errors))
+        }));
+    }
+    let results = local
+        .run_until(async move {
+            let mut out = Vec::new();
+            for h in handles {
+                out.push(h.await);
+            }
+            out
+        })
+        .await;
+    let mut phase = Phase {
+        n: 0,
+        secs: t0.elapsed().as_secs_f64(),
         lat_us: Vec::new(),
         errors: 0,
     };
@@ -357,7 +448,7 @@ pub fn run(outpost: &Path, args: &[String]) -> Result<()> {
         o.secs,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let tokens: Vec<String> = rt.block_on(async {
+    let devices: Vec<(String, String)> = rt.block_on(async {
         let mut c = Conn::open(&addr).await?;
         let body = json!({"app_key": app_key}).to_string();
         let mut tokens = Vec::with_capacity(o.devices);
@@ -369,15 +460,25 @@ pub fn run(outpost: &Path, args: &[String]) -> Result<()> {
                 bail!("register: {status} {}", String::from_utf8_lossy(&b));
             }
             let v: Value = serde_json::from_slice(&b)?;
-            tokens.push(v["token"].as_str().context("token")?.to_string());
+            tokens.push((
+                v["device_id"].as_str().context("device_id")?.to_string(),
+                v["token"].as_str().context("token")?.to_string(),
+            ));
         }
         Ok::<_, anyhow::Error>(tokens)
     })?;
+    let tokens: Vec<String> = devices.iter().map(|d| d.1.clone()).collect();
     let mut first = rt.block_on(drive(&addr, &tokens, o.conns, Some(o.devices), None))?;
     first.report("first check-in");
     let until = Instant::now() + Duration::from_secs(o.secs);
     let mut steady = rt.block_on(drive(&addr, &tokens, o.conns, None, Some(until)))?;
     steady.report("steady check-ins");
+    let until = Instant::now() + Duration::from_secs(o.secs);
+    let mut tele = rt.block_on(telemetry(&addr, &devices, o.conns.min(16), until))?;
+    let batches = tele.n;
+    tele.n *= BATCH;
+    tele.report("telemetry events");
+    println!("  ({batches} batches of {BATCH} events; latency is per batch)");
     let status: Value = ureq::get(&format!("{url}/admin/v1/status"))
         .set(
             "authorization",
@@ -392,8 +493,11 @@ pub fn run(outpost: &Path, args: &[String]) -> Result<()> {
         .as_u64()
         .unwrap_or(0);
     println!("devices on the 50 % rollout: {on_v2} of {}", o.devices);
-    if first.errors + steady.errors > 0 {
-        bail!("{} check-ins failed", first.errors + steady.errors);
+    if first.errors + steady.errors + tele.errors > 0 {
+        bail!(
+            "{} requests failed",
+            first.errors + steady.errors + tele.errors
+        );
     }
     drop(server);
     let _ = std::fs::remove_dir_all(&root);
