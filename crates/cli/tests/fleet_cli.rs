@@ -493,7 +493,18 @@ fn a_variants_build_publishes_and_devices_get_their_tier() {
 
 #[test]
 fn fleet_cli_simulate_halts_a_regressing_rollout() {
-    let root = temp("simulate");
+    simulate(true);
+}
+
+#[test]
+fn fleet_cli_simulate_without_a_regression_completes() {
+    simulate(false);
+}
+
+/// 1,000 simulated devices in two classes, a rollout of v2 at 50 %; with
+/// `regress`, phone-4gb on v2 is three times slower.
+fn simulate(regress: bool) {
+    let root = temp(if regress { "simulate" } else { "simulate-ok" });
     let data = root.0.join("data");
     let server = start(&data, free_port());
     let url = server.url.clone();
@@ -519,25 +530,21 @@ fn fleet_cli_simulate_halts_a_regressing_rollout() {
             "--stages",
             "50,100",
             "--soak",
-            "1d",
+            if regress { "1d" } else { "3s" },
         ],
     );
     let id = r["id"].as_u64().expect("id");
-    let sim = ok_json(
-        &data,
-        &url,
-        &[
-            "simulate",
-            "--devices",
-            "300",
-            "--classes",
-            "phone-8gb,phone-4gb",
-            "--regress-class",
-            "phone-4gb",
-            "--regress-version",
-            "v2",
-        ],
-    );
+    let mut args = vec![
+        "simulate",
+        "--devices",
+        "1000",
+        "--classes",
+        "phone-8gb,phone-4gb",
+    ];
+    if regress {
+        args.extend(["--regress-class", "phone-4gb", "--regress-version", "v2"]);
+    }
+    let sim = ok_json(&data, &url, &args);
     // Ground truth from the simulator = the fleet's fragmentation view.
     let truth: BTreeMap<(String, String), u64> = sim["releases"]
         .as_array()
@@ -554,7 +561,7 @@ fn fleet_cli_simulate_halts_a_regressing_rollout() {
             )
         })
         .collect();
-    assert_eq!(truth.values().sum::<u64>(), 300, "{sim}");
+    assert_eq!(truth.values().sum::<u64>(), 1000, "{sim}");
     let frag = ok_json(&data, &url, &["fragmentation"]);
     let cells: BTreeMap<(String, String), u64> = frag["cells"]
         .as_array()
@@ -572,7 +579,9 @@ fn fleet_cli_simulate_halts_a_regressing_rollout() {
         .collect();
     assert_eq!(cells, truth);
 
-    // The server's timer halts the rollout with a reason naming the class.
+    // The server's timer halts the rollout with a reason naming the class;
+    // without the regression the rollout completes by its soak timer.
+    let want = if regress { "paused" } else { "completed" };
     let deadline = Instant::now() + Duration::from_secs(30);
     let halted = loop {
         let rs = ok_json(&data, &url, &["rollout", "list"]);
@@ -580,12 +589,25 @@ fn fleet_cli_simulate_halts_a_regressing_rollout() {
             .as_array()
             .and_then(|a| a.iter().find(|r| r["id"] == id).cloned())
             .expect("rollout");
-        if r["state"] == "paused" {
+        if r["state"] == want {
             break r;
         }
-        assert!(Instant::now() < deadline, "not halted: {r}");
+        assert!(r["state"] == "active", "{r}");
+        assert!(Instant::now() < deadline, "not {want}: {r}");
         std::thread::sleep(Duration::from_millis(200));
     };
+    let audit = ok_json(&data, &url, &["audit", "--limit", "100"]);
+    let halts = audit
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|a| a["actor"] == "auto-halt")
+        .count();
+    if !regress {
+        assert_eq!(halts, 0, "{audit}");
+        return;
+    }
+    assert_eq!(halts, 1, "{audit}");
     let reason = halted["reason"].as_str().expect("reason");
     assert!(reason.contains("phone-4gb"), "{reason}");
     let status = cli(&data, &url, &["rollout", "list"]);
