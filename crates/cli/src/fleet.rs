@@ -286,6 +286,11 @@ pub struct ServeArgs {
     /// Check-in interval told to devices.
     #[arg(long, default_value = "1h")]
     check_in_interval: String,
+    /// The automatic halt's thresholds as JSON (fields of
+    /// outpost_fleet::health::HaltPolicy; those left out keep their
+    /// defaults), e.g. {"min_devices": 50, "rollback": true}.
+    #[arg(long, value_name = "FILE")]
+    halt_policy: Option<PathBuf>,
 }
 
 pub fn fleet(args: FleetArgs) -> Result<()> {
@@ -355,6 +360,12 @@ fn serve(args: &FleetArgs, s: &ServeArgs) -> Result<()> {
     config.admin_token = args.token.clone();
     config.manifest_ttl_s = parse_duration(&s.manifest_ttl)?;
     config.check_in_interval_s = parse_duration(&s.check_in_interval)?;
+    if let Some(p) = &s.halt_policy {
+        let text =
+            std::fs::read(p).with_context(|| format!("reading the halt policy {}", p.display()))?;
+        config.halt = serde_json::from_slice(&text)
+            .with_context(|| format!("the halt policy {} is not valid", p.display()))?;
+    }
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
         let fleet = outpost_fleet::Fleet::open(config, Arc::new(outpost_fleet::SystemClock))

@@ -369,6 +369,22 @@ fn fleet_cli_errors_and_help() {
         help.contains("Examples:") && help.contains("--stages 1,5,25,100"),
         "{help}"
     );
+    // A halt policy with a misspelt field is refused before serving.
+    let policy = root.0.join("halt.json");
+    std::fs::write(&policy, r#"{"min_device": 5}"#).expect("policy");
+    let o = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(["fleet", "serve", "--port", "1", "--halt-policy"])
+        .arg(&policy)
+        .arg("--data")
+        .arg(root.0.join("other"))
+        .output()
+        .expect("serve");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("halt policy") && err.contains("min_device"),
+        "{err}"
+    );
 }
 
 #[test]

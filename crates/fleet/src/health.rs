@@ -28,8 +28,10 @@ use crate::rollout::{RolloutAction, RolloutState};
 use crate::telemetry::CohortView;
 use crate::Fleet;
 
-/// Thresholds of the automatic halt. Defaults in [`HaltPolicy::default`].
+/// Thresholds of the automatic halt. Defaults in [`HaltPolicy::default`]
+/// (also for fields a JSON policy leaves out).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HaltPolicy {
     pub enabled: bool,
     /// Roll back instead of only pausing.
@@ -237,7 +239,9 @@ mod tests {
 
     #[test]
     fn regressions_are_named_and_small_cohorts_are_not_judged() {
-        let p = HaltPolicy::default();
+        let p: HaltPolicy = serde_json::from_str("{}").expect("defaults");
+        assert_eq!(p, HaltPolicy::default());
+        assert!(serde_json::from_str::<HaltPolicy>(r#"{"min_device": 3}"#).is_err());
         let base = view(50, agg(500, 5, 400.0, 50.0));
         assert_eq!(
             p.regression(&view(50, agg(500, 6, 410.0, 49.0)), &base),
