@@ -94,13 +94,25 @@ pub fn variants(a: VariantsArgs) -> Result<()> {
 
 /// Runs `outpost variants measure FILE` in a child process.
 fn measure_in_child(file: &Path, threads: Option<u32>) -> Result<Cost, VariantsError> {
-    let exe = std::env::current_exe().map_err(|e| VariantsError::io(Path::new("outpost"), e))?;
-    let mut cmd = Command::new(exe);
+    let mut exe =
+        std::env::current_exe().map_err(|e| VariantsError::io(Path::new("outpost"), e))?;
+    // Rebuilt while running (cargo replaced the file): Linux reports the
+    // old inode as "PATH (deleted)"; the new binary is at PATH.
+    if let Some(s) = exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        exe = PathBuf::from(s);
+    }
+    let mut cmd = Command::new(&exe);
     cmd.args(["variants", "measure"]).arg(file);
     if let Some(t) = threads {
         cmd.args(["-t", &t.to_string()]);
     }
-    let out = cmd.output().map_err(|e| VariantsError::io(file, e))?;
+    let out = cmd.output().map_err(|e| {
+        VariantsError::Other(format!(
+            "cannot start `{} variants measure {}`: {e}",
+            exe.display(),
+            file.display()
+        ))
+    })?;
     if !out.status.success() {
         return Err(VariantsError::Other(format!(
             "measuring {} failed: {}",
@@ -205,7 +217,7 @@ fn build(b: BuildArgs) -> Result<()> {
             Step::Merged { tier, into } => {
                 eprintln!("{tier} is within 3 % of {into} in size (over the tensors tiers store differently): merged into it")
             }
-            Step::Scoring { chunk, of } => {
+            Step::Scoring { chunk, of } if tty => {
                 let _ = write!(
                     err,
                     "\rscoring all tiers against the source: chunk {chunk}/{of}"
@@ -213,6 +225,12 @@ fn build(b: BuildArgs) -> Result<()> {
                 if chunk == of {
                     let _ = writeln!(err);
                 }
+            }
+            Step::Scoring { chunk, of } => {
+                let _ = writeln!(
+                    err,
+                    "scoring all tiers against the source: chunk {chunk}/{of}"
+                );
             }
             Step::Measuring { tier, index, of } => {
                 eprintln!("[{index}/{of}] measuring {tier} (load, pp512, tg128, peak RSS)")
