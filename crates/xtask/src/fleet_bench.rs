@@ -493,6 +493,21 @@ pub fn run(outpost: &Path, args: &[String]) -> Result<()> {
         .as_u64()
         .unwrap_or(0);
     println!("devices on the 50 % rollout: {on_v2} of {}", o.devices);
+    // The server's memory (Linux): resident now and at its peak.
+    if let Ok(st) = std::fs::read_to_string(format!("/proc/{}/status", server.0.id())) {
+        let kb = |key: &str| {
+            st.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        println!(
+            "server memory: {} MiB resident, {} MiB peak",
+            kb("VmRSS:") / 1024,
+            kb("VmHWM:") / 1024
+        );
+    }
     if first.errors + steady.errors + tele.errors > 0 {
         bail!(
             "{} requests failed",
