@@ -550,12 +550,19 @@ fn simulate(regress: bool) {
         ],
     );
     let id = r["id"].as_u64().expect("id");
+    let mix = root.0.join("mix.json");
+    let mix_json = json!({"classes": [
+        {"class": "phone-8gb", "latency_ms": 400, "tok_s": 50, "error_rate": 0.005},
+        {"class": "phone-4gb", "latency_ms": 700, "tok_s": 25, "error_rate": 0.005,
+            "crash_rate": 0.01, "offline_rate": 0.1}
+    ]});
+    std::fs::write(&mix, mix_json.to_string()).expect("mix");
     let mut args = vec![
         "simulate",
         "--devices",
         "1000",
-        "--classes",
-        "phone-8gb,phone-4gb",
+        "--mix",
+        mix.to_str().expect("utf8"),
     ];
     if regress {
         args.extend(["--regress-class", "phone-4gb", "--regress-version", "v2"]);
@@ -577,7 +584,9 @@ fn simulate(regress: bool) {
             )
         })
         .collect();
-    assert_eq!(truth.values().sum::<u64>(), 1000, "{sim}");
+    let offline = sim["offline"].as_u64().expect("offline");
+    assert!(offline > 0 && offline < 100, "{sim}");
+    assert_eq!(truth.values().sum::<u64>() + offline, 1000, "{sim}");
     let frag = ok_json(&data, &url, &["fragmentation"]);
     let cells: BTreeMap<(String, String), u64> = frag["cells"]
         .as_array()
@@ -594,6 +603,7 @@ fn simulate(regress: bool) {
         })
         .collect();
     assert_eq!(cells, truth);
+    assert_eq!(frag["stale"].as_u64(), Some(offline), "never checked in");
 
     // The server's timer halts the rollout with a reason naming the class;
     // without the regression the rollout completes by its soak timer.

@@ -1,10 +1,14 @@
 //! `outpost fleet simulate`: simulated devices against a real fleet over
 //! HTTP. Each device registers with the app key, checks in with a profile
-//! of its class (classes take turns), and sends one telemetry batch of
-//! inference events for every release it was assigned. One class can be
-//! given a regression on one release (slower by a factor, and failing a
-//! share of requests), to watch the automatic halt at work. Prints the
-//! ground truth: devices per release × class.
+//! of its class, and sends telemetry for every release it was assigned:
+//! inference events at its class's speed (some failing at its error
+//! rate) and a crash at its crash rate. Devices "offline" (at the class's
+//! offline rate) register and never come back. Classes come from `--mix
+//! FILE` (weights, speeds, rates) or `--classes` (equal shares, default
+//! speeds). One class can be given a regression on one release (slower
+//! by a factor), to watch the automatic halt at work. Prints the ground
+//! truth: devices per release × class, and how many went offline.
+//! Draws are a hash of the device number, so a run is reproducible.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,16 +17,108 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use serde::Deserialize;
 use serde_json::{json, Value};
+
+/// One device class of a `--mix` file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassMix {
+    pub class: String,
+    /// Relative share of the devices (default 1).
+    #[serde(default = "one")]
+    pub weight: f64,
+    /// Median request latency (default 450 ms).
+    #[serde(default = "latency")]
+    pub latency_ms: f64,
+    /// Median decode speed (default 45 tok/s).
+    #[serde(default = "speed")]
+    pub tok_s: f64,
+    /// Share of inferences that fail.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Share of devices that send a crash.
+    #[serde(default)]
+    pub crash_rate: f64,
+    /// Share of devices that register and never check in.
+    #[serde(default)]
+    pub offline_rate: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn latency() -> f64 {
+    450.0
+}
+fn speed() -> f64 {
+    45.0
+}
+
+/// `--mix FILE`: `{"classes": [{"class": "phone-4gb", "weight": 2, ...}]}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mix {
+    pub classes: Vec<ClassMix>,
+}
+
+impl Mix {
+    fn validate(&self) -> Result<()> {
+        if self.classes.is_empty() {
+            bail!("the mix has no classes");
+        }
+        for c in &self.classes {
+            let rates = [c.error_rate, c.crash_rate, c.offline_rate];
+            if !(c.weight > 0.0 && c.latency_ms > 0.0 && c.tok_s > 0.0)
+                || rates.iter().any(|r| !(0.0..=1.0).contains(r))
+            {
+                bail!(
+                    "class {}: weight, latency_ms and tok_s must be above 0 and rates in 0-1",
+                    c.class
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The class of device `i` of `n`: shares by weight, in order.
+    fn class_of(&self, i: usize, n: usize) -> &ClassMix {
+        let total: f64 = self.classes.iter().map(|c| c.weight).sum();
+        let x = (i as f64 + 0.5) / n as f64 * total;
+        let mut acc = 0.0;
+        for c in &self.classes {
+            acc += c.weight;
+            if x < acc {
+                return c;
+            }
+        }
+        &self.classes[self.classes.len() - 1]
+    }
+}
+
+/// A reproducible draw in [0, 1) for device `i`, draw `k`.
+fn draw(i: usize, k: usize) -> f64 {
+    let mut z = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (k as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 30)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// How many devices to simulate.
     #[arg(long, default_value_t = 100)]
     devices: usize,
-    /// Device classes, comma-separated; devices take them in turn.
+    /// Device classes, comma-separated, equal shares and default speeds
+    /// (ignored with --mix).
     #[arg(long, default_value = "phone-8gb,phone-4gb,laptop-16gb")]
     classes: String,
+    /// A JSON file of classes with weights, speeds and rates, e.g.
+    /// {"classes": [{"class": "phone-4gb", "weight": 2, "latency_ms": 800,
+    /// "tok_s": 20, "error_rate": 0.01, "crash_rate": 0.001, "offline_rate": 0.1}]}
+    #[arg(long, value_name = "FILE")]
+    mix: Option<std::path::PathBuf>,
     /// The channel the devices register on.
     #[arg(long, default_value = "stable")]
     channel: String,
@@ -70,15 +166,17 @@ fn post(agent: &ureq::Agent, url: &str, token: Option<&str>, body: &Value) -> Re
     }
 }
 
-/// One device's life; returns the (release, class) pairs it ran.
+/// One device's life; returns the (release, class) pairs it ran, `None`
+/// when it went offline after registering.
 fn device(
     agent: &ureq::Agent,
     url: &str,
     app_key: &str,
     a: &SimulateArgs,
-    class: &str,
+    mix: &ClassMix,
     i: usize,
-) -> Result<Vec<(String, String)>> {
+) -> Result<Option<Vec<(String, String)>>> {
+    let class = mix.class.as_str();
     let reg = post(
         agent,
         &format!("{url}/v1/devices/register"),
@@ -89,6 +187,9 @@ fn device(
         reg["device_id"].as_str().context("device_id")?,
         reg["token"].as_str().context("token")?,
     );
+    if draw(i, 0) < mix.offline_rate {
+        return Ok(None);
+    }
     let ans = post(
         agent,
         &format!("{url}/v1/devices/check-in"),
@@ -110,16 +211,26 @@ fn device(
         let bad = a.regress_class.as_deref() == Some(class)
             && a.regress_version.as_deref().is_none_or(|v| v == version);
         let factor = if bad { a.regress_factor.max(1.0) } else { 1.0 };
-        for k in 0..a.events {
-            // Deterministic spread: 300-600 ms, 30-60 tok/s.
-            let spread = ((i * 31 + k * 17) % 100) as f64 / 100.0;
-            events.push(json!({
+        let event = |kind: &str, data: Value| {
+            json!({
                 "at": at, "model": model, "model_version": version,
                 "model_digest": outpost_protocol::Digest::sha256(version.as_bytes()).to_string(),
-                "engine_version": "0.1.0", "app_version": "2.0.0", "kind": "inference",
-                "data": {"ttft_ms": 40.0 * factor, "latency_ms": (300.0 + 300.0 * spread) * factor,
-                    "tokens": 64, "tok_s": (30.0 + 30.0 * spread) / factor}
-            }));
+                "engine_version": "0.1.0", "app_version": "2.0.0", "kind": kind, "data": data
+            })
+        };
+        for k in 0..a.events {
+            // Spread ±33 % around the class's medians.
+            let spread = 0.67 + 0.66 * draw(i, 2 * k + 3);
+            let mut data = json!({"ttft_ms": mix.latency_ms * 0.1 * spread * factor,
+                "latency_ms": mix.latency_ms * spread * factor,
+                "tokens": 64, "tok_s": mix.tok_s / spread / factor});
+            if draw(i, 2 * k + 4) < mix.error_rate {
+                data["error"] = json!("simulated");
+            }
+            events.push(event("inference", data));
+        }
+        if draw(i, 1) < mix.crash_rate {
+            events.push(event("crash", json!({"reason": "simulated"})));
         }
     }
     for (n, chunk) in events
@@ -133,7 +244,7 @@ fn device(
             &json!({"batch_id": format!("sim-{n}"), "device_id": id, "events": chunk}),
         )?;
     }
-    Ok(ran)
+    Ok(Some(ran))
 }
 
 /// Runs the simulation; returns the ground truth as JSON.
@@ -146,10 +257,33 @@ pub fn run(url: &str, data: Option<&Path>, a: &SimulateArgs) -> Result<Value> {
             .to_string(),
         (None, None) => bail!("no app key: pass --app-key or --data DIR"),
     };
-    let classes: Vec<&str> = a.classes.split(',').filter(|c| !c.is_empty()).collect();
-    if classes.is_empty() || a.devices == 0 || a.threads == 0 {
-        bail!("--classes, --devices and --threads must not be empty or 0");
+    let mix: Mix = match &a.mix {
+        Some(p) => serde_json::from_slice(
+            &std::fs::read(p).with_context(|| format!("reading the mix {}", p.display()))?,
+        )
+        .with_context(|| format!("the mix {} is not valid", p.display()))?,
+        None => Mix {
+            classes: a
+                .classes
+                .split(',')
+                .filter(|c| !c.is_empty())
+                .map(|c| ClassMix {
+                    class: c.to_string(),
+                    weight: one(),
+                    latency_ms: latency(),
+                    tok_s: speed(),
+                    error_rate: 0.0,
+                    crash_rate: 0.0,
+                    offline_rate: 0.0,
+                })
+                .collect(),
+        },
+    };
+    mix.validate()?;
+    if a.devices == 0 || a.threads == 0 {
+        bail!("--devices and --threads must be above 0");
     }
+    let offline = AtomicUsize::new(0);
     let agent = ureq::AgentBuilder::new().build();
     let next = AtomicUsize::new(0);
     let truth: Mutex<BTreeMap<(String, String), u64>> = Mutex::new(BTreeMap::new());
@@ -162,9 +296,12 @@ pub fn run(url: &str, data: Option<&Path>, a: &SimulateArgs) -> Result<Value> {
                 if i >= a.devices {
                     break;
                 }
-                let class = classes[i % classes.len()];
+                let class = mix.class_of(i, a.devices);
                 match device(&agent, url, &app_key, a, class, i) {
-                    Ok(ran) => {
+                    Ok(None) => {
+                        offline.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(Some(ran)) => {
                         let mut t = truth.lock().unwrap_or_else(|e| e.into_inner());
                         for k in ran {
                             *t.entry(k).or_default() += 1;
@@ -189,6 +326,7 @@ pub fn run(url: &str, data: Option<&Path>, a: &SimulateArgs) -> Result<Value> {
     let truth = truth.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(json!({
         "devices": a.devices,
+        "offline": offline.load(Ordering::SeqCst),
         "seconds": t0.elapsed().as_secs_f64(),
         "releases": truth.into_iter().map(|((release, class), n)| {
             json!({"release": release, "device_class": class, "devices": n})
