@@ -70,5 +70,25 @@ fi
 step "Quantization tiers of SmolLM2, each scored against the source, with a tier per device class" \
   $outpost variants build smollm2-135m --tiers q8_0,q5_0,q4_1,iq4_nl,q2_k --chunks 2 --out /tmp/outpost-demo-variants
 echo "(report: /tmp/outpost-demo-variants/report.md, chart: quality-vs-size.svg, data: variants.json)"
+printf '\n== The fleet: publish those tiers, and 200 simulated devices check in for the tier of their class\n'
+fleet=/tmp/outpost-demo-fleet
+rm -rf "$fleet"
+$outpost fleet serve --data "$fleet" --port 8700 2>/tmp/outpost-demo-fleet.log &
+fleet_pid=$!
+trap 'kill $server $fleet_pid 2>/dev/null || true' EXIT
+python3 -c '
+import time, urllib.request
+for _ in range(300):
+    try:
+        urllib.request.urlopen("http://127.0.0.1:8700/health"); break
+    except OSError:
+        time.sleep(0.1)'
+step "Publish the variant folder as release 1.0.0 (files hashed, checked against variants.json, uploaded)" \
+  $outpost fleet publish /tmp/outpost-demo-variants --version 1.0.0 --data "$fleet"
+step "Make it the stable channel's release" $outpost fleet release smollm2-135m@1.0.0 --data "$fleet"
+step "200 devices of the four classes register, check in and get a signed manifest" \
+  $outpost fleet simulate --devices 200 --classes phone-4GB,phone-8GB,laptop-16GB,desktop-32GB --data "$fleet"
+step "The fleet on one page" $outpost fleet status --data "$fleet"
+kill $fleet_pid 2>/dev/null; wait $fleet_pid 2>/dev/null || true
 step "Speed: pp512/tg128 the way llama-bench measures, then 1/4/16 concurrent sequences" \
   $outpost bench smollm2-135m -r 2

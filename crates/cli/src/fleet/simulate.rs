@@ -142,11 +142,15 @@ pub struct SimulateArgs {
     app_key: Option<String>,
 }
 
+/// What a device running this engine reports: every ggml type the
+/// variant pipeline can produce loads on it.
 fn profile(class: &str) -> Value {
     json!({
         "device_class": class, "ram_bytes": 8_000_000_000u64, "os": "android",
         "app_version": "2.0.0", "engine_version": "0.1.0",
-        "ggml_types": ["f32", "f16", "q4_0", "q4_K", "q8_0"], "region": "eu-west",
+        "ggml_types": ["f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0",
+                       "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "iq4_nl", "iq4_xs"],
+        "region": "eu-west",
         "free_disk_bytes": 20_000_000_000u64
     })
 }
