@@ -298,14 +298,28 @@ fn no_images(param: &str, images: &Option<Vec<String>>) -> Result<(), ProtocolEr
     Ok(())
 }
 
-fn no_logprobs(logprobs: Option<bool>) -> Result<(), ProtocolError> {
+/// The checks `/api/chat` and `/api/generate` share: `think`, `logprobs`,
+/// `format` and `options`.
+fn generation_fields(
+    think: &Option<Value>,
+    logprobs: Option<bool>,
+    format: &Option<Value>,
+    options: &Option<Options>,
+) -> Result<(), ProtocolError> {
+    if think.as_ref().is_some_and(|t| t != &Value::Bool(false)) {
+        return Err(ProtocolError::unsupported(
+            "think",
+            "the models served here do not think; leave it out",
+        ));
+    }
     if logprobs == Some(true) {
         return Err(ProtocolError::unsupported(
             "logprobs",
             "not implemented on the Ollama API; use /v1/chat/completions with logprobs",
         ));
     }
-    Ok(())
+    format_schema(format)?;
+    options.as_ref().map_or(Ok(()), Options::validate)
 }
 
 /// A chat message.
@@ -368,19 +382,7 @@ impl ChatRequest {
                 "tool calling is not implemented",
             ));
         }
-        if self
-            .think
-            .as_ref()
-            .is_some_and(|t| t != &Value::Bool(false))
-        {
-            return Err(ProtocolError::unsupported(
-                "think",
-                "the models served here do not think; leave it out",
-            ));
-        }
-        no_logprobs(self.logprobs)?;
-        self.json_schema()?;
-        self.options.as_ref().map_or(Ok(()), Options::validate)
+        generation_fields(&self.think, self.logprobs, &self.format, &self.options)
     }
 
     pub fn json_schema(&self) -> Result<Option<String>, ProtocolError> {
@@ -444,19 +446,7 @@ impl GenerateRequest {
                 "a raw prompt has no chat template to put a system message in",
             ));
         }
-        if self
-            .think
-            .as_ref()
-            .is_some_and(|t| t != &Value::Bool(false))
-        {
-            return Err(ProtocolError::unsupported(
-                "think",
-                "the models served here do not think; leave it out",
-            ));
-        }
-        no_logprobs(self.logprobs)?;
-        self.json_schema()?;
-        self.options.as_ref().map_or(Ok(()), Options::validate)
+        generation_fields(&self.think, self.logprobs, &self.format, &self.options)
     }
 
     pub fn json_schema(&self) -> Result<Option<String>, ProtocolError> {
@@ -607,26 +597,9 @@ pub struct ErrorResponse {
 /// RFC 3339 UTC with nanoseconds, e.g. `2026-11-22T05:22:27.123456789Z`,
 /// from a time since the Unix epoch.
 pub fn rfc3339(since_epoch: Duration) -> String {
-    let secs = since_epoch.as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        since_epoch.subsec_nanos()
-    )
+    let whole = crate::Timestamp::from_unix_seconds(since_epoch.as_secs()).to_string();
+    let date_time = whole.strip_suffix('Z').unwrap_or(&whole);
+    format!("{date_time}.{:09}Z", since_epoch.subsec_nanos())
 }
 
 #[cfg(test)]
