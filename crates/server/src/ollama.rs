@@ -14,7 +14,9 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use outpost_engine::{Completion, Event, FinishReason, GenerateRequest, Message, Prompt};
+use outpost_engine::{
+    ChatTemplate, Completion, Event, FinishReason, GenerateRequest, Message, Prompt,
+};
 use outpost_protocol::ollama::{
     rfc3339, ChatMessage, ChatRequest, ChatResponse, GenerateRequest as OllamaGenerate,
     GenerateResponse, KeepAlive, ListedModel, Options, PsResponse, RunningModel, ShowRequest,
@@ -139,15 +141,15 @@ async fn load_or_unload(
     }
 }
 
-/// Runs `g` under `lease` and answers with `line(text, done)` lines: one
-/// object when not streaming, NDJSON when streaming.
+/// Runs `g` under `lease` and answers with `line(text, done_reason,
+/// timings)` objects: one when not streaming, NDJSON lines when streaming.
 async fn answer<T: serde::Serialize + Send + 'static>(
     state: Arc<AppState>,
     started: Instant,
     lease: Lease,
     g: GenerateRequest,
     stream: bool,
-    line: impl Fn(String, Option<(String, Timings)>) -> T + Send + 'static,
+    line: impl Fn(String, Option<String>, Option<Timings>) -> T + Send + 'static,
 ) -> Result<Response, ApiError> {
     let load = lease.load_duration;
     let handle = lease.submit(g)?;
@@ -156,7 +158,8 @@ async fn answer<T: serde::Serialize + Send + 'static>(
         let t = timings(&done, started, load);
         return Ok(Json(line(
             done.text.clone(),
-            Some((done_reason(done.finish_reason), t)),
+            Some(done_reason(done.finish_reason)),
+            Some(t),
         ))
         .into_response());
     }
@@ -169,12 +172,13 @@ async fn answer<T: serde::Serialize + Send + 'static>(
             NDJSON,
             move |ev| match ev {
                 Event::Piece(p) if p.text.is_empty() => Vec::new(),
-                Event::Piece(p) => vec![json(&line(p.text, None))],
+                Event::Piece(p) => vec![json(&line(p.text, None, None))],
                 Event::Done(done) => {
                     let t = timings(&done, started, load);
                     vec![json(&line(
                         String::new(),
-                        Some((done_reason(done.finish_reason), t)),
+                        Some(done_reason(done.finish_reason)),
+                        Some(t),
                     ))]
                 }
                 Event::Started { .. } | Event::Failed(_) => Vec::new(),
@@ -191,6 +195,37 @@ async fn answer<T: serde::Serialize + Send + 'static>(
         .into_response())
 }
 
+/// What the shared path needs of a chat or generate request.
+struct Ask<'a> {
+    model: &'a str,
+    keep_alive: Option<KeepAlive>,
+    options: Option<&'a Options>,
+    schema: Option<String>,
+    stream: bool,
+}
+
+/// The path `/api/chat` and `/api/generate` share: no prompt loads or
+/// unloads the model; otherwise the model is leased, `prompt` is built
+/// with its chat template, options and format are applied, and the answer
+/// is made of `reply(text, done_reason, timings)` objects.
+async fn generate_with<T: serde::Serialize + Send + 'static>(
+    state: Arc<AppState>,
+    started: Instant,
+    ask: Ask<'_>,
+    prompt: Option<impl FnOnce(Option<Arc<ChatTemplate>>) -> Prompt>,
+    reply: impl Fn(String, Option<String>, Option<Timings>) -> T + Send + 'static,
+) -> Result<Response, ApiError> {
+    let Some(prompt) = prompt else {
+        let why = load_or_unload(&state, ask.model, ask.keep_alive).await?;
+        return Ok(Json(reply(String::new(), Some(why.into()), None)).into_response());
+    };
+    let lease = state.registry.acquire(ask.model, ask.keep_alive).await?;
+    let mut g = GenerateRequest::new(prompt(lease.model().template.clone()));
+    apply_options(&mut g, ask.options, lease.spec())?;
+    g.grammar = grammar(ask.schema)?;
+    answer(state, started, lease, g, ask.stream, reply).await
+}
+
 pub async fn chat(State(state): Shared, body: Body) -> Response {
     ollama(chat_inner(state, body).await)
 }
@@ -199,55 +234,35 @@ async fn chat_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiErr
     let started = Instant::now();
     let req: ChatRequest = parse(body)?;
     req.validate()?;
-    let reply = |model: String, content: String, end: Option<(String, Timings)>| {
-        let (done_reason, timings) = end.map_or((None, None), |(r, t)| (Some(r), Some(t)));
-        ChatResponse {
-            model,
-            created_at: created_at(),
-            message: ChatMessage {
-                role: "assistant".into(),
-                content,
-                ..ChatMessage::default()
-            },
-            done: done_reason.is_some(),
-            done_reason,
-            timings,
-        }
-    };
-    if req.messages.is_empty() {
-        let why = load_or_unload(&state, &req.model, req.keep_alive).await?;
-        let mut r = reply(req.model.clone(), String::new(), None);
-        r.done = true;
-        r.done_reason = Some(why.into());
-        return Ok(Json(r).into_response());
-    }
-    let lease = state.registry.acquire(&req.model, req.keep_alive).await?;
-    let spec = state
-        .registry
-        .spec(&req.model)
-        .cloned()
-        .ok_or_else(|| ApiError::unknown_model(&req.model, &state.registry.names()))?;
-    let messages = req
-        .messages
-        .iter()
-        .map(|m| Message::new(m.role.as_str(), m.content.as_str()))
-        .collect();
-    let mut g = GenerateRequest::new(Prompt::Chat {
-        messages,
-        template: lease.model().template.clone(),
-    });
-    apply_options(&mut g, req.options.as_ref(), &spec)?;
-    g.grammar = grammar(req.json_schema()?)?;
     let name = req.model.clone();
-    answer(
-        state,
-        started,
-        lease,
-        g,
-        req.streaming(),
-        move |text, end| reply(name.clone(), text, end),
-    )
-    .await
+    let reply = move |content, done_reason: Option<String>, timings| ChatResponse {
+        model: name.clone(),
+        created_at: created_at(),
+        message: ChatMessage {
+            role: "assistant".into(),
+            content,
+            ..ChatMessage::default()
+        },
+        done: done_reason.is_some(),
+        done_reason,
+        timings,
+    };
+    let prompt = (!req.messages.is_empty()).then_some(|template| Prompt::Chat {
+        messages: req
+            .messages
+            .iter()
+            .map(|m| Message::new(m.role.as_str(), m.content.as_str()))
+            .collect(),
+        template,
+    });
+    let ask = Ask {
+        model: &req.model,
+        keep_alive: req.keep_alive,
+        options: req.options.as_ref(),
+        schema: req.json_schema()?,
+        stream: req.streaming(),
+    };
+    generate_with(state, started, ask, prompt, reply).await
 }
 
 pub async fn generate(State(state): Shared, body: Body) -> Response {
@@ -258,56 +273,34 @@ async fn generate_inner(state: Arc<AppState>, body: Body) -> Result<Response, Ap
     let started = Instant::now();
     let req: OllamaGenerate = parse(body)?;
     req.validate()?;
-    let reply = |model: String, response: String, end: Option<(String, Timings)>| {
-        let (done_reason, timings) = end.map_or((None, None), |(r, t)| (Some(r), Some(t)));
-        GenerateResponse {
-            model,
-            created_at: created_at(),
-            response,
-            done: done_reason.is_some(),
-            done_reason,
-            timings,
-        }
+    let name = req.model.clone();
+    let reply = move |response, done_reason: Option<String>, timings| GenerateResponse {
+        model: name.clone(),
+        created_at: created_at(),
+        response,
+        done: done_reason.is_some(),
+        done_reason,
+        timings,
     };
-    if req.prompt.is_empty() {
-        let why = load_or_unload(&state, &req.model, req.keep_alive).await?;
-        let mut r = reply(req.model.clone(), String::new(), None);
-        r.done = true;
-        r.done_reason = Some(why.into());
-        return Ok(Json(r).into_response());
-    }
-    let lease = state.registry.acquire(&req.model, req.keep_alive).await?;
-    let spec = state
-        .registry
-        .spec(&req.model)
-        .cloned()
-        .ok_or_else(|| ApiError::unknown_model(&req.model, &state.registry.names()))?;
-    let prompt = if req.raw == Some(true) {
-        Prompt::Text(req.prompt.clone())
-    } else {
+    let prompt = (!req.prompt.is_empty()).then_some(|template| {
+        if req.raw == Some(true) {
+            return Prompt::Text(req.prompt.clone());
+        }
         let mut messages = Vec::new();
         if let Some(system) = &req.system {
             messages.push(Message::new("system", system.as_str()));
         }
         messages.push(Message::new("user", req.prompt.as_str()));
-        Prompt::Chat {
-            messages,
-            template: lease.model().template.clone(),
-        }
+        Prompt::Chat { messages, template }
+    });
+    let ask = Ask {
+        model: &req.model,
+        keep_alive: req.keep_alive,
+        options: req.options.as_ref(),
+        schema: req.json_schema()?,
+        stream: req.streaming(),
     };
-    let mut g = GenerateRequest::new(prompt);
-    apply_options(&mut g, req.options.as_ref(), &spec)?;
-    g.grammar = grammar(req.json_schema()?)?;
-    let name = req.model.clone();
-    answer(
-        state,
-        started,
-        lease,
-        g,
-        req.streaming(),
-        move |text, end| reply(name.clone(), text, end),
-    )
-    .await
+    generate_with(state, started, ask, prompt, reply).await
 }
 
 fn hex_digest(spec: &ModelSpec) -> String {

@@ -239,11 +239,23 @@ impl Registry {
         self.specs().map(|s| s.name.clone()).collect()
     }
 
-    fn entry(&self, name: &str) -> Result<&Entry, ApiError> {
+    /// The index of model `name`, or a 404 that lists the served models.
+    fn index_of(&self, name: &str) -> Result<usize, ApiError> {
         self.entries
             .iter()
-            .find(|e| e.spec.name == name)
+            .position(|e| e.spec.name == name)
             .ok_or_else(|| ApiError::unknown_model(name, &self.names()))
+    }
+
+    fn lease(self: &Arc<Self>, index: usize, model: Arc<ServedModel>, load: Duration) -> Lease {
+        Lease {
+            registry: self.clone(),
+            index,
+            id: self.next_lease.fetch_add(1, Ordering::Relaxed),
+            model,
+            started: Instant::now(),
+            load_duration: load,
+        }
     }
 
     /// The loaded models.
@@ -287,12 +299,8 @@ impl Registry {
         name: &str,
         keep_alive: Option<KeepAlive>,
     ) -> Result<Lease, ApiError> {
-        let entry = self.entry(name)?;
-        let index = self
-            .entries
-            .iter()
-            .position(|e| std::ptr::eq(e, entry))
-            .unwrap_or(0);
+        let index = self.index_of(name)?;
+        let entry = &self.entries[index];
         loop {
             if self.closing.load(Ordering::SeqCst) {
                 return Err(ApiError::new(
@@ -332,14 +340,7 @@ impl Registry {
                     st.in_flight += 1;
                     st.expires = None;
                     st.last_used = Instant::now();
-                    return Ok(Lease {
-                        registry: self.clone(),
-                        index,
-                        id: self.next_lease.fetch_add(1, Ordering::Relaxed),
-                        model,
-                        started: Instant::now(),
-                        load_duration: Duration::ZERO,
-                    });
+                    return Ok(self.lease(index, model, Duration::ZERO));
                 }
             }
             let _guard = self.load_lock.lock().await;
@@ -355,22 +356,13 @@ impl Registry {
                 .map_err(|e| ApiError::internal("loading the model", e.to_string()))?
                 .map_err(|e| ApiError::internal("loading the model", e))?;
             self.stats.loads.fetch_add(1, Ordering::Relaxed);
+            let model = Arc::new(model);
             let mut st = entry.lock();
-            st.loaded = Some(Arc::new(model));
+            st.loaded = Some(model.clone());
             st.expires = None;
             st.in_flight += 1;
             st.last_used = Instant::now();
-            let lease = Lease {
-                registry: self.clone(),
-                index,
-                id: self.next_lease.fetch_add(1, Ordering::Relaxed),
-                model: st.loaded.clone().ok_or_else(|| {
-                    ApiError::internal("loading the model", "lost right after loading".into())
-                })?,
-                started: Instant::now(),
-                load_duration: started.elapsed(),
-            };
-            return Ok(lease);
+            return Ok(self.lease(index, model, started.elapsed()));
         }
     }
 
@@ -448,12 +440,8 @@ impl Registry {
     /// Unloads `name` now if it is idle (Ollama's `keep_alive: 0` with no
     /// prompt); with requests in flight it unloads when they end.
     pub async fn unload_now(&self, name: &str) -> Result<(), ApiError> {
-        let entry = self.entry(name)?;
-        let index = self
-            .entries
-            .iter()
-            .position(|e| std::ptr::eq(e, entry))
-            .unwrap_or(0);
+        let index = self.index_of(name)?;
+        let entry = &self.entries[index];
         entry.lock().keep_alive = KeepAlive::For(Duration::ZERO);
         let _guard = self.load_lock.lock().await;
         self.unload(index).await;
@@ -528,6 +516,11 @@ pub struct Lease {
 impl Lease {
     pub fn model(&self) -> &Arc<ServedModel> {
         &self.model
+    }
+
+    /// What is known of the model without loading it.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.registry.entries[self.index].spec
     }
 
     /// Submits `req` to the model's scheduler, tracking its cancel token.
