@@ -2,7 +2,6 @@
 //! counters behind /metrics.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,7 +9,6 @@ use std::time::Duration;
 
 use outpost_engine::{ChatTemplate, LoadOptions, Model, Scheduler, SchedulerConfig};
 use outpost_protocol::ollama::KeepAlive;
-use sha2::{Digest, Sha256};
 
 use crate::registry::{ModelSpec, Registry};
 
@@ -103,18 +101,9 @@ impl ServedModel {
     }
 }
 
+/// `sha256:<hex>` of the file at `path`.
 pub(crate) fn file_digest(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("sha256:{:x}", h.finalize()))
+    Ok(outpost_store::hash_file(path)?.0.to_string())
 }
 
 pub(crate) fn now() -> u64 {

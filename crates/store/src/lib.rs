@@ -266,6 +266,11 @@ impl Store {
     }
 }
 
+/// SHA-256 and length of the file at `path`, streamed.
+pub fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
+    hash_reader(fs::File::open(path)?)
+}
+
 /// SHA-256 and length of everything `r` yields.
 pub(crate) fn hash_reader(mut r: impl Read) -> io::Result<(Digest, u64)> {
     let mut h = Sha256::new();

@@ -8,7 +8,6 @@
 //! A killed run, run again, redoes only the unfinished steps and ends with
 //! the same complete result.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use outpost_engine::gguf::GgufHeader;
@@ -18,7 +17,6 @@ use outpost_protocol::variants::{
     VariantsFile, FORMAT_VERSION,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::{fingerprint, quality, tiers, VariantsError};
 
@@ -68,19 +66,11 @@ pub enum Step {
     },
 }
 
-/// Hex sha256 of a file, streamed.
+/// `sha256:<hex>` of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String, VariantsError> {
-    let mut f = std::fs::File::open(path).map_err(|e| VariantsError::io(path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| VariantsError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("sha256:{:x}", h.finalize()))
+    outpost_store::hash_file(path)
+        .map(|(digest, _)| digest.to_string())
+        .map_err(|e| VariantsError::io(path, e))
 }
 
 /// Effective bits per weight and the type mix of a GGUF.
@@ -147,7 +137,7 @@ pub fn build(
     let work = o.out.join(".work");
     std::fs::create_dir_all(&work).map_err(|e| VariantsError::io(&work, e))?;
     let src_digest = sha256_file(&o.source)?;
-    let text_digest = format!("sha256:{:x}", Sha256::digest(text.as_bytes()));
+    let text_digest = outpost_protocol::Digest::sha256(text.as_bytes()).to_string();
     let (src_bpw, _) = bits(&src_header);
     let src_type = src_header.file_type_name().unwrap_or("unknown").to_string();
     let already_quantized = !matches!(src_type.as_str(), "F32" | "F16" | "BF16");
