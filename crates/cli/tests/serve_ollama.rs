@@ -8,8 +8,9 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::server::{http, http_full, metric, start_models, start_with, wait_until, Stream};
-use common::{outpost, stdout};
+use common::server::{
+    greedy_run_answer, http, http_full, metric, start_models, start_with, wait_until, Stream,
+};
 
 const BOTH: &[&str] = &["smollm2-135m", "gemma3-270m"];
 const GEMMA_TEMPLATE: &[&str] = &["--chat-template", "gemma3-270m=gemma"];
@@ -35,19 +36,7 @@ fn loaded(port: u16) -> Vec<String> {
 
 #[test]
 fn the_official_ollama_client_works_unchanged() {
-    let expected = outpost(&[
-        "run",
-        "smollm2-135m",
-        "Which city is the capital of France?",
-        "--temperature",
-        "0",
-        "-n",
-        "40",
-        "-q",
-        "-c",
-        "2048",
-    ]);
-    let expected = stdout(&expected).trim_end_matches('\n').to_string();
+    let expected = greedy_run_answer();
     let server = start_models(BOTH, GEMMA_TEMPLATE);
     assert!(
         loaded(server.port).is_empty(),

@@ -6,8 +6,8 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::server::{http, start_models, Server};
-use common::{outpost, stdout};
+use common::outpost;
+use common::server::{greedy_run_answer, http, start_models, Server};
 
 fn start(extra: &[&str]) -> Server {
     start_models(&["smollm2-135m"], extra)
@@ -15,19 +15,7 @@ fn start(extra: &[&str]) -> Server {
 
 #[test]
 fn the_official_openai_client_works_unchanged() {
-    let expected = outpost(&[
-        "run",
-        "smollm2-135m",
-        "Which city is the capital of France?",
-        "--temperature",
-        "0",
-        "-n",
-        "40",
-        "-q",
-        "-c",
-        "2048",
-    ]);
-    let expected = stdout(&expected).trim_end_matches('\n').to_string();
+    let expected = greedy_run_answer();
     let server = start(&[]);
     let o = Command::new("python3")
         .arg(concat!(

@@ -253,31 +253,39 @@ fn protocol_does_no_io_and_is_not_async() {
     assert!(hits.is_empty(), "protocol must stay pure: {hits:?}");
 }
 
-#[test]
-fn store_opens_no_network_connection_and_links_no_engine() {
+/// `dir` has no network or async code, and `krate` none of `banned` among
+/// its direct dependencies (but `required`, which proves the tree parsed).
+fn assert_offline(dir: &str, krate: &str, banned: &[&str], required: &str) {
     let hits = files_using(
-        "crates/store",
+        dir,
         &["std::net", "TcpStream", "UdpSocket", "async fn", ".await"],
     );
-    assert!(hits.is_empty(), "the store has no network: {hits:?}");
-    let deps = deps_of("outpost-store");
-    for banned in [
-        "tokio",
-        "reqwest",
-        "ureq",
-        "hyper",
-        "axum",
-        "outpost-engine",
-        "outpost-server",
-    ] {
-        assert!(
-            !deps.iter().any(|d| d == banned),
-            "outpost-store depends on {banned}"
-        );
+    assert!(hits.is_empty(), "{krate} is offline: {hits:?}");
+    let deps = deps_of(krate);
+    for b in banned {
+        assert!(!deps.iter().any(|d| d == b), "{krate} depends on {b}");
     }
     assert!(
-        deps.iter().any(|d| d == "outpost-protocol"),
+        deps.iter().any(|d| d == required),
         "tree parse broken: {deps:?}"
+    );
+}
+
+#[test]
+fn store_opens_no_network_connection_and_links_no_engine() {
+    assert_offline(
+        "crates/store",
+        "outpost-store",
+        &[
+            "tokio",
+            "reqwest",
+            "ureq",
+            "hyper",
+            "axum",
+            "outpost-engine",
+            "outpost-server",
+        ],
+        "outpost-protocol",
     );
 }
 
@@ -317,28 +325,18 @@ fn fleet_links_no_ml_code_and_keeps_sql_in_its_db_module() {
 
 #[test]
 fn variants_is_offline_and_links_no_server_or_fleet() {
-    let hits = files_using(
+    assert_offline(
         "crates/variants",
-        &["std::net", "TcpStream", "UdpSocket", "async fn", ".await"],
-    );
-    assert!(hits.is_empty(), "the variant pipeline is offline: {hits:?}");
-    let deps = deps_of("outpost-variants");
-    for banned in [
-        "tokio",
-        "reqwest",
-        "ureq",
-        "hyper",
-        "axum",
-        "outpost-server",
-        "outpost-fleet",
-    ] {
-        assert!(
-            !deps.iter().any(|d| d == banned),
-            "outpost-variants depends on {banned}"
-        );
-    }
-    assert!(
-        deps.iter().any(|d| d == "outpost-engine"),
-        "tree parse broken: {deps:?}"
+        "outpost-variants",
+        &[
+            "tokio",
+            "reqwest",
+            "ureq",
+            "hyper",
+            "axum",
+            "outpost-server",
+            "outpost-fleet",
+        ],
+        "outpost-engine",
     );
 }

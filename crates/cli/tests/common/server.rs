@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::models_dir;
+use super::{models_dir, outpost, stdout};
 
 /// One server at a time per test binary: two llama.cpp processes computing
 /// at once on a 2-core machine slow each other down by up to 100x (OpenMP
@@ -179,4 +179,22 @@ pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
+}
+
+/// What `outpost run` answers greedily (40 tokens, context 2048) to the
+/// question the client scripts ask: a served model must say the same.
+pub fn greedy_run_answer() -> String {
+    let o = outpost(&[
+        "run",
+        "smollm2-135m",
+        "Which city is the capital of France?",
+        "--temperature",
+        "0",
+        "-n",
+        "40",
+        "-q",
+        "-c",
+        "2048",
+    ]);
+    stdout(&o).trim_end_matches('\n').to_string()
 }
