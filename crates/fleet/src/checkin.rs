@@ -81,15 +81,7 @@ impl Fleet {
         profile
             .validate()
             .map_err(|e| FleetError::BadRequest(e.to_string()))?;
-        let device = self
-            .devices()
-            .by_token(&secret_hash(token))
-            .cloned()
-            .ok_or_else(|| {
-                FleetError::Unauthorized(
-                    "device token is not known to this fleet; register again".into(),
-                )
-            })?;
+        let device = self.device_by_token(token)?;
         self.versions.ensure_headroom(self.db.as_ref()).await?;
         let now = self.now();
         let ttl = self.config.manifest_ttl_s;

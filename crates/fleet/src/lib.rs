@@ -351,6 +351,18 @@ impl Fleet {
         self.devices.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The device a bearer token belongs to, or 401.
+    pub(crate) fn device_by_token(&self, token: &str) -> FleetResult<state::DeviceRef> {
+        self.devices()
+            .by_token(&keys::secret_hash(token))
+            .cloned()
+            .ok_or_else(|| {
+                FleetError::Unauthorized(
+                    "device token is not known to this fleet; register again".into(),
+                )
+            })
+    }
+
     pub(crate) fn devices_mut(&self) -> RwLockWriteGuard<'_, Devices> {
         self.devices.write().unwrap_or_else(|e| e.into_inner())
     }

@@ -41,7 +41,6 @@ use serde::{Deserialize, Serialize};
 use crate::db::{BatchRecord, MinuteRow};
 use crate::error::{FleetError, FleetResult};
 use crate::hist::Histogram;
-use crate::keys::secret_hash;
 use crate::state::lock;
 use crate::Fleet;
 
@@ -262,15 +261,7 @@ fn device_hash(id: &str) -> u64 {
 impl Fleet {
     /// `POST /v1/telemetry` (see the module docs for the rules).
     pub fn ingest(&self, token: &str, batch: TelemetryBatch) -> FleetResult<TelemetryAck> {
-        let device = self
-            .devices()
-            .by_token(&secret_hash(token))
-            .cloned()
-            .ok_or_else(|| {
-                FleetError::Unauthorized(
-                    "device token is not known to this fleet; register again".into(),
-                )
-            })?;
+        let device = self.device_by_token(token)?;
         let (device_id, class, channel) = {
             let d = lock(&device);
             let class = d

@@ -92,18 +92,8 @@ impl Store {
     /// The blobs named by accepted manifests (GC keeps them: a download in
     /// progress or waiting for activation).
     pub(crate) fn manifest_digests(&self) -> Result<Vec<Digest>> {
-        let dir = self.root().join("manifests");
         let mut out = Vec::new();
-        for entry in fs::read_dir(&dir).ctx("list", &dir)? {
-            let entry = entry.ctx("list", &dir)?;
-            let name = entry.file_name();
-            let Some(model) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".json"))
-                .and_then(|n| ModelName::parse(n).ok())
-            else {
-                continue;
-            };
+        for model in self.models_in("manifests")? {
             if let Some(m) = self.accepted_manifest(&model)? {
                 out.push(m.manifest.variant.digest);
             }

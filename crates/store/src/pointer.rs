@@ -40,18 +40,8 @@ impl Store {
 
     /// Every model with a pointer.
     pub fn models(&self) -> Result<Vec<(ModelName, Pointer)>> {
-        let dir = self.root().join("active");
         let mut out = Vec::new();
-        for entry in fs::read_dir(&dir).ctx("list", &dir)? {
-            let entry = entry.ctx("list", &dir)?;
-            let name = entry.file_name();
-            let Some(model) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".json"))
-                .and_then(|n| ModelName::parse(n).ok())
-            else {
-                continue;
-            };
+        for model in self.models_in("active")? {
             if let Some(p) = self.active(&model)? {
                 out.push((model, p));
             }
@@ -121,6 +111,26 @@ impl Store {
             problem: e.to_string(),
         })?;
         fsutil::write_atomic(&self.tmp_dir(), &path, &bytes)
+    }
+}
+
+impl Store {
+    /// The models with a `<model>.json` file in folder `sub` of the store
+    /// (other names are ignored).
+    pub(crate) fn models_in(&self, sub: &str) -> Result<Vec<ModelName>> {
+        let dir = self.root().join(sub);
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).ctx("list", &dir)? {
+            let name = entry.ctx("list", &dir)?.file_name();
+            if let Some(model) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| ModelName::parse(n).ok())
+            {
+                out.push(model);
+            }
+        }
+        Ok(out)
     }
 }
 
