@@ -243,9 +243,12 @@ fn a_client_that_disconnects_cancels_its_generation_and_frees_the_slot() {
 
 #[test]
 fn shutdown_lets_streams_finish_then_cancels_the_rest_and_exits_0() {
-    let mut server = start_with(&["smollm2-135m"], &["--grace", "15"], Stdio::piped());
+    // The short stream has 3 tokens left when SIGTERM arrives and 20 s of
+    // grace for them: ample even when CI runs ~100x slower than usual (one
+    // CI run took 1.6 s per token). The long one cannot finish in 20 s.
+    let mut server = start_with(&["smollm2-135m"], &["--grace", "20"], Stdio::piped());
     let p = server.port;
-    let mut short = Stream::open(p, "/api/generate", &counting(20));
+    let mut short = Stream::open(p, "/api/generate", &counting(4));
     let mut long = Stream::open(p, "/api/generate", &counting(100_000));
     assert!(short.next_line().is_some() && long.next_line().is_some());
     let pid = server.child.id().to_string();
