@@ -291,6 +291,12 @@ pub struct ServeArgs {
     /// defaults), e.g. {"min_devices": 50, "rollback": true}.
     #[arg(long, value_name = "FILE")]
     halt_policy: Option<PathBuf>,
+    /// Cap every artifact download (GET /v1/artifacts/DIGEST) to this many
+    /// bytes per second per response, e.g. 5MB (a 50 MB blob then takes
+    /// about 10 s). For testing devices against slow or interrupted
+    /// downloads; Range requests are paced the same way. Default: no cap.
+    #[arg(long, value_name = "BYTES")]
+    throttle_bytes_per_s: Option<String>,
 }
 
 pub fn fleet(args: FleetArgs) -> Result<()> {
@@ -365,6 +371,13 @@ fn serve(args: &FleetArgs, s: &ServeArgs) -> Result<()> {
             std::fs::read(p).with_context(|| format!("reading the halt policy {}", p.display()))?;
         config.halt = serde_json::from_slice(&text)
             .with_context(|| format!("the halt policy {} is not valid", p.display()))?;
+    }
+    if let Some(t) = &s.throttle_bytes_per_s {
+        let rate = parse_size(t).context("--throttle-bytes-per-s")?;
+        if rate == 0 {
+            bail!("--throttle-bytes-per-s {t:?} would stop every download; give a rate above 0 (e.g. 5MB) or leave the option out");
+        }
+        config.throttle_bytes_per_s = Some(rate);
     }
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {

@@ -82,6 +82,11 @@ pub struct FleetConfig {
     pub telemetry: telemetry::TelemetryConfig,
     /// When a rollout halts by itself.
     pub halt: health::HaltPolicy,
+    /// Caps each artifact download (`GET /v1/artifacts/{digest}`) to this
+    /// many bytes per second; `None` (default): as fast as the link goes.
+    /// For tests that need a download to take a while (crash tests of the
+    /// device agent).
+    pub throttle_bytes_per_s: Option<u64>,
 }
 
 impl FleetConfig {
@@ -95,6 +100,7 @@ impl FleetConfig {
             max_blob_bytes: 64 << 30,
             telemetry: telemetry::TelemetryConfig::default(),
             halt: health::HaltPolicy::default(),
+            throttle_bytes_per_s: None,
         }
     }
 }

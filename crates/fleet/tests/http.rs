@@ -203,6 +203,76 @@ fn register_check_in_verify_and_download_over_a_socket() {
     assert_eq!(s, 404);
 }
 
+/// `throttle_bytes_per_s`: a download takes at least LEN/rate (a lower
+/// bound, which pacing guarantees) and stays byte-correct, ranges too.
+#[test]
+fn throttled_downloads_are_paced_and_byte_correct() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = TempDir::new("throttle");
+    let rate = 256u64 << 10;
+    let mut cfg = outpost_fleet::FleetConfig::new(&dir.0);
+    cfg.admin_token = Some(ADMIN.into());
+    cfg.throttle_bytes_per_s = Some(rate);
+    let clock = std::sync::Arc::new(outpost_fleet::ManualClock::new(T0));
+    let fleet = rt
+        .block_on(outpost_fleet::Fleet::open(cfg, clock))
+        .expect("fleet opens");
+    let data = gguf("throttle", 1_000_000);
+    let digest = fleet.store().put(None, &data[..]).expect("blob stored");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let url = format!(
+        "http://{}/v1/artifacts/{digest}",
+        listener.local_addr().expect("addr")
+    );
+    rt.spawn(outpost_fleet::serve(
+        listener,
+        fleet,
+        std::future::pending(),
+    ));
+    let a = agent();
+    let auth = format!("Bearer {ADMIN}");
+
+    let began = std::time::Instant::now();
+    let r = a
+        .get(&url)
+        .set("authorization", &auth)
+        .call()
+        .expect("full");
+    let mut all = Vec::new();
+    r.into_reader().read_to_end(&mut all).expect("read");
+    let took = began.elapsed().as_secs_f64();
+    assert_eq!(Digest::sha256(&all), digest, "byte-correct");
+    let floor = data.len() as f64 / rate as f64;
+    assert!(
+        took >= floor,
+        "1 MB at 256 KiB/s took {took:.2} s, under {floor:.2} s"
+    );
+
+    let began = std::time::Instant::now();
+    let r = a
+        .get(&url)
+        .set("authorization", &auth)
+        .set("range", "bytes=700000-")
+        .call()
+        .expect("range");
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.header("content-range"),
+        Some("bytes 700000-999999/1000000")
+    );
+    let mut tail = Vec::new();
+    r.into_reader().read_to_end(&mut tail).expect("read");
+    let took = began.elapsed().as_secs_f64();
+    assert_eq!(tail, &data[700_000..]);
+    let floor = 300_000.0 / rate as f64;
+    assert!(
+        took >= floor,
+        "300 kB at 256 KiB/s took {took:.2} s, under {floor:.2} s"
+    );
+}
+
 fn base64_encode(b: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(b)

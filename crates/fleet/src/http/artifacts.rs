@@ -1,11 +1,13 @@
 //! Blobs over HTTP: downloads with `Range` (one range per request; `206`
 //! with `Content-Range`, `416` with `Content-Range: bytes */LEN` for a
-//! range that is malformed or starts past the end), and admin uploads that
+//! range that is malformed or starts past the end; paced to
+//! `FleetConfig::throttle_bytes_per_s` when set), and admin uploads that
 //! the store hashes while writing (a digest or length mismatch is a `400`,
 //! and nothing is kept).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
@@ -74,6 +76,11 @@ pub fn parse_range(value: &str, len: u64) -> Result<(u64, u64), FleetError> {
     Ok((start, end))
 }
 
+/// How long `bytes` take at `rate` bytes per second.
+fn pace(bytes: u64, rate: u64) -> Duration {
+    Duration::from_secs_f64(bytes as f64 / rate as f64)
+}
+
 /// `GET /v1/artifacts/{digest}` (also HEAD), with a device or admin token.
 pub async fn download(
     State(fleet): State<Arc<Fleet>>,
@@ -104,6 +111,11 @@ pub async fn download(
     let (start, end) = range.unwrap_or((0, len.saturating_sub(1)));
     let count = if len == 0 { 0 } else { end - start + 1 };
     let path = fleet.store().blob_path(&d);
+    let throttle = fleet.config().throttle_bytes_per_s.filter(|&r| r > 0);
+    // Throttled: chunks of about 1/10 s, so the pace is smooth.
+    let chunk = throttle.map_or(CHUNK, |r| {
+        usize::try_from(r / 10).unwrap_or(CHUNK).clamp(1, CHUNK)
+    });
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         let send = |r| tx.blocking_send(r).is_ok();
@@ -119,9 +131,10 @@ pub async fn download(
             return;
         }
         let mut left = count;
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = vec![0u8; chunk];
+        let began = Instant::now();
         while left > 0 {
-            let want = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+            let want = usize::try_from(left.min(chunk as u64)).unwrap_or(chunk);
             match f.read(&mut buf[..want]) {
                 Ok(0) => {
                     send(Err(std::io::Error::new(
@@ -132,6 +145,14 @@ pub async fn download(
                 }
                 Ok(n) => {
                     left -= n as u64;
+                    if let Some(rate) = throttle {
+                        // A chunk leaves no earlier than the moment its
+                        // last byte is due at `rate`: N bytes take >= N/rate.
+                        let due = began + pace(count - left, rate);
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
                     if !send(Ok(Bytes::copy_from_slice(&buf[..n]))) {
                         return; // client gone
                     }
