@@ -22,4 +22,6 @@ mod validate;
 
 pub use detect::{Finding, Scanner};
 pub use entity::Entity;
-pub use redact::{apply, redact, Action, GuardError, Redacted, Restorer, Vault};
+pub use redact::{
+    apply, redact, redact_texts, Action, GuardError, Redacted, Restorer, Texts, Vault,
+};

@@ -55,6 +55,40 @@ impl<T> Redacted<T> {
     }
 }
 
+/// A value holding texts the guard can rewrite in place (a request body
+/// with several messages). [`redact_texts`] visits every text it yields,
+/// so an implementation should yield all of them, not a chosen few.
+pub trait Texts {
+    fn for_each_text(&mut self, f: &mut dyn FnMut(&mut String));
+}
+
+/// Redacts every text of `value` (see [`redact`]) and returns the value as
+/// [`Redacted`], with the number of replacements made. One vault serves all
+/// texts, so a value repeated across messages gets one placeholder.
+pub fn redact_texts<T: Texts>(
+    scanner: &Scanner,
+    mut value: T,
+    action: &Action,
+    vault: &mut Vault,
+) -> Result<(Redacted<T>, usize), GuardError> {
+    let mut failed = None;
+    let mut replaced = 0;
+    value.for_each_text(&mut |text| {
+        if failed.is_some() {
+            return;
+        }
+        replaced += scanner.scan(text).len();
+        match redact(scanner, text, action, vault) {
+            Ok(r) => *text = r.0,
+            Err(e) => failed = Some(e),
+        }
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok((Redacted(value), replaced)),
+    }
+}
+
 /// Why a text was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {

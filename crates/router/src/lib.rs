@@ -1,0 +1,316 @@
+//! The hybrid router: decides per request whether the local model or an
+//! OpenAI-compatible cloud answers, says why, and makes sure nothing
+//! reaches the cloud that has not passed the PII guard (the cloud client
+//! only takes an [`outpost_guard::Redacted`] body). The decision is the pure
+//! function [`decide`]; [`Router`] gathers its signals (policy, headers,
+//! text features, guard findings, device state, breaker, speeds, spend).
+//! The local path stays with the caller (the server): this crate does not
+//! link the engine.
+//!
+//! ```
+//! use outpost_router::{decide, Mode, Policy, RequestInfo, Router, Target};
+//! let policy = Policy::parse("mode = \"auto\"\n[cloud]\nurl = \"http://127.0.0.1:9/v1\"\n",
+//!     std::path::Path::new("policy.toml")).unwrap();
+//! let router = Router::new(policy, None).unwrap();
+//! let info = RequestInfo { text: "What is 2 + 2?", max_tokens: Some(8), local_ctx: 2048,
+//!     ..RequestInfo::default() };
+//! let d = decide(&router.signals(&info).unwrap());
+//! assert_eq!((d.target, d.reason.as_str()), (Target::Local, "simple"));
+//! ```
+
+mod cloud;
+mod complexity;
+mod decide;
+mod device;
+mod health;
+mod policy;
+mod restore;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use outpost_guard::{redact_texts, Action, GuardError, Redacted, Scanner, Vault};
+
+pub use cloud::{CloudAnswer, CloudBody, CloudClient, CloudError, Endpoint};
+pub use complexity::{complexity, estimate_tokens};
+pub use decide::{decide, Decision, Reason, Signals, Target};
+pub use device::{read_sysfs, DeviceMonitor, DeviceState};
+pub use health::{Breaker, Speeds, Spend};
+pub use policy::{
+    AppConfig, AutoConfig, BreakerConfig, CascadeConfig, CloudConfig, DeviceConfig, LocalConfig,
+    Mode, Policy, PolicyError, Sensitive, SpendConfig,
+};
+pub use restore::{restore_answer, restore_stream, total_tokens, StreamStats};
+
+/// Request headers the router reads.
+pub const HEADER_APP: &str = "x-outpost-app";
+pub const HEADER_MODE: &str = "x-outpost-route-mode";
+pub const HEADER_BUDGET: &str = "x-outpost-latency-budget-ms";
+/// The response header that explains the decision.
+pub const HEADER_ROUTE: &str = "x-outpost-route";
+
+/// What the server knows about one request before deciding.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo<'a> {
+    pub app: Option<&'a str>,
+    pub bearer: Option<&'a str>,
+    pub mode: Option<&'a str>,
+    pub latency_budget_ms: Option<&'a str>,
+    /// All of the request's texts, joined.
+    pub text: &'a str,
+    pub max_tokens: Option<u32>,
+    /// The local model's context per sequence.
+    pub local_ctx: u32,
+    /// Requests waiting per local slot.
+    pub queued_per_slot: f64,
+}
+
+/// A header the router could not use.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    #[error("{HEADER_MODE}: {0:?} is not a mode; use one of {modes}", modes = Mode::NAMES)]
+    Mode(String),
+    #[error("{HEADER_BUDGET}: {0:?} is not a number of milliseconds (e.g. 1500)")]
+    Budget(String),
+    #[error("{HEADER_APP}: no app {0:?} in the route policy; known apps: {1}")]
+    App(String, String),
+}
+
+impl HeaderError {
+    pub fn header(&self) -> &'static str {
+        match self {
+            HeaderError::Mode(_) => HEADER_MODE,
+            HeaderError::Budget(_) => HEADER_BUDGET,
+            HeaderError::App(..) => HEADER_APP,
+        }
+    }
+}
+
+/// A router that cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("{0}")]
+    Cloud(String),
+    #[error("the route policy uses mode cloud_only{0} but names no cloud: give --cloud-url URL or [cloud] url in the policy")]
+    CloudOnlyWithoutCloud(String),
+}
+
+/// One explained decision, kept for telemetry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteEvent {
+    pub target: Target,
+    pub reason: Reason,
+    pub app: Option<String>,
+    pub redacted: usize,
+}
+
+/// Decisions kept in memory for telemetry (oldest dropped first).
+pub const EVENT_LIMIT: usize = 1024;
+
+/// The router's state, shared by all requests.
+pub struct Router {
+    pub policy: Policy,
+    pub cloud: Option<CloudClient>,
+    pub breaker: Breaker,
+    pub speeds: Speeds,
+    pub spend: Spend,
+    pub device: DeviceMonitor,
+    scanner: Scanner,
+    counts: Mutex<BTreeMap<(Target, Reason), u64>>,
+    events: Mutex<VecDeque<RouteEvent>>,
+}
+
+impl Router {
+    /// `cloud_url` overrides the policy's `[cloud] url`.
+    pub fn new(mut policy: Policy, cloud_url: Option<String>) -> Result<Router, RouterError> {
+        if let Some(url) = cloud_url {
+            policy.cloud.url = Some(url);
+        }
+        let cloud = match &policy.cloud.url {
+            Some(url) => Some(CloudClient::new(url, &policy.cloud).map_err(RouterError::Cloud)?),
+            None => None,
+        };
+        if cloud.is_none() {
+            let apps: Vec<&str> = policy
+                .apps
+                .iter()
+                .filter(|(_, a)| a.mode == Mode::CloudOnly)
+                .map(|(n, _)| n.as_str())
+                .collect();
+            if policy.mode == Mode::CloudOnly || !apps.is_empty() {
+                let which = if apps.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (apps {})", apps.join(", "))
+                };
+                return Err(RouterError::CloudOnlyWithoutCloud(which));
+            }
+        }
+        Ok(Router {
+            breaker: Breaker::new(policy.breaker.clone()),
+            speeds: Speeds::new(&policy.local, &policy.cloud),
+            spend: Spend::new(policy.spend.cap_usd, policy.spend.usd_per_1k_tokens),
+            device: DeviceMonitor::new(policy.device.clone()),
+            scanner: Scanner::new(),
+            counts: Mutex::new(BTreeMap::new()),
+            events: Mutex::new(VecDeque::new()),
+            cloud,
+            policy,
+        })
+    }
+
+    /// The app a request belongs to, checked.
+    pub fn app<'a>(
+        &'a self,
+        info: &RequestInfo<'_>,
+    ) -> Result<Option<(&'a str, &'a AppConfig)>, HeaderError> {
+        let found = self.policy.app(info.app, info.bearer);
+        if let (Some(name), None) = (info.app, &found) {
+            let known: Vec<&str> = self.policy.apps.keys().map(String::as_str).collect();
+            return Err(HeaderError::App(
+                name.to_string(),
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                },
+            ));
+        }
+        Ok(found)
+    }
+
+    /// Gathers the decision's inputs for one request.
+    pub fn signals(&self, info: &RequestInfo<'_>) -> Result<Signals, HeaderError> {
+        let app = self.app(info)?;
+        let mut mode = app.map_or(self.policy.mode, |(_, a)| a.mode);
+        if let Some(m) = info.mode {
+            mode = Mode::parse(m).ok_or_else(|| HeaderError::Mode(m.to_string()))?;
+        }
+        let sensitive = app
+            .and_then(|(_, a)| a.sensitive)
+            .unwrap_or(self.policy.auto.sensitive);
+        let latency_budget_ms = match info.latency_budget_ms {
+            None => None,
+            Some(b) => Some(
+                b.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| *v >= 0.0 && v.is_finite())
+                    .ok_or_else(|| HeaderError::Budget(b.to_string()))?,
+            ),
+        };
+        let auto = &self.policy.auto;
+        let prompt_tokens = estimate_tokens(info.text.len());
+        let answer = info.max_tokens.unwrap_or(auto.default_max_tokens);
+        let device = self.device.state();
+        Ok(Signals {
+            mode,
+            sensitive,
+            findings: self.scanner.scan(info.text).len(),
+            prompt_tokens,
+            local_ctx: info.local_ctx,
+            complexity: complexity(info.text, info.max_tokens, auto),
+            complexity_threshold: auto.complexity_threshold,
+            latency_budget_ms,
+            local_predicted_ms: self
+                .speeds
+                .local_ms(prompt_tokens, answer, info.queued_per_slot),
+            cloud_predicted_ms: self.speeds.cloud_ms(answer),
+            battery_low: device.battery_low(self.device.config()),
+            thermal_throttled: device.throttled(self.device.config()),
+            cloud_configured: self.cloud.is_some(),
+            breaker_open: self.cloud.is_some() && self.breaker.is_open(Instant::now()),
+            spend_exhausted: self.spend.exhausted(),
+        })
+    }
+
+    /// Replaces personal data in every text of `body` with placeholders;
+    /// the vault restores them in the answer.
+    pub fn redact(
+        &self,
+        body: serde_json::Value,
+    ) -> Result<(Redacted<CloudBody>, Vault, usize), GuardError> {
+        let mut vault = Vault::new();
+        let (r, n) = redact_texts(
+            &self.scanner,
+            CloudBody(body),
+            &Action::Placeholder,
+            &mut vault,
+        )?;
+        Ok((r, vault, n))
+    }
+
+    /// Counts a final decision and keeps it for telemetry.
+    pub fn record(&self, event: RouteEvent) {
+        if let Ok(mut c) = self.counts.lock() {
+            *c.entry((event.target, event.reason)).or_insert(0) += 1;
+        }
+        if let Ok(mut e) = self.events.lock() {
+            if e.len() == EVENT_LIMIT {
+                e.pop_front();
+            }
+            e.push_back(event);
+        }
+    }
+
+    /// Takes the decisions kept since the last call (at most [`EVENT_LIMIT`]).
+    pub fn drain_events(&self) -> Vec<RouteEvent> {
+        self.events
+            .lock()
+            .map(|mut e| e.drain(..).collect())
+            .unwrap_or_default()
+    }
+
+    /// `outpost_route_decisions_total{route,reason}` and the estimates, as
+    /// Prometheus text.
+    pub fn render_metrics(&self) -> String {
+        let mut out = String::from(
+            "# HELP outpost_route_decisions_total Requests routed, by route and reason.\n# TYPE outpost_route_decisions_total counter\n",
+        );
+        if let Ok(c) = self.counts.lock() {
+            for ((t, r), n) in c.iter() {
+                out.push_str(&format!(
+                    "outpost_route_decisions_total{{route=\"{}\",reason=\"{}\"}} {n}\n",
+                    t.as_str(),
+                    r.as_str()
+                ));
+            }
+        }
+        let (pp, tg, first, per) = self.speeds.snapshot();
+        for (name, help, v) in [
+            (
+                "route_local_prefill_tokens_per_second",
+                "Local prompt speed the router predicts with.",
+                pp,
+            ),
+            (
+                "route_local_decode_tokens_per_second",
+                "Local generation speed the router predicts with.",
+                tg,
+            ),
+            (
+                "route_cloud_first_token_ms",
+                "Rolling estimate of the cloud's time to first token.",
+                first,
+            ),
+            (
+                "route_cloud_ms_per_token",
+                "Rolling estimate of the cloud's time per token.",
+                per,
+            ),
+            (
+                "route_cloud_spend_usd",
+                "Cloud spend since the server started.",
+                self.spend.spent(),
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP outpost_{name} {help}\n# TYPE outpost_{name} gauge\noutpost_{name} {v}\n"
+            ));
+        }
+        out
+    }
+}
