@@ -92,6 +92,11 @@ pub struct Agg {
     pub memory_events: u64,
     pub battery_events: u64,
     pub feedback: u64,
+    /// Agent install reports: releases installed, and refused or reverted.
+    #[serde(default)]
+    pub installs: u64,
+    #[serde(default)]
+    pub install_failures: u64,
     pub ttft_ms: Histogram,
     pub latency_ms: Histogram,
     pub tok_s: Histogram,
@@ -114,6 +119,8 @@ impl Agg {
         self.memory_events += o.memory_events;
         self.battery_events += o.battery_events;
         self.feedback += o.feedback;
+        self.installs += o.installs;
+        self.install_failures += o.install_failures;
         self.ttft_ms.merge(&o.ttft_ms);
         self.latency_ms.merge(&o.latency_ms);
         self.tok_s.merge(&o.tok_s);
@@ -158,6 +165,10 @@ impl Agg {
                 }
             }
             EventData::Feedback(_) => self.feedback += 1,
+            EventData::Install(i) => match i.outcome {
+                outpost_protocol::telemetry::InstallOutcome::Installed => self.installs += 1,
+                _ => self.install_failures += 1,
+            },
         }
     }
 }

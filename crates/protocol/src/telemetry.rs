@@ -60,6 +60,8 @@ pub enum EventData {
     Canary(Canary),
     /// Reserved: accepted and counted.
     Feedback(Feedback),
+    /// The device agent installed a release, refused one, or reverted one.
+    Install(Install),
 }
 
 impl EventData {
@@ -73,6 +75,7 @@ impl EventData {
             EventData::Route(_) => "route",
             EventData::Canary(_) => "canary",
             EventData::Feedback(_) => "feedback",
+            EventData::Install(_) => "install",
         }
     }
 }
@@ -172,6 +175,29 @@ pub struct Feedback {
     pub signal: FeedbackSignal,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstallOutcome {
+    /// Verified, downloaded, activated (and its canary passed).
+    Installed,
+    /// Refused before activation (signature, version, expiry, hash,
+    /// length); the previous model kept serving.
+    Rejected,
+    /// Activated, then put back to the previous version (canary failed).
+    Reverted,
+}
+
+/// What the agent did with a manifest, and why (a short code such as
+/// `hash-mismatch`, `bad-signature`, `older-version`, `expired`,
+/// `canary-kld`). The event's release is the one the manifest named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Install {
+    pub outcome: InstallOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// The fleet's answer. `duplicate`: this batch id was counted before and
 /// nothing was counted now.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,6 +281,9 @@ impl TelemetryBatch {
                     return Err(bad(f("data.level_pct"), "above 100"));
                 }
                 EventData::Route(r) => label(&f("data.reason"), &r.reason, 64)?,
+                EventData::Install(Install {
+                    reason: Some(r), ..
+                }) => label(&f("data.reason"), r, 64)?,
                 EventData::Canary(c) => {
                     number(f("data.kld"), c.kld)?;
                     number(f("data.same_top"), c.same_top)?;

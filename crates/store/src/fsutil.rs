@@ -60,12 +60,26 @@ pub(crate) fn commit_rename(from: &Path, to: &Path) -> Result<()> {
 /// or the new one, whole, even across a crash: temp file, fsync, rename,
 /// fsync the directory.
 pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_at(tmp_dir, dest, bytes, None)
+}
+
+/// [`write_atomic`] with a named crash point between the fsync and the
+/// rename (see `crash.rs`).
+pub(crate) fn write_atomic_at(
+    tmp_dir: &Path,
+    dest: &Path,
+    bytes: &[u8],
+    crash_point: Option<&str>,
+) -> Result<()> {
     let (mut file, tmp) = create_temp(tmp_dir)?;
     let written = file
         .write_all(bytes)
         .and_then(|()| file.sync_all())
         .ctx("write", &tmp);
     drop(file);
+    if let (Ok(()), Some(point)) = (&written, crash_point) {
+        crate::crash::crash_point(point);
+    }
     if let Err(e) = written.and_then(|()| commit_rename(&tmp, dest)) {
         let _ = fs::remove_file(&tmp);
         return Err(e);

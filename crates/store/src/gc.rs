@@ -44,9 +44,11 @@ impl Store {
             }
             let path = self.blob_path(&digest);
             fs::remove_file(&path).ctx("remove unreferenced blob", &path)?;
+            crate::crash::crash_point("gc-midway");
             report.removed.push((digest, len));
             report.freed += len;
         }
+        self.forget_installed(&referenced)?;
         for (digest, len) in self.partials()? {
             if referenced.contains(&digest) {
                 continue;
@@ -57,6 +59,32 @@ impl Store {
             report.freed += len;
         }
         Ok(report)
+    }
+}
+
+impl Store {
+    /// Removes the install records of blobs that are gone.
+    fn forget_installed(&self, referenced: &BTreeSet<Digest>) -> Result<()> {
+        for (model, _) in self.models()? {
+            let dir = self.installed_dir(&model);
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                    continue;
+                };
+                match Digest::from_file_name(stem) {
+                    Ok(d) if !referenced.contains(&d) => {
+                        let path = entry.path();
+                        fs::remove_file(&path).ctx("remove install record", &path)?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -8,6 +8,8 @@
 //! <root>/tmp/                   files being written; emptied by `Store::open`
 //! <root>/active/<model>.json    {"active": digest, "previous": digest|null}
 //! <root>/manifests/<model>.json the last accepted signed manifest, as received
+//! <root>/installed/<model>/sha256-<hex>.json  the manifest that blob was installed by
+//! <root>/telemetry.sqlite       the telemetry spool (see `spool`)
 //! ```
 //!
 //! Every write goes to a new file, is fsynced, renamed into place, and the
@@ -31,12 +33,14 @@
 //! ```
 
 mod blob;
+mod crash;
 mod error;
 mod fsutil;
 mod gc;
 mod manifests;
 mod partial;
 mod pointer;
+pub mod spool;
 
 use std::fs;
 use std::io::{self, Read};
@@ -47,6 +51,7 @@ use outpost_protocol::{Digest, ModelName};
 use sha2::{Digest as _, Sha256};
 
 pub use blob::BlobWriter;
+pub use crash::{crash_point, crash_value, CRASH_VAR};
 pub use error::{Result, StoreError};
 pub use gc::GcReport;
 pub use manifests::StoredManifest;
@@ -93,13 +98,14 @@ const PARTIAL: &str = "partial";
 const TMP: &str = "tmp";
 const ACTIVE: &str = "active";
 const MANIFESTS: &str = "manifests";
+const INSTALLED: &str = "installed";
 
 impl Store {
     /// Opens (creating if needed) the store at `root`, and removes the
     /// temp files a crashed writer left behind.
     pub fn open(root: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
-        for dir in [BLOBS, PARTIAL, TMP, ACTIVE, MANIFESTS] {
+        for dir in [BLOBS, PARTIAL, TMP, ACTIVE, MANIFESTS, INSTALLED] {
             let d = root.join(dir);
             fs::create_dir_all(&d).ctx("create directory", &d)?;
         }
@@ -136,6 +142,20 @@ impl Store {
 
     pub(crate) fn manifest_path(&self, model: &ModelName) -> PathBuf {
         self.root.join(MANIFESTS).join(format!("{model}.json"))
+    }
+
+    pub(crate) fn installed_dir(&self, model: &ModelName) -> PathBuf {
+        self.root.join(INSTALLED).join(model.as_str())
+    }
+
+    pub(crate) fn installed_path(&self, model: &ModelName, digest: &Digest) -> PathBuf {
+        self.installed_dir(model)
+            .join(format!("{}.json", digest.file_name()))
+    }
+
+    /// The telemetry spool's database file.
+    pub fn spool_path(&self) -> PathBuf {
+        self.root.join("telemetry.sqlite")
     }
 
     pub(crate) fn tmp_dir(&self) -> PathBuf {

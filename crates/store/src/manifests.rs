@@ -58,14 +58,46 @@ impl Store {
     /// The last manifest `model` accepted, if any. Not re-verified: it was
     /// verified before it was written, and the keys may have rotated since.
     pub fn accepted_manifest(&self, model: &ModelName) -> Result<Option<StoredManifest>> {
-        let path = self.manifest_path(model);
-        let envelope = match fs::read(&path) {
+        self.read_manifest(&self.manifest_path(model), model)
+    }
+
+    /// Records `envelope` (an accepted manifest) as the one blob `digest`
+    /// of `model` was installed by, so its release stays known after
+    /// newer manifests are accepted or a rollback makes it active again.
+    pub fn record_installed(
+        &self,
+        model: &ModelName,
+        digest: &Digest,
+        envelope: &[u8],
+    ) -> Result<()> {
+        let path = self.installed_path(model, digest);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).ctx("create directory", dir)?;
+        }
+        fsutil::write_atomic(&self.tmp_dir(), &path, envelope)
+    }
+
+    /// The manifest blob `digest` of `model` was installed by, if recorded.
+    pub fn installed_manifest(
+        &self,
+        model: &ModelName,
+        digest: &Digest,
+    ) -> Result<Option<StoredManifest>> {
+        self.read_manifest(&self.installed_path(model, digest), model)
+    }
+
+    fn read_manifest(
+        &self,
+        path: &std::path::Path,
+        model: &ModelName,
+    ) -> Result<Option<StoredManifest>> {
+        let envelope = match fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).ctx("read", path),
         };
         let damaged = |problem: String| StoreError::Damaged {
-            path: path.clone(),
+            path: path.to_path_buf(),
             problem,
         };
         let payload = SignedManifest::from_json(&envelope)

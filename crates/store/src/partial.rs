@@ -156,7 +156,9 @@ impl Partial<'_> {
         self.file.sync_all().ctx("fsync", &self.path)?;
         drop(self.file);
         let _refs = self.store.lock_refs();
+        crate::crash::crash_point("install-before-rename");
         fsutil::commit_rename(&self.path, &self.store.blob_path(&self.digest))?;
+        crate::crash::crash_point("install-after-rename");
         if let Some(dir) = self.path.parent() {
             fsutil::fsync_dir(dir)?;
         }

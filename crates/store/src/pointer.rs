@@ -110,7 +110,12 @@ impl Store {
             path: path.clone(),
             problem: e.to_string(),
         })?;
-        fsutil::write_atomic(&self.tmp_dir(), &path, &bytes)
+        fsutil::write_atomic_at(
+            &self.tmp_dir(),
+            &path,
+            &bytes,
+            Some("activate-before-rename"),
+        )
     }
 }
 

@@ -1,0 +1,491 @@
+//! Acting on one model's assignment: verify the signed manifest, download
+//! the variant, install it through the store's atomic pointer, run the
+//! canary, revert locally when it fails. Every outcome is reported in the
+//! telemetry spool (an `install` event, and a `canary` event per run).
+//!
+//! What the agent remembers between cycles lives in
+//! `<store>/agent-state.json`: the last canary result per model (digest,
+//! engine and app version: a new engine or app re-runs it) and the
+//! manifests whose canary failed (not installed again until a new
+//! manifest arrives).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use outpost_protocol::fleet::{Installed, ModelAssignment};
+use outpost_protocol::telemetry::{
+    Canary as CanaryEvent, EventData, Install, InstallOutcome, TelemetryEvent,
+};
+use outpost_protocol::{Digest, Manifest, ModelName, Timestamp, VerifyError};
+use outpost_store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::{Agent, AgentError, Fetched, Profile};
+
+/// What happened to one model in a cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelOutcome {
+    pub model: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Already running what the manifest names.
+    Unchanged { version: String },
+    Installed {
+        version: String,
+        digest: Digest,
+        fetched: Fetched,
+    },
+    /// Refused; the current model keeps serving. `code` is the short
+    /// reason sent to the fleet.
+    Rejected { code: &'static str, reason: String },
+    /// Installed, failed its canary, put back to the previous version.
+    Reverted { version: String, reason: String },
+    /// The canary re-ran after an engine or app update and passed.
+    CanaryPassed { version: String, kld: f64 },
+    /// Not now (download conditions, an earlier canary failure).
+    Waiting { reason: String },
+    /// The fleet gives this device no release of the model.
+    NoRelease { note: String },
+}
+
+impl ModelOutcome {
+    /// Whether the active model changed (the server must reload).
+    pub fn changed(&self) -> bool {
+        matches!(
+            self.outcome,
+            Outcome::Installed { .. } | Outcome::Reverted { .. }
+        )
+    }
+}
+
+impl fmt::Display for ModelOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = &self.model;
+        match &self.outcome {
+            Outcome::Unchanged { version } => {
+                write!(f, "{m}: {version} is installed, nothing to do")
+            }
+            Outcome::Installed {
+                version,
+                digest,
+                fetched,
+            } => write!(
+                f,
+                "{m}: installed {version} ({digest}; {} bytes downloaded, {} resumed)",
+                fetched.transferred, fetched.resumed_from
+            ),
+            Outcome::Rejected { code, reason } => {
+                write!(
+                    f,
+                    "{m}: rejected ({code}): {reason}; the current model stays"
+                )
+            }
+            Outcome::Reverted { version, reason } => {
+                write!(
+                    f,
+                    "{m}: {version} failed its canary ({reason}); reverted to the previous version"
+                )
+            }
+            Outcome::CanaryPassed { version, kld } => {
+                write!(f, "{m}: canary re-run on {version} passed (KLD {kld:.4})")
+            }
+            Outcome::Waiting { reason } => write!(f, "{m}: waiting: {reason}"),
+            Outcome::NoRelease { note } => write!(f, "{m}: no release for this device: {note}"),
+        }
+    }
+}
+
+/// What the agent remembers between cycles.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    /// Last canary pass per model.
+    #[serde(default)]
+    canaries: BTreeMap<String, CanaryRecord>,
+    /// Manifest payload digests whose canary failed, per model.
+    #[serde(default)]
+    failed: BTreeMap<String, Digest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CanaryRecord {
+    digest: Digest,
+    engine_version: String,
+    app_version: String,
+}
+
+impl State {
+    fn path(root: &Path) -> std::path::PathBuf {
+        root.join("agent-state.json")
+    }
+
+    fn load(root: &Path) -> Result<State, AgentError> {
+        let path = State::path(root);
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| AgentError::Config {
+                what: format!("the agent state {}", path.display()),
+                problem: format!("{e}; remove it (canaries re-run)"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(source) => Err(AgentError::Io {
+                action: "read",
+                path,
+                source,
+            }),
+        }
+    }
+
+    fn save(&self, root: &Path) -> Result<(), AgentError> {
+        let path = State::path(root);
+        let tmp = path.with_extension("json.tmp");
+        let io = |action, source| AgentError::Io {
+            action,
+            path: tmp.clone(),
+            source,
+        };
+        let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        let f = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
+        std::io::Write::write_all(&mut &f, &bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io("write", e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io("rename", e))
+    }
+}
+
+/// What the store has active, for the check-in profile.
+pub(crate) fn installed(store: &Store) -> Result<Vec<Installed>, AgentError> {
+    let mut out = Vec::new();
+    for (model, p) in store.models()? {
+        let m = store.installed_manifest(&model, &p.active)?;
+        out.push(Installed {
+            model: model.clone(),
+            model_version: m.as_ref().map_or_else(
+                || "unknown".to_string(),
+                |m| m.manifest.model_version.clone(),
+            ),
+            digest: p.active,
+            manifest_version: m.map(|m| m.manifest.manifest_version),
+        });
+    }
+    Ok(out)
+}
+
+fn now() -> Timestamp {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Timestamp::from_unix_seconds(secs)
+}
+
+/// The short code sent to the fleet for a refused manifest.
+fn verify_code(e: &VerifyError) -> &'static str {
+    match e {
+        VerifyError::OlderVersion { .. } => "older-version",
+        VerifyError::Expired { .. } => "expired",
+        VerifyError::SameVersionDifferentContent { .. } => "same-version-changed",
+        VerifyError::UnknownKeyId { .. } => "unknown-key",
+        VerifyError::WrongKey { .. } => "wrong-key",
+        VerifyError::BadSignature { .. } => "bad-signature",
+        _ => "bad-manifest",
+    }
+}
+
+impl Agent {
+    /// Puts an event about `m` (the manifest's release) in the spool.
+    fn report(&self, m: &Manifest, data: EventData) -> Result<(), AgentError> {
+        self.spool.push(&[TelemetryEvent {
+            at: now(),
+            model: m.model.clone(),
+            model_version: m.model_version.clone(),
+            model_digest: m.variant.digest,
+            engine_version: self.cfg.engine.engine_version,
+            app_version: self.cfg.engine.app_version,
+            data,
+        }])?;
+        Ok(())
+    }
+
+    fn report_install(
+        &self,
+        m: &Manifest,
+        outcome: InstallOutcome,
+        code: Option<&str>,
+    ) -> Result<(), AgentError> {
+        self.report(
+            m,
+            EventData::Install(Install {
+                outcome,
+                reason: code.map(str::to_string),
+            }),
+        )
+    }
+
+    /// Runs the canary on the active blob of `m` and reports it; `None`
+    /// when there is no canary to run.
+    fn canary(&self, m: &Manifest) -> Result<Option<Verdict>, AgentError> {
+        let Some(runner) = &self.cfg.canary else {
+            return Ok(None);
+        };
+        if m.canaries.is_empty() {
+            return Ok(None);
+        }
+        let r = runner
+            .run(&self.store.blob_path(&m.variant.digest), &m.canaries)
+            .unwrap_or_else(|e| {
+                // A model that crashes or cannot load fails its canary.
+                eprintln!("canary of {} {}: {e}", m.model, m.model_version);
+                crate::CanaryResult {
+                    kld: f64::INFINITY,
+                    same_top: 0.0,
+                }
+            });
+        let pass = runner.passes(&r);
+        self.report(
+            m,
+            EventData::Canary(CanaryEvent {
+                kld: if r.kld.is_finite() {
+                    r.kld.max(0.0)
+                } else {
+                    1e9
+                },
+                same_top: r.same_top.clamp(0.0, 1.0),
+                pass,
+            }),
+        )?;
+        if pass {
+            let mut st = State::load(&self.cfg.store_root)?;
+            st.canaries.insert(
+                m.model.to_string(),
+                CanaryRecord {
+                    digest: m.variant.digest,
+                    engine_version: self.cfg.engine.engine_version.to_string(),
+                    app_version: self.cfg.engine.app_version.to_string(),
+                },
+            );
+            st.save(&self.cfg.store_root)?;
+        }
+        let kld = if r.kld.is_finite() {
+            format!("{:.4}", r.kld)
+        } else {
+            "∞".into()
+        };
+        Ok(Some(Verdict {
+            pass,
+            kld: r.kld,
+            reason: format!(
+                "KLD {kld} against the limit {} (same top token at {:.0} % of positions)",
+                runner.max_kld,
+                r.same_top * 100.0
+            ),
+        }))
+    }
+}
+
+/// A canary run's result.
+struct Verdict {
+    pass: bool,
+    kld: f64,
+    reason: String,
+}
+
+/// Acts on one assignment.
+pub(crate) fn apply(
+    agent: &Agent,
+    profile: &Profile,
+    a: &ModelAssignment,
+) -> Result<ModelOutcome, AgentError> {
+    let out = |outcome| ModelOutcome {
+        model: a.model.to_string(),
+        outcome,
+    };
+    let Some(signed) = &a.manifest else {
+        let mut note = a.note.clone().unwrap_or_else(|| "none assigned".into());
+        if !a.blocked.is_empty() {
+            note = format!(
+                "{note} ({} release(s) blocked for this device)",
+                a.blocked.len()
+            );
+        }
+        return Ok(out(Outcome::NoRelease { note }));
+    };
+    let envelope = signed.to_json();
+    let store = &agent.store;
+    let verified = match store.accept_manifest(&envelope, &agent.cfg.keyring, now()) {
+        Ok(v) => v,
+        Err(StoreError::Manifest(e)) => {
+            let code = verify_code(&e);
+            // The manifest is untrusted: report it under the installed release.
+            if let Some(current) = active_manifest(store, &a.model)? {
+                agent.report_install(&current, InstallOutcome::Rejected, Some(code))?;
+            }
+            return Ok(out(Outcome::Rejected {
+                code,
+                reason: e.to_string(),
+            }));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let m = verified.manifest;
+    let digest = m.variant.digest;
+    let version = m.model_version.clone();
+    if store.active(&m.model)?.map(|p| p.active) == Some(digest) {
+        if store.installed_manifest(&m.model, &digest)?.is_none() {
+            store.record_installed(&m.model, &digest, &envelope)?;
+        }
+        return Ok(out(Outcome::Unchanged { version }));
+    }
+    let st = State::load(&agent.cfg.store_root)?;
+    if st.failed.get(m.model.as_str()) == Some(&verified.payload_digest) {
+        return Ok(out(Outcome::Waiting {
+            reason: format!(
+                "{version} (manifest {}) failed its canary here; waiting for a new manifest",
+                m.manifest_version
+            ),
+        }));
+    }
+    let mut fetched = Fetched::default();
+    if !store.contains(&digest) {
+        if agent.cfg.require_unmetered && !profile.unmetered {
+            return Ok(out(Outcome::Waiting {
+                reason: format!("{version} downloads only on an unmetered network"),
+            }));
+        }
+        if agent.cfg.require_charging && profile.charging != Some(true) {
+            return Ok(out(Outcome::Waiting {
+                reason: format!("{version} downloads only while charging"),
+            }));
+        }
+        fetched = match agent
+            .client
+            .download(store, &m.model, &digest, m.variant.length)
+        {
+            Ok(f) => f,
+            Err(e @ AgentError::Download { .. }) => {
+                agent.report_install(&m, InstallOutcome::Rejected, Some("download-mismatch"))?;
+                return Ok(out(Outcome::Rejected {
+                    code: "download-mismatch",
+                    reason: e.to_string(),
+                }));
+            }
+            Err(AgentError::Store(
+                e @ (StoreError::HashMismatch { .. } | StoreError::LengthMismatch { .. }),
+            )) => {
+                agent.report_install(&m, InstallOutcome::Rejected, Some("hash-mismatch"))?;
+                return Ok(out(Outcome::Rejected {
+                    code: "hash-mismatch",
+                    reason: e.to_string(),
+                }));
+            }
+            Err(e) => return Err(e),
+        };
+    } else {
+        // Present from before (a rollback target): check it is intact.
+        if let Err(e) = store.verify(&digest) {
+            agent.report_install(&m, InstallOutcome::Rejected, Some("corrupt-blob"))?;
+            return Ok(out(Outcome::Rejected {
+                code: "corrupt-blob",
+                reason: e.to_string(),
+            }));
+        }
+    }
+    store.record_installed(&m.model, &digest, &envelope)?;
+    store.activate(&m.model, &digest)?;
+    if let Some(Verdict {
+        pass: false,
+        reason,
+        ..
+    }) = agent.canary(&m)?
+    {
+        match store.rollback(&m.model) {
+            Ok(_) => {}
+            Err(StoreError::NoPrevious { .. }) => {
+                eprintln!(
+                    "{}: no previous version to revert to; {version} stays active",
+                    m.model
+                )
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let mut st = State::load(&agent.cfg.store_root)?;
+        st.failed
+            .insert(m.model.to_string(), verified.payload_digest);
+        st.save(&agent.cfg.store_root)?;
+        agent.report_install(&m, InstallOutcome::Reverted, Some("canary-kld"))?;
+        return Ok(out(Outcome::Reverted { version, reason }));
+    }
+    agent.report_install(&m, InstallOutcome::Installed, None)?;
+    store.gc(&[])?;
+    Ok(out(Outcome::Installed {
+        version,
+        digest,
+        fetched,
+    }))
+}
+
+/// The manifest the active blob of `model` was installed by.
+fn active_manifest(store: &Store, model: &ModelName) -> Result<Option<Manifest>, AgentError> {
+    let Some(p) = store.active(model)? else {
+        return Ok(None);
+    };
+    Ok(store
+        .installed_manifest(model, &p.active)?
+        .map(|s| s.manifest))
+}
+
+/// Re-runs the canary of active models whose last pass was under another
+/// engine or app version (or never ran), and reverts the ones that fail.
+pub(crate) fn recheck_canaries(
+    agent: &Agent,
+    assignments: &[ModelAssignment],
+) -> Result<Vec<ModelOutcome>, AgentError> {
+    let mut out = Vec::new();
+    if agent.cfg.canary.is_none() {
+        return Ok(out);
+    }
+    for a in assignments {
+        let Some(m) = active_manifest(&agent.store, &a.model)? else {
+            continue;
+        };
+        let st = State::load(&agent.cfg.store_root)?;
+        let current = CanaryRecord {
+            digest: m.variant.digest,
+            engine_version: agent.cfg.engine.engine_version.to_string(),
+            app_version: agent.cfg.engine.app_version.to_string(),
+        };
+        if st.canaries.get(m.model.as_str()) == Some(&current) || m.canaries.is_empty() {
+            continue;
+        }
+        let outcome = match agent.canary(&m)? {
+            None => continue,
+            Some(Verdict {
+                pass: true, kld, ..
+            }) => Outcome::CanaryPassed {
+                version: m.model_version.clone(),
+                kld,
+            },
+            Some(Verdict { reason, .. }) => match agent.store.rollback(&m.model) {
+                Ok(_) => {
+                    agent.report_install(&m, InstallOutcome::Reverted, Some("canary-kld"))?;
+                    Outcome::Reverted {
+                        version: m.model_version.clone(),
+                        reason,
+                    }
+                }
+                Err(_) => Outcome::Waiting {
+                    reason: format!(
+                        "{} fails its canary ({reason}) and there is nothing to revert to",
+                        m.model_version
+                    ),
+                },
+            },
+        };
+        out.push(ModelOutcome {
+            model: a.model.to_string(),
+            outcome,
+        });
+    }
+    Ok(out)
+}
