@@ -5,6 +5,7 @@ mod chat;
 mod fleet;
 mod guard;
 mod models;
+mod route;
 mod run;
 mod serve;
 mod variants;
@@ -101,6 +102,17 @@ enum Command {
     ///   OUTPOST_API_KEY=secret outpost serve smollm2-135m --host 0.0.0.0
     #[command(verbatim_doc_comment)]
     Serve(serve::ServeArgs),
+    /// Hybrid routing: check a route policy, or measure one on a prompt set
+    /// (local-only vs cloud-only vs auto). `outpost serve --route-policy FILE
+    /// --cloud-url URL` routes each OpenAI request to the local model or the
+    /// cloud and says why in the x-outpost-route header; personal data is
+    /// kept local or replaced by placeholders before it leaves.
+    ///
+    /// Examples:
+    ///   outpost route check policy.toml
+    ///   outpost route eval prompts.txt --policy policy.toml
+    #[command(verbatim_doc_comment)]
+    Route(route::RouteArgs),
     /// The fleet control plane: serve it, publish releases, roll them out
     /// to channels in stages, pin, revoke, freeze, and see every device.
     ///
@@ -130,6 +142,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => run::bench(args),
         Command::Guard(args) => guard::guard(args),
         Command::Serve(args) => serve::serve(args),
+        Command::Route(args) => route::route(args),
         Command::Fleet(args) => fleet::fleet(args),
         Command::Variants(args) => variants::variants(args),
     };

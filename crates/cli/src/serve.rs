@@ -61,6 +61,8 @@ pub struct ServeArgs {
     /// Jinja file; `MODEL=NAME|FILE` sets it for one model (repeatable).
     #[arg(long, value_name = "[MODEL=]NAME|FILE")]
     pub chat_template: Vec<String>,
+    #[command(flatten)]
+    pub route: crate::route::RouteServeArgs,
 }
 
 fn parse_keep_alive(s: &str) -> Result<KeepAlive, String> {
@@ -174,7 +176,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         specs.push(m);
     }
     let names: Vec<String> = specs.iter().map(|m| m.name.clone()).collect();
-    let state = Arc::new(AppState::new(specs, cfg));
+    let state = Arc::new(a.route.apply(AppState::new(specs, cfg))?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

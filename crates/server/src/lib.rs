@@ -19,6 +19,8 @@ mod flow;
 mod ollama;
 mod openai;
 pub mod registry;
+mod reqlog;
+mod route;
 mod state;
 
 use std::fmt::Write;
@@ -36,6 +38,7 @@ use axum::{Json, Router};
 
 pub use error::ApiError;
 pub use registry::{ModelSpec, Registry};
+pub use reqlog::RequestLog;
 pub use state::{default_memory_budget, AppState, Metrics, ServedModel, ServerConfig};
 
 /// Serves `state` on `listener` until SIGTERM or Ctrl-C, then shuts down
@@ -135,6 +138,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(middleware::from_fn_with_state(state.clone(), count))
+        .layer(middleware::from_fn_with_state(state.clone(), reqlog::log_body))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -238,6 +242,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "outpost_inter_token_seconds",
         "Time between consecutive generated tokens.",
     ));
+    if let Some(router) = &state.router {
+        out.push_str(&router.render_metrics());
+    }
     if let Some(rss) = resident_bytes() {
         let _ = writeln!(out, "# HELP outpost_resident_memory_bytes Resident memory of the server process (models are memory-mapped).\n# TYPE outpost_resident_memory_bytes gauge\noutpost_resident_memory_bytes {rss}");
     }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -20,6 +21,7 @@ use outpost_protocol::openai::{
     ChoiceLogprobs, ChunkChoice, Completion, CompletionChoice, CompletionLogprobs,
     CompletionRequest, Delta, ModelCard, ModelList, TokenLogprob, TopLogprob, Usage,
 };
+use outpost_router::Endpoint;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
@@ -97,7 +99,49 @@ fn usage(done: &EngineCompletion) -> Usage {
     Usage::new(done.prompt_tokens, done.tokens.len(), done.cached_tokens)
 }
 
-pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError> {
+/// `POST /v1/chat/completions`: through the router when there is one.
+pub async fn chat(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
+    routed(state, headers, body, Endpoint::Chat).await
+}
+
+/// `POST /v1/completions`: through the router when there is one.
+pub async fn completions(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
+    routed(state, headers, body, Endpoint::Completions).await
+}
+
+async fn routed(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    body: Body,
+    endpoint: Endpoint,
+) -> Response {
+    let local = match (&state.router, body) {
+        (Some(router), Ok(bytes)) => {
+            let router = router.clone();
+            return crate::route::handle(state, router, endpoint, headers, bytes).await;
+        }
+        (_, body) => match endpoint {
+            Endpoint::Chat => chat_local(state, body).await,
+            Endpoint::Completions => completions_local(state, body).await,
+        },
+    };
+    local.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Feeds a finished local generation's timings to the router's speeds.
+fn measured(state: &AppState, done: &EngineCompletion) {
+    if let Some(r) = &state.router {
+        r.speeds.local_sample(
+            done.prompt_tokens.saturating_sub(done.cached_tokens),
+            done.prompt_ms,
+            done.tokens.len(),
+            done.generate_ms,
+        );
+    }
+}
+
+/// Chat on the local model.
+pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Response, ApiError> {
     let started = Instant::now();
     let req: ChatCompletionRequest = parse(body)?;
     req.validate()?;
@@ -143,6 +187,7 @@ pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError
     let (name, fingerprint) = (served.name.clone(), served.digest.clone());
     if !req.stream {
         let (done, pieces) = run_to_end(state.clone(), started, lease, handle).await?;
+        measured(&state, &done);
         let logprobs = want_logprobs.then(|| ChoiceLogprobs {
             content: pieces
                 .iter()
@@ -203,6 +248,7 @@ pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError
         None,
         None,
     );
+    let state2 = state.clone();
     let events = ReceiverStream::new(forward(
         state.clone(),
         started,
@@ -231,6 +277,7 @@ pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError
                 }
             }
             Event::Done(done) => {
+                measured(&state2, &done);
                 let mut v = vec![json(&chunk(
                     Delta::default(),
                     None,
@@ -256,7 +303,11 @@ pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError
     Ok(Sse::new(stream).into_response())
 }
 
-pub async fn completions(State(state): Shared, body: Body) -> Result<Response, ApiError> {
+/// A completion on the local model.
+pub(crate) async fn completions_local(
+    state: Arc<AppState>,
+    body: Body,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let req: CompletionRequest = parse(body)?;
     req.validate()?;
@@ -327,6 +378,7 @@ pub async fn completions(State(state): Shared, body: Body) -> Result<Response, A
     let echo = if req.echo { prompt } else { String::new() };
     if !req.stream {
         let (done, pieces) = run_to_end(state.clone(), started, lease, handle).await?;
+        measured(&state, &done);
         let logprobs = req.logprobs.map(|_| {
             let mut lp = CompletionLogprobs::default();
             let mut offset = echo.len();
@@ -362,6 +414,7 @@ pub async fn completions(State(state): Shared, body: Body) -> Result<Response, A
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let first = (!echo.is_empty()).then(|| json(&make(echo, None, None, None)));
     let make2 = make.clone();
+    let state2 = state.clone();
     let events = ReceiverStream::new(forward(
         state.clone(),
         started,
@@ -372,6 +425,7 @@ pub async fn completions(State(state): Shared, body: Body) -> Result<Response, A
             Event::Piece(p) if p.text.is_empty() => Vec::new(),
             Event::Piece(p) => vec![json(&make2(p.text, None, None, None))],
             Event::Done(done) => {
+                measured(&state2, &done);
                 let mut v = vec![json(&make2(String::new(), None, Some(finish(&done)), None))];
                 if include_usage {
                     let mut u = make2(String::new(), None, None, Some(usage(&done)));

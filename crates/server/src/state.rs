@@ -184,14 +184,32 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub config: ServerConfig,
     pub metrics: Metrics,
+    /// Hybrid routing of the OpenAI endpoints; None: everything local.
+    pub router: Option<Arc<outpost_router::Router>>,
+    /// `--log-requests`: every request body, as JSON lines.
+    pub request_log: Option<crate::reqlog::RequestLog>,
 }
 
 impl AppState {
+    /// Routes OpenAI requests between the local models and the cloud.
+    pub fn with_router(mut self, router: outpost_router::Router) -> Self {
+        self.router = Some(Arc::new(router));
+        self
+    }
+
+    /// Logs every request body received.
+    pub fn with_request_log(mut self, log: crate::reqlog::RequestLog) -> Self {
+        self.request_log = Some(log);
+        self
+    }
+
     pub fn new(specs: Vec<ModelSpec>, config: ServerConfig) -> Self {
         AppState {
             registry: Arc::new(Registry::new(specs, config.clone())),
             config,
             metrics: Metrics::default(),
+            router: None,
+            request_log: None,
         }
     }
 }

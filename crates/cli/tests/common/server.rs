@@ -18,7 +18,8 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 pub struct Server {
     pub child: Child,
     pub port: u16,
-    _turn: MutexGuard<'static, ()>,
+    /// None for a second server started under another's turn.
+    _turn: Option<MutexGuard<'static, ()>>,
 }
 
 impl Drop for Server {
@@ -38,6 +39,21 @@ pub fn start_models(models: &[&str], extra: &[&str]) -> Server {
 /// read its shutdown messages).
 pub fn start_with(models: &[&str], extra: &[&str], stderr: Stdio) -> Server {
     let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    spawn_server(models, extra, stderr, Some(turn))
+}
+
+/// A second server during `first`'s turn (the router tests run a local
+/// server and a "cloud"); drop it before `first`.
+pub fn start_second(_first: &Server, models: &[&str], extra: &[&str]) -> Server {
+    spawn_server(models, extra, Stdio::null(), None)
+}
+
+fn spawn_server(
+    models: &[&str],
+    extra: &[&str],
+    stderr: Stdio,
+    turn: Option<MutexGuard<'static, ()>>,
+) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")
@@ -79,14 +95,32 @@ pub fn http_full(
     body: &str,
     auth: Option<&str>,
 ) -> (u16, String, String) {
+    let auth = auth.map(|k| format!("Bearer {k}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| ("Authorization", a))
+        .into_iter()
+        .collect();
+    http_headers(port, method, path, body, &headers)
+}
+
+/// A raw HTTP/1.1 request with extra headers; (status, head, body).
+pub fn http_headers(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new(), String::new());
     };
-    let auth = auth
-        .map(|k| format!("Authorization: Bearer {k}\r\n"))
-        .unwrap_or_default();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     // A server refusing a large body may answer and close before it is all
@@ -101,6 +135,16 @@ pub fn http_full(
         .unwrap_or(0);
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
     (status, head.to_string(), body.to_string())
+}
+
+/// A response header's value (name matched case-insensitively).
+pub fn header_value(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
 }
 
 /// A raw HTTP/1.1 request; (status, body).

@@ -1,0 +1,72 @@
+//! `outpost serve --log-requests FILE`: every request body the server
+//! receives, one JSON line each (`{"ts", "method", "path", "body"}`), so
+//! one can see exactly what reached this server (a test proves with it what
+//! a "cloud" server saw). Bodies are logged as JSON when they parse, else
+//! as a string.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+use crate::state::{now, AppState};
+
+/// An append-only JSON-lines file.
+#[derive(Debug)]
+pub struct RequestLog(Mutex<std::fs::File>);
+
+impl RequestLog {
+    /// Opens (creates, appends to) `path`.
+    pub fn open(path: &Path) -> std::io::Result<RequestLog> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(RequestLog(Mutex::new(f)))
+    }
+
+    fn write(&self, method: &str, path: &str, body: &[u8]) {
+        let body = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(body).into_owned())
+        });
+        let line = serde_json::json!({"ts": now(), "method": method, "path": path, "body": body});
+        if let Ok(mut f) = self.0.lock() {
+            // The log is a diagnostic: a full disk must not fail the request.
+            let _ = writeln!(f, "{line}");
+            let _ = f.flush();
+        }
+    }
+}
+
+/// Logs the body, then hands the request on unchanged.
+pub(crate) async fn log_body(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(log) = &state.request_log else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, state.config.body_limit).await {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "body_too_large_or_unreadable",
+                None,
+                format!("the request body could not be read: {e}"),
+            )
+            .into_response()
+        }
+    };
+    log.write(parts.method.as_str(), parts.uri.path(), &bytes);
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
