@@ -1,4 +1,4 @@
-//! `outpost serve --log-requests FILE`: every request body the server
+//! `outpost serve --log-requests FILE`: every non-empty request body the server
 //! receives, one JSON line each (`{"ts", "method", "path", "body"}`), so
 //! one can see exactly what reached this server (a test proves with it what
 //! a "cloud" server saw). Bodies are logged as JSON when they parse, else
@@ -66,7 +66,9 @@ pub(crate) async fn log_body(
             .into_response()
         }
     };
-    log.write(parts.method.as_str(), parts.uri.path(), &bytes);
+    if !bytes.is_empty() {
+        log.write(parts.method.as_str(), parts.uri.path(), &bytes);
+    }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
 }
