@@ -1,6 +1,7 @@
 //! `outpost`: the command line. Thin: parse arguments, call the libraries,
 //! turn errors into messages and exit codes (0 ok, 1 failed, 2 bad usage).
 
+mod agent;
 mod chat;
 mod fleet;
 mod guard;
@@ -123,6 +124,20 @@ enum Command {
     ///   outpost fleet status --data ./fleet
     #[command(verbatim_doc_comment)]
     Fleet(fleet::FleetArgs),
+    /// The device agent: check in with a fleet, download what it assigns
+    /// (resumable, verified: signature, version, expiry, length, sha256),
+    /// install it atomically into a store (the previous version kept), run
+    /// a quality canary and revert locally if it fails, tell the local
+    /// server to reload, and ship telemetry (buffered while offline).
+    ///
+    /// Examples:
+    ///   outpost agent once --fleet http://127.0.0.1:8700 --store ./device \
+    ///       --app-key-file fleet/app.key --pin fleet/signing.pub.json
+    ///   outpost agent run --store ./device --pin fleet/signing.pub.json --serve-url http://127.0.0.1:8642
+    ///   outpost serve --store ./device
+    ///   outpost agent profile --profile phone.toml
+    #[command(verbatim_doc_comment)]
+    Agent(agent::AgentArgs),
     /// Quantization tiers from one checkpoint, each measured against it
     /// (perplexity, KL divergence, same-top-token %, speed, memory), with a
     /// report, a chart and a recommended tier per device class.
@@ -142,6 +157,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => run::bench(args),
         Command::Guard(args) => guard::guard(args),
         Command::Serve(args) => serve::serve(args),
+        Command::Agent(args) => agent::agent(args),
         Command::Route(args) => route::route(args),
         Command::Fleet(args) => fleet::fleet(args),
         Command::Variants(args) => variants::variants(args),

@@ -17,8 +17,16 @@ use crate::run::load_template;
 pub struct ServeArgs {
     /// Models to serve: paths or short names (smollm2-135m, gemma3-270m).
     /// Clients name them by their short name, or the file name without .gguf.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "store")]
     pub models: Vec<String>,
+    /// Also serve the active models of a device store (the folder `outpost
+    /// agent --store` installs into), by their model names. POST
+    /// /admin/reload or SIGHUP re-reads it: new requests get a newly
+    /// installed file, requests in flight finish on the old one. Each
+    /// request's metrics (never its text) go to the store's telemetry
+    /// spool, which the agent ships to the fleet.
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<std::path::PathBuf>,
     /// Address to bind. Anything but loopback needs --api-key.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: IpAddr,
@@ -70,7 +78,7 @@ fn parse_keep_alive(s: &str) -> Result<KeepAlive, String> {
 }
 
 /// `2GiB`, `800MiB`, `1.5G`, `500M`, or plain bytes.
-fn parse_bytes(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -119,9 +127,11 @@ fn template_for(specs: &[String], spec: &str, name: &str) -> Option<String> {
 pub fn serve(a: ServeArgs) -> Result<()> {
     for t in &a.chat_template {
         if let Some((m, _)) = t.split_once('=') {
-            if !a.models.iter().any(|spec| {
-                spec == m || models::resolve(spec).is_ok_and(|p| served_name(spec, &p) == m)
-            }) {
+            if a.store.is_none()
+                && !a.models.iter().any(|spec| {
+                    spec == m || models::resolve(spec).is_ok_and(|p| served_name(spec, &p) == m)
+                })
+            {
                 bail!(
                     "--chat-template {t:?} names model {m:?}, which is not among the served models"
                 );
@@ -175,8 +185,45 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         );
         specs.push(m);
     }
+    let mut link = None;
+    if let Some(dir) = &a.store {
+        let mut templates = std::collections::HashMap::new();
+        for t in &a.chat_template {
+            if let Some((m, v)) = t.split_once('=') {
+                if let Some(tpl) = load_template(Some(v))? {
+                    templates.insert(m.to_string(), tpl);
+                }
+            }
+        }
+        let version = outpost_protocol::manifest::Version::parse(env!("CARGO_PKG_VERSION"))
+            .map_err(anyhow::Error::msg)?;
+        let l = outpost_server::StoreLink::open(dir, templates, version, version)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("--store {}", dir.display()))?;
+        for m in l
+            .specs(&cfg, &Default::default())
+            .map_err(anyhow::Error::msg)?
+        {
+            if specs.iter().any(|s| s.name == m.name) {
+                bail!("model name {:?} is both given and in the store", m.name);
+            }
+            eprintln!(
+                "model {} (store, {}): {}, needs {}",
+                m.name,
+                m.release.as_ref().map_or("?", |r| r.0.as_str()),
+                m.digest,
+                m.memory
+            );
+            specs.push(m);
+        }
+        link = Some(l);
+    }
     let names: Vec<String> = specs.iter().map(|m| m.name.clone()).collect();
-    let state = Arc::new(a.route.apply(AppState::new(specs, cfg))?);
+    let mut state = AppState::new(specs, cfg);
+    if let Some(l) = link {
+        state = state.with_store(l);
+    }
+    let state = Arc::new(a.route.apply(state)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -302,6 +302,14 @@ fn bad(path: &Path, problem: String) -> EngineError {
     }
 }
 
+/// Every tensor type this build of ggml can load, by name (`f32`, `q4_K`,
+/// ...): what a device reports so the fleet sends only variants it loads.
+pub fn ggml_type_names() -> Vec<String> {
+    (0..llama_cpp_sys_2::GGML_TYPE_COUNT as u32)
+        .filter_map(|ty| tensor_size(ty, &[256]).ok().map(|(name, _)| name))
+        .collect()
+}
+
 /// Name and byte size of a tensor of ggml type `ty` and shape `dims`, using
 /// ggml's own type table.
 fn tensor_size(ty: u32, dims: &[u64]) -> std::result::Result<(String, u64), String> {

@@ -19,20 +19,57 @@ pub(crate) fn worker_died(e: tokio::task::JoinError) -> ApiError {
     ApiError::internal("running the request", e.to_string())
 }
 
-/// Times a request's tokens into the TTFT and inter-token histograms.
+/// Times a request's tokens into the TTFT and inter-token histograms, and
+/// (with `--store`) writes its `inference` telemetry event at the end.
 struct Timer {
     state: Arc<AppState>,
+    spec: Arc<crate::registry::ModelSpec>,
+    first: Option<Instant>,
     last: Option<Instant>,
     started: Instant,
 }
 
 impl Timer {
-    fn new(state: Arc<AppState>, started: Instant) -> Self {
+    fn new(state: Arc<AppState>, started: Instant, lease: &Lease) -> Self {
         Timer {
             state,
+            spec: lease.spec_arc(),
+            first: None,
             last: None,
             started,
         }
+    }
+
+    /// The request ended: `Ok` with its completion, or an engine error.
+    fn finish(&self, done: Result<&Completion, ()>) {
+        let Some(link) = &self.state.store else {
+            return;
+        };
+        let now = Instant::now();
+        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
+        let (tokens, cached, error) = match done {
+            Ok(c) => (c.tokens.len() as u32, c.cached_tokens as u32, None),
+            Err(()) => (0, 0, Some("engine".to_string())),
+        };
+        let tok_s = match (self.first, self.last) {
+            (Some(f), Some(l)) if tokens > 1 && l > f => {
+                f64::from(tokens - 1) / (l - f).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        link.record(
+            &self.spec,
+            outpost_protocol::telemetry::EventData::Inference(
+                outpost_protocol::telemetry::Inference {
+                    ttft_ms: self.first.map_or(0.0, |f| ms(self.started, f)),
+                    latency_ms: ms(self.started, now),
+                    tokens,
+                    tok_s,
+                    cached_tokens: cached,
+                    error,
+                },
+            ),
+        );
     }
     fn token(&mut self) {
         let now = Instant::now();
@@ -48,6 +85,7 @@ impl Timer {
                 .inter_token
                 .observe((now - prev).as_secs_f64()),
         }
+        self.first.get_or_insert(now);
         self.last = Some(now);
     }
 }
@@ -80,16 +118,17 @@ pub(crate) async fn run_to_end(
         state: state.clone(),
     };
     let result = tokio::task::spawn_blocking(move || {
+        let mut timer = Timer::new(state, started, &lease);
         let _lease = lease;
-        let mut timer = Timer::new(state, started);
         let mut pieces = Vec::new();
         let done = handle.wait(|p| {
             if p.token >= 0 {
                 timer.token();
             }
             pieces.push(p.clone());
-        })?;
-        Ok((done, pieces))
+        });
+        timer.finish(done.as_ref().map_err(|_| ()));
+        Ok((done?, pieces))
     })
     .await
     .map_err(worker_died)?;
@@ -119,8 +158,8 @@ pub(crate) fn forward(
 ) -> tokio::sync::mpsc::Receiver<String> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::task::spawn_blocking(move || {
+        let mut timer = Timer::new(state.clone(), started, &lease);
         let _lease = lease;
-        let mut timer = Timer::new(state.clone(), started);
         let send = |data: String| {
             let sent = tx.blocking_send(data).is_ok();
             if !sent {
@@ -130,8 +169,11 @@ pub(crate) fn forward(
             sent
         };
         for ev in handle.events.iter() {
-            if matches!(&ev, Event::Piece(p) if p.token >= 0) {
-                timer.token();
+            match &ev {
+                Event::Piece(p) if p.token >= 0 => timer.token(),
+                Event::Done(c) => timer.finish(Ok(c)),
+                Event::Failed(_) => timer.finish(Err(())),
+                _ => {}
             }
             let (data, end) = match ev {
                 Event::Failed(e) => (vec![(framing.error)(&ApiError::from(e))], true),

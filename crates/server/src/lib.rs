@@ -14,6 +14,7 @@
 //! # }
 //! ```
 
+mod device;
 mod error;
 mod flow;
 mod ollama;
@@ -36,8 +37,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+pub use device::StoreLink;
 pub use error::ApiError;
-pub use registry::{ModelSpec, Registry};
+pub use registry::{ModelSpec, Registry, ReloadReport};
 pub use reqlog::RequestLog;
 pub use state::{default_memory_budget, AppState, Metrics, ServedModel, ServerConfig};
 
@@ -55,6 +57,7 @@ pub async fn run(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std
             }
         })
     };
+    let hangup = tokio::spawn(reload_on_sighup(state.clone()));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(async move {
@@ -66,6 +69,7 @@ pub async fn run(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std
         r = &mut server => return flatten(r),
         _ = shutdown_signal() => {}
     }
+    hangup.abort();
     state.registry.close();
     let _ = stop_tx.send(true);
     let grace = state.config.grace;
@@ -94,6 +98,24 @@ pub async fn run(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std
 
 fn flatten(r: Result<std::io::Result<()>, tokio::task::JoinError>) -> std::io::Result<()> {
     r.map_err(std::io::Error::other)?
+}
+
+/// With `--store`, SIGHUP re-reads the store (like `POST /admin/reload`).
+async fn reload_on_sighup(state: Arc<AppState>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if let Err(e) = device::reload(&state).await {
+                eprintln!("SIGHUP: reload refused, the models served stay as they were: {e}");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = state;
 }
 
 /// SIGTERM or Ctrl-C (SIGINT).
@@ -135,10 +157,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/", get(root))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/admin/reload", post(device::reload_handler))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(middleware::from_fn_with_state(state.clone(), count))
-        .layer(middleware::from_fn_with_state(state.clone(), reqlog::log_body))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            reqlog::log_body,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

@@ -324,7 +324,7 @@ pub async fn tags(State(state): Shared) -> Json<TagsResponse> {
                 model: s.name.clone(),
                 modified_at: rfc3339(since_epoch(s.modified)),
                 size: s.size,
-                digest: hex_digest(s),
+                digest: hex_digest(&s),
                 details: s.details.clone(),
             })
             .collect(),

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::StatusCode;
@@ -49,6 +49,9 @@ pub struct ModelSpec {
     /// Context per sequence.
     pub ctx_per_slot: u32,
     pub memory: MemoryEstimate,
+    /// The release this file is, when it came from a device store
+    /// (`--store`): model version and the digest the store names it by.
+    pub release: Option<(String, outpost_protocol::Digest)>,
 }
 
 impl ModelSpec {
@@ -138,6 +141,7 @@ impl ModelSpec {
             chat_template: header.str("tokenizer.chat_template").map(str::to_string),
             ctx_per_slot,
             memory,
+            release: None,
         })
     }
 }
@@ -158,14 +162,45 @@ struct EntryState {
 }
 
 struct Entry {
-    spec: ModelSpec,
+    /// Replaced by a reload when the model's file changes; a lease keeps
+    /// the spec it started with.
+    spec: RwLock<Arc<ModelSpec>>,
     state: Mutex<EntryState>,
 }
 
 impl Entry {
+    fn new(spec: ModelSpec, keep_alive: KeepAlive) -> Entry {
+        Entry {
+            spec: RwLock::new(Arc::new(spec)),
+            state: Mutex::new(EntryState {
+                loaded: None,
+                in_flight: 0,
+                keep_alive,
+                expires: None,
+                last_used: Instant::now(),
+                cancels: HashMap::new(),
+                avg_secs: 1.0,
+            }),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, EntryState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn spec(&self) -> Arc<ModelSpec> {
+        self.spec.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// What a reload changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Models whose file changed (new requests get the new one; requests
+    /// in flight finish on the old one).
+    pub replaced: Vec<String>,
+    pub added: Vec<String>,
+    pub unchanged: Vec<String>,
 }
 
 /// Load and unload counters.
@@ -179,7 +214,7 @@ pub struct RegistryStats {
 
 /// Every servable model and its load state.
 pub struct Registry {
-    entries: Vec<Entry>,
+    entries: RwLock<Vec<Arc<Entry>>>,
     cfg: ServerConfig,
     /// One load or eviction at a time.
     load_lock: tokio::sync::Mutex<()>,
@@ -190,7 +225,7 @@ pub struct Registry {
 
 /// A loaded model, as `/api/ps` shows it.
 pub struct Loaded {
-    pub spec: ModelSpec,
+    pub spec: Arc<ModelSpec>,
     pub model: Arc<ServedModel>,
     /// None: busy, or kept forever.
     pub expires: Option<Instant>,
@@ -199,23 +234,13 @@ pub struct Loaded {
 
 impl Registry {
     pub fn new(specs: Vec<ModelSpec>, cfg: ServerConfig) -> Registry {
-        let now = Instant::now();
         Registry {
-            entries: specs
-                .into_iter()
-                .map(|spec| Entry {
-                    spec,
-                    state: Mutex::new(EntryState {
-                        loaded: None,
-                        in_flight: 0,
-                        keep_alive: cfg.keep_alive,
-                        expires: None,
-                        last_used: now,
-                        cancels: HashMap::new(),
-                        avg_secs: 1.0,
-                    }),
-                })
-                .collect(),
+            entries: RwLock::new(
+                specs
+                    .into_iter()
+                    .map(|spec| Arc::new(Entry::new(spec, cfg.keep_alive)))
+                    .collect(),
+            ),
             cfg,
             load_lock: tokio::sync::Mutex::new(()),
             closing: false.into(),
@@ -224,33 +249,48 @@ impl Registry {
         }
     }
 
-    pub fn specs(&self) -> impl Iterator<Item = &ModelSpec> {
-        self.entries.iter().map(|e| &e.spec)
+    /// A snapshot of the entries (a reload may add some meanwhile).
+    fn entries(&self) -> Vec<Arc<Entry>> {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    pub fn spec(&self, name: &str) -> Option<&ModelSpec> {
-        self.entries
+    pub fn specs(&self) -> std::vec::IntoIter<Arc<ModelSpec>> {
+        let specs: Vec<_> = self.entries().iter().map(|e| e.spec()).collect();
+        specs.into_iter()
+    }
+
+    pub fn spec(&self, name: &str) -> Option<Arc<ModelSpec>> {
+        self.entries()
             .iter()
-            .find(|e| e.spec.name == name)
-            .map(|e| &e.spec)
+            .map(|e| e.spec())
+            .find(|s| s.name == name)
     }
 
     pub fn names(&self) -> Vec<String> {
         self.specs().map(|s| s.name.clone()).collect()
     }
 
-    /// The index of model `name`, or a 404 that lists the served models.
-    fn index_of(&self, name: &str) -> Result<usize, ApiError> {
-        self.entries
-            .iter()
-            .position(|e| e.spec.name == name)
+    /// The entry of model `name`, or a 404 that lists the served models.
+    fn entry(&self, name: &str) -> Result<Arc<Entry>, ApiError> {
+        self.entries()
+            .into_iter()
+            .find(|e| e.spec().name == name)
             .ok_or_else(|| ApiError::unknown_model(name, &self.names()))
     }
 
-    fn lease(self: &Arc<Self>, index: usize, model: Arc<ServedModel>, load: Duration) -> Lease {
+    fn lease(
+        self: &Arc<Self>,
+        entry: &Arc<Entry>,
+        spec: Arc<ModelSpec>,
+        model: Arc<ServedModel>,
+        load: Duration,
+    ) -> Lease {
         Lease {
-            registry: self.clone(),
-            index,
+            entry: entry.clone(),
+            spec,
             id: self.next_lease.fetch_add(1, Ordering::Relaxed),
             model,
             started: Instant::now(),
@@ -258,14 +298,56 @@ impl Registry {
         }
     }
 
+    /// Takes in a new list of models (a reload): a model whose file digest
+    /// changed gets the new spec, and its loaded copy is let go (requests
+    /// in flight finish on it; the next request loads the new file); new
+    /// names are added. Models missing from `specs` stay as they are.
+    pub async fn reload(&self, specs: Vec<ModelSpec>) -> ReloadReport {
+        let _guard = self.load_lock.lock().await;
+        let mut report = ReloadReport::default();
+        let mut released = Vec::new();
+        for spec in specs {
+            let name = spec.name.clone();
+            let existing = self.entries().into_iter().find(|e| e.spec().name == name);
+            match existing {
+                Some(e) if e.spec().digest == spec.digest => {
+                    *e.spec.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(spec);
+                    report.unchanged.push(name);
+                }
+                Some(e) => {
+                    let mut st = e.lock();
+                    *e.spec.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(spec);
+                    st.expires = None;
+                    released.extend(st.loaded.take());
+                    report.replaced.push(name);
+                }
+                None => {
+                    self.entries
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(Arc::new(Entry::new(spec, self.cfg.keep_alive)));
+                    report.added.push(name);
+                }
+            }
+        }
+        if !released.is_empty() {
+            self.stats
+                .unloads
+                .fetch_add(released.len() as u64, Ordering::Relaxed);
+            // The last holder joins the scheduler thread when it lets go.
+            let _ = tokio::task::spawn_blocking(move || drop(released)).await;
+        }
+        report
+    }
+
     /// The loaded models.
     pub fn loaded(&self) -> Vec<Loaded> {
-        self.entries
+        self.entries()
             .iter()
             .filter_map(|e| {
                 let st = e.lock();
                 st.loaded.clone().map(|model| Loaded {
-                    spec: e.spec.clone(),
+                    spec: e.spec(),
                     model,
                     expires: st.expires,
                     keep_alive: st.keep_alive,
@@ -276,10 +358,10 @@ impl Registry {
 
     /// Bytes the loaded models hold (estimated).
     pub fn memory_used(&self) -> u64 {
-        self.entries
+        self.entries()
             .iter()
             .filter(|e| e.lock().loaded.is_some())
-            .map(|e| e.spec.memory.total())
+            .map(|e| e.spec().memory.total())
             .sum()
     }
 
@@ -289,7 +371,7 @@ impl Registry {
 
     /// Requests in flight over all models.
     pub fn in_flight(&self) -> u32 {
-        self.entries.iter().map(|e| e.lock().in_flight).sum()
+        self.entries().iter().map(|e| e.lock().in_flight).sum()
     }
 
     /// A lease on `name`, loading it first if needed. `keep_alive` (the
@@ -299,8 +381,7 @@ impl Registry {
         name: &str,
         keep_alive: Option<KeepAlive>,
     ) -> Result<Lease, ApiError> {
-        let index = self.index_of(name)?;
-        let entry = &self.entries[index];
+        let entry = &self.entry(name)?;
         loop {
             if self.closing.load(Ordering::SeqCst) {
                 return Err(ApiError::new(
@@ -340,18 +421,20 @@ impl Registry {
                     st.in_flight += 1;
                     st.expires = None;
                     st.last_used = Instant::now();
-                    return Ok(self.lease(index, model, Duration::ZERO));
+                    let spec = entry.spec();
+                    return Ok(self.lease(entry, spec, model, Duration::ZERO));
                 }
             }
             let _guard = self.load_lock.lock().await;
             if entry.lock().loaded.is_some() {
                 continue;
             }
-            self.make_room(index).await?;
+            self.make_room(entry).await?;
             let started = Instant::now();
-            let spec = entry.spec.clone();
+            let spec = entry.spec();
             let cfg = self.cfg.clone();
-            let model = tokio::task::spawn_blocking(move || ServedModel::load(&spec, &cfg))
+            let for_load = spec.clone();
+            let model = tokio::task::spawn_blocking(move || ServedModel::load(&for_load, &cfg))
                 .await
                 .map_err(|e| ApiError::internal("loading the model", e.to_string()))?
                 .map_err(|e| ApiError::internal("loading the model", e))?;
@@ -362,17 +445,18 @@ impl Registry {
             st.expires = None;
             st.in_flight += 1;
             st.last_used = Instant::now();
-            return Ok(self.lease(index, model, started.elapsed()));
+            return Ok(self.lease(entry, spec, model, started.elapsed()));
         }
     }
 
     /// Unloads idle models (least recently used first) until entry
     /// `index` fits in the budget, or says why it cannot.
-    async fn make_room(&self, index: usize) -> Result<(), ApiError> {
-        let need = self.entries[index].spec.memory;
+    async fn make_room(&self, target: &Arc<Entry>) -> Result<(), ApiError> {
+        let spec = target.spec();
+        let need = spec.memory;
         let budget = self.cfg.memory_budget;
         let mib = |b: u64| b / (1024 * 1024);
-        let name = &self.entries[index].spec.name;
+        let name = &spec.name;
         if need.total() > budget {
             self.stats.memory_refused.fetch_add(1, Ordering::Relaxed);
             return Err(ApiError::new(
@@ -392,15 +476,13 @@ impl Registry {
                 return Ok(());
             }
             let victim = self
-                .entries
-                .iter()
-                .enumerate()
-                .filter(|(i, e)| {
+                .entries()
+                .into_iter()
+                .filter(|e| {
                     let st = e.lock();
-                    *i != index && st.loaded.is_some() && st.in_flight == 0
+                    !Arc::ptr_eq(e, target) && st.loaded.is_some() && st.in_flight == 0
                 })
-                .min_by_key(|(_, e)| e.lock().last_used)
-                .map(|(i, _)| i);
+                .min_by_key(|e| e.lock().last_used);
             let Some(v) = victim else {
                 self.stats.memory_refused.fetch_add(1, Ordering::Relaxed);
                 return Err(ApiError::new(
@@ -416,14 +498,14 @@ impl Registry {
                 )
                 .retry_after(5));
             };
-            self.unload(v).await;
+            self.unload(&v).await;
         }
     }
 
     /// Unloads entry `index` if it is idle; true if it did.
-    async fn unload(&self, index: usize) -> bool {
+    async fn unload(&self, entry: &Entry) -> bool {
         let model = {
-            let mut st = self.entries[index].lock();
+            let mut st = entry.lock();
             if st.in_flight > 0 {
                 return false;
             }
@@ -440,38 +522,35 @@ impl Registry {
     /// Unloads `name` now if it is idle (Ollama's `keep_alive: 0` with no
     /// prompt); with requests in flight it unloads when they end.
     pub async fn unload_now(&self, name: &str) -> Result<(), ApiError> {
-        let index = self.index_of(name)?;
-        let entry = &self.entries[index];
+        let entry = self.entry(name)?;
         entry.lock().keep_alive = KeepAlive::For(Duration::ZERO);
         let _guard = self.load_lock.lock().await;
-        self.unload(index).await;
+        self.unload(&entry).await;
         Ok(())
     }
 
     /// Unloads every idle model whose keep-alive has run out.
     pub async fn reap(&self) {
         let now = Instant::now();
-        let due: Vec<usize> = self
-            .entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| {
+        let due: Vec<Arc<Entry>> = self
+            .entries()
+            .into_iter()
+            .filter(|e| {
                 let st = e.lock();
                 st.loaded.is_some() && st.in_flight == 0 && st.expires.is_some_and(|t| t <= now)
             })
-            .map(|(i, _)| i)
             .collect();
         if due.is_empty() {
             return;
         }
         let _guard = self.load_lock.lock().await;
-        for i in due {
+        for e in due {
             let still_due = {
-                let st = self.entries[i].lock();
+                let st = e.lock();
                 st.in_flight == 0 && st.expires.is_some_and(|t| t <= Instant::now())
             };
             if still_due {
-                self.unload(i).await;
+                self.unload(&e).await;
             }
         }
     }
@@ -484,7 +563,7 @@ impl Registry {
     /// Cancels every request in flight; returns how many.
     pub fn cancel_all(&self) -> usize {
         let mut n = 0;
-        for e in &self.entries {
+        for e in &self.entries() {
             for c in e.lock().cancels.values() {
                 c.cancel();
                 n += 1;
@@ -495,8 +574,8 @@ impl Registry {
 
     /// Unloads everything (at exit).
     pub async fn unload_all(&self) {
-        for i in 0..self.entries.len() {
-            self.unload(i).await;
+        for e in self.entries() {
+            self.unload(&e).await;
         }
     }
 }
@@ -504,8 +583,8 @@ impl Registry {
 /// A request's hold on a loaded model: the model stays loaded while any
 /// lease lives, and the request's cancel token is reachable for shutdown.
 pub struct Lease {
-    registry: Arc<Registry>,
-    index: usize,
+    entry: Arc<Entry>,
+    spec: Arc<ModelSpec>,
     id: u64,
     model: Arc<ServedModel>,
     started: Instant,
@@ -520,13 +599,17 @@ impl Lease {
 
     /// What is known of the model without loading it.
     pub fn spec(&self) -> &ModelSpec {
-        &self.registry.entries[self.index].spec
+        &self.spec
+    }
+
+    pub fn spec_arc(&self) -> Arc<ModelSpec> {
+        self.spec.clone()
     }
 
     /// Submits `req` to the model's scheduler, tracking its cancel token.
     pub fn submit(&self, req: GenerateRequest) -> Result<RequestHandle, ApiError> {
         let handle = self.model.scheduler.submit(req)?;
-        self.registry.entries[self.index]
+        self.entry
             .lock()
             .cancels
             .insert(self.id, handle.cancel.clone());
@@ -536,7 +619,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let mut st = self.registry.entries[self.index].lock();
+        let mut st = self.entry.lock();
         st.cancels.remove(&self.id);
         st.in_flight = st.in_flight.saturating_sub(1);
         let secs = self.started.elapsed().as_secs_f64();

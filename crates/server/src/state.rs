@@ -188,6 +188,8 @@ pub struct AppState {
     pub router: Option<Arc<outpost_router::Router>>,
     /// `--log-requests`: every request body, as JSON lines.
     pub request_log: Option<crate::reqlog::RequestLog>,
+    /// `--store`: the device store the models come from, and its spool.
+    pub store: Option<Arc<crate::device::StoreLink>>,
 }
 
 impl AppState {
@@ -203,6 +205,12 @@ impl AppState {
         self
     }
 
+    /// Serves a device store's active models (see `device.rs`).
+    pub fn with_store(mut self, link: crate::device::StoreLink) -> Self {
+        self.store = Some(Arc::new(link));
+        self
+    }
+
     pub fn new(specs: Vec<ModelSpec>, config: ServerConfig) -> Self {
         AppState {
             registry: Arc::new(Registry::new(specs, config.clone())),
@@ -210,6 +218,7 @@ impl AppState {
             metrics: Metrics::default(),
             router: None,
             request_log: None,
+            store: None,
         }
     }
 }

@@ -118,6 +118,26 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens an existing store to read it (pointers, blobs, install
+    /// records) while the process that owns it (the agent) may be writing:
+    /// creates nothing and leaves `tmp/` alone. For `outpost serve`.
+    pub fn open_reader(root: impl AsRef<Path>) -> Result<Store> {
+        let root = root.as_ref().to_path_buf();
+        let active = root.join(ACTIVE);
+        if !active.is_dir() {
+            return Err(StoreError::Damaged {
+                path: active,
+                problem: "not found: this is not a model store, or nothing was installed yet"
+                    .into(),
+            });
+        }
+        Ok(Store {
+            root,
+            config: StoreConfig::default(),
+            refs: Mutex::new(()),
+        })
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -1,0 +1,180 @@
+//! `outpost serve --store DIR`: serving what a device store has active.
+//! The contract with the device agent (which owns the store):
+//!
+//! - The server serves every model with an active pointer in the store,
+//!   under the model's name, from its blob. It never writes the store.
+//! - `POST /admin/reload` (or SIGHUP) re-reads the pointers. A model whose
+//!   active blob changed gets the new file for new requests; requests in
+//!   flight finish on the old one (nothing is dropped). A blob whose hash
+//!   does not match its pointer is refused and the old file kept.
+//! - Every finished request appends an `inference` event (TTFT, latency,
+//!   tokens, tok/s, cached tokens; never text) to the store's telemetry
+//!   spool, tagged with the release the store installed; the agent ships
+//!   the spool to the fleet.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use outpost_engine::ChatTemplate;
+use outpost_protocol::manifest::Version;
+use outpost_protocol::telemetry::{EventData, TelemetryEvent};
+use outpost_protocol::{ModelName, Timestamp};
+use outpost_store::spool::{Spool, DEFAULT_MAX_EVENTS};
+use outpost_store::Store;
+
+use crate::error::ApiError;
+use crate::registry::ModelSpec;
+use crate::state::{AppState, ServerConfig};
+
+/// The store a server follows, and its spool.
+pub struct StoreLink {
+    root: PathBuf,
+    templates: HashMap<String, Arc<ChatTemplate>>,
+    spool: Spool,
+    app_version: Version,
+    engine_version: Version,
+    spool_failed: AtomicBool,
+}
+
+impl StoreLink {
+    /// Opens the store at `root` for reading and its spool for appending.
+    /// `templates`: chat templates by model name, for models without one.
+    pub fn open(
+        root: &Path,
+        templates: HashMap<String, Arc<ChatTemplate>>,
+        app_version: Version,
+        engine_version: Version,
+    ) -> Result<StoreLink, String> {
+        let store = Store::open_reader(root).map_err(|e| e.to_string())?;
+        let spool =
+            Spool::open(&store.spool_path(), DEFAULT_MAX_EVENTS).map_err(|e| e.to_string())?;
+        Ok(StoreLink {
+            root: root.to_path_buf(),
+            templates,
+            spool,
+            app_version,
+            engine_version,
+            spool_failed: AtomicBool::new(false),
+        })
+    }
+
+    /// One spec per active model whose blob is not among `known` (name →
+    /// store digest of the spec served now). Each file is hashed and must
+    /// match its pointer.
+    pub fn specs(
+        &self,
+        cfg: &ServerConfig,
+        known: &HashMap<String, outpost_protocol::Digest>,
+    ) -> Result<Vec<ModelSpec>, String> {
+        let store = Store::open_reader(&self.root).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for (model, pointer) in store.models().map_err(|e| e.to_string())? {
+            let name = model.to_string();
+            if known.get(&name) == Some(&pointer.active) {
+                continue;
+            }
+            let path = store.blob_path(&pointer.active);
+            let mut spec =
+                ModelSpec::inspect(&name, &path, self.templates.get(&name).cloned(), cfg)
+                    .map_err(|e| format!("{name}: {e}"))?;
+            if spec.digest != pointer.active.to_string() {
+                return Err(format!(
+                    "{name}: the active blob {} hashes to {}: the store is damaged; the agent re-downloads it",
+                    pointer.active, spec.digest
+                ));
+            }
+            let version = store
+                .installed_manifest(&model, &pointer.active)
+                .map_err(|e| e.to_string())?
+                .map_or_else(|| "unknown".to_string(), |m| m.manifest.model_version);
+            spec.release = Some((version, pointer.active));
+            out.push(spec);
+        }
+        Ok(out)
+    }
+
+    /// Appends one event about the release `spec` is; a failing spool is
+    /// said once on stderr and never fails the request.
+    pub fn record(&self, spec: &ModelSpec, data: EventData) {
+        let Some((version, digest)) = &spec.release else {
+            return;
+        };
+        let Ok(model) = ModelName::parse(&spec.name) else {
+            return;
+        };
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let ev = TelemetryEvent {
+            at: Timestamp::from_unix_seconds(secs),
+            model,
+            model_version: version.clone(),
+            model_digest: *digest,
+            engine_version: self.engine_version,
+            app_version: self.app_version,
+            data,
+        };
+        if let Err(e) = self.spool.push(&[ev]) {
+            if !self.spool_failed.swap(true, Ordering::Relaxed) {
+                eprintln!("telemetry spool: {e} (said once; requests go on)");
+            }
+        }
+    }
+}
+
+/// Re-reads the store's pointers into the registry.
+pub async fn reload(state: &Arc<AppState>) -> Result<crate::registry::ReloadReport, String> {
+    let Some(link) = state.store.clone() else {
+        return Err("this server was not started with --store; there is nothing to reload".into());
+    };
+    let known: HashMap<String, outpost_protocol::Digest> = state
+        .registry
+        .specs()
+        .filter_map(|s| Some((s.name.clone(), s.release.as_ref()?.1)))
+        .collect();
+    let cfg = state.config.clone();
+    let specs = tokio::task::spawn_blocking(move || link.specs(&cfg, &known))
+        .await
+        .map_err(|e| e.to_string())??;
+    let mut report = state.registry.reload(specs).await;
+    let changed: std::collections::HashSet<String> = report
+        .replaced
+        .iter()
+        .chain(&report.added)
+        .cloned()
+        .collect();
+    report.unchanged = state
+        .registry
+        .names()
+        .into_iter()
+        .filter(|n| !changed.contains(n))
+        .collect();
+    eprintln!(
+        "reloaded the store: replaced {:?}, added {:?}",
+        report.replaced, report.added
+    );
+    Ok(report)
+}
+
+/// `POST /admin/reload`.
+pub async fn reload_handler(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    match reload(&state).await {
+        Ok(r) => Ok(Json(serde_json::json!({
+            "replaced": r.replaced, "added": r.added, "unchanged": r.unchanged
+        }))),
+        Err(e) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            "reload_failed",
+            None,
+            format!("reload refused, the models served stay as they were: {e}"),
+        )),
+    }
+}
