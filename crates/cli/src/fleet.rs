@@ -187,7 +187,9 @@ enum FleetCommand {
     },
     /// How the fleet is spread: devices per release × channel × class,
     /// devices not seen for --stale-days, devices blocked by compatibility,
-    /// and how far each live rollout has reached its target.
+    /// and for each live or completed rollout how many targeted devices
+    /// run its release and how long after it began 50, 90, 99 and 100 %
+    /// of them had first been issued it (or "not yet, at N %").
     ///
     /// Examples:
     ///   outpost fleet fragmentation --stale-days 3
@@ -197,11 +199,19 @@ enum FleetCommand {
         stale_days: u64,
     },
     /// Simulated devices against a running fleet: they register, check
-    /// in, and send telemetry for what they were assigned; one class can
-    /// get an injected regression. Prints devices per release × class.
+    /// in, and send telemetry for what they were assigned, for --rounds
+    /// rounds; devices with an offline period (--mix offline_rate) skip
+    /// rounds, keep their telemetry and deliver it when they are back
+    /// (exactly once: the fleet answers a resent batch id as duplicate).
+    /// One class can get an injected regression. Prints devices per
+    /// release × class after the last round (what `fleet fragmentation`
+    /// must show), then check-ins/s, check-in latency p50/p99, telemetry
+    /// events/s, and the peak memory of the simulator and of the fleet
+    /// (the fleet's needs the admin token: --data or --token).
     ///
     /// Examples:
     ///   outpost fleet simulate --devices 1000 --data ./fleet
+    ///   outpost fleet simulate --devices 100000 --threads 32 --rounds 2 --events 5 --data ./fleet
     ///   outpost fleet simulate --devices 500 --regress-class phone-4gb --regress-version 2025-07
     #[command(verbatim_doc_comment)]
     Simulate(simulate::SimulateArgs),
@@ -303,7 +313,14 @@ pub fn fleet(args: FleetArgs) -> Result<()> {
     match args.command {
         FleetCommand::Serve(ref s) => serve(&args, s),
         FleetCommand::Simulate(ref a) => {
-            let v = simulate::run(args.url.trim_end_matches('/'), args.data.as_deref(), a)?;
+            let mut v = simulate::run(args.url.trim_end_matches('/'), args.data.as_deref(), a)?;
+            // The fleet's own memory, when the admin token is at hand.
+            if let Some(status) = Api::new(&args)
+                .ok()
+                .and_then(|api| api.get("/admin/v1/status").ok())
+            {
+                v["fleet_memory"] = status["memory"].clone();
+            }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {

@@ -224,4 +224,51 @@ pub struct StatusView {
     pub channels: Vec<ChannelView>,
     pub rollouts: Vec<RolloutView>,
     pub releases: Vec<ReleaseView>,
+    /// Telemetry per release over the last hour (all cohorts merged).
+    #[serde(default)]
+    pub telemetry: Vec<ReleaseTelemetry>,
+    /// The fleet process's memory (Linux only; `null` elsewhere).
+    #[serde(default)]
+    pub memory: Option<ProcessMemory>,
+}
+
+/// One release's telemetry over a window, every class and channel merged:
+/// the dashboard line of `outpost fleet status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseTelemetry {
+    pub model: String,
+    pub model_version: String,
+    pub minutes: u64,
+    /// Distinct devices that reported in the window (a device counts once
+    /// per class and channel it reported from; since the fleet started).
+    pub devices: u64,
+    pub inferences: u64,
+    /// Failed inferences per inference.
+    pub error_rate: f64,
+    pub latency_ms_p95: Option<f64>,
+    pub tok_s_p50: Option<f64>,
+}
+
+/// Resident memory of a process, from `/proc/self/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessMemory {
+    /// VmRSS.
+    pub rss_bytes: u64,
+    /// VmHWM: the peak since the process started.
+    pub peak_rss_bytes: u64,
+}
+
+impl ProcessMemory {
+    /// This process's memory; `None` where `/proc` is not there.
+    pub fn current() -> Option<ProcessMemory> {
+        let s = std::fs::read_to_string("/proc/self/status").ok()?;
+        let kib = |field: &str| -> Option<u64> {
+            let line = s.lines().find(|l| l.starts_with(field))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        };
+        Some(ProcessMemory {
+            rss_bytes: kib("VmRSS:")? * 1024,
+            peak_rss_bytes: kib("VmHWM:")? * 1024,
+        })
+    }
 }

@@ -66,6 +66,7 @@ impl Fleet {
             profile: None,
             pins: BTreeMap::new(),
             issued: BTreeMap::new(),
+            first_issued: BTreeMap::new(),
             blocked: BTreeMap::new(),
         });
         Ok(RegisterResponse {
@@ -96,6 +97,7 @@ impl Fleet {
             let mut out = Vec::with_capacity(models.len());
             let mut blocked_now = BTreeMap::new();
             let mut new_issued = Vec::new();
+            let mut first_issued = Vec::new();
             for model in &models {
                 let dec = decide(&state, &d.id, &d.channel, &d.pins, &profile, model);
                 if !dec.blocked.is_empty() {
@@ -144,6 +146,11 @@ impl Fleet {
                             };
                             d.issued.insert(model.clone(), issued.clone());
                             new_issued.push(issued);
+                            let first = (model.clone(), release.meta.version.clone());
+                            if !d.first_issued.contains_key(&first) {
+                                d.first_issued.insert(first.clone(), now);
+                                first_issued.push(first);
+                            }
                             envelope
                         }
                     };
@@ -162,6 +169,7 @@ impl Fleet {
                 profile: profile_changed.then(|| profile.clone()),
                 blocked: blocked_changed.then(|| blocked_now.clone()),
                 issued: new_issued,
+                first_issued,
             };
             if profile_changed {
                 d.profile = Some(profile);

@@ -1,11 +1,17 @@
 //! The fragmentation view: how the fleet is spread over releases. Devices
 //! per model version × channel × device class (by the manifest last issued
 //! to each), devices not seen for N days, devices blocked by compatibility
-//! per release, and how far each live rollout has reached its target.
-//! Computed from the state in memory.
+//! per release, and how far each live or completed rollout has reached
+//! its target: how many targeted devices run its release now, and how long
+//! after the rollout began 50, 90, 99 and 100 % of them had first been
+//! issued it (`Device::first_issued`, kept in the database). Targeted
+//! devices are those of the channel matching the rules now, so a device
+//! that registers later lowers the share until it checks in. Computed from
+//! the state in memory.
 
 use std::collections::BTreeMap;
 
+use outpost_protocol::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::state::lock;
@@ -29,8 +35,20 @@ pub struct BlockedCell {
     pub devices: u64,
 }
 
-/// A live rollout's reach: devices it targets (channel, rules, stage) and
-/// how many of them were issued its release.
+/// Shares of the targeted devices whose time to reach is reported.
+pub const MILESTONES: [f64; 4] = [50.0, 90.0, 99.0, 100.0];
+
+/// When a rollout had reached `percent` % of its targeted devices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Milestone {
+    pub percent: f64,
+    /// Seconds from the rollout's start until that many targeted devices
+    /// had been issued its release; `null`: not yet.
+    pub after_s: Option<u64>,
+}
+
+/// A rollout's reach: devices it targets (channel, rules) and how many of
+/// them were issued its release.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutReach {
     pub id: u64,
@@ -44,6 +62,30 @@ pub struct RolloutReach {
     /// Of those, devices issued the rollout's release.
     pub on_release: u64,
     pub reached_pct: f64,
+    pub started_at: Timestamp,
+    /// Of the targeted devices, the share ever issued the release (those
+    /// since moved off it included): what the milestones count.
+    pub ever_issued_pct: f64,
+    /// Time to 50, 90, 99 and 100 %.
+    pub milestones: Vec<Milestone>,
+}
+
+/// Milestones from the times (unix seconds) at which targeted devices were
+/// first issued the release; earlier times (and unknown ones, 0) count as
+/// the start.
+pub fn milestones(start: u64, mut times: Vec<u64>, targeted: u64) -> Vec<Milestone> {
+    times.sort_unstable();
+    MILESTONES
+        .iter()
+        .map(|&percent| {
+            let need = ((percent / 100.0 * targeted as f64).ceil() as usize).max(1);
+            Milestone {
+                percent,
+                after_s: (targeted > 0 && times.len() >= need)
+                    .then(|| times[need - 1].max(start) - start),
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +99,14 @@ pub struct FragmentationView {
     pub rollouts: Vec<RolloutReach>,
 }
 
+fn pct(n: u64, of: u64) -> f64 {
+    if of == 0 {
+        0.0
+    } else {
+        n as f64 * 100.0 / of as f64
+    }
+}
+
 impl Fleet {
     pub fn fragmentation(&self, stale_days: u64) -> FragmentationView {
         let now = self.now().unix_seconds();
@@ -65,11 +115,12 @@ impl Fleet {
         let live: Vec<_> = state
             .rollouts
             .values()
-            .filter(|r| r.state.is_live())
+            .filter(|r| r.state.is_live() || r.state == crate::rollout::RolloutState::Completed)
             .collect();
         let mut cells: BTreeMap<(String, String, String, String), u64> = BTreeMap::new();
         let mut blocked: BTreeMap<(String, String), u64> = BTreeMap::new();
         let mut reach: Vec<(u64, u64)> = vec![(0, 0); live.len()];
+        let mut firsts: Vec<Vec<u64>> = vec![Vec::new(); live.len()];
         let (mut total, mut stale) = (0, 0);
         for d in self.devices().all() {
             let d = lock(d);
@@ -102,6 +153,9 @@ impl Fleet {
                 let Some(p) = &d.profile else { continue };
                 if d.channel == r.channel && r.target.matches(p) {
                     reach[k].0 += 1;
+                    if let Some(at) = d.first_issued.get(&(r.model.clone(), r.version.clone())) {
+                        firsts[k].push(at.unix_seconds());
+                    }
                     if d.issued
                         .get(&r.model)
                         .is_some_and(|i| i.model_version == r.version)
@@ -138,7 +192,8 @@ impl Fleet {
             rollouts: live
                 .iter()
                 .zip(reach)
-                .map(|(r, (targeted, on))| RolloutReach {
+                .zip(firsts)
+                .map(|((r, (targeted, on)), times)| RolloutReach {
                     id: r.id,
                     model: r.model.to_string(),
                     version: r.version.clone(),
@@ -147,13 +202,45 @@ impl Fleet {
                     percent: crate::rollout::percent_of(r.percent_bp()),
                     targeted,
                     on_release: on,
-                    reached_pct: if targeted == 0 {
-                        0.0
-                    } else {
-                        on as f64 * 100.0 / targeted as f64
-                    },
+                    reached_pct: pct(on, targeted),
+                    started_at: r.created_at,
+                    ever_issued_pct: pct(times.len() as u64, targeted),
+                    milestones: milestones(r.created_at.unix_seconds(), times, targeted),
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::milestones;
+
+    #[test]
+    fn milestones_are_order_statistics_of_first_issue_times() {
+        // 10 targeted devices, 9 issued at start+1..start+9 (one before the
+        // start, counted as the start): 50 % = 5th time, 90 % = 9th, 99 %
+        // and 100 % need all 10.
+        let start = 1000;
+        let times = vec![1009, 1002, 990, 1004, 1005, 1003, 1006, 1007, 1008];
+        let m = milestones(start, times.clone(), 10);
+        let got: Vec<_> = m.iter().map(|m| (m.percent, m.after_s)).collect();
+        assert_eq!(
+            got,
+            [
+                (50.0, Some(5)),
+                (90.0, Some(9)),
+                (99.0, None),
+                (100.0, None)
+            ]
+        );
+        let mut all = times;
+        all.push(1030);
+        let m = milestones(start, all, 10);
+        assert_eq!(m[3].after_s, Some(30));
+        assert_eq!(m[2].after_s, Some(30), "99 % of 10 needs all 10");
+        assert!(milestones(start, vec![], 0)
+            .iter()
+            .all(|m| m.after_s.is_none()));
     }
 }

@@ -259,6 +259,11 @@ impl Fleet {
                 profile: d.profile,
                 pins: d.pins.into_iter().collect(),
                 issued: d.issued.into_iter().map(|i| (i.model.clone(), i)).collect(),
+                first_issued: d
+                    .first_issued
+                    .into_iter()
+                    .map(|(m, v, at)| ((m, v), at))
+                    .collect(),
                 blocked: d.blocked,
             });
         }

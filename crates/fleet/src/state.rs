@@ -185,6 +185,8 @@ pub struct Device {
     /// Model → pinned release version.
     pub pins: BTreeMap<ModelName, String>,
     pub issued: BTreeMap<ModelName, Issued>,
+    /// (model, version) → when this device was first issued that release.
+    pub first_issued: BTreeMap<(ModelName, String), Timestamp>,
     /// Model → releases skipped at the last check-in as not loadable.
     pub blocked: BTreeMap<ModelName, Vec<Blocked>>,
 }

@@ -8,12 +8,14 @@ use outpost_protocol::manifest::ModelName;
 use outpost_protocol::Digest;
 
 use crate::api::{
-    Assigned, ChannelView, DeviceList, DeviceView, ReleaseView, RolloutView, StatusView,
+    Assigned, ChannelView, DeviceList, DeviceView, ProcessMemory, ReleaseTelemetry, ReleaseView,
+    RolloutView, StatusView,
 };
 use crate::db::AuditRecord;
 use crate::error::{FleetError, FleetResult};
 use crate::rollout::Rollout;
 use crate::state::lock;
+use crate::telemetry::Agg;
 use crate::Fleet;
 
 impl Fleet {
@@ -207,7 +209,40 @@ impl Fleet {
             channels,
             rollouts: self.rollouts(),
             releases: self.releases(),
+            telemetry: self.release_telemetry(60),
+            memory: ProcessMemory::current(),
         }
+    }
+
+    /// Per release, every cohort of the last `minutes` minutes merged
+    /// (the status page's telemetry lines).
+    pub fn release_telemetry(&self, minutes: u64) -> Vec<ReleaseTelemetry> {
+        let mut per: BTreeMap<(String, String), (u64, Agg)> = BTreeMap::new();
+        for c in self.cohorts(minutes) {
+            let e = per
+                .entry((c.key.model.to_string(), c.key.model_version.clone()))
+                .or_default();
+            e.0 += c.devices;
+            e.1.merge(&c.agg);
+        }
+        per.into_iter()
+            .map(
+                |((model, model_version), (devices, agg))| ReleaseTelemetry {
+                    model,
+                    model_version,
+                    minutes,
+                    devices,
+                    inferences: agg.inferences,
+                    error_rate: if agg.inferences == 0 {
+                        0.0
+                    } else {
+                        agg.errors as f64 / agg.inferences as f64
+                    },
+                    latency_ms_p95: agg.latency_ms.quantile(0.95),
+                    tok_s_p50: agg.tok_s.quantile(0.5),
+                },
+            )
+            .collect()
     }
 
     pub async fn audit_log(

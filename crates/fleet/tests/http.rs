@@ -353,7 +353,7 @@ async fn bad_inputs_are_4xx_and_write_nothing() {
     .await;
     let (_, token) = register(&t, "stable").await;
     check_in(&t, &token, profile("phone-8gb"), M).await;
-    let status = admin(&t, "GET", "/admin/v1/status", None).await;
+    let status = stable_status(&t).await;
     let audit = audit_len(&t).await;
     let dev = t.fleet.list_devices(None, None, 10, 0);
 
@@ -599,11 +599,7 @@ async fn bad_inputs_are_4xx_and_write_nothing() {
             "{path}: expected {needle:?} in {msg:?}"
         );
     }
-    assert_eq!(
-        admin(&t, "GET", "/admin/v1/status", None).await,
-        status,
-        "nothing changed"
-    );
+    assert_eq!(stable_status(&t).await, status, "nothing changed");
     assert_eq!(audit_len(&t).await, audit, "nothing audited");
     let dev2 = t.fleet.list_devices(None, None, 10, 0);
     assert_eq!(

@@ -153,6 +153,30 @@ pub fn status(v: &Value) {
         ],
         rows,
     );
+    println!();
+    let tel = list(&v["telemetry"]);
+    if tel.is_empty() {
+        println!("telemetry: nothing reported in the last hour");
+        return;
+    }
+    println!("telemetry, last {} minutes:", s(&tel[0]["minutes"]));
+    let rows = tel
+        .iter()
+        .map(|t| {
+            vec![
+                format!("{}@{}", s(&t["model"]), s(&t["model_version"])),
+                s(&t["devices"]),
+                s(&t["inferences"]),
+                pct(&t["error_rate"]),
+                num(&t["latency_ms_p95"]),
+                num(&t["tok_s_p50"]),
+            ]
+        })
+        .collect();
+    table(
+        &["RELEASE", "DEVICES", "INFER", "ERR", "LAT95", "TOK/S50"],
+        rows,
+    );
 }
 
 pub fn devices(v: &Value) {
@@ -325,6 +349,32 @@ pub fn fragmentation(v: &Value) {
             s(&r["targeted"]),
             r["reached_pct"].as_f64().unwrap_or(0.0)
         );
+        let reach: Vec<String> = list(&r["milestones"])
+            .iter()
+            .map(|m| {
+                let p = m["percent"].as_f64().unwrap_or(0.0);
+                match m["after_s"].as_u64() {
+                    Some(secs) => format!("{p}% after {}", duration(secs)),
+                    None => format!(
+                        "{p}% not yet (at {:.1}%)",
+                        r["ever_issued_pct"].as_f64().unwrap_or(0.0)
+                    ),
+                }
+            })
+            .collect();
+        if !reach.is_empty() {
+            println!("  since it began: {}", reach.join(", "));
+        }
+    }
+}
+
+/// `45 s`, `12 min`, `3.5 h`, `2.0 d`.
+fn duration(secs: u64) -> String {
+    match secs {
+        0..120 => format!("{secs} s"),
+        120..7200 => format!("{} min", secs / 60),
+        7200..172_800 => format!("{:.1} h", secs as f64 / 3600.0),
+        _ => format!("{:.1} d", secs as f64 / 86_400.0),
     }
 }
 
@@ -334,9 +384,40 @@ pub fn simulation(v: &Value) {
         .map(|r| vec![s(&r["release"]), s(&r["device_class"]), s(&r["devices"])])
         .collect();
     table(&["RELEASE", "CLASS", "DEVICES"], rows);
+    let f = |x: &Value| x.as_f64().unwrap_or(0.0);
+    let mib = |x: &Value| {
+        x.as_f64().map_or_else(
+            || "unknown".into(),
+            |b| format!("{:.0} MiB", b / 1_048_576.0),
+        )
+    };
     println!(
-        "{} devices simulated in {:.1} s",
+        "{} devices, {} rounds in {:.1} s ({:.1} s registering); {} had an offline period",
         s(&v["devices"]),
-        v["seconds"].as_f64().unwrap_or(0.0)
+        s(&v["rounds"]),
+        f(&v["seconds"]),
+        f(&v["register_seconds"]),
+        s(&v["offline"])
+    );
+    println!(
+        "telemetry: {} events ({} inferences), {} batches delivered late, {} resent batches answered duplicate",
+        s(&v["events"]),
+        s(&v["inferences"]),
+        s(&v["late_batches"]),
+        s(&v["duplicates_acknowledged"])
+    );
+    println!(
+        "check-ins: {} at {:.0}/s, latency p50 {} ms, p99 {} ms; telemetry {:.0} events/s",
+        s(&v["check_ins"]),
+        f(&v["check_ins_per_s"]),
+        num(&v["check_in_ms_p50"]),
+        num(&v["check_in_ms_p99"]),
+        f(&v["events_per_s"])
+    );
+    println!(
+        "peak memory: simulator {}, fleet {} (now {})",
+        mib(&v["peak_rss_bytes"]),
+        mib(&v["fleet_memory"]["peak_rss_bytes"]),
+        mib(&v["fleet_memory"]["rss_bytes"])
     );
 }

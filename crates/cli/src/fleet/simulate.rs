@@ -1,22 +1,33 @@
 //! `outpost fleet simulate`: simulated devices against a real fleet over
-//! HTTP. Each device registers with the app key, checks in with a profile
-//! of its class, and sends telemetry for every release it was assigned:
-//! inference events at its class's speed (some failing at its error
-//! rate) and a crash at its crash rate. Devices "offline" (at the class's
-//! offline rate) register and never come back. Classes come from `--mix
-//! FILE` (weights, speeds, rates) or `--classes` (equal shares, default
-//! speeds). One class can be given a regression on one release (slower
-//! by a factor), to watch the automatic halt at work. Prints the ground
-//! truth: devices per release × class, and how many went offline.
-//! Draws are a hash of the device number, so a run is reproducible.
+//! HTTP. Every device registers with the app key, then lives through
+//! `--rounds` rounds: in each it checks in with a profile of its class and
+//! sends that round's telemetry for every release it runs (inference
+//! events at its class's speed, some failing at its error rate; a crash
+//! at its crash rate). A share of devices (the class's `offline_rate`)
+//! has one offline period (a start round and a length of 1 to
+//! `offline_rounds` rounds): while offline it does not check in and keeps
+//! each round's telemetry as a pending batch with its own id; when it
+//! comes back it checks in, delivers the pending batches oldest first,
+//! and sends the first of them once more, as a device whose ack was lost
+//! would (the fleet must answer `duplicate` and count it once). Every
+//! offline period ends before the last round, so every device checks in
+//! at the end. Classes come from `--mix FILE` or `--classes` (equal
+//! shares, default speeds). One class can be given a regression on one
+//! release (slower by a factor). Prints the ground truth: devices per
+//! release × class after the last round, offline periods, events sent and
+//! duplicates acknowledged, plus the run's numbers (check-ins/s, check-in
+//! latency, events/s, peak memory). Draws are a hash of the device number,
+//! so a run is reproducible.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use outpost_fleet::hist::Histogram;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -40,13 +51,19 @@ pub struct ClassMix {
     /// Share of devices that send a crash.
     #[serde(default)]
     pub crash_rate: f64,
-    /// Share of devices that register and never check in.
+    /// Share of devices that go offline once during the run.
     #[serde(default)]
     pub offline_rate: f64,
+    /// Longest offline period, in rounds (default 1).
+    #[serde(default = "one_round")]
+    pub offline_rounds: usize,
 }
 
 fn one() -> f64 {
     1.0
+}
+fn one_round() -> usize {
+    1
 }
 fn latency() -> f64 {
     450.0
@@ -63,9 +80,9 @@ pub struct Mix {
 }
 
 impl Mix {
-    fn validate(&self) -> Result<()> {
+    fn validate(&self, rounds: usize) -> Result<()> {
         if self.classes.is_empty() {
-            bail!("the mix has no classes");
+            bail!("the mix has no classes; give at least one {{\"class\": NAME}}");
         }
         for c in &self.classes {
             let rates = [c.error_rate, c.crash_rate, c.offline_rate];
@@ -75,6 +92,20 @@ impl Mix {
                 bail!(
                     "class {}: weight, latency_ms and tok_s must be above 0 and rates in 0-1",
                     c.class
+                );
+            }
+            if c.offline_rounds == 0 {
+                bail!(
+                    "class {}: offline_rounds is 0; an offline period lasts at least 1 round",
+                    c.class
+                );
+            }
+            if c.offline_rate > 0.0 && rounds < 2 {
+                bail!(
+                    "class {} has offline_rate {} but --rounds is {rounds}: a device must come back \
+                     before the last round, so offline periods need --rounds 2 or more",
+                    c.class,
+                    c.offline_rate
                 );
             }
         }
@@ -105,24 +136,49 @@ fn draw(i: usize, k: usize) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// Draw `k` of device `i` in `round` (per-device draws use k < 16).
+fn draw_in(i: usize, round: usize, k: usize) -> f64 {
+    draw(i, 16 + (round << 24) + k)
+}
+
+/// Device `i`'s offline period, rounds `[start, end)`, if it has one: it
+/// starts before the last round and ends by it.
+fn offline_period(i: usize, mix: &ClassMix, rounds: usize) -> Option<(usize, usize)> {
+    if rounds < 2 || draw(i, 0) >= mix.offline_rate {
+        return None;
+    }
+    let start = ((draw(i, 2) * (rounds - 1) as f64) as usize).min(rounds - 2);
+    let longest = mix.offline_rounds.min(rounds - 1 - start);
+    let len = 1 + ((draw(i, 3) * longest as f64) as usize).min(longest - 1);
+    Some((start, start + len))
+}
+
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// How many devices to simulate.
     #[arg(long, default_value_t = 100)]
     devices: usize,
+    /// Check-in rounds every device lives through (each: check in, send
+    /// the round's telemetry). Offline periods need 2 or more.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Device classes, comma-separated, equal shares and default speeds
     /// (ignored with --mix).
     #[arg(long, default_value = "phone-8gb,phone-4gb,laptop-16gb")]
     classes: String,
     /// A JSON file of classes with weights, speeds and rates, e.g.
     /// {"classes": [{"class": "phone-4gb", "weight": 2, "latency_ms": 800,
-    /// "tok_s": 20, "error_rate": 0.01, "crash_rate": 0.001, "offline_rate": 0.1}]}
-    #[arg(long, value_name = "FILE")]
+    /// "tok_s": 20, "error_rate": 0.01, "crash_rate": 0.001,
+    /// "offline_rate": 0.1, "offline_rounds": 2}]}
+    /// offline_rate: share of devices with one offline period; it starts at
+    /// a random round and lasts 1 to offline_rounds rounds (default 1),
+    /// always ending before the last round.
+    #[arg(long, value_name = "FILE", verbatim_doc_comment)]
     mix: Option<std::path::PathBuf>,
     /// The channel the devices register on.
     #[arg(long, default_value = "stable")]
     channel: String,
-    /// Inference events per device and release.
+    /// Inference events per device, release and round.
     #[arg(long, default_value_t = 20)]
     events: usize,
     /// Inject a regression into this class...
@@ -134,7 +190,8 @@ pub struct SimulateArgs {
     /// How much slower the regressed devices are.
     #[arg(long, default_value_t = 3.0)]
     regress_factor: f64,
-    /// Concurrent simulated devices.
+    /// Concurrent simulated devices (connections). 32 or more for
+    /// --devices 100000.
     #[arg(long, default_value_t = 8)]
     threads: usize,
     /// The app key (default: DIR/app.key with --data).
@@ -160,7 +217,7 @@ fn post(agent: &ureq::Agent, url: &str, token: Option<&str>, body: &Value) -> Re
     if let Some(t) = token {
         req = req.set("authorization", &format!("Bearer {t}"));
     }
-    match req.send_json(body.clone()) {
+    match req.send_json(body) {
         Ok(r) => Ok(r.into_json()?),
         Err(ureq::Error::Status(code, r)) => {
             let b: Value = r.into_json().unwrap_or(Value::Null);
@@ -170,49 +227,51 @@ fn post(agent: &ureq::Agent, url: &str, token: Option<&str>, body: &Value) -> Re
     }
 }
 
-/// One device's life; returns the (release, class) pairs it ran, `None`
-/// when it went offline after registering.
-fn device(
-    agent: &ureq::Agent,
-    url: &str,
-    app_key: &str,
-    a: &SimulateArgs,
-    mix: &ClassMix,
-    i: usize,
-) -> Result<Option<Vec<(String, String)>>> {
-    let class = mix.class.as_str();
-    let reg = post(
-        agent,
-        &format!("{url}/v1/devices/register"),
-        None,
-        &json!({"app_key": app_key, "channel": a.channel}),
-    )?;
-    let (id, token) = (
-        reg["device_id"].as_str().context("device_id")?,
-        reg["token"].as_str().context("token")?,
-    );
-    if draw(i, 0) < mix.offline_rate {
-        return Ok(None);
-    }
-    let ans = post(
-        agent,
-        &format!("{url}/v1/devices/check-in"),
-        Some(token),
-        &json!({"profile": profile(class)}),
-    )?;
-    let now = std::time::SystemTime::now()
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let at = outpost_protocol::Timestamp::from_unix_seconds(now);
-    let mut ran = Vec::new();
+        .map_or(0, |d| d.as_secs())
+}
+
+/// (model, version) a device runs.
+type Release = (String, String);
+
+/// A simulated device between rounds. Telemetry kept while offline is a
+/// pending batch: its id, the round, when, and the releases it ran then;
+/// its events are drawn from those when it is sent (the same every time).
+struct Device {
+    id: String,
+    token: String,
+    runs: Vec<Release>,
+    pending: Vec<Pending>,
+}
+
+#[derive(Clone)]
+struct Pending {
+    batch_id: String,
+    round: usize,
+    at: u64,
+    runs: Vec<Release>,
+}
+
+/// What a round added up to, per worker thread (merged at the end).
+#[derive(Default)]
+struct Tally {
+    check_ins: u64,
+    check_in_ms: Histogram,
+    events: u64,
+    inferences: u64,
+    late_batches: u64,
+    duplicates: u64,
+}
+
+/// Device `i`'s telemetry of one round for the releases it ran then.
+fn events_of(a: &SimulateArgs, mix: &ClassMix, i: usize, p: &Pending) -> Vec<Value> {
+    let at = outpost_protocol::Timestamp::from_unix_seconds(p.at);
     let mut events = Vec::new();
-    for m in ans["models"].as_array().into_iter().flatten() {
-        let Some(version) = m["model_version"].as_str() else {
-            continue;
-        };
-        let model = m["model"].as_str().unwrap_or_default();
-        ran.push((format!("{model}@{version}"), class.to_string()));
-        let bad = a.regress_class.as_deref() == Some(class)
+    let crash_round = (draw(i, 4) * a.rounds as f64) as usize;
+    for (model, version) in &p.runs {
+        let bad = a.regress_class.as_deref() == Some(mix.class.as_str())
             && a.regress_version.as_deref().is_none_or(|v| v == version);
         let factor = if bad { a.regress_factor.max(1.0) } else { 1.0 };
         let event = |kind: &str, data: Value| {
@@ -224,44 +283,194 @@ fn device(
         };
         for k in 0..a.events {
             // Spread ±33 % around the class's medians.
-            let spread = 0.67 + 0.66 * draw(i, 2 * k + 3);
+            let spread = 0.67 + 0.66 * draw_in(i, p.round, 2 * k);
             let mut data = json!({"ttft_ms": mix.latency_ms * 0.1 * spread * factor,
                 "latency_ms": mix.latency_ms * spread * factor,
                 "tokens": 64, "tok_s": mix.tok_s / spread / factor});
-            if draw(i, 2 * k + 4) < mix.error_rate {
+            if draw_in(i, p.round, 2 * k + 1) < mix.error_rate {
                 data["error"] = json!("simulated");
             }
             events.push(event("inference", data));
         }
-        if draw(i, 1) < mix.crash_rate {
+        if p.round == crash_round && draw(i, 1) < mix.crash_rate {
             events.push(event("crash", json!({"reason": "simulated"})));
         }
     }
+    events
+}
+
+/// Sends one pending batch (split at the protocol's event limit); the
+/// fleet must count every event once, or answer `duplicate` for a resend.
+fn send(
+    agent: &ureq::Agent,
+    url: &str,
+    d: &Device,
+    events: &[Value],
+    batch_id: &str,
+    tally: &mut Tally,
+) -> Result<()> {
     for (n, chunk) in events
         .chunks(outpost_protocol::telemetry::MAX_EVENTS)
         .enumerate()
     {
-        post(
+        let id = format!("{batch_id}-{n}");
+        let ack = post(
             agent,
             &format!("{url}/v1/telemetry"),
-            Some(token),
-            &json!({"batch_id": format!("sim-{n}"), "device_id": id, "events": chunk}),
+            Some(&d.token),
+            &json!({"batch_id": id, "device_id": d.id, "events": chunk}),
         )?;
+        if ack["duplicate"] == true {
+            tally.duplicates += 1;
+            continue;
+        }
+        let accepted = ack["accepted"].as_u64().unwrap_or(0);
+        if accepted != chunk.len() as u64 {
+            bail!("batch {id} of {}: the fleet accepted {accepted} of {} events ({ack}); the simulator sends only current, published releases", d.id, chunk.len());
+        }
+        tally.events += accepted;
+        tally.inferences += chunk.iter().filter(|e| e["kind"] == "inference").count() as u64;
     }
-    Ok(Some(ran))
+    Ok(())
 }
 
-/// Runs the simulation; returns the ground truth as JSON.
-pub fn run(url: &str, data: Option<&Path>, a: &SimulateArgs) -> Result<Value> {
-    let app_key = match (&a.app_key, data) {
-        (Some(k), _) => k.clone(),
-        (None, Some(dir)) => std::fs::read_to_string(dir.join("app.key"))
-            .with_context(|| format!("reading {}", dir.join("app.key").display()))?
-            .trim()
-            .to_string(),
-        (None, None) => bail!("no app key: pass --app-key or --data DIR"),
+/// Device `i` in `round`: offline, it keeps the round's telemetry; online,
+/// it checks in, delivers what it kept (and resends the first kept batch,
+/// which must come back `duplicate`), then sends this round's.
+#[allow(clippy::too_many_arguments)]
+fn device_round(
+    agent: &ureq::Agent,
+    url: &str,
+    a: &SimulateArgs,
+    mix: &ClassMix,
+    i: usize,
+    round: usize,
+    d: &mut Device,
+    tally: &mut Tally,
+) -> Result<()> {
+    let now = unix_now();
+    let this = Pending {
+        batch_id: format!("sim-r{round}"),
+        round,
+        at: now,
+        runs: d.runs.clone(),
     };
-    let mix: Mix = match &a.mix {
+    if offline_period(i, mix, a.rounds).is_some_and(|(s, e)| (s..e).contains(&round)) {
+        if !this.runs.is_empty() {
+            d.pending.push(this);
+        }
+        return Ok(());
+    }
+    let t = Instant::now();
+    let ans = post(
+        agent,
+        &format!("{url}/v1/devices/check-in"),
+        Some(&d.token),
+        &json!({"profile": profile(&mix.class)}),
+    )?;
+    tally.check_in_ms.record(t.elapsed().as_secs_f64() * 1000.0);
+    tally.check_ins += 1;
+    d.runs = ans["models"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            Some((
+                m["model"].as_str()?.to_string(),
+                m["model_version"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let pending = std::mem::take(&mut d.pending);
+    for p in &pending {
+        send(agent, url, d, &events_of(a, mix, i, p), &p.batch_id, tally)?;
+        tally.late_batches += 1;
+    }
+    if let Some(p) = pending.first() {
+        let before = tally.duplicates;
+        send(agent, url, d, &events_of(a, mix, i, p), &p.batch_id, tally)?;
+        if tally.duplicates == before {
+            bail!(
+                "device {} resent batch {} and the fleet counted it again instead of answering duplicate",
+                d.id,
+                p.batch_id
+            );
+        }
+    }
+    let this = Pending {
+        runs: d.runs.clone(),
+        ..this
+    };
+    if !this.runs.is_empty() {
+        send(
+            agent,
+            url,
+            d,
+            &events_of(a, mix, i, &this),
+            &this.batch_id,
+            tally,
+        )?;
+    }
+    Ok(())
+}
+
+/// Peak resident memory of this process (VmHWM), in bytes; Linux only.
+fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Runs `work(i, worker tally)` for every device on `threads` threads;
+/// returns the first error of each failing device.
+fn parallel<F>(n: usize, threads: usize, tally: &Mutex<Tally>, work: F) -> Vec<String>
+where
+    F: Fn(usize, &mut Tally) -> Result<()> + Sync,
+{
+    let next = AtomicUsize::new(0);
+    let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(n) {
+            s.spawn(|| {
+                let mut mine = Tally::default();
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= n {
+                        break;
+                    }
+                    if let Err(e) = work(i, &mut mine) {
+                        errors
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(format!("device {i}: {e:#}"));
+                    }
+                }
+                let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
+                t.check_ins += mine.check_ins;
+                t.check_in_ms.merge(&mine.check_in_ms);
+                t.events += mine.events;
+                t.inferences += mine.inferences;
+                t.late_batches += mine.late_batches;
+                t.duplicates += mine.duplicates;
+            });
+        }
+    });
+    errors.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+fn fail(errors: &[String], n: usize, phase: &str) -> Result<()> {
+    match errors.first() {
+        None => Ok(()),
+        Some(first) => bail!(
+            "{} of {n} devices failed while {phase}; first: {first}",
+            errors.len()
+        ),
+    }
+}
+
+fn load_mix(a: &SimulateArgs) -> Result<Mix> {
+    let mix = match &a.mix {
         Some(p) => serde_json::from_slice(
             &std::fs::read(p).with_context(|| format!("reading the mix {}", p.display()))?,
         )
@@ -279,59 +488,115 @@ pub fn run(url: &str, data: Option<&Path>, a: &SimulateArgs) -> Result<Value> {
                     error_rate: 0.0,
                     crash_rate: 0.0,
                     offline_rate: 0.0,
+                    offline_rounds: one_round(),
                 })
                 .collect(),
         },
     };
-    mix.validate()?;
-    if a.devices == 0 || a.threads == 0 {
-        bail!("--devices and --threads must be above 0");
-    }
-    let offline = AtomicUsize::new(0);
-    let agent = ureq::AgentBuilder::new().build();
-    let next = AtomicUsize::new(0);
-    let truth: Mutex<BTreeMap<(String, String), u64>> = Mutex::new(BTreeMap::new());
-    let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let t0 = std::time::Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..a.threads.min(a.devices) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= a.devices {
-                    break;
-                }
-                let class = mix.class_of(i, a.devices);
-                match device(&agent, url, &app_key, a, class, i) {
-                    Ok(None) => {
-                        offline.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Ok(Some(ran)) => {
-                        let mut t = truth.lock().unwrap_or_else(|e| e.into_inner());
-                        for k in ran {
-                            *t.entry(k).or_default() += 1;
-                        }
-                    }
-                    Err(e) => errors
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(e.to_string()),
-                }
-            });
-        }
-    });
-    let errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
-    if let Some(first) = errors.first() {
+    mix.validate(a.rounds)?;
+    Ok(mix)
+}
+
+/// Runs the simulation; returns the ground truth and the run's numbers as
+/// JSON.
+pub fn run(url: &str, data: Option<&Path>, a: &SimulateArgs) -> Result<Value> {
+    let app_key = match (&a.app_key, data) {
+        (Some(k), _) => k.clone(),
+        (None, Some(dir)) => std::fs::read_to_string(dir.join("app.key"))
+            .with_context(|| format!("reading {}", dir.join("app.key").display()))?
+            .trim()
+            .to_string(),
+        (None, None) => bail!("no app key: pass --app-key or --data DIR"),
+    };
+    if a.devices == 0 || a.threads == 0 || a.rounds == 0 {
         bail!(
-            "{} of {} devices failed; first: {first}",
-            errors.len(),
-            a.devices
+            "--devices ({}), --threads ({}) and --rounds ({}) must be above 0",
+            a.devices,
+            a.threads,
+            a.rounds
         );
     }
-    let truth = truth.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mix = load_mix(a)?;
+    let agent = ureq::AgentBuilder::new().build();
+    let tally = Mutex::new(Tally::default());
+    let t0 = Instant::now();
+    let devices: Vec<Mutex<Option<Device>>> = (0..a.devices).map(|_| Mutex::new(None)).collect();
+    let errors = parallel(a.devices, a.threads, &tally, |i, _| {
+        let reg = post(
+            &agent,
+            &format!("{url}/v1/devices/register"),
+            None,
+            &json!({"app_key": app_key, "channel": a.channel}),
+        )?;
+        let d = Device {
+            id: reg["device_id"].as_str().context("device_id")?.to_string(),
+            token: reg["token"].as_str().context("token")?.to_string(),
+            runs: Vec::new(),
+            pending: Vec::new(),
+        };
+        *devices[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(d);
+        Ok(())
+    });
+    fail(&errors, a.devices, "registering")?;
+    let registered_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    for round in 0..a.rounds {
+        let errors = parallel(a.devices, a.threads, &tally, |i, tally| {
+            let mut slot = devices[i].lock().unwrap_or_else(|e| e.into_inner());
+            let d = slot.as_mut().context("device did not register")?;
+            device_round(
+                &agent,
+                url,
+                a,
+                mix.class_of(i, a.devices),
+                i,
+                round,
+                d,
+                tally,
+            )
+        });
+        fail(&errors, a.devices, &format!("in round {round}"))?;
+    }
+    let rounds_s = t1.elapsed().as_secs_f64();
+    let mut truth: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut offline = 0u64;
+    for (i, slot) in devices.iter().enumerate() {
+        let class = mix.class_of(i, a.devices);
+        if offline_period(i, class, a.rounds).is_some() {
+            offline += 1;
+        }
+        let slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        for (m, v) in slot.iter().flat_map(|d| d.runs.iter()) {
+            *truth
+                .entry((format!("{m}@{v}"), class.class.clone()))
+                .or_default() += 1;
+        }
+    }
+    let t = tally.into_inner().unwrap_or_else(|e| e.into_inner());
+    let per_s = |n: u64| {
+        if rounds_s > 0.0 {
+            n as f64 / rounds_s
+        } else {
+            0.0
+        }
+    };
     Ok(json!({
         "devices": a.devices,
-        "offline": offline.load(Ordering::SeqCst),
+        "rounds": a.rounds,
+        "offline": offline,
+        "late_batches": t.late_batches,
+        "duplicates_acknowledged": t.duplicates,
+        "events": t.events,
+        "inferences": t.inferences,
         "seconds": t0.elapsed().as_secs_f64(),
+        "register_seconds": registered_s,
+        "rounds_seconds": rounds_s,
+        "check_ins": t.check_ins,
+        "check_ins_per_s": per_s(t.check_ins),
+        "check_in_ms_p50": t.check_in_ms.quantile(0.5),
+        "check_in_ms_p99": t.check_in_ms.quantile(0.99),
+        "events_per_s": per_s(t.events),
+        "peak_rss_bytes": peak_rss(),
         "releases": truth.into_iter().map(|((release, class), n)| {
             json!({"release": release, "device_class": class, "devices": n})
         }).collect::<Vec<_>>(),

@@ -118,6 +118,9 @@ pub enum DeviceWrite {
         blocked: Option<std::collections::BTreeMap<ModelName, Vec<Blocked>>>,
         /// Newly issued manifests.
         issued: Vec<Issued>,
+        /// Releases (model, version) issued to this device for the first
+        /// time, at `at`.
+        first_issued: Vec<(ModelName, String)>,
     },
 }
 
@@ -130,6 +133,8 @@ pub struct StoredDevice {
     pub blocked: std::collections::BTreeMap<ModelName, Vec<Blocked>>,
     pub pins: Vec<(ModelName, String)>,
     pub issued: Vec<Issued>,
+    /// (model, version, when first issued to this device).
+    pub first_issued: Vec<(ModelName, String, Timestamp)>,
 }
 
 /// Everything, as loaded at start.

@@ -25,12 +25,17 @@ use super::{
 use crate::rollout::Rollout;
 use crate::state::{Channel, ChannelEntry, Freeze, Issued, Release, Revocation};
 
-const MIGRATIONS: [(i64, &str, &str); 2] = [
+const MIGRATIONS: [(i64, &str, &str); 3] = [
     (1, "init", include_str!("../../migrations/0001_init.sql")),
     (
         2,
         "telemetry",
         include_str!("../../migrations/0002_telemetry.sql"),
+    ),
+    (
+        3,
+        "first_issued",
+        include_str!("../../migrations/0003_first_issued.sql"),
     ),
 ];
 
@@ -258,6 +263,20 @@ impl SqliteDb {
                 d.issued.push(issued);
             }
         }
+        for row in sqlx::query("SELECT device_id, model, model_version, at FROM first_issued")
+            .fetch_all(p)
+            .await
+            .map_err(sql("loading first-issue times"))?
+        {
+            let id: String = row.get("device_id");
+            if let Some(d) = devices.get_mut(&id) {
+                d.first_issued.push((
+                    model(row.get("model"))?,
+                    row.get("model_version"),
+                    ts(row.get("at")),
+                ));
+            }
+        }
         Ok(devices.into_values().collect())
     }
 }
@@ -284,6 +303,7 @@ fn stored_device(row: &SqliteRow) -> DbResult<StoredDevice> {
             .unwrap_or_default(),
         pins: Vec::new(),
         issued: Vec::new(),
+        first_issued: Vec::new(),
     })
 }
 
@@ -443,6 +463,7 @@ async fn write_device(tx: &mut Transaction<'_, Sqlite>, w: &DeviceWrite) -> DbRe
             profile,
             blocked,
             issued,
+            first_issued,
         } => {
             // The common case (nothing changed but the time) is batched by
             // the caller into one statement; see `write_devices_inner`.
@@ -481,7 +502,18 @@ async fn write_device(tx: &mut Transaction<'_, Sqlite>, w: &DeviceWrite) -> DbRe
                 .await
                 .map_err(sql("storing an issued manifest"))?;
             }
-            let _ = at;
+            for (m, v) in first_issued {
+                sqlx::query(
+                    "INSERT OR IGNORE INTO first_issued (device_id, model, model_version, at) VALUES (?, ?, ?, ?)",
+                )
+                .bind(device_id)
+                .bind(m.as_str())
+                .bind(v)
+                .bind(secs(*at))
+                .execute(&mut **tx)
+                .await
+                .map_err(sql("recording when a release was first issued"))?;
+            }
         }
     }
     Ok(())
