@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod fleet_bench;
+mod router_bench;
 mod serve_bench;
 mod variants_bench;
 
@@ -33,7 +34,10 @@ const USAGE: &str =
   compares the reference perplexity with llama-perplexity's.
        cargo xtask bench-fleet [--devices N] [--connections N] [--seconds N]
   Check-ins/s and latency p50/p99 of `outpost fleet serve` over loopback
-  from simulated devices (default 10000 devices, 64 connections, 10 s).";
+  from simulated devices (default 10000 devices, 64 connections, 10 s).
+       cargo xtask bench-router [--rounds N]
+  Routing decision cost without model calls: decide() alone and the whole
+  per-request path (guard scan, cues, signals), p50/p99 (goal p99 < 1 ms).";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,6 +46,7 @@ fn main() -> Result<()> {
         Some("bench-serve") => bench_serve(&args[1..]),
         Some("bench-variants") => bench_variants(&args[1..]),
         Some("bench-fleet") => bench_fleet(&args[1..]),
+        Some("bench-router") => router_bench::bench_router(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);

@@ -340,3 +340,72 @@ fn variants_is_offline_and_links_no_server_or_fleet() {
         "outpost-engine",
     );
 }
+
+#[test]
+fn router_links_no_engine_and_makes_the_servers_outbound_http() {
+    let deps = deps_of("outpost-router");
+    for banned in [
+        "outpost-engine",
+        "llama-cpp-2",
+        "llama-cpp-sys-2",
+        "outpost-server",
+        "axum",
+        "sqlx",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == banned),
+            "outpost-router depends on {banned}: {deps:?}"
+        );
+    }
+    for required in ["outpost-guard", "outpost-protocol", "reqwest"] {
+        assert!(
+            deps.iter().any(|d| d == required),
+            "outpost-router must depend on {required}: {deps:?}"
+        );
+    }
+    // The server reaches the cloud only through the router.
+    let server = deps_of("outpost-server");
+    for banned in ["reqwest", "ureq", "hyper-util"] {
+        assert!(
+            !server.iter().any(|d| d == banned),
+            "outpost-server depends on {banned}: outbound HTTP belongs in outpost-router"
+        );
+    }
+    let hits = files_using(
+        "crates/server",
+        &["reqwest", "TcpStream::connect", "ureq::"],
+    );
+    assert!(
+        hits.is_empty(),
+        "outbound HTTP outside the router: {hits:?}"
+    );
+}
+
+#[test]
+fn only_the_guard_makes_redacted_values_and_the_cloud_takes_only_those() {
+    let redact =
+        std::fs::read_to_string(root().join("crates/guard/src/redact.rs")).expect("redact.rs");
+    assert!(
+        redact.contains("pub struct Redacted<T>(T);"),
+        "Redacted's field must stay private to the guard"
+    );
+    let cloud =
+        std::fs::read_to_string(root().join("crates/router/src/cloud.rs")).expect("cloud.rs");
+    assert!(
+        cloud.contains("body: &Redacted<CloudBody>"),
+        "CloudClient::send must take only a guard-made Redacted body"
+    );
+    let mut files = Vec::new();
+    rust_files(&root().join("crates"), &mut files);
+    let guard = root().join("crates/guard");
+    // Spelled in two parts so this file does not match itself.
+    let construct = concat!("Redacted", "(");
+    for f in files.iter().filter(|f| !f.starts_with(&guard)) {
+        let text = std::fs::read_to_string(f).expect("read");
+        assert!(
+            !text.contains(construct),
+            "{} builds a Redacted value: only outpost-guard may",
+            f.display()
+        );
+    }
+}
