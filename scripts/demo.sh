@@ -67,6 +67,44 @@ if wait $server; then
 else
   echo "the server exited with status $? after SIGTERM; its log: /tmp/outpost-demo-serve.log"; exit 1
 fi
+printf '\n== The router: local or cloud per request, explained; a second server plays the cloud\n'
+cat > /tmp/outpost-demo-policy.toml <<'TOML'
+mode = "auto"
+[cloud]
+model = "gemma3-270m"
+[auto]
+sensitive = "redact"          # personal data leaves only as placeholders
+complexity_threshold = 0.25   # "step by step" is enough to want the cloud
+TOML
+rm -f /tmp/outpost-demo-cloud.jsonl
+$outpost serve gemma3-270m --chat-template gemma3-270m=gemma --port 8650 \
+  --log-requests /tmp/outpost-demo-cloud.jsonl 2>/tmp/outpost-demo-cloud.log &
+cloud=$!
+$outpost serve smollm2-135m --port 8651 --route-policy /tmp/outpost-demo-policy.toml \
+  --cloud-url http://127.0.0.1:8650/v1 2>/tmp/outpost-demo-routed.log &
+routed=$!
+trap 'kill $cloud $routed 2>/dev/null || true' EXIT
+for port in 8650 8651; do
+  python3 -c "
+import time, urllib.request
+for _ in range(300):
+    try:
+        urllib.request.urlopen('http://127.0.0.1:$port/health'); break
+    except OSError:
+        time.sleep(0.1)"
+done
+echo '$ curl -si :8651/v1/chat/completions -d "What is the capital of France?" | grep x-outpost-route'
+curl -si http://127.0.0.1:8651/v1/chat/completions -H 'content-type: application/json' \
+  -d '{"model":"smollm2-135m","messages":[{"role":"user","content":"What is the capital of France?"}],"max_tokens":16,"temperature":0}' \
+  | grep -i x-outpost-route
+echo '$ curl -si :8651/v1/completions -d "Step by step. Card: 4539 1488 0343 6467 ..."'
+curl -si http://127.0.0.1:8651/v1/completions -H 'content-type: application/json' \
+  -d '{"model":"smollm2-135m","prompt":"Step by step. Card: 4539 1488 0343 6467\nCard: 4539 1488 0343 6467\nCard:","max_tokens":12,"temperature":0}' \
+  | python3 -c 'import sys; head, body = sys.stdin.read().split("\r\n\r\n", 1); print([l for l in head.splitlines() if l.lower().startswith("x-outpost-route")][0]); import json; print("answer (placeholders restored):", repr(json.loads(body)["choices"][0]["text"]))'
+echo "what the cloud received (its --log-requests file):"
+python3 -c 'import json; [print("  ", json.dumps(json.loads(l)["body"])) for l in open("/tmp/outpost-demo-cloud.jsonl")]'
+curl -s http://127.0.0.1:8651/metrics | grep '^outpost_route_decisions_total'
+kill $cloud $routed; wait $cloud $routed 2>/dev/null || true
 step "Quantization tiers of SmolLM2, each scored against the source, with a tier per device class" \
   $outpost variants build smollm2-135m --tiers q8_0,q5_0,q4_1,iq4_nl,q2_k --chunks 2 --out /tmp/outpost-demo-variants
 echo "(report: /tmp/outpost-demo-variants/report.md, chart: quality-vs-size.svg, data: variants.json)"
