@@ -26,7 +26,7 @@ mod health;
 mod policy;
 mod restore;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -98,7 +98,7 @@ pub enum RouterError {
     CloudOnlyWithoutCloud(String),
 }
 
-/// One explained decision, kept for telemetry.
+/// One explained decision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteEvent {
     pub target: Target,
@@ -106,9 +106,6 @@ pub struct RouteEvent {
     pub app: Option<String>,
     pub redacted: usize,
 }
-
-/// Decisions kept in memory for telemetry (oldest dropped first).
-pub const EVENT_LIMIT: usize = 1024;
 
 /// The router's state, shared by all requests.
 pub struct Router {
@@ -120,7 +117,6 @@ pub struct Router {
     pub device: DeviceMonitor,
     scanner: Scanner,
     counts: Mutex<BTreeMap<(Target, Reason), u64>>,
-    events: Mutex<VecDeque<RouteEvent>>,
 }
 
 impl Router {
@@ -156,7 +152,6 @@ impl Router {
             device: DeviceMonitor::new(policy.device.clone()),
             scanner: Scanner::new(),
             counts: Mutex::new(BTreeMap::new()),
-            events: Mutex::new(VecDeque::new()),
             cloud,
             policy,
         })
@@ -243,25 +238,12 @@ impl Router {
         Ok((r, vault, n))
     }
 
-    /// Counts a final decision and keeps it for telemetry.
+    /// Counts a final decision (the server also spools it as telemetry
+    /// when it follows a device store).
     pub fn record(&self, event: RouteEvent) {
         if let Ok(mut c) = self.counts.lock() {
             *c.entry((event.target, event.reason)).or_insert(0) += 1;
         }
-        if let Ok(mut e) = self.events.lock() {
-            if e.len() == EVENT_LIMIT {
-                e.pop_front();
-            }
-            e.push_back(event);
-        }
-    }
-
-    /// Takes the decisions kept since the last call (at most [`EVENT_LIMIT`]).
-    pub fn drain_events(&self) -> Vec<RouteEvent> {
-        self.events
-            .lock()
-            .map(|mut e| e.drain(..).collect())
-            .unwrap_or_default()
     }
 
     /// `outpost_route_decisions_total{route,reason}` and the estimates, as

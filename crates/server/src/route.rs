@@ -13,6 +13,7 @@ use axum::body::{Body as HttpBody, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use outpost_protocol::openai::{ChatCompletionRequest, CompletionRequest};
+use outpost_protocol::telemetry::{EventData, Route as TelemetryRoute, RouteTarget};
 use outpost_router::{
     decide, restore_answer, restore_stream, total_tokens, CloudAnswer, Decision, Endpoint, Mode,
     Reason, RequestInfo, RouteEvent, Router, Target, HEADER_APP, HEADER_BUDGET, HEADER_MODE,
@@ -138,6 +139,20 @@ async fn route(
             app: app.clone(),
             redacted,
         });
+        // With --store, the decision also goes to the telemetry spool (the
+        // agent ships it to the fleet): target and reason, never the text.
+        if let Some(link) = &state.store {
+            link.record(
+                &spec,
+                EventData::Route(TelemetryRoute {
+                    target: match d.target {
+                        Target::Local => RouteTarget::Local,
+                        Target::Cloud => RouteTarget::Cloud,
+                    },
+                    reason: d.reason.as_str().to_string(),
+                }),
+            );
+        }
         let mut v = format!("{}; reason={}", d.target.as_str(), d.reason.as_str());
         if redacted > 0 {
             v.push_str(&format!("; redacted={redacted}"));
