@@ -32,6 +32,10 @@ pub struct RouteServeArgs {
     /// (mode auto, personal data stays local).
     #[arg(long, value_name = "URL")]
     pub cloud_url: Option<String>,
+    /// The model name the cloud gets (overrides the policy's [cloud] model;
+    /// default: the name the client asked for).
+    #[arg(long, value_name = "NAME")]
+    pub cloud_model: Option<String>,
     /// Append every request body this server receives to FILE, one JSON
     /// line each ({"ts","method","path","body"}): shows exactly what reached
     /// this server (e.g. on a test "cloud": only redacted text).
@@ -42,11 +46,17 @@ pub struct RouteServeArgs {
 impl RouteServeArgs {
     /// Adds the router and the request log to the server's state.
     pub fn apply(&self, mut state: AppState) -> Result<AppState> {
+        if self.cloud_model.is_some() && self.route_policy.is_none() && self.cloud_url.is_none() {
+            anyhow::bail!("--cloud-model needs a cloud: give --cloud-url URL or --route-policy FILE with [cloud] url");
+        }
         if self.route_policy.is_some() || self.cloud_url.is_some() {
-            let policy = match &self.route_policy {
+            let mut policy = match &self.route_policy {
                 Some(p) => Policy::load(p)?,
                 None => Policy::default(),
             };
+            if let Some(m) = &self.cloud_model {
+                policy.cloud.model = Some(m.clone());
+            }
             let router = Router::new(policy, self.cloud_url.clone())?;
             eprintln!(
                 "routing: default mode {}, {} app(s), cloud {}, personal data {}",

@@ -404,3 +404,48 @@ fn an_invalid_policy_is_refused_with_its_line() {
     assert!(err.contains("--cloud-url"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_cascade_escalates_a_weak_local_answer_and_keeps_a_confident_one() {
+    // A threshold above any mean logprob (they are <= 0): every local
+    // answer is too weak, so the cloud answers.
+    let p = pair(
+        "cascade",
+        "mode = \"auto\"\n[cascade]\nenabled = true\nmin_mean_logprob = 0.5\n",
+    );
+    let body = chat("What is the capital of France?", 8);
+    let (status, route, v) = post(p.local.port, "/v1/chat/completions", &body, &[]);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(route, "cloud; reason=cascade");
+    assert_eq!(v["model"], "gemma3-270m");
+    let log = cloud_log(&p);
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(
+        !log.contains("logprobs"),
+        "the cloud gets the client's request: {log}"
+    );
+    let local_tokens = metrics(p.local.port)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("outpost_generated_tokens_total{model=\"smollm2-135m\"} ")
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    assert!(local_tokens > 0, "the local model answered first");
+    drop(p);
+    // A threshold no answer falls below: the local answer stays, without
+    // the logprobs the client did not ask for.
+    let p = pair(
+        "cascade-keep",
+        "mode = \"auto\"\n[cascade]\nenabled = true\nmin_mean_logprob = -1000\n",
+    );
+    let (status, route, v) = post(p.local.port, "/v1/chat/completions", &body, &[]);
+    assert_eq!(
+        (status, route.as_str()),
+        (200, "local; reason=simple"),
+        "{v}"
+    );
+    assert_eq!(v["model"], "smollm2-135m");
+    assert!(v["choices"][0]["logprobs"].is_null(), "{v}");
+    assert_eq!(cloud_log(&p).lines().count(), 0);
+}

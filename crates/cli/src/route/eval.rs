@@ -130,6 +130,7 @@ fn start(a: &EvalArgs) -> Result<(String, Started)> {
     let mut cmd = Command::new(&exe);
     cmd.args(["serve", &a.model, "--port", &port.to_string()])
         .args(["--cloud-url", &format!("{cloud_base}/v1")])
+        .args(["--cloud-model", &a.cloud_model])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if let Some(p) = &a.policy {
