@@ -176,6 +176,9 @@ enum FleetCommand {
     /// Telemetry per cohort (device class × channel × release) over the
     /// last MINUTES: devices, inferences, error/crash/canary-failure rates,
     /// latency percentiles (ms), median tok/s, share routed to the cloud.
+    /// Minutes older than about 2 hours are kept as hourly sums, so a
+    /// window reaching back that far counts each such hour it overlaps
+    /// whole.
     ///
     /// Examples:
     ///   outpost fleet cohorts

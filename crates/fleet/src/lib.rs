@@ -268,7 +268,7 @@ impl Fleet {
             });
         }
         let reserved = snap.version_reserved;
-        let (rows, batches) = db
+        let rows = db
             .load_telemetry(
                 now.unix_seconds()
                     .saturating_sub(config.telemetry.max_age_s),
@@ -291,7 +291,7 @@ impl Fleet {
                 reserving: tokio::sync::Mutex::new(()),
             },
             app_key,
-            telemetry: std::sync::Mutex::new(telemetry::Telemetry::load(rows, batches)),
+            telemetry: std::sync::Mutex::new(telemetry::Telemetry::load(rows)),
             telemetry_flush: tokio::sync::Mutex::new(()),
         };
         // First start: the built-in channels and the first app key.

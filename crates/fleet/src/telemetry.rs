@@ -26,6 +26,13 @@
 //! batch ids in one transaction, so after a crash a batch is either fully
 //! counted with its id recorded or not at all. A crash loses at most the
 //! last tick of acknowledged telemetry; it never counts a batch twice.
+//! Roll-up: each flush merges the minutes of every hour that ended more
+//! than `rollup_after_s` ago (2 h) into one row per cohort and hour
+//! (histograms add, so counts and percentiles stay what they were) and
+//! deletes those minutes in the same transaction; an event that arrives
+//! late for a rolled hour is counted into the hour. Windows read hours
+//! plus minutes: where a window reaches rolled hours, it takes each hour
+//! it overlaps whole.
 //! Distinct devices per cohort are counted in memory only and start from
 //! zero after a restart.
 
@@ -38,7 +45,7 @@ use outpost_protocol::telemetry::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::db::{BatchRecord, MinuteRow};
+use crate::db::{BatchRecord, MinuteRow, TelemetryRows};
 use crate::error::{FleetError, FleetResult};
 use crate::hist::Histogram;
 use crate::state::lock;
@@ -53,6 +60,9 @@ pub struct TelemetryConfig {
     /// Older events are dropped; aggregates and batch ids are kept in
     /// memory this long (default 2 days).
     pub max_age_s: u64,
+    /// Minutes of an hour that ended longer ago than this are merged into
+    /// an hourly row (default 2 h; keep it above the halt window).
+    pub rollup_after_s: u64,
 }
 
 impl Default for TelemetryConfig {
@@ -60,6 +70,7 @@ impl Default for TelemetryConfig {
         TelemetryConfig {
             skew_tolerance_s: 300,
             max_age_s: 2 * 86_400,
+            rollup_after_s: 2 * 3600,
         }
     }
 }
@@ -234,6 +245,12 @@ pub(crate) struct Telemetry {
     /// Minute → cohort → aggregate.
     minutes: BTreeMap<u64, HashMap<CohortKey, Agg>>,
     dirty: BTreeSet<(u64, CohortKey)>,
+    /// The hour's first minute → cohort → aggregate (rolled-up minutes).
+    hours: BTreeMap<u64, HashMap<CohortKey, Agg>>,
+    dirty_hours: BTreeSet<(u64, CohortKey)>,
+    /// Minutes before this one are counted in `hours` (0 until the first
+    /// roll-up of this process).
+    rolled_before: u64,
     /// Cohort → hashed device id → last minute it reported.
     devices: HashMap<CohortKey, HashMap<u64, u64>>,
     /// (device id, batch id) → received at (unix seconds).
@@ -242,12 +259,15 @@ pub(crate) struct Telemetry {
 }
 
 impl Telemetry {
-    pub(crate) fn load(rows: Vec<MinuteRow>, batches: Vec<BatchRecord>) -> Telemetry {
+    pub(crate) fn load(rows: TelemetryRows) -> Telemetry {
         let mut t = Telemetry::default();
-        for r in rows {
+        for r in rows.minutes {
             t.minutes.entry(r.minute).or_default().insert(r.key, r.agg);
         }
-        for b in batches {
+        for r in rows.hours {
+            t.hours.entry(r.minute).or_default().insert(r.key, r.agg);
+        }
+        for b in rows.batches {
             t.batches.insert((b.device_id, b.batch_id), b.received_at);
         }
         t
@@ -255,11 +275,50 @@ impl Telemetry {
 
     fn prune(&mut self, oldest_minute: u64, oldest_s: u64) {
         self.minutes = self.minutes.split_off(&oldest_minute);
+        self.hours = self.hours.split_off(&(oldest_minute / 60 * 60));
         self.batches.retain(|_, at| *at >= oldest_s);
         for seen in self.devices.values_mut() {
             seen.retain(|_, m| *m >= oldest_minute);
         }
         self.devices.retain(|_, seen| !seen.is_empty());
+    }
+}
+
+impl Telemetry {
+    /// Merges every minute before `before` (an hour's first minute) into
+    /// its hour.
+    fn roll_up(&mut self, before: u64) {
+        let keep = self.minutes.split_off(&before);
+        let old = std::mem::replace(&mut self.minutes, keep);
+        for (minute, cohorts) in old {
+            let hour = minute / 60 * 60;
+            for (key, agg) in cohorts {
+                self.dirty_hours.insert((hour, key.clone()));
+                self.hours
+                    .entry(hour)
+                    .or_default()
+                    .entry(key)
+                    .or_default()
+                    .merge(&agg);
+            }
+        }
+        self.rolled_before = self.rolled_before.max(before);
+    }
+
+    /// The changed rows of minutes (or hours) still in memory.
+    fn take_dirty(&mut self, hours: bool) -> Vec<MinuteRow> {
+        let (dirty, map) = if hours {
+            (std::mem::take(&mut self.dirty_hours), &self.hours)
+        } else {
+            (std::mem::take(&mut self.dirty), &self.minutes)
+        };
+        dirty
+            .into_iter()
+            .filter_map(|(minute, key)| {
+                let agg = map.get(&minute)?.get(&key)?.clone();
+                Some(MinuteRow { minute, key, agg })
+            })
+            .collect()
     }
 }
 
@@ -337,13 +396,24 @@ impl Fleet {
                 .entry(dh)
                 .and_modify(|m| *m = (*m).max(minute))
                 .or_insert(minute);
-            t.dirty.insert((minute, key.clone()));
-            t.minutes
-                .entry(minute)
-                .or_default()
-                .entry(key)
-                .or_default()
-                .record(&e.data);
+            if minute < t.rolled_before {
+                let hour = minute / 60 * 60;
+                t.dirty_hours.insert((hour, key.clone()));
+                t.hours
+                    .entry(hour)
+                    .or_default()
+                    .entry(key)
+                    .or_default()
+                    .record(&e.data);
+            } else {
+                t.dirty.insert((minute, key.clone()));
+                t.minutes
+                    .entry(minute)
+                    .or_default()
+                    .entry(key)
+                    .or_default()
+                    .record(&e.data);
+            }
             ack.accepted += 1;
         }
         t.batches.insert(id, now);
@@ -355,46 +425,52 @@ impl Fleet {
         Ok(ack)
     }
 
-    /// Writes the minutes changed since the last flush and the new batch
-    /// ids in one transaction, and forgets what is older than `max_age_s`.
+    /// Rolls up the hours that ended more than `rollup_after_s` ago, then
+    /// writes the minutes and hours changed since the last flush and the
+    /// new batch ids in one transaction (deleting the rolled minutes), and
+    /// forgets what is older than `max_age_s`.
     pub async fn flush_telemetry(&self) -> FleetResult<()> {
         let _g = self.telemetry_flush.lock().await;
         let now = self.now().unix_seconds();
-        let oldest_s = now.saturating_sub(self.config.telemetry.max_age_s);
-        let (rows, batches) = {
+        let cfg = &self.config.telemetry;
+        let oldest_s = now.saturating_sub(cfg.max_age_s);
+        let (rows, rolled_before) = {
             let mut t = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
             t.prune(oldest_s / 60, oldest_s);
-            let dirty = std::mem::take(&mut t.dirty);
-            let rows: Vec<MinuteRow> = dirty
-                .into_iter()
-                .filter_map(|k| {
-                    t.minutes
-                        .get(&k.0)
-                        .and_then(|m| m.get(&k.1))
-                        .map(|agg| MinuteRow {
-                            minute: k.0,
-                            key: k.1,
-                            agg: agg.clone(),
-                        })
-                })
-                .collect();
-            (rows, std::mem::take(&mut t.new_batches))
+            t.roll_up(now.saturating_sub(cfg.rollup_after_s) / 3600 * 60);
+            let rows = TelemetryRows {
+                minutes: t.take_dirty(false),
+                hours: t.take_dirty(true),
+                batches: std::mem::take(&mut t.new_batches),
+            };
+            (rows, t.rolled_before)
         };
-        if rows.is_empty() && batches.is_empty() {
+        if rows == TelemetryRows::default() {
             return Ok(());
         }
         if let Err(e) = self
             .db
-            .write_telemetry(rows.clone(), batches.clone(), oldest_s)
+            .write_telemetry(rows.clone(), rolled_before, oldest_s)
             .await
         {
             // Try again next time.
             let mut t = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
-            t.dirty.extend(rows.into_iter().map(|r| (r.minute, r.key)));
-            t.new_batches.extend(batches);
+            t.dirty
+                .extend(rows.minutes.into_iter().map(|r| (r.minute, r.key)));
+            t.dirty_hours
+                .extend(rows.hours.into_iter().map(|r| (r.minute, r.key)));
+            t.new_batches.extend(rows.batches);
             return Err(e.into());
         }
         Ok(())
+    }
+
+    /// Rows of aggregates in memory: (minutes, hours). Bounded by the
+    /// roll-up: minutes cover about `rollup_after_s` plus an hour.
+    pub fn telemetry_rows(&self) -> (usize, usize) {
+        let t = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
+        let count = |m: &BTreeMap<u64, HashMap<CohortKey, Agg>>| m.values().map(HashMap::len).sum();
+        (count(&t.minutes), count(&t.hours))
     }
 
     /// Every cohort with data in the last `minutes` minutes (the current
@@ -404,7 +480,8 @@ impl Fleet {
         let from = now_min.saturating_sub(minutes.max(1) - 1);
         let t = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
         let mut merged: BTreeMap<&CohortKey, Agg> = BTreeMap::new();
-        for cohorts in t.minutes.range(from..).map(|(_, c)| c) {
+        let hours = t.hours.range(from / 60 * 60..).map(|(_, c)| c);
+        for cohorts in t.minutes.range(from..).map(|(_, c)| c).chain(hours) {
             for (key, agg) in cohorts {
                 merged.entry(key).or_default().merge(agg);
             }

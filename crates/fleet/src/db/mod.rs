@@ -33,6 +33,15 @@ pub struct MinuteRow {
     pub agg: Agg,
 }
 
+/// Telemetry rows: per-minute aggregates, hourly ones (`minute` is the
+/// hour's first minute) and counted batch ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TelemetryRows {
+    pub minutes: Vec<MinuteRow>,
+    pub hours: Vec<MinuteRow>,
+    pub batches: Vec<BatchRecord>,
+}
+
 /// A telemetry batch counted: its id is never counted again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchRecord {
@@ -184,15 +193,17 @@ pub trait Db: Send + Sync + 'static {
     /// The newest audit records first, up to `limit`, older than `before`
     /// when given.
     fn audit_log(&self, limit: u32, before: Option<u64>) -> DbFuture<'_, Vec<AuditRecord>>;
-    /// Telemetry: replaces the given minutes' aggregates, records the batch
-    /// ids, and deletes minutes and batch ids older than `forget_before_s`,
-    /// in one transaction.
+    /// Telemetry, in one transaction: replaces the given minutes' and
+    /// hours' aggregates, records the batch ids, deletes the minutes before
+    /// `rolled_before_minute` (they are in the hours written), and deletes
+    /// minutes, hours and batch ids older than `forget_before_s`.
     fn write_telemetry(
         &self,
-        rows: Vec<MinuteRow>,
-        batches: Vec<BatchRecord>,
+        rows: TelemetryRows,
+        rolled_before_minute: u64,
         forget_before_s: u64,
     ) -> DbFuture<'_, ()>;
-    /// Telemetry minutes and batch ids from `since_s` (unix seconds) on.
-    fn load_telemetry(&self, since_s: u64) -> DbFuture<'_, (Vec<MinuteRow>, Vec<BatchRecord>)>;
+    /// Telemetry minutes, hours and batch ids from `since_s` (unix
+    /// seconds) on; hours that end after it.
+    fn load_telemetry(&self, since_s: u64) -> DbFuture<'_, TelemetryRows>;
 }

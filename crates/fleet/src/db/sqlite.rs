@@ -19,13 +19,13 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    AuditRecord, BatchRecord, Change, Db, DbError, DbFuture, DbResult, DeviceWrite, MinuteRow,
-    NewDevice, Snapshot, StoredDevice,
+    AuditRecord, Change, Db, DbError, DbFuture, DbResult, DeviceWrite, NewDevice, Snapshot,
+    StoredDevice, TelemetryRows,
 };
 use crate::rollout::Rollout;
 use crate::state::{Channel, ChannelEntry, Freeze, Issued, Release, Revocation};
 
-const MIGRATIONS: [(i64, &str, &str); 3] = [
+const MIGRATIONS: [(i64, &str, &str); 4] = [
     (1, "init", include_str!("../../migrations/0001_init.sql")),
     (
         2,
@@ -36,6 +36,11 @@ const MIGRATIONS: [(i64, &str, &str); 3] = [
         3,
         "first_issued",
         include_str!("../../migrations/0003_first_issued.sql"),
+    ),
+    (
+        4,
+        "telemetry_hours",
+        include_str!("../../migrations/0004_telemetry_hours.sql"),
     ),
 ];
 
@@ -626,14 +631,14 @@ impl Db for SqliteDb {
 
     fn write_telemetry(
         &self,
-        rows: Vec<MinuteRow>,
-        batches: Vec<BatchRecord>,
+        rows: TelemetryRows,
+        rolled_before_minute: u64,
         forget_before_s: u64,
     ) -> DbFuture<'_, ()> {
-        Box::pin(self.write_telemetry_inner(rows, batches, forget_before_s))
+        Box::pin(self.write_telemetry_inner(rows, rolled_before_minute, forget_before_s))
     }
 
-    fn load_telemetry(&self, since_s: u64) -> DbFuture<'_, (Vec<MinuteRow>, Vec<BatchRecord>)> {
+    fn load_telemetry(&self, since_s: u64) -> DbFuture<'_, TelemetryRows> {
         Box::pin(self.load_telemetry_inner(since_s))
     }
 }

@@ -1,10 +1,12 @@
-//! The SQL of telemetry on SQLite: per-minute cohort aggregates (replaced
-//! whole on each flush) and the batch ids already counted.
+//! The SQL of telemetry on SQLite: per-minute and hourly cohort aggregates
+//! (replaced whole on each flush; minutes rolled into hours are deleted in
+//! the same transaction) and the batch ids already counted.
 
-use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
 
 use super::sqlite::{corrupt, model, sql, to_json, SqliteDb};
-use super::{BatchRecord, DbResult, MinuteRow};
+use super::{BatchRecord, DbResult, MinuteRow, TelemetryRows};
 use crate::telemetry::CohortKey;
 
 fn int(v: u64) -> i64 {
@@ -15,11 +17,50 @@ fn uint(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// Upserts aggregates into `telemetry_minutes` or `telemetry_hours`.
+async fn upsert(tx: &mut Transaction<'_, Sqlite>, hours: bool, rows: &[MinuteRow]) -> DbResult<()> {
+    let q = if hours {
+        "INSERT INTO telemetry_hours (minute, device_class, channel, model, model_version, agg) VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (minute, device_class, channel, model, model_version) DO UPDATE SET agg = excluded.agg"
+    } else {
+        "INSERT INTO telemetry_minutes (minute, device_class, channel, model, model_version, agg) VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (minute, device_class, channel, model, model_version) DO UPDATE SET agg = excluded.agg"
+    };
+    for r in rows {
+        sqlx::query(q)
+            .bind(int(r.minute))
+            .bind(&r.key.device_class)
+            .bind(&r.key.channel)
+            .bind(r.key.model.as_str())
+            .bind(&r.key.model_version)
+            .bind(to_json(&r.agg))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("writing telemetry aggregates"))?;
+    }
+    Ok(())
+}
+
+fn agg_row(row: &SqliteRow) -> DbResult<MinuteRow> {
+    let agg: String = row.get("agg");
+    let m: String = row.get("model");
+    Ok(MinuteRow {
+        minute: uint(row.get("minute")),
+        key: CohortKey {
+            device_class: row.get("device_class"),
+            channel: row.get("channel"),
+            model: model(&m)?,
+            model_version: row.get("model_version"),
+        },
+        agg: serde_json::from_str(&agg).map_err(corrupt("telemetry aggregate"))?,
+    })
+}
+
 impl SqliteDb {
     pub(super) async fn write_telemetry_inner(
         &self,
-        rows: Vec<MinuteRow>,
-        batches: Vec<BatchRecord>,
+        rows: TelemetryRows,
+        rolled_before_minute: u64,
         forget_before_s: u64,
     ) -> DbResult<()> {
         let mut tx = self
@@ -27,22 +68,9 @@ impl SqliteDb {
             .begin()
             .await
             .map_err(sql("starting a transaction"))?;
-        for r in &rows {
-            sqlx::query(
-                "INSERT INTO telemetry_minutes (minute, device_class, channel, model, model_version, agg) VALUES (?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (minute, device_class, channel, model, model_version) DO UPDATE SET agg = excluded.agg",
-            )
-            .bind(int(r.minute))
-            .bind(&r.key.device_class)
-            .bind(&r.key.channel)
-            .bind(r.key.model.as_str())
-            .bind(&r.key.model_version)
-            .bind(to_json(&r.agg))
-            .execute(&mut *tx)
-            .await
-            .map_err(sql("writing telemetry aggregates"))?;
-        }
-        for b in &batches {
+        upsert(&mut tx, false, &rows.minutes).await?;
+        upsert(&mut tx, true, &rows.hours).await?;
+        for b in &rows.batches {
             sqlx::query(
                 "INSERT OR IGNORE INTO telemetry_batches (device_id, batch_id, received_at) VALUES (?, ?, ?)",
             )
@@ -53,11 +81,18 @@ impl SqliteDb {
             .await
             .map_err(sql("recording telemetry batches"))?;
         }
+        let forget_minute = forget_before_s / 60;
         sqlx::query("DELETE FROM telemetry_minutes WHERE minute < ?")
-            .bind(int(forget_before_s / 60))
+            .bind(int(forget_minute.max(rolled_before_minute)))
             .execute(&mut *tx)
             .await
-            .map_err(sql("forgetting old telemetry"))?;
+            .map_err(sql("deleting telemetry minutes rolled into hours"))?;
+        // An hour goes when all of it is older than the limit.
+        sqlx::query("DELETE FROM telemetry_hours WHERE minute < ?")
+            .bind(int(forget_minute / 60 * 60))
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("forgetting old telemetry hours"))?;
         sqlx::query("DELETE FROM telemetry_batches WHERE received_at < ?")
             .bind(int(forget_before_s))
             .execute(&mut *tx)
@@ -66,32 +101,24 @@ impl SqliteDb {
         tx.commit().await.map_err(sql("committing telemetry"))
     }
 
-    pub(super) async fn load_telemetry_inner(
-        &self,
-        since_s: u64,
-    ) -> DbResult<(Vec<MinuteRow>, Vec<BatchRecord>)> {
+    pub(super) async fn load_telemetry_inner(&self, since_s: u64) -> DbResult<TelemetryRows> {
+        let since_minute = since_s / 60;
         let rows = sqlx::query(
             "SELECT minute, device_class, channel, model, model_version, agg FROM telemetry_minutes WHERE minute >= ?",
         )
-        .bind(int(since_s / 60))
+        .bind(int(since_minute))
         .fetch_all(&self.pool)
         .await
         .map_err(sql("loading telemetry aggregates"))?;
-        let mut minutes = Vec::with_capacity(rows.len());
-        for row in rows {
-            let agg: String = row.get("agg");
-            let m: String = row.get("model");
-            minutes.push(MinuteRow {
-                minute: uint(row.get("minute")),
-                key: CohortKey {
-                    device_class: row.get("device_class"),
-                    channel: row.get("channel"),
-                    model: model(&m)?,
-                    model_version: row.get("model_version"),
-                },
-                agg: serde_json::from_str(&agg).map_err(corrupt("telemetry aggregate"))?,
-            });
-        }
+        let minutes = rows.iter().map(agg_row).collect::<DbResult<Vec<_>>>()?;
+        let rows = sqlx::query(
+            "SELECT minute, device_class, channel, model, model_version, agg FROM telemetry_hours WHERE minute >= ?",
+        )
+        .bind(int(since_minute / 60 * 60))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql("loading hourly telemetry aggregates"))?;
+        let hours = rows.iter().map(agg_row).collect::<DbResult<Vec<_>>>()?;
         let rows = sqlx::query(
             "SELECT device_id, batch_id, received_at FROM telemetry_batches WHERE received_at >= ?",
         )
@@ -107,6 +134,10 @@ impl SqliteDb {
                 received_at: uint(row.get("received_at")),
             })
             .collect();
-        Ok((minutes, batches))
+        Ok(TelemetryRows {
+            minutes,
+            hours,
+            batches,
+        })
     }
 }
