@@ -675,7 +675,7 @@ fn simulate(regress: bool) {
         assert_eq!(m["after_s"].is_null(), ever < p, "{reach}");
     }
     if regress {
-        assert!(ever >= 40.0 && ever < 60.0, "{reach}");
+        assert!((40.0..60.0).contains(&ever), "{reach}");
         let text =
             String::from_utf8_lossy(&cli(&data, &url, &["fragmentation"]).stdout).to_string();
         assert!(text.contains("100% not yet (at "), "{text}");
