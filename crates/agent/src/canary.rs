@@ -31,7 +31,7 @@ pub struct CanaryRunner {
 }
 
 /// What the child measured.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CanaryResult {
     /// Worst KLD over the canary positions (reference ‖ device, over the
     /// reference's top tokens, renormalised). Non-finite → failed.
@@ -74,11 +74,21 @@ impl CanaryRunner {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        serde_json::from_slice(&out.stdout).map_err(|e| {
+        /// `kld` is null when the model's log-probs were not finite.
+        #[derive(Deserialize)]
+        struct Printed {
+            kld: Option<f64>,
+            same_top: f64,
+        }
+        let p: Printed = serde_json::from_slice(&out.stdout).map_err(|e| {
             fail(format!(
                 "printed no result ({e}): {}",
                 String::from_utf8_lossy(&out.stdout).trim()
             ))
+        })?;
+        Ok(CanaryResult {
+            kld: p.kld.unwrap_or(f64::INFINITY),
+            same_top: p.same_top,
         })
     }
 

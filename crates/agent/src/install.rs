@@ -270,7 +270,7 @@ impl Agent {
         let kld = if r.kld.is_finite() {
             format!("{:.4}", r.kld)
         } else {
-            "∞".into()
+            "infinite (NaN or infinite log-probs)".into()
         };
         Ok(Some(Verdict {
             pass,

@@ -21,6 +21,7 @@ pub(crate) fn ship(agent: &Agent) -> Result<u64, AgentError> {
         };
         match agent.client.send_telemetry(&batch) {
             Ok(_ack) => {
+                outpost_store::crash_point("telemetry-before-ack");
                 sent += agent.spool.ack(&b.batch_id)?;
             }
             Err(e) if e.is_transient() => return Ok(sent),

@@ -1,7 +1,7 @@
 //! Named crash points for crash-safety tests: when `OUTPOST_CRASH_AT`
 //! names a point (`install-before-rename`, `install-after-rename`,
-//! `activate-before-rename`, `gc-midway`, or `download=BYTES` for the
-//! agent), the process aborts there as abruptly as `kill -9` would (no
+//! `activate-before-rename`, `gc-midway`, or for the agent
+//! `download=BYTES` and `telemetry-before-ack`), the process aborts there as abruptly as `kill -9` would (no
 //! destructors, no flushing). Unset in normal use; read where it is used.
 
 /// The variable the points read.
