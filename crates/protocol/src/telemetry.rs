@@ -7,6 +7,8 @@
 //! names the model release it is about (model, version, digest), the engine
 //! and app versions, and when it happened; its `kind` and `data` say what.
 //! `feedback` is reserved: accepted and counted, not yet analysed.
+//! `install` is the device agent's report on a manifest (installed,
+//! rejected or reverted, with a short reason code).
 //!
 //! The request denies unknown fields and unknown kinds (serde names the
 //! kind); [`TelemetryBatch::validate`] checks what serde cannot (label

@@ -409,3 +409,54 @@ fn only_the_guard_makes_redacted_values_and_the_cloud_takes_only_those() {
         );
     }
 }
+
+#[test]
+fn agent_links_no_engine_server_or_variants_and_no_async_http() {
+    // The whole tree, not only direct dependencies: the agent must keep
+    // working when inference crashes, so no path may reach llama.cpp.
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+            "-p",
+            "outpost-agent",
+        ])
+        .current_dir(root())
+        .output()
+        .expect("cargo tree");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    for banned in [
+        "outpost-engine",
+        "outpost-server",
+        "outpost-variants",
+        "outpost-fleet",
+        "llama-cpp-2",
+        "llama-cpp-sys-2",
+        "axum",
+        "tokio",
+        "reqwest",
+    ] {
+        assert!(
+            !tree.iter().any(|d| d == banned),
+            "outpost-agent links {banned}"
+        );
+    }
+    assert!(
+        tree.iter().any(|d| d == "ureq"),
+        "the agent's fleet client is ureq (blocking)"
+    );
+}
