@@ -127,6 +127,35 @@ step "Make it the stable channel's release" $outpost fleet release smollm2-135m@
 step "200 devices of the four classes register, check in and get a signed manifest" \
   $outpost fleet simulate --devices 200 --classes phone-4GB,phone-8GB,laptop-16GB,desktop-32GB --data "$fleet"
 step "The fleet on one page" $outpost fleet status --data "$fleet"
+printf '\n== A device agent installs its tier; outpost serve answers with it; telemetry flows back\n'
+device=/tmp/outpost-demo-device
+rm -rf "$device"
+printf 'device_class = "phone-8GB"\nram_bytes = 8000000000\nos = "android"\n' > /tmp/outpost-demo-phone.toml
+step "One check-in: verify the signed manifest, download, install atomically, run the quality canary" \
+  $outpost agent once --fleet http://127.0.0.1:8700 --store "$device" --profile /tmp/outpost-demo-phone.toml \
+  --app-key-file "$fleet/app.key" --pin "$fleet/signing.pub.json"
+$outpost serve --store "$device" --port 8652 2>/tmp/outpost-demo-device-serve.log &
+device_server=$!
+trap 'kill $server $fleet_pid $device_server 2>/dev/null || true' EXIT
+python3 -c '
+import time, urllib.request
+for _ in range(300):
+    try:
+        urllib.request.urlopen("http://127.0.0.1:8652/health"); break
+    except OSError:
+        time.sleep(0.1)'
+echo '$ curl -s :8652/v1/chat/completions (outpost serve --store: the installed tier answers)'
+curl -s http://127.0.0.1:8652/v1/chat/completions \
+  -d '{"model":"smollm2-135m","messages":[{"role":"user","content":"Which city is the capital of France?"}],"max_tokens":16,"temperature":0}' \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  ", d["system_fingerprint"], "->", d["choices"][0]["message"]["content"])'
+step "The device's store and its telemetry spool (the request above is waiting in it)" \
+  $outpost agent status --store "$device"
+step "The next check-in ships the spool" \
+  $outpost agent once --fleet http://127.0.0.1:8700 --store "$device" --profile /tmp/outpost-demo-phone.toml \
+  --pin "$fleet/signing.pub.json" --serve-url http://127.0.0.1:8652
+step "The fleet sees the device's inference, canary and install per cohort" \
+  $outpost fleet cohorts --data "$fleet"
+kill $device_server 2>/dev/null; wait $device_server 2>/dev/null || true
 kill $fleet_pid 2>/dev/null; wait $fleet_pid 2>/dev/null || true
 step "Speed: pp512/tg128 the way llama-bench measures, then 1/4/16 concurrent sequences" \
   $outpost bench smollm2-135m -r 2
