@@ -215,7 +215,27 @@ fn run(r: RunArgs, once: bool) -> Result<()> {
         backoff: (Duration::from_secs(1), Duration::from_secs(300)),
         max_interval: r.max_interval.map(Duration::from_secs),
     };
-    let mut agent = Agent::open(cfg)?;
+    let mut agent = if once {
+        Agent::open(cfg)?
+    } else {
+        // Registration needs the fleet too: keep trying while it is away.
+        let mut failures = 0;
+        loop {
+            match Agent::open(cfg.clone()) {
+                Ok(a) => break a,
+                Err(e) if e.is_transient() => {
+                    failures += 1;
+                    let wait = outpost_agent::backoff(cfg.backoff.0, cfg.backoff.1, failures);
+                    eprintln!(
+                        "registration failed ({e}); retrying in {:.1} s",
+                        wait.as_secs_f64()
+                    );
+                    std::thread::sleep(wait);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
     eprintln!(
         "device {} on channel {} (fleet {})",
         agent.identity().device_id,

@@ -149,6 +149,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `outpost ... | head`: a closed pipe ends the program quietly, as for
+    // any Unix tool, instead of panicking in println!.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to the default at start-up,
+    // before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),

@@ -648,3 +648,94 @@ fn forged_older_and_expired_manifests_are_each_refused_with_their_reason() {
         );
     }
 }
+
+#[test]
+fn run_outlasts_an_offline_fleet_and_keeps_download_conditions_and_the_cap() {
+    use std::io::BufRead;
+    let _s = serial();
+    let root = temp("run");
+    let mut fleet = Fleet::start(&root.0.join("fleet"), free_port(), &[]);
+    let (q4, t4) = tier("q4_0");
+    let len = std::fs::metadata(&q4).expect("q4").len();
+    fleet.publish(&release(&root.0, "1.0.0", &q4, &t4));
+    fleet.release_to_stable("1.0.0");
+    fleet.stop();
+    let store = root.0.join("device");
+    let metered = root.0.join("metered.toml");
+    std::fs::write(&metered, "unmetered = false\n").expect("profile");
+    let mut c = agent(
+        &fleet,
+        &store,
+        &["--no-canary", "--require-unmetered", "--max-interval", "1"],
+        &[],
+    );
+    let args: Vec<_> = c.get_args().map(|a| a.to_owned()).collect();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(
+            args.iter()
+                .map(|a| if a == "once" { "run".into() } else { a.clone() }),
+        )
+        .arg("--profile")
+        .arg(&metered)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn agent run");
+    let (tx, rx) = std::sync::mpsc::channel();
+    for pipe in [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+    }
+    let wait_for = |what: &str, secs: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        let mut seen = Vec::new();
+        while let Ok(l) =
+            rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            if l.contains(what) {
+                return;
+            }
+            seen.push(l);
+        }
+        panic!(
+            "no line with {what:?} within {secs} s; saw:\n{}",
+            seen.join("\n")
+        );
+    };
+    wait_for("registration failed", 20);
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the agent keeps trying"
+    );
+    fleet.restart(&[]);
+    wait_for("downloads only on an unmetered network", 60);
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    assert_eq!(
+        active(&store),
+        None,
+        "nothing downloaded on a metered network"
+    );
+
+    // A 20 MB/s cap: the download cannot take less than len / 20 MB.
+    let started = std::time::Instant::now();
+    let out = ok(&run(agent(
+        &fleet,
+        &store,
+        &["--no-canary", "--bandwidth", "20MB"],
+        &[],
+    )));
+    let secs = started.elapsed().as_secs_f64();
+    assert!(out.contains("installed 1.0.0"), "{out}");
+    assert!(
+        secs >= len as f64 / 20e6 * 0.95,
+        "{len} bytes in {secs:.2} s under a 20 MB/s cap"
+    );
+}
