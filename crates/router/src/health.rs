@@ -16,8 +16,9 @@ fn ewma(old: f64, sample: f64) -> f64 {
 }
 
 /// Opens after `failures` consecutive cloud failures; after `cooldown` it
-/// lets one trial request through (half-open): success closes it, failure
-/// opens it again.
+/// is half-open: requests may try the cloud again, the first success
+/// closes it, a failure opens it again at once. Reading it changes
+/// nothing, so a request that ends up local cannot hold a trial slot.
 #[derive(Debug)]
 pub struct Breaker {
     cfg: BreakerConfig,
@@ -27,8 +28,8 @@ pub struct Breaker {
 #[derive(Debug, Default)]
 struct BreakerState {
     consecutive: u32,
+    /// Set once opened; stays set (half-open) until a success.
     open_until: Option<Instant>,
-    trial_out: bool,
 }
 
 impl Breaker {
@@ -39,21 +40,11 @@ impl Breaker {
         }
     }
 
-    /// True while the cloud must not be tried. Past the cooldown, the first
-    /// caller gets `false` (the trial) and the others `true` until it ends.
+    /// True while the cloud must not be tried (within the cooldown).
     pub fn is_open(&self, now: Instant) -> bool {
-        let Ok(mut s) = self.state.lock() else {
-            return false;
-        };
-        match s.open_until {
-            None => false,
-            Some(t) if now < t => true,
-            Some(_) if s.trial_out => true,
-            Some(_) => {
-                s.trial_out = true;
-                false
-            }
-        }
+        self.state
+            .lock()
+            .is_ok_and(|s| s.open_until.is_some_and(|t| now < t))
     }
 
     pub fn success(&self) {
@@ -67,7 +58,6 @@ impl Breaker {
             s.consecutive += 1;
             if s.consecutive >= self.cfg.failures || s.open_until.is_some() {
                 s.open_until = Some(now + Duration::from_millis(self.cfg.cooldown_ms));
-                s.trial_out = false;
             }
         }
     }
@@ -214,12 +204,12 @@ mod tests {
         b.failure(t0);
         assert!(b.is_open(t0 + Duration::from_millis(500)));
         let later = t0 + Duration::from_millis(1500);
-        assert!(!b.is_open(later), "the trial request goes");
-        assert!(b.is_open(later), "only one trial at a time");
+        assert!(!b.is_open(later), "half-open: requests may try");
+        assert!(!b.is_open(later), "reading it changes nothing");
         b.failure(later);
         assert!(
             b.is_open(later + Duration::from_millis(10)),
-            "a failed trial reopens"
+            "one failure while half-open reopens it"
         );
         let again = later + Duration::from_millis(2000);
         assert!(!b.is_open(again));
