@@ -16,6 +16,7 @@
 //! ```
 
 mod bench;
+mod draft;
 mod error;
 mod evaluate;
 mod generate;
@@ -35,6 +36,7 @@ mod template;
 pub use bench::{
     bench_parallel, parallel_bench_prompt, BenchParams, BenchResult, BenchStat, ParallelStat,
 };
+pub use draft::MAX_DRAFT;
 pub use error::{EngineError, Result};
 pub use evaluate::ChunkEval;
 pub use generate::default_threads;

@@ -7,6 +7,10 @@
 //! each slot's next token. A request joins between two steps; a cancelled
 //! request frees its slot at once. Each request has its own reply channel.
 //!
+//! Greedy sequences draft their next tokens by prompt lookup (`draft.rs`)
+//! and verify them in the same step, so repetitive text takes several
+//! tokens per decode.
+//!
 //! Prompt cache: a finished slot keeps its tokens' KV. A new request goes to
 //! the free slot sharing the longest prefix with its prompt, and only the
 //! rest of the prompt is computed (clients resend the whole chat history
@@ -23,6 +27,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
 
+use crate::draft::{lookup, DraftBudget, MAX_DRAFT};
 use crate::error::{EngineError, Result};
 use crate::generate::{backend_err, default_threads, ContextOptions};
 use crate::model::Model;
@@ -42,6 +47,9 @@ pub struct SchedulerConfig {
     pub n_batch: u32,
     /// Reuse cached prompt prefixes.
     pub prompt_cache: bool,
+    /// Most tokens a greedy sequence drafts per step (prompt lookup); 0
+    /// turns drafting off. Default [`MAX_DRAFT`].
+    pub draft_max: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -52,6 +60,7 @@ impl Default for SchedulerConfig {
             threads: None,
             n_batch: 512,
             prompt_cache: true,
+            draft_max: MAX_DRAFT,
         }
     }
 }
@@ -105,6 +114,9 @@ pub struct SchedulerStats {
     pub generated_tokens: AtomicU64,
     /// Decode calls (steps).
     pub steps: AtomicU64,
+    /// Drafted tokens decoded, and those greedy sampling then confirmed.
+    pub drafted: AtomicU64,
+    pub draft_accepted: AtomicU64,
     /// Requests waiting for a free slot (a gauge, updated every step).
     pub queued: AtomicU64,
     /// Slots serving a request (a gauge, updated every step).
@@ -225,6 +237,9 @@ struct Slot {
     active: Option<Active>,
     /// Batch row whose logits belong to this slot after the current decode.
     logits_at: Option<i32>,
+    /// Drafted tokens in the current batch and their rows.
+    drafts: Vec<(i32, i32)>,
+    budget: DraftBudget,
 }
 
 fn worker(
@@ -257,11 +272,20 @@ fn worker(
     };
     let n_batch = ctx.n_batch() as usize;
     let mut batch = LlamaBatch::new(n_batch, cfg.slots as i32);
+    // Rejected drafts must be dropped from the KV cache: recurrent state
+    // cannot lose a suffix, so those models do not draft.
+    let draft_max = if model.inner.is_recurrent() || model.inner.is_hybrid() {
+        0
+    } else {
+        cfg.draft_max
+    };
     let mut slots: Vec<Slot> = (0..cfg.slots)
         .map(|_| Slot {
             kv: Vec::new(),
             active: None,
             logits_at: None,
+            drafts: Vec::new(),
+            budget: DraftBudget::new(draft_max),
         })
         .collect();
     let mut queue: VecDeque<Submission> = VecDeque::new();
@@ -297,6 +321,7 @@ fn worker(
                 queue.push_front(sub);
                 break;
             };
+            slots[i].budget = DraftBudget::new(draft_max);
             admit(
                 model,
                 &mut ctx,
@@ -324,12 +349,35 @@ fn worker(
         );
         // 4. One batch: each generating slot's next token, then prompt chunks.
         batch.clear();
+        let mut generating = slots
+            .iter()
+            .filter(|s| s.active.as_ref().is_some_and(|a| a.next.is_some()))
+            .count();
         for (i, slot) in slots.iter_mut().enumerate() {
             slot.logits_at = None;
-            if let Some(tok) = slot.active.as_ref().and_then(|a| a.next) {
-                slot.logits_at = Some(batch.n_tokens());
-                let _ = batch.add(tok, slot.kv.len() as i32, &[i as i32], true);
-                slot.kv.push(tok.0);
+            slot.drafts.clear();
+            let Some(a) = slot.active.as_ref() else {
+                continue;
+            };
+            let Some(tok) = a.next else { continue };
+            slot.logits_at = Some(batch.n_tokens());
+            let _ = batch.add(tok, slot.kv.len() as i32, &[i as i32], true);
+            slot.kv.push(tok.0);
+            generating -= 1;
+            if !a.seq.greedy {
+                continue;
+            }
+            // Room: the context (one cell stays free for the next token)
+            // and the batch (every other generating slot needs a row).
+            let room = (n_ctx_per_slot as usize)
+                .saturating_sub(slot.kv.len() + 2)
+                .min(n_batch.saturating_sub(batch.n_tokens() as usize + generating));
+            let k = slot.budget.now().min(room);
+            let guess = lookup(&slot.kv, k).to_vec();
+            for d in guess {
+                slot.drafts.push((d, batch.n_tokens()));
+                let _ = batch.add(LlamaToken(d), slot.kv.len() as i32, &[i as i32], true);
+                slot.kv.push(d);
             }
         }
         for (i, slot) in slots.iter_mut().enumerate() {
@@ -375,10 +423,15 @@ fn worker(
             }
             continue;
         }
-        // 5. Sample each slot whose logits are ready.
-        for slot in &mut slots {
-            let Some(idx) = slot.logits_at else { continue };
-            let kv_len = slot.kv.len();
+        // 5. Sample each slot whose logits are ready; a drafted token
+        //    counts only if sampling picks it, then its own logits give
+        //    the next sample.
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let Some(mut idx) = slot.logits_at else {
+                continue;
+            };
+            let drafts = std::mem::take(&mut slot.drafts);
+            let base = slot.kv.len() - drafts.len();
             let Some(a) = slot.active.as_mut() else {
                 continue;
             };
@@ -387,14 +440,64 @@ fn worker(
             }
             let events = a.events.clone();
             let mut alive = true;
-            let step = a
-                .seq
-                .step(model, &ctx, idx, kv_len, n_ctx_per_slot, &mut |p| {
-                    alive &= events.send(Event::Piece(p)).is_ok();
-                });
-            match step {
-                Ok(tok) if alive => a.next = Some(tok),
-                Ok(_) => finish(slot, FinishReason::Cancelled, n_ctx_per_slot, stats),
+            let mut accepted = 0;
+            let outcome = loop {
+                let step = a.seq.step(
+                    model,
+                    &ctx,
+                    idx,
+                    base + accepted,
+                    n_ctx_per_slot,
+                    &mut |p| {
+                        alive &= events.send(Event::Piece(p)).is_ok();
+                    },
+                );
+                match step {
+                    Ok(tok) if alive => match drafts.get(accepted) {
+                        Some(&(d, row)) if d == tok.0 => {
+                            idx = row;
+                            accepted += 1;
+                        }
+                        _ => break Ok(tok),
+                    },
+                    Ok(_) => break Err(FinishReason::Cancelled),
+                    Err(reason) => break Err(reason),
+                }
+            };
+            if !drafts.is_empty() {
+                stats
+                    .drafted
+                    .fetch_add(drafts.len() as u64, Ordering::Relaxed);
+                stats
+                    .draft_accepted
+                    .fetch_add(accepted as u64, Ordering::Relaxed);
+                slot.budget.update(drafts.len(), accepted);
+            }
+            if accepted < drafts.len() {
+                // The rejected guesses' KV goes; what was confirmed stays.
+                let keep = base + accepted;
+                if ctx
+                    .kv_cache_seq_rm(i as i32, Some(keep as u32), None)
+                    .is_err()
+                {
+                    let _ = ctx.clear_kv_cache_seq(Some(i as u32), None, None);
+                    slot.kv.clear();
+                    if let Some(a) = slot.active.take() {
+                        let _ = a.events.send(Event::Failed(EngineError::Backend {
+                            during: "dropping rejected draft tokens",
+                            problem: "this model's memory cannot drop a suffix".into(),
+                        }));
+                    }
+                    continue;
+                }
+                slot.kv.truncate(keep);
+            }
+            match outcome {
+                Ok(tok) => {
+                    if let Some(a) = slot.active.as_mut() {
+                        a.next = Some(tok);
+                    }
+                }
                 Err(reason) => finish(slot, reason, n_ctx_per_slot, stats),
             }
         }

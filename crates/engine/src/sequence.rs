@@ -25,6 +25,8 @@ pub(crate) struct Sequence {
     top_logprobs: Option<usize>,
     ignore_eos: bool,
     pub seed: u32,
+    /// Greedy without a grammar: the scheduler may draft its next tokens.
+    pub greedy: bool,
 }
 
 impl Sequence {
@@ -59,6 +61,7 @@ impl Sequence {
             top_logprobs: req.top_logprobs,
             ignore_eos: req.ignore_eos,
             seed,
+            greedy: req.sampling.temperature <= 0.0 && req.grammar.is_none(),
         })
     }
 

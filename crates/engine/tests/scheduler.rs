@@ -426,3 +426,65 @@ fn prompt_logprobs_equal_the_logprobs_seen_while_generating() {
         .expect("logits");
     assert_eq!(rows, prompt.len());
 }
+
+/// Greedy decoding of a prompt that makes the model repeat itself, with
+/// and without drafting: the same tokens (within the model's noise, up to
+/// near-ties), and drafting confirms guesses and needs fewer decode steps.
+fn drafting_keeps_the_tokens(model: Model, noise: f32) {
+    let model = Arc::new(model);
+    let run = |draft_max: usize| {
+        let sched = Scheduler::start(
+            model.clone(),
+            SchedulerConfig {
+                draft_max,
+                ..config(2)
+            },
+        )
+        .expect("start");
+        let mut r = greedy(
+            Prompt::Text(
+                "Story 3: Once upon a time, a lighthouse keeper found a message in a bottle. It said"
+                    .into(),
+            ),
+            160,
+        );
+        r.top_logprobs = Some(2);
+        let h = sched.submit(r).expect("submit");
+        let t = traced(|f| drop(h.wait(|x| f(x)).expect("run")));
+        let stats = sched.stats();
+        (
+            t,
+            stats.steps.load(std::sync::atomic::Ordering::Relaxed),
+            stats
+                .draft_accepted
+                .load(std::sync::atomic::Ordering::Relaxed),
+            stats.drafted.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    };
+    let (plain, plain_steps, _, none) = run(0);
+    assert_eq!(none, 0, "draft_max 0 drafts nothing");
+    let (drafted, steps, accepted, proposed) = run(outpost_engine::MAX_DRAFT);
+    assert_close(&drafted, &plain, noise.max(0.01), "drafted vs plain");
+    assert!(
+        accepted > 0,
+        "no draft was ever confirmed ({proposed} proposed)"
+    );
+    assert!(
+        steps * 10 < plain_steps * 9,
+        "drafting took {steps} steps, plain {plain_steps}"
+    );
+    eprintln!(
+        "{} tokens: {plain_steps} steps plain, {steps} with drafts ({accepted}/{proposed} drafted tokens confirmed)",
+        plain.len()
+    );
+}
+
+#[test]
+fn drafting_keeps_greedy_tokens_and_saves_decode_steps_smollm2() {
+    drafting_keeps_the_tokens(smollm(), 0.0);
+}
+
+#[test]
+fn drafting_keeps_greedy_tokens_and_saves_decode_steps_gemma3() {
+    drafting_keeps_the_tokens(gemma(), GEMMA_NOISE);
+}
