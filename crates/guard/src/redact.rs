@@ -65,6 +65,21 @@ pub trait Texts {
 /// Redacts every text of `value` (see [`redact`]) and returns the value as
 /// [`Redacted`], with the number of replacements made. One vault serves all
 /// texts, so a value repeated across messages gets one placeholder.
+///
+/// ```
+/// use outpost_guard::{redact_texts, Action, Scanner, Texts, Vault};
+/// struct Messages(Vec<String>);
+/// impl Texts for Messages {
+///     fn for_each_text(&mut self, f: &mut dyn FnMut(&mut String)) {
+///         self.0.iter_mut().for_each(|t| f(t));
+///     }
+/// }
+/// let msgs = Messages(vec!["Card 4111 1111 1111 1111".into(), "again: 4111 1111 1111 1111".into()]);
+/// let mut vault = Vault::new();
+/// let (safe, n) = redact_texts(&Scanner::new(), msgs, &Action::Placeholder, &mut vault).unwrap();
+/// assert_eq!(n, 2);
+/// assert_eq!(safe.as_inner().0, ["Card <CREDIT_CARD_1>", "again: <CREDIT_CARD_1>"]);
+/// ```
 pub fn redact_texts<T: Texts>(
     scanner: &Scanner,
     mut value: T,
