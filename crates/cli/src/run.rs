@@ -312,6 +312,10 @@ pub struct BenchArgs {
     /// Tokens each concurrent sequence generates.
     #[arg(long, default_value_t = 128)]
     pub parallel_tokens: u32,
+    /// Most tokens a greedy sequence drafts per decode step by prompt
+    /// lookup in the --parallel runs (0: no drafting, one token per step).
+    #[arg(long, default_value_t = outpost_engine::MAX_DRAFT)]
+    pub draft_max: usize,
     /// CPU threads. Default: all cores.
     #[arg(long, short = 't')]
     pub threads: Option<u32>,
@@ -338,7 +342,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     };
     let mut parallel = Vec::new();
     for &n in a.parallel.iter().filter(|&&n| n > 0) {
-        parallel.push(bench_parallel(&model, n, a.parallel_tokens, a.threads)?);
+        parallel.push(bench_parallel(&model, n, a.parallel_tokens, a.threads, a.draft_max)?);
     }
     let info = model.info();
     if a.json {

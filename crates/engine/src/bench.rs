@@ -215,6 +215,7 @@ pub fn bench_parallel(
     sequences: u32,
     n_gen: u32,
     threads: Option<u32>,
+    draft_max: usize,
 ) -> Result<ParallelStat> {
     if sequences == 0 || n_gen == 0 {
         return Err(EngineError::InvalidParam {
@@ -229,6 +230,7 @@ pub fn bench_parallel(
             slots: sequences,
             n_ctx_per_slot: Some(256.max(n_gen + 64)),
             threads,
+            draft_max,
             ..SchedulerConfig::default()
         },
     )?;

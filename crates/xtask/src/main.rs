@@ -199,8 +199,8 @@ fn parallel_table(
     println!(
         "\naggregate decode, {N_GEN} tokens per sequence, threads {threads}, mean of {rounds} alternating rounds\n"
     );
-    println!("| model | sequences | llama-server t/s | outpost t/s | ratio |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
+    println!("| model | sequences | llama-server t/s | outpost t/s | ratio | outpost, no drafting t/s | ratio |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for model in models {
         let name = model.file_name().map_or_else(
             || model.display().to_string(),
@@ -208,6 +208,7 @@ fn parallel_table(
         );
         let mut theirs = [0.0f64; PARALLEL.len()];
         let mut ours = [0.0f64; PARALLEL.len()];
+        let mut plain = [0.0f64; PARALLEL.len()];
         let list = PARALLEL.map(|n| n.to_string()).join(",");
         for _ in 0..rounds {
             {
@@ -216,33 +217,40 @@ fn parallel_table(
                     theirs[i] += server.aggregate(*n)? / f64::from(rounds);
                 }
             }
-            let out = capture(Command::new(outpost).arg("bench").arg(model).args([
-                "-t",
-                &threads.to_string(),
-                "-p",
-                "0",
-                "-g",
-                "0",
-                "--parallel",
-                &list,
-                "--json",
-            ]))?;
-            let v: Value = serde_json::from_str(&out)?;
-            let rows = v["parallel"].as_array().context("parallel results")?;
-            for (i, _) in PARALLEL.iter().enumerate() {
-                ours[i] += rows
-                    .get(i)
-                    .and_then(|r| r["aggregate_ts"].as_f64())
-                    .context("aggregate_ts")?
-                    / f64::from(rounds);
+            // Ours with greedy drafting (the default) and without it.
+            for (draft_max, into) in [("8", &mut ours), ("0", &mut plain)] {
+                let out = capture(Command::new(outpost).arg("bench").arg(model).args([
+                    "-t",
+                    &threads.to_string(),
+                    "-p",
+                    "0",
+                    "-g",
+                    "0",
+                    "--parallel",
+                    &list,
+                    "--draft-max",
+                    draft_max,
+                    "--json",
+                ]))?;
+                let v: Value = serde_json::from_str(&out)?;
+                let rows = v["parallel"].as_array().context("parallel results")?;
+                for (i, _) in PARALLEL.iter().enumerate() {
+                    into[i] += rows
+                        .get(i)
+                        .and_then(|r| r["aggregate_ts"].as_f64())
+                        .context("aggregate_ts")?
+                        / f64::from(rounds);
+                }
             }
         }
         for (i, n) in PARALLEL.iter().enumerate() {
             println!(
-                "| {name} | {n} | {:.1} | {:.1} | {:.3}x |",
+                "| {name} | {n} | {:.1} | {:.1} | {:.3}x | {:.1} | {:.3}x |",
                 theirs[i],
                 ours[i],
-                ours[i] / theirs[i]
+                ours[i] / theirs[i],
+                plain[i],
+                plain[i] / theirs[i]
             );
         }
     }
