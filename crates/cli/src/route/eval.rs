@@ -237,11 +237,17 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     const MODES: [&str; 3] = ["local_only", "cloud_only", "auto"];
     let mut answers: Vec<[Answer; 3]> = Vec::new();
     for (i, p) in prompts.iter().enumerate() {
-        let mut row = Vec::new();
-        for mode in MODES {
-            row.push(ask(&base, &a.model, mode, p, a.max_tokens)?);
+        // Rotate which mode goes first: a repeated prompt hits the prompt
+        // cache of the server that saw it, so no mode always gets it warm.
+        let mut row: Vec<Option<Answer>> = vec![None, None, None];
+        for k in 0..MODES.len() {
+            let m = (i + k) % MODES.len();
+            row[m] = Some(ask(&base, &a.model, MODES[m], p, a.max_tokens)?);
         }
         let [l, c, au]: [Answer; 3] = row
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
             .try_into()
             .map_err(|_| anyhow::anyhow!("three answers"))?;
         eprintln!("prompt {}/{}: auto → {}", i + 1, prompts.len(), au.route);
