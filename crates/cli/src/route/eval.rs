@@ -29,6 +29,10 @@ pub struct EvalArgs {
     /// with the built-in thresholds.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Started servers: CPU threads each (two llama.cpp processes sharing
+    /// cores spin against each other; 1 + 1 suits a 2-core machine).
+    #[arg(long, default_value_t = 1)]
+    pub threads: u32,
     /// Answer length per request (temperature 0).
     #[arg(long, default_value_t = 48)]
     pub max_tokens: u32,
@@ -118,6 +122,7 @@ fn start(a: &EvalArgs) -> Result<(String, Started)> {
     let mut cloud = Command::new(&exe)
         .args(["serve", &a.cloud_model, "--chat-template", &template])
         .args(["--port", &cloud_port.to_string()])
+        .args(["--threads", &a.threads.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -129,6 +134,7 @@ fn start(a: &EvalArgs) -> Result<(String, Started)> {
     let port = free_port()?;
     let mut cmd = Command::new(&exe);
     cmd.args(["serve", &a.model, "--port", &port.to_string()])
+        .args(["--threads", &a.threads.to_string()])
         .args(["--cloud-url", &format!("{cloud_base}/v1")])
         .args(["--cloud-model", &a.cloud_model])
         .stdout(Stdio::null())
@@ -144,11 +150,13 @@ fn start(a: &EvalArgs) -> Result<(String, Started)> {
     Ok((base, started))
 }
 
-/// One answer: text, ms, the x-outpost-route header.
+/// One answer: text, ms, the x-outpost-route header; `error` when the
+/// request failed (counted, left out of latency and agreement).
 struct Answer {
     text: String,
     ms: f64,
     route: String,
+    error: Option<String>,
 }
 
 fn ask(base: &str, model: &str, mode: &str, p: &Prompt, max_tokens: u32) -> Result<Answer> {
@@ -178,6 +186,7 @@ fn ask(base: &str, model: &str, mode: &str, p: &Prompt, max_tokens: u32) -> Resu
             .to_string(),
         ms: t.elapsed().as_secs_f64() * 1000.0,
         route,
+        error: None,
     })
 }
 
@@ -242,7 +251,17 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         let mut row: Vec<Option<Answer>> = vec![None, None, None];
         for k in 0..MODES.len() {
             let m = (i + k) % MODES.len();
-            row[m] = Some(ask(&base, &a.model, MODES[m], p, a.max_tokens)?);
+            row[m] = Some(
+                ask(&base, &a.model, MODES[m], p, a.max_tokens).unwrap_or_else(|e| {
+                    eprintln!("prompt {}: {e:#}", i + 1);
+                    Answer {
+                        text: String::new(),
+                        ms: 0.0,
+                        route: "error".into(),
+                        error: Some(format!("{e:#}")),
+                    }
+                }),
+            );
         }
         let [l, c, au]: [Answer; 3] = row
             .into_iter()
@@ -253,35 +272,52 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         eprintln!("prompt {}/{}: auto → {}", i + 1, prompts.len(), au.route);
         answers.push([l, c, au]);
     }
-    let n = answers.len() as f64;
+    let ok = |r: &[Answer; 3], i: usize| r[i].error.is_none();
+    let routed = answers.iter().filter(|r| ok(r, 2)).count().max(1) as f64;
     let cloud_share = answers
         .iter()
         .filter(|r| r[2].route.starts_with("cloud"))
         .count() as f64
-        / n;
+        / routed;
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     for r in &answers {
         *reasons.entry(r[2].route.clone()).or_insert(0) += 1;
     }
     let mut modes = serde_json::Map::new();
     for (i, mode) in MODES.iter().enumerate() {
-        let ms: Vec<f64> = answers.iter().map(|r| r[i].ms).collect();
-        let exact = answers.iter().filter(|r| r[i].text == r[1].text).count() as f64 / n;
-        let f1_mean = answers
+        let ms: Vec<f64> = answers
             .iter()
-            .map(|r| f1(&r[i].text, &r[1].text))
-            .sum::<f64>()
-            / n;
+            .filter(|r| ok(r, i))
+            .map(|r| r[i].ms)
+            .collect();
+        let errors = answers.len() - ms.len();
+        let both: Vec<&[Answer; 3]> = answers.iter().filter(|r| ok(r, i) && ok(r, 1)).collect();
+        let n = both.len().max(1) as f64;
+        let exact = both.iter().filter(|r| r[i].text == r[1].text).count() as f64 / n;
+        let f1_mean = both.iter().map(|r| f1(&r[i].text, &r[1].text)).sum::<f64>() / n;
+        let (p50, p90, mean) = if ms.is_empty() {
+            (0.0, 0.0, 0.0)
+        } else {
+            (
+                percentile(&ms, 0.5),
+                percentile(&ms, 0.9),
+                ms.iter().sum::<f64>() / ms.len() as f64,
+            )
+        };
         modes.insert(
             mode.to_string(),
             serde_json::json!({
-                "latency_ms_p50": percentile(&ms, 0.5),
-                "latency_ms_p90": percentile(&ms, 0.9),
-                "latency_ms_mean": ms.iter().sum::<f64>() / n,
+                "errors": errors,
+                "latency_ms_p50": p50,
+                "latency_ms_p90": p90,
+                "latency_ms_mean": mean,
                 "agreement_with_cloud_exact": exact,
                 "agreement_with_cloud_f1": f1_mean,
             }),
         );
+    }
+    if answers.iter().all(|r| r.iter().all(|x| x.error.is_some())) {
+        bail!("every request failed (see above): is {base} a routed outpost serve?");
     }
     let report = serde_json::json!({
         "prompts": answers.len(),
@@ -302,19 +338,20 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         println!("  auto: {count:3} × {route}");
     }
     println!(
-        "{:<11} {:>9} {:>9} {:>9} {:>13} {:>10}",
-        "mode", "p50 ms", "p90 ms", "mean ms", "same as cloud", "word F1"
+        "{:<11} {:>9} {:>9} {:>9} {:>13} {:>10} {:>7}",
+        "mode", "p50 ms", "p90 ms", "mean ms", "same as cloud", "word F1", "errors"
     );
     for mode in MODES {
         let m = &report["modes"][mode];
         println!(
-            "{:<11} {:>9.0} {:>9.0} {:>9.0} {:>12.0} % {:>10.2}",
+            "{:<11} {:>9.0} {:>9.0} {:>9.0} {:>12.0} % {:>10.2} {:>7}",
             mode,
             m["latency_ms_p50"].as_f64().unwrap_or(0.0),
             m["latency_ms_p90"].as_f64().unwrap_or(0.0),
             m["latency_ms_mean"].as_f64().unwrap_or(0.0),
             m["agreement_with_cloud_exact"].as_f64().unwrap_or(0.0) * 100.0,
             m["agreement_with_cloud_f1"].as_f64().unwrap_or(0.0),
+            m["errors"].as_u64().unwrap_or(0),
         );
     }
     Ok(())
