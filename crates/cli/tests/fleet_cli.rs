@@ -8,6 +8,8 @@
 //! as canaries, under a signature that verifies; a truncated tier file is
 //! refused before anything reaches the fleet.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -390,18 +392,22 @@ fn fleet_cli_errors_and_help() {
 #[test]
 fn a_variants_build_publishes_and_devices_get_their_tier() {
     let root = temp("variants");
+    // The shared build (see common::smollm2_variants), copied: this test
+    // truncates a tier file.
+    let (cache, built) = common::smollm2_variants();
     let out = root.0.join("smollm2");
-    let build = Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .args(["variants", "build", "smollm2-135m", "--tiers", "q8_0,q4_0"])
-        .args(["--chunks", "1", "-t", "2", "--out"])
-        .arg(&out)
-        .output()
-        .expect("run outpost variants build");
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
+    std::fs::create_dir_all(&out).expect("dir");
+    let mut files = vec!["variants.json".to_string()];
+    files.extend(
+        built["tiers"]
+            .as_array()
+            .expect("tiers")
+            .iter()
+            .map(|t| t["file"].as_str().expect("file").to_string()),
     );
+    for f in files {
+        std::fs::copy(cache.join(&f), out.join(&f)).expect("copy the build");
+    }
     let vf: outpost_protocol::variants::VariantsFile =
         serde_json::from_slice(&std::fs::read(out.join("variants.json")).expect("variants.json"))
             .expect("variants.json parses");

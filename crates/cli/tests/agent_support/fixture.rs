@@ -28,41 +28,10 @@ pub fn temp(name: &str) -> Dir {
     Dir(p)
 }
 
-/// The variants build of SmolLM2 (q8_0 and q4_0), made once per target
-/// folder: the pipeline resumes from its own records, so a second run
-/// only checks them.
+/// The shared variants build of SmolLM2 (q8_0 and q4_0), read once.
 pub fn variants() -> &'static (PathBuf, Value) {
     static V: OnceLock<(PathBuf, Value)> = OnceLock::new();
-    V.get_or_init(|| {
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("agent-tests-smollm2-variants");
-        let o = Command::new(env!("CARGO_BIN_EXE_outpost"))
-            .args([
-                "variants",
-                "build",
-                MODEL,
-                "--tiers",
-                "q8_0,q4_0",
-                "--chunks",
-                "1",
-                "-t",
-                "2",
-                "--out",
-            ])
-            .arg(&out)
-            .env("OUTPOST_MODELS_DIR", super::common::models_dir())
-            .output()
-            .expect("run outpost variants build");
-        assert!(
-            o.status.success(),
-            "variants build: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let v: Value = serde_json::from_slice(
-            &std::fs::read(out.join("variants.json")).expect("variants.json"),
-        )
-        .expect("json");
-        (out, v)
-    })
+    V.get_or_init(super::common::smollm2_variants)
 }
 
 /// The variants.json entry of a tier.

@@ -58,3 +58,39 @@ pub fn spawn_outpost(args: &[&str]) -> Child {
         .spawn()
         .expect("spawn outpost")
 }
+
+/// A variants build of SmolLM2 with tiers q8_0 and q4_0 (one eval chunk),
+/// shared by the test binaries through the target folder: built once,
+/// then reused while its variants.json parses and every tier file has the
+/// size it names. Callers that modify files must copy them first.
+pub fn smollm2_variants() -> (PathBuf, serde_json::Value) {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smollm2-q8_0-q4_0-variants");
+    let cached = || -> Option<serde_json::Value> {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("variants.json")).ok()?).ok()?;
+        let tiers = v["tiers"].as_array()?;
+        let complete = tiers.len() == 2
+            && tiers.iter().all(|t| {
+                let file = out.join(t["file"].as_str().unwrap_or("-"));
+                std::fs::metadata(file).map(|m| m.len()).ok() == t["size"].as_u64()
+            });
+        complete.then_some(v)
+    };
+    if let Some(v) = cached() {
+        return (out, v);
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(["variants", "build", "smollm2-135m", "--tiers", "q8_0,q4_0"])
+        .args(["--chunks", "1", "-t", "2", "--out"])
+        .arg(&out)
+        .env("OUTPOST_MODELS_DIR", models_dir())
+        .output()
+        .expect("run outpost variants build");
+    assert!(
+        o.status.success(),
+        "variants build: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = cached().expect("a complete variants build");
+    (out, v)
+}
