@@ -77,10 +77,10 @@ sensitive = "redact"          # personal data leaves only as placeholders
 complexity_threshold = 0.25   # "step by step" is enough to want the cloud
 TOML
 rm -f /tmp/outpost-demo-cloud.jsonl
-$outpost serve gemma3-270m --chat-template gemma3-270m=gemma --port 8650 \
+$outpost serve gemma3-270m --chat-template gemma3-270m=gemma --port 8650 -t 1 \
   --log-requests /tmp/outpost-demo-cloud.jsonl 2>/tmp/outpost-demo-cloud.log &
 cloud=$!
-$outpost serve smollm2-135m --port 8651 --route-policy /tmp/outpost-demo-policy.toml \
+$outpost serve smollm2-135m --port 8651 -t 1 --route-policy /tmp/outpost-demo-policy.toml \
   --cloud-url http://127.0.0.1:8650/v1 2>/tmp/outpost-demo-routed.log &
 routed=$!
 trap 'kill $cloud $routed 2>/dev/null || true' EXIT
