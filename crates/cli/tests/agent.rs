@@ -663,7 +663,7 @@ fn run_outlasts_an_offline_fleet_and_keeps_download_conditions_and_the_cap() {
     let store = root.0.join("device");
     let metered = root.0.join("metered.toml");
     std::fs::write(&metered, "unmetered = false\n").expect("profile");
-    let mut c = agent(
+    let c = agent(
         &fleet,
         &store,
         &["--no-canary", "--require-unmetered", "--max-interval", "1"],

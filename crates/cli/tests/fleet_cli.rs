@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,40 +36,10 @@ fn temp(name: &str) -> Dir {
     Dir(p)
 }
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
+use common::fleet::{free_port, Fleet as Server};
 
 fn start(data: &Path, port: u16) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .args(["fleet", "serve", "--port", &port.to_string(), "--data"])
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn outpost fleet serve");
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ureq::get(&format!("{url}/health")).call().is_err() {
-        assert!(Instant::now() < deadline, "fleet did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server { child, url }
+    Server::start(data, port, &[])
 }
 
 fn cli(data: &Path, url: &str, args: &[&str]) -> Output {

@@ -344,13 +344,7 @@ async fn auth_failures_are_401_with_a_reason() {
 async fn bad_inputs_are_4xx_and_write_nothing() {
     let t = open("bad").await;
     let data = publish(&t, M, "v1", "0.1.0").await;
-    admin(
-        &t,
-        "POST",
-        "/admin/v1/channels/stable/release",
-        Some(json!({"model": M, "version": "v1"})),
-    )
-    .await;
+    release_on_stable(&t, M, "v1").await;
     let (_, token) = register(&t, "stable").await;
     check_in(&t, &token, profile("phone-8gb"), M).await;
     let status = stable_status(&t).await;

@@ -49,13 +49,7 @@ async fn rollout_reach_times_are_recorded_and_survive_a_reopen() {
     let t = open("reach").await;
     publish(&t, M, "v1", "0.1.0").await;
     publish(&t, M, "v2", "0.1.0").await;
-    admin(
-        &t,
-        "POST",
-        "/admin/v1/channels/stable/release",
-        Some(json!({"model": M, "version": "v1"})),
-    )
-    .await;
+    release_on_stable(&t, M, "v1").await;
     let mut devices = Vec::new();
     for _ in 0..N {
         devices.push(register(&t, "stable").await);

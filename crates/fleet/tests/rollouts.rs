@@ -18,13 +18,7 @@ async fn fleet_on_v1(name: &str) -> (TestFleet, Vec<(String, String)>) {
     let t = open(name).await;
     publish(&t, M, "v1", "0.1.0").await;
     publish(&t, M, "v2", "0.1.0").await;
-    admin(
-        &t,
-        "POST",
-        "/admin/v1/channels/stable/release",
-        Some(json!({"model": M, "version": "v1"})),
-    )
-    .await;
+    release_on_stable(&t, M, "v1").await;
     let mut devices = Vec::new();
     for _ in 0..120 {
         let d = register(&t, "stable").await;

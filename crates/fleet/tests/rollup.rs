@@ -68,13 +68,7 @@ async fn window(t: &TestFleet, minutes: u64) -> Vec<Value> {
 async fn a_roll_up_keeps_every_count_and_percentile() {
     let t = open("rollup").await;
     publish(&t, M, "v1", "0.1.0").await;
-    admin(
-        &t,
-        "POST",
-        "/admin/v1/channels/stable/release",
-        Some(json!({"model": M, "version": "v1"})),
-    )
-    .await;
+    release_on_stable(&t, M, "v1").await;
     let mut devices = Vec::new();
     for class in CLASSES {
         let d = register(&t, "stable").await;

@@ -86,13 +86,7 @@ async fn small(name: &str) -> (TestFleet, (String, String)) {
     let t = open_with(name).await;
     publish(&t, M, "v1", "0.1.0").await;
     publish(&t, M, "v2", "0.1.0").await;
-    admin(
-        &t,
-        "POST",
-        "/admin/v1/channels/stable/release",
-        Some(json!({"model": M, "version": "v1"})),
-    )
-    .await;
+    release_on_stable(&t, M, "v1").await;
     let d = register(&t, "stable").await;
     check_in(&t, &d.1, profile("phone-8gb"), M).await;
     (t, d)
@@ -220,13 +214,7 @@ async fn halt_scenario(name: &str, regress: bool) -> (TestFleet, u64) {
     let t = open_with(name).await;
     publish(&t, M, "v1", "0.1.0").await;
     publish(&t, M, "v2", "0.1.0").await;
-    admin(
-        &t,
-        "POST",
-        "/admin/v1/channels/stable/release",
-        Some(json!({"model": M, "version": "v1"})),
-    )
-    .await;
+    release_on_stable(&t, M, "v1").await;
     let r = admin(
         &t,
         "POST",

@@ -10,7 +10,6 @@ use outpost_fleet::meta::{from_variants, load_dir, load_variants_dir, Minimums, 
 use outpost_protocol::manifest::{Canary, KvCacheType, Manifest};
 use outpost_protocol::variants::*;
 use outpost_protocol::{Digest, SignedManifest};
-use serde_json::json;
 
 const GIB: u64 = 1 << 30;
 
@@ -201,13 +200,7 @@ async fn devices_get_their_class_tier_or_are_blocked() {
     t.fleet.store().put(None, &q4[..]).expect("blob");
     let m = from_variants(&file(&q8, &q4), &mins("1.0.0")).expect("maps");
     t.fleet.publish("test", m).await.expect("published");
-    admin(
-        &t,
-        "POST",
-        "/admin/v1/channels/stable/release",
-        Some(json!({"model": "tinymodel", "version": "1.0.0"})),
-    )
-    .await;
+    release_on_stable(&t, "tinymodel", "1.0.0").await;
 
     let (_, laptop) = register(&t, "stable").await;
     let a = check_in(&t, &laptop, profile("laptop-16GB"), "tinymodel").await;

@@ -29,21 +29,19 @@ fn all_rust_files() -> Vec<PathBuf> {
 /// (Transitive ones are not the crate's choice: minijinja's `tojson` filter
 /// pulls in serde_json, which is not a wire type.)
 fn deps_of(krate: &str) -> Vec<String> {
+    tree_of(krate, true)
+}
+
+/// The packages in `krate`'s normal dependency tree: only its direct
+/// dependencies, or the whole tree.
+fn tree_of(krate: &str, direct_only: bool) -> Vec<String> {
+    let mut args = vec!["tree", "--offline", "-e", "normal", "--prefix", "none"];
+    if direct_only {
+        args.extend(["--depth", "1"]);
+    }
+    args.extend(["--format", "{p}", "-p", krate]);
     let out = Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "--offline",
-            "-e",
-            "normal",
-            "--depth",
-            "1",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-            "-p",
-            krate,
-        ])
+        .args(args)
         .current_dir(root())
         .output()
         .expect("cargo tree");
@@ -414,31 +412,7 @@ fn only_the_guard_makes_redacted_values_and_the_cloud_takes_only_those() {
 fn agent_links_no_engine_server_or_variants_and_no_async_http() {
     // The whole tree, not only direct dependencies: the agent must keep
     // working when inference crashes, so no path may reach llama.cpp.
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "--offline",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-            "-p",
-            "outpost-agent",
-        ])
-        .current_dir(root())
-        .output()
-        .expect("cargo tree");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tree: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-        .collect();
+    let tree = tree_of("outpost-agent", false);
     for banned in [
         "outpost-engine",
         "outpost-server",

@@ -1,10 +1,14 @@
 //! Helpers for the end-to-end tests of the `outpost` binary.
 #![allow(dead_code)]
 
+pub mod fleet;
 pub mod server;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+
+/// The model the fleet helpers publish and release.
+pub const MODEL: &str = "smollm2-135m";
 
 /// The repository root.
 pub fn root() -> PathBuf {

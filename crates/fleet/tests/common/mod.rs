@@ -193,6 +193,17 @@ pub async fn admin(t: &TestFleet, method: &str, path: &str, body: Option<Value>)
 
 /// `GET /admin/v1/status` without the process's memory, the one part
 /// that moves by itself (checked to be there).
+/// Makes `model@version` the stable channel's release.
+pub async fn release_on_stable(t: &TestFleet, model: &str, version: &str) -> Value {
+    admin(
+        t,
+        "POST",
+        "/admin/v1/channels/stable/release",
+        Some(serde_json::json!({"model": model, "version": version})),
+    )
+    .await
+}
+
 pub async fn stable_status(t: &TestFleet) -> Value {
     let mut v = admin(t, "GET", "/admin/v1/status", None).await;
     assert!(v["memory"]["peak_rss_bytes"].as_u64() > Some(0), "{v}");
