@@ -27,7 +27,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
 
-use crate::draft::{lookup, DraftBudget, MAX_DRAFT};
+use crate::draft::{lookup, DraftBudget, FREE_ROWS, MAX_DRAFT};
 use crate::error::{EngineError, Result};
 use crate::generate::{backend_err, default_threads, ContextOptions};
 use crate::model::Model;
@@ -368,10 +368,12 @@ fn worker(
                 continue;
             }
             // Room: the context (one cell stays free for the next token)
-            // and the batch (every other generating slot needs a row).
+            // and the nearly free part of the batch (every other generating
+            // slot needs a row, and past FREE_ROWS rows each extra row
+            // costs about as much as a token generated the plain way).
             let room = (n_ctx_per_slot as usize)
                 .saturating_sub(slot.kv.len() + 2)
-                .min(n_batch.saturating_sub(batch.n_tokens() as usize + generating));
+                .min(FREE_ROWS.saturating_sub(batch.n_tokens() as usize + generating));
             let k = slot.budget.now().min(room);
             let guess = lookup(&slot.kv, k).to_vec();
             for d in guess {
