@@ -87,6 +87,22 @@ fn post(
     (status, route, v)
 }
 
+/// [`post`] that must answer 200 through `route` from `model`; the body.
+fn routed(
+    port: u16,
+    path: &str,
+    body: &serde_json::Value,
+    headers: &[(&str, &str)],
+    route: &str,
+    model: &str,
+) -> serde_json::Value {
+    let (status, got, v) = post(port, path, body, headers);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(got, route, "{v}");
+    assert_eq!(v["model"], model, "{v}");
+    v
+}
+
 fn cloud_log(p: &Pair) -> String {
     std::fs::read_to_string(&p.log).unwrap_or_default()
 }
@@ -167,15 +183,14 @@ fn a_card_number_reaches_the_cloud_only_as_a_placeholder_and_comes_back_in_the_a
     assert!(raw.contains("data: [DONE]"), "{raw}");
 
     // An app whose policy keeps personal data local: nothing new reaches the cloud.
-    let (status, route, v) = post(
+    routed(
         p.local.port,
         "/v1/completions",
         &body,
         &[("x-outpost-app", "private")],
+        "local; reason=sensitive",
+        "smollm2-135m",
     );
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(route, "local; reason=sensitive");
-    assert_eq!(v["model"], "smollm2-135m");
     assert_eq!(
         cloud_log(&p).lines().count(),
         2,
@@ -232,10 +247,14 @@ fn cloud_down_falls_back_to_local_then_the_breaker_opens_and_cloud_only_is_a_503
     );
     drop(p.cloud.take());
     for _ in 0..2 {
-        let (status, route, v) = post(p.local.port, "/v1/chat/completions", &chat("Hi!", 4), &[]);
-        assert_eq!(status, 200, "{v}");
-        assert_eq!(route, "local; reason=cloud_failed");
-        assert_eq!(v["model"], "smollm2-135m");
+        let v = routed(
+            p.local.port,
+            "/v1/chat/completions",
+            &chat("Hi!", 4),
+            &[],
+            "local; reason=cloud_failed",
+            "smollm2-135m",
+        );
         assert!(!v["choices"][0]["message"]["content"]
             .as_str()
             .unwrap_or("")
@@ -283,15 +302,14 @@ fn a_latency_budget_too_tight_for_the_local_model_goes_to_the_cloud() {
         (200, "local; reason=simple"),
         "{v}"
     );
-    let (status, route, v) = post(
+    routed(
         p.local.port,
         "/v1/chat/completions",
         &body,
         &[("x-outpost-latency-budget-ms", "1000")],
+        "cloud; reason=latency_budget",
+        "gemma3-270m",
     );
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(route, "cloud; reason=latency_budget");
-    assert_eq!(v["model"], "gemma3-270m");
     let log = cloud_log(&p);
     assert_eq!(log.lines().count(), 1, "{log}");
     assert!(log.contains("What is the capital of France?"), "{log}");
@@ -414,10 +432,14 @@ fn the_cascade_escalates_a_weak_local_answer_and_keeps_a_confident_one() {
         "mode = \"auto\"\n[cascade]\nenabled = true\nmin_mean_logprob = 0.5\n",
     );
     let body = chat("What is the capital of France?", 8);
-    let (status, route, v) = post(p.local.port, "/v1/chat/completions", &body, &[]);
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(route, "cloud; reason=cascade");
-    assert_eq!(v["model"], "gemma3-270m");
+    routed(
+        p.local.port,
+        "/v1/chat/completions",
+        &body,
+        &[],
+        "cloud; reason=cascade",
+        "gemma3-270m",
+    );
     let log = cloud_log(&p);
     assert_eq!(log.lines().count(), 1, "{log}");
     assert!(
