@@ -10,6 +10,15 @@ cargo build --release -p outpost-cli
 outpost=target/release/outpost
 
 step() { printf '\n== %s\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
+# Waits (up to 30 s) until the server on 127.0.0.1:PORT answers /health.
+wait_for() {
+  for _ in $(seq 300); do
+    curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing answered on port $1 within 30 s" >&2
+  return 1
+}
 
 step "The llama.cpp build and the CPU features it uses" $outpost info --build
 step "What is in a model file" $outpost info smollm2-135m
@@ -32,13 +41,7 @@ echo "\$ outpost serve smollm2-135m gemma3-270m --chat-template gemma3-270m=gemm
 $outpost serve smollm2-135m gemma3-270m --chat-template gemma3-270m=gemma --port 8642 2>/tmp/outpost-demo-serve.log &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
-python3 -c '
-import time, urllib.request
-for _ in range(300):
-    try:
-        urllib.request.urlopen("http://127.0.0.1:8642/health"); break
-    except OSError:
-        time.sleep(0.1)' 
+wait_for 8642
 python3 - <<'PY'
 import ollama, openai
 c = openai.OpenAI(base_url="http://127.0.0.1:8642/v1", api_key="unused")
@@ -84,15 +87,7 @@ $outpost serve smollm2-135m --port 8651 -t 1 --route-policy /tmp/outpost-demo-po
   --cloud-url http://127.0.0.1:8650/v1 2>/tmp/outpost-demo-routed.log &
 routed=$!
 trap 'kill $cloud $routed 2>/dev/null || true' EXIT
-for port in 8650 8651; do
-  python3 -c "
-import time, urllib.request
-for _ in range(300):
-    try:
-        urllib.request.urlopen('http://127.0.0.1:$port/health'); break
-    except OSError:
-        time.sleep(0.1)"
-done
+for port in 8650 8651; do wait_for "$port"; done
 echo '$ curl -si :8651/v1/chat/completions -d "What is the capital of France?" | grep x-outpost-route'
 curl -si http://127.0.0.1:8651/v1/chat/completions -H 'content-type: application/json' \
   -d '{"model":"smollm2-135m","messages":[{"role":"user","content":"What is the capital of France?"}],"max_tokens":16,"temperature":0}' \
@@ -114,13 +109,7 @@ rm -rf "$fleet"
 $outpost fleet serve --data "$fleet" --port 8700 2>/tmp/outpost-demo-fleet.log &
 fleet_pid=$!
 trap 'kill $server $fleet_pid 2>/dev/null || true' EXIT
-python3 -c '
-import time, urllib.request
-for _ in range(300):
-    try:
-        urllib.request.urlopen("http://127.0.0.1:8700/health"); break
-    except OSError:
-        time.sleep(0.1)'
+wait_for 8700
 step "Publish the variant folder as release 1.0.0 (files hashed, checked against variants.json, uploaded)" \
   $outpost fleet publish /tmp/outpost-demo-variants --version 1.0.0 --data "$fleet"
 step "Make it the stable channel's release" $outpost fleet release smollm2-135m@1.0.0 --data "$fleet"
@@ -137,13 +126,7 @@ step "One check-in: verify the signed manifest, download, install atomically, ru
 $outpost serve --store "$device" --port 8652 2>/tmp/outpost-demo-device-serve.log &
 device_server=$!
 trap 'kill $server $fleet_pid $device_server 2>/dev/null || true' EXIT
-python3 -c '
-import time, urllib.request
-for _ in range(300):
-    try:
-        urllib.request.urlopen("http://127.0.0.1:8652/health"); break
-    except OSError:
-        time.sleep(0.1)'
+wait_for 8652
 echo '$ curl -s :8652/v1/chat/completions (outpost serve --store: the installed tier answers)'
 curl -s http://127.0.0.1:8652/v1/chat/completions \
   -d '{"model":"smollm2-135m","messages":[{"role":"user","content":"Which city is the capital of France?"}],"max_tokens":16,"temperature":0}' \

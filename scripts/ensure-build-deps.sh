@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what compiling llama.cpp needs on Debian (cmake; libclang-dev for
-# bindgen in llama-cpp-sys-2) when missing. Needs root (or sudo).
+# bindgen in llama-cpp-sys-2), and curl for the demo's HTTP calls, when
+# missing. Needs root (or sudo).
 set -euo pipefail
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
@@ -8,6 +9,7 @@ if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/*/lib
   missing+=(libclang-dev)
 fi
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 echo "build deps: installing ${missing[*]} with apt-get"
 sudo=""
