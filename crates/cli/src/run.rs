@@ -342,7 +342,13 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     };
     let mut parallel = Vec::new();
     for &n in a.parallel.iter().filter(|&&n| n > 0) {
-        parallel.push(bench_parallel(&model, n, a.parallel_tokens, a.threads, a.draft_max)?);
+        parallel.push(bench_parallel(
+            &model,
+            n,
+            a.parallel_tokens,
+            a.threads,
+            a.draft_max,
+        )?);
     }
     let info = model.info();
     if a.json {
