@@ -83,22 +83,21 @@ fn files_stay_under_800_lines() {
 #[test]
 fn engine_knows_no_http_json_store_or_fleet() {
     let deps = deps_of("outpost-engine");
-    for banned in [
-        "axum",
-        "hyper",
-        "reqwest",
-        "ureq",
-        "serde_json",
-        "sqlx",
-        "tokio",
-        "outpost-store",
-        "outpost-fleet",
-    ] {
-        assert!(
-            !deps.iter().any(|d| d == banned),
-            "outpost-engine depends on {banned}: {deps:?}"
-        );
-    }
+    assert_links_none(
+        "outpost-engine",
+        &deps,
+        &[
+            "axum",
+            "hyper",
+            "reqwest",
+            "ureq",
+            "serde_json",
+            "sqlx",
+            "tokio",
+            "outpost-store",
+            "outpost-fleet",
+        ],
+    );
     assert!(
         deps.iter().any(|d| d == "llama-cpp-2"),
         "tree parse broken: {deps:?}"
@@ -155,12 +154,9 @@ fn architecture_md_maps_every_crate_and_states_invariants() {
 
 #[test]
 fn guard_is_pure_no_io_and_not_async() {
-    let mut files = Vec::new();
-    rust_files(&root().join("crates/guard/src"), &mut files);
-    assert!(!files.is_empty());
-    for f in files {
-        let text = std::fs::read_to_string(&f).expect("read");
-        for banned in [
+    let hits = files_using(
+        "crates/guard",
+        &[
             "std::fs",
             "std::io",
             "TcpStream",
@@ -169,28 +165,22 @@ fn guard_is_pure_no_io_and_not_async() {
             ".await",
             "std::process",
             "std::env",
-        ] {
-            assert!(
-                !text.contains(banned),
-                "{} uses {banned}: the guard must stay pure",
-                f.display()
-            );
-        }
-    }
+        ],
+    );
+    assert!(hits.is_empty(), "the guard must stay pure: {hits:?}");
     let deps = deps_of("outpost-guard");
-    for banned in [
-        "tokio",
-        "reqwest",
-        "ureq",
-        "hyper",
-        "axum",
-        "outpost-engine",
-    ] {
-        assert!(
-            !deps.iter().any(|d| d == banned),
-            "outpost-guard depends on {banned}"
-        );
-    }
+    assert_links_none(
+        "outpost-guard",
+        &deps,
+        &[
+            "tokio",
+            "reqwest",
+            "ureq",
+            "hyper",
+            "axum",
+            "outpost-engine",
+        ],
+    );
 }
 
 #[test]
@@ -202,12 +192,7 @@ fn only_the_server_speaks_http_among_libraries() {
         "outpost-store",
     ] {
         let deps = deps_of(krate);
-        for banned in ["axum", "hyper", "tokio", "ureq", "reqwest"] {
-            assert!(
-                !deps.iter().any(|d| d == banned),
-                "{krate} depends on {banned}"
-            );
-        }
+        assert_links_none(krate, &deps, &["axum", "hyper", "tokio", "ureq", "reqwest"]);
     }
     let cli = deps_of("outpost-cli");
     assert!(
@@ -251,6 +236,13 @@ fn protocol_does_no_io_and_is_not_async() {
     assert!(hits.is_empty(), "protocol must stay pure: {hits:?}");
 }
 
+/// `krate`'s dependency list `deps` holds none of `banned`.
+fn assert_links_none(krate: &str, deps: &[String], banned: &[&str]) {
+    for b in banned {
+        assert!(!deps.iter().any(|d| d == b), "{krate} links {b}: {deps:?}");
+    }
+}
+
 /// `dir` has no network or async code, and `krate` none of `banned` among
 /// its direct dependencies (but `required`, which proves the tree parsed).
 fn assert_offline(dir: &str, krate: &str, banned: &[&str], required: &str) {
@@ -260,9 +252,7 @@ fn assert_offline(dir: &str, krate: &str, banned: &[&str], required: &str) {
     );
     assert!(hits.is_empty(), "{krate} is offline: {hits:?}");
     let deps = deps_of(krate);
-    for b in banned {
-        assert!(!deps.iter().any(|d| d == b), "{krate} depends on {b}");
-    }
+    assert_links_none(krate, &deps, banned);
     assert!(
         deps.iter().any(|d| d == required),
         "tree parse broken: {deps:?}"
@@ -290,20 +280,19 @@ fn store_opens_no_network_connection_and_links_no_engine() {
 #[test]
 fn fleet_links_no_ml_code_and_keeps_sql_in_its_db_module() {
     let deps = deps_of("outpost-fleet");
-    for banned in [
-        "outpost-engine",
-        "outpost-server",
-        "outpost-variants",
-        "llama-cpp-2",
-        "llama-cpp-sys-2",
-        "ureq",
-        "reqwest",
-    ] {
-        assert!(
-            !deps.iter().any(|d| d == banned),
-            "outpost-fleet depends on {banned}: {deps:?}"
-        );
-    }
+    assert_links_none(
+        "outpost-fleet",
+        &deps,
+        &[
+            "outpost-engine",
+            "outpost-server",
+            "outpost-variants",
+            "llama-cpp-2",
+            "llama-cpp-sys-2",
+            "ureq",
+            "reqwest",
+        ],
+    );
     assert!(
         deps.iter().any(|d| d == "sqlx"),
         "tree parse broken: {deps:?}"
@@ -342,19 +331,18 @@ fn variants_is_offline_and_links_no_server_or_fleet() {
 #[test]
 fn router_links_no_engine_and_makes_the_servers_outbound_http() {
     let deps = deps_of("outpost-router");
-    for banned in [
-        "outpost-engine",
-        "llama-cpp-2",
-        "llama-cpp-sys-2",
-        "outpost-server",
-        "axum",
-        "sqlx",
-    ] {
-        assert!(
-            !deps.iter().any(|d| d == banned),
-            "outpost-router depends on {banned}: {deps:?}"
-        );
-    }
+    assert_links_none(
+        "outpost-router",
+        &deps,
+        &[
+            "outpost-engine",
+            "llama-cpp-2",
+            "llama-cpp-sys-2",
+            "outpost-server",
+            "axum",
+            "sqlx",
+        ],
+    );
     for required in ["outpost-guard", "outpost-protocol", "reqwest"] {
         assert!(
             deps.iter().any(|d| d == required),
@@ -363,12 +351,11 @@ fn router_links_no_engine_and_makes_the_servers_outbound_http() {
     }
     // The server reaches the cloud only through the router.
     let server = deps_of("outpost-server");
-    for banned in ["reqwest", "ureq", "hyper-util"] {
-        assert!(
-            !server.iter().any(|d| d == banned),
-            "outpost-server depends on {banned}: outbound HTTP belongs in outpost-router"
-        );
-    }
+    assert_links_none(
+        "outpost-server",
+        &server,
+        &["reqwest", "ureq", "hyper-util"],
+    );
     let hits = files_using(
         "crates/server",
         &["reqwest", "TcpStream::connect", "ureq::"],
@@ -413,22 +400,21 @@ fn agent_links_no_engine_server_or_variants_and_no_async_http() {
     // The whole tree, not only direct dependencies: the agent must keep
     // working when inference crashes, so no path may reach llama.cpp.
     let tree = tree_of("outpost-agent", false);
-    for banned in [
-        "outpost-engine",
-        "outpost-server",
-        "outpost-variants",
-        "outpost-fleet",
-        "llama-cpp-2",
-        "llama-cpp-sys-2",
-        "axum",
-        "tokio",
-        "reqwest",
-    ] {
-        assert!(
-            !tree.iter().any(|d| d == banned),
-            "outpost-agent links {banned}"
-        );
-    }
+    assert_links_none(
+        "outpost-agent",
+        &tree,
+        &[
+            "outpost-engine",
+            "outpost-server",
+            "outpost-variants",
+            "outpost-fleet",
+            "llama-cpp-2",
+            "llama-cpp-sys-2",
+            "axum",
+            "tokio",
+            "reqwest",
+        ],
+    );
     assert!(
         tree.iter().any(|d| d == "ureq"),
         "the agent's fleet client is ureq (blocking)"
