@@ -266,6 +266,16 @@ async fn drive(
             Ok::<_, anyhow::Error>((lat, errors))
         }));
     }
+    merge(local, handles, t0).await
+}
+
+/// Runs every connection task of a phase to its end; one [`Phase`] of all
+/// their latencies and errors, timed from `t0`.
+async fn merge(
+    local: tokio::task::LocalSet,
+    handles: Vec<tokio::task::JoinHandle<Result<(Vec<u64>, usize)>>>,
+    t0: Instant,
+) -> Result<Phase> {
     let results = local
         .run_until(async move {
             let mut out = Vec::new();
@@ -275,10 +285,9 @@ async fn drive(
             out
         })
         .await;
-    let secs = t0.elapsed().as_secs_f64();
     let mut phase = Phase {
         n: 0,
-        secs,
+        secs: t0.elapsed().as_secs_f64(),
         lat_us: Vec::new(),
         errors: 0,
     };
@@ -355,28 +364,7 @@ async fn telemetry(
             Ok::<_, anyhow::Error>((lat, errors))
         }));
     }
-    let results = local
-        .run_until(async move {
-            let mut out = Vec::new();
-            for h in handles {
-                out.push(h.await);
-            }
-            out
-        })
-        .await;
-    let mut phase = Phase {
-        n: 0,
-        secs: t0.elapsed().as_secs_f64(),
-        lat_us: Vec::new(),
-        errors: 0,
-    };
-    for r in results {
-        let (lat, errors) = r.context("connection task")??;
-        phase.n += lat.len();
-        phase.lat_us.extend(lat);
-        phase.errors += errors;
-    }
-    Ok(phase)
+    merge(local, handles, t0).await
 }
 
 pub fn run(outpost: &Path, args: &[String]) -> Result<()> {
