@@ -21,6 +21,7 @@ use outpost_protocol::{Digest, Manifest, ModelName, Timestamp, VerifyError};
 use outpost_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::identity::{read_json, write_json};
 use crate::{Agent, AgentError, Fetched, Profile};
 
 /// What happened to one model in a cycle.
@@ -123,35 +124,16 @@ impl State {
     }
 
     fn load(root: &Path) -> Result<State, AgentError> {
-        let path = State::path(root);
-        match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| AgentError::Config {
-                what: format!("the agent state {}", path.display()),
-                problem: format!("{e}; remove it (canaries re-run)"),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-            Err(source) => Err(AgentError::Io {
-                action: "read",
-                path,
-                source,
-            }),
-        }
+        Ok(read_json(
+            &State::path(root),
+            "the agent state",
+            "remove it (canaries re-run)",
+        )?
+        .unwrap_or_default())
     }
 
     fn save(&self, root: &Path) -> Result<(), AgentError> {
-        let path = State::path(root);
-        let tmp = path.with_extension("json.tmp");
-        let io = |action, source| AgentError::Io {
-            action,
-            path: tmp.clone(),
-            source,
-        };
-        let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
-        let f = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
-        std::io::Write::write_all(&mut &f, &bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| io("write", e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io("rename", e))
+        write_json(&State::path(root), self)
     }
 }
 

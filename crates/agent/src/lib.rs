@@ -147,6 +147,32 @@ impl Agent {
         })
     }
 
+    /// [`Agent::open`], retried with backoff while the failure is
+    /// transient (the fleet is away at registration); `on_failure` sees
+    /// each failure and the wait before the next try. `None` if `stop`
+    /// was set first.
+    pub fn open_patiently(
+        cfg: AgentConfig,
+        stop: &AtomicBool,
+        mut on_failure: impl FnMut(&AgentError, Duration),
+    ) -> Result<Option<Agent>, AgentError> {
+        let (base, max) = cfg.backoff;
+        let mut failures = 0;
+        while !stop.load(Ordering::SeqCst) {
+            match Agent::open(cfg.clone()) {
+                Ok(a) => return Ok(Some(a)),
+                Err(e) if e.is_transient() => {
+                    failures += 1;
+                    let wait = backoff(base, max, failures);
+                    on_failure(&e, wait);
+                    sleep_unless(stop, wait);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
     pub fn identity(&self) -> &Identity {
         &self.identity
     }

@@ -215,24 +215,24 @@ fn run(r: RunArgs, once: bool) -> Result<()> {
         backoff: (Duration::from_secs(1), Duration::from_secs(300)),
         max_interval: r.max_interval.map(Duration::from_secs),
     };
+    // Ctrl-C lets the current step finish; SIGTERM (or a kill) stops at
+    // once, which the store's crash safety covers.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
     let mut agent = if once {
         Agent::open(cfg)?
     } else {
-        // Registration needs the fleet too: keep trying while it is away.
-        let mut failures = 0;
-        loop {
-            match Agent::open(cfg.clone()) {
-                Ok(a) => break a,
-                Err(e) if e.is_transient() => {
-                    failures += 1;
-                    let wait = outpost_agent::backoff(cfg.backoff.0, cfg.backoff.1, failures);
-                    eprintln!(
-                        "registration failed ({e}); retrying in {:.1} s",
-                        wait.as_secs_f64()
-                    );
-                    std::thread::sleep(wait);
-                }
-                Err(e) => return Err(e.into()),
+        match Agent::open_patiently(cfg, &stop, |e, wait| {
+            eprintln!(
+                "registration failed ({e}); retrying in {:.1} s",
+                wait.as_secs_f64()
+            )
+        })? {
+            Some(a) => a,
+            None => {
+                eprintln!("stopped");
+                return Ok(());
             }
         }
     };
@@ -254,11 +254,6 @@ fn run(r: RunArgs, once: bool) -> Result<()> {
         );
         return Ok(());
     }
-    // Ctrl-C lets the current step finish; SIGTERM (or a kill) stops at
-    // once, which the store's crash safety covers.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let _ = ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
     agent.run(&stop, |r| match r {
         Ok(c) => {
             for m in &c.models {
