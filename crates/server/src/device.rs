@@ -141,19 +141,7 @@ pub async fn reload(state: &Arc<AppState>) -> Result<crate::registry::ReloadRepo
     let specs = tokio::task::spawn_blocking(move || link.specs(&cfg, &known))
         .await
         .map_err(|e| e.to_string())??;
-    let mut report = state.registry.reload(specs).await;
-    let changed: std::collections::HashSet<String> = report
-        .replaced
-        .iter()
-        .chain(&report.added)
-        .cloned()
-        .collect();
-    report.unchanged = state
-        .registry
-        .names()
-        .into_iter()
-        .filter(|n| !changed.contains(n))
-        .collect();
+    let report = state.registry.reload(specs).await;
     eprintln!(
         "reloaded the store: replaced {:?}, added {:?}",
         report.replaced, report.added

@@ -200,6 +200,7 @@ pub struct ReloadReport {
     /// in flight finish on the old one).
     pub replaced: Vec<String>,
     pub added: Vec<String>,
+    /// Every other model served.
     pub unchanged: Vec<String>,
 }
 
@@ -275,10 +276,14 @@ impl Registry {
 
     /// The entry of model `name`, or a 404 that lists the served models.
     fn entry(&self, name: &str) -> Result<Arc<Entry>, ApiError> {
-        self.entries()
-            .into_iter()
-            .find(|e| e.spec().name == name)
-            .ok_or_else(|| ApiError::unknown_model(name, &self.names()))
+        let found = self
+            .entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|e| e.spec.read().unwrap_or_else(|p| p.into_inner()).name == name)
+            .cloned();
+        found.ok_or_else(|| ApiError::unknown_model(name, &self.names()))
     }
 
     fn lease(
@@ -312,7 +317,6 @@ impl Registry {
             match existing {
                 Some(e) if e.spec().digest == spec.digest => {
                     *e.spec.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(spec);
-                    report.unchanged.push(name);
                 }
                 Some(e) => {
                     let mut st = e.lock();
@@ -330,6 +334,11 @@ impl Registry {
                 }
             }
         }
+        report.unchanged = self
+            .names()
+            .into_iter()
+            .filter(|n| !report.replaced.contains(n) && !report.added.contains(n))
+            .collect();
         if !released.is_empty() {
             self.stats
                 .unloads

@@ -115,10 +115,14 @@ impl Spool {
 
     /// Appends events (one transaction); drops the oldest beyond the bound.
     pub fn push(&self, events: &[TelemetryEvent]) -> Result<(), SpoolError> {
-        let bodies: Vec<String> = events
+        let bodies = events
             .iter()
-            .map(|e| serde_json::to_string(e).unwrap_or_default())
-            .collect();
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(|e| SpoolError::BadEvent {
+                path: self.path.clone(),
+                problem: e.to_string(),
+            })?;
         let max = self.max_events as i64;
         self.with(|c| {
             let tx = c.transaction()?;
