@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use outpost_engine::{
-    bench_parallel, build_info, BenchParams, BenchResult, CancelToken, ChatTemplate,
-    GenerateRequest, LoadOptions, Message, Model, Prompt, SamplingParams,
+    bench_parallel, bench_parallel_bound, build_info, BenchParams, BenchResult, CancelToken,
+    ChatTemplate, GenerateRequest, LoadOptions, Message, Model, Prompt, SamplingParams,
 };
 
 use crate::models;
@@ -313,9 +313,16 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 128)]
     pub parallel_tokens: u32,
     /// Most tokens a greedy sequence drafts per decode step by prompt
-    /// lookup in the --parallel runs (0: no drafting, one token per step).
-    #[arg(long, default_value_t = outpost_engine::MAX_DRAFT)]
+    /// lookup in the --parallel runs, 0 to 8 (0: no drafting, one token per
+    /// step, as `outpost serve` runs by default).
+    #[arg(long, default_value_t = 0)]
     pub draft_max: usize,
+    /// Also measure, for each --parallel count, the most any scheduler could
+    /// reach on that work with this llama.cpp build: the prompts plus one
+    /// row with logits per generated token at llama.cpp's fastest rate,
+    /// with no sampling or other overhead (takes about 3x as long again).
+    #[arg(long)]
+    pub bound: bool,
     /// CPU threads. Default: all cores.
     #[arg(long, short = 't')]
     pub threads: Option<u32>,
@@ -325,6 +332,14 @@ pub struct BenchArgs {
 }
 
 pub fn bench(a: BenchArgs) -> Result<()> {
+    if a.draft_max > outpost_engine::MAX_DRAFT {
+        bail!(
+            "--draft-max {} is more than {}: give 0 (no drafting) to {}",
+            a.draft_max,
+            outpost_engine::MAX_DRAFT,
+            outpost_engine::MAX_DRAFT
+        );
+    }
     let path = models::resolve(&a.model)?;
     let model = Arc::new(Model::load(&path, &LoadOptions::default())?);
     let r = if a.n_prompt > 0 || a.n_gen > 0 {
@@ -341,6 +356,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         }
     };
     let mut parallel = Vec::new();
+    let mut bounds = Vec::new();
     for &n in a.parallel.iter().filter(|&&n| n > 0) {
         parallel.push(bench_parallel(
             &model,
@@ -349,16 +365,36 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             a.threads,
             a.draft_max,
         )?);
+        if a.bound {
+            bounds.push(bench_parallel_bound(
+                &model,
+                n,
+                a.parallel_tokens,
+                a.threads,
+            )?);
+        }
     }
     let info = model.info();
     if a.json {
         let par: Vec<_> = parallel
             .iter()
-            .map(|p| {
-                serde_json::json!({
+            .enumerate()
+            .map(|(i, p)| {
+                let mut v = serde_json::json!({
                     "sequences": p.sequences, "generated": p.generated,
                     "seconds": p.seconds, "aggregate_ts": p.aggregate_tps(),
-                })
+                    "draft_max": a.draft_max,
+                });
+                if let Some(b) = bounds.get(i) {
+                    v["bound"] = serde_json::json!({
+                        "aggregate_ts": b.aggregate_tps(),
+                        "prefill_seconds": b.prefill_seconds,
+                        "rows_per_s": b.rows_per_s.iter().map(|(w, r)| {
+                            serde_json::json!({"rows_per_sequence": w, "rows_per_s": r})
+                        }).collect::<Vec<_>>(),
+                    });
+                }
+                v
             })
             .collect();
         let rows: Vec<_> = r
@@ -397,7 +433,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             s.stddev()
         );
     }
-    if !parallel.is_empty() {
+    if !parallel.is_empty() && bounds.is_empty() {
         println!("\n| concurrent sequences | tokens each | aggregate decode t/s |");
         println!("| ---: | ---: | ---: |");
         for p in &parallel {
@@ -408,6 +444,26 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 p.aggregate_tps()
             );
         }
+    } else if !parallel.is_empty() {
+        println!("\n| concurrent sequences | tokens each | aggregate decode t/s | bound t/s | of bound | fastest rows/s (rows per sequence) |");
+        println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
+        for (p, b) in parallel.iter().zip(&bounds) {
+            let widths = b
+                .rows_per_s
+                .iter()
+                .map(|(w, r)| format!("{r:.0} ({w})"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!(
+                "| {} | {} | {:.1} | {:.1} | {:.0} % | {widths} |",
+                p.sequences,
+                p.generated / u64::from(p.sequences),
+                p.aggregate_tps(),
+                b.aggregate_tps(),
+                100.0 * p.aggregate_tps() / b.aggregate_tps()
+            );
+        }
+        println!("\nbound: the prompts in one batch plus one row with logits per generated token at llama.cpp's fastest measured rate; no scheduler, with or without drafting, can beat it on this build and machine.");
     }
     Ok(())
 }

@@ -65,6 +65,15 @@ pub struct ServeArgs {
     /// CPU threads. Default: all cores.
     #[arg(long, short = 't')]
     pub threads: Option<u32>,
+    /// Prompt-lookup drafting for greedy requests: guess up to N next tokens
+    /// from earlier text and check them in the same step (same output).
+    /// 0 to 8; 0 (off) by default, as on a few CPU cores a wider step costs
+    /// nearly as much as the tokens it might save. Try 8 where one row
+    /// costs about what several do (GPU builds, many cores) and the text
+    /// repeats (quoting, code edits); compare with `outpost bench
+    /// --draft-max`.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub draft_max: usize,
     /// Chat template for models without one: chatml, gemma, llama3 or a
     /// Jinja file; `MODEL=NAME|FILE` sets it for one model (repeatable).
     #[arg(long, value_name = "[MODEL=]NAME|FILE")]
@@ -153,8 +162,17 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         keep_alive: a.keep_alive,
         memory_budget: a.memory_budget.unwrap_or_else(default_memory_budget),
         grace: Duration::from_secs_f64(a.grace),
+        draft_max: a.draft_max,
         ..ServerConfig::default()
     };
+    if cfg.draft_max > outpost_engine::MAX_DRAFT {
+        bail!(
+            "--draft-max {} is more than {}: give 0 (no drafting) to {}",
+            cfg.draft_max,
+            outpost_engine::MAX_DRAFT,
+            outpost_engine::MAX_DRAFT
+        );
+    }
     if cfg.slots == 0 || cfg.slots > 256 {
         bail!("--slots {} must be between 1 and 256", cfg.slots);
     }

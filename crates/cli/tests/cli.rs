@@ -310,3 +310,48 @@ fn bench_reports_pp_tg_and_concurrent_decode_as_json() {
     );
     assert!(par[1]["aggregate_ts"].as_f64().is_some_and(|t| t > 0.0));
 }
+
+#[test]
+fn bench_bound_measures_every_step_width_and_refuses_a_draft_beyond_the_limit() {
+    let o = outpost(&[
+        "bench",
+        "smollm2-135m",
+        "-p",
+        "0",
+        "-g",
+        "0",
+        "-t",
+        "1",
+        "--parallel",
+        "2",
+        "--parallel-tokens",
+        "9",
+        "--bound",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let run = &v["parallel"][0];
+    assert_eq!(run["draft_max"], 0, "no drafting unless asked");
+    let bound = &run["bound"];
+    let widths: Vec<u64> = bound["rows_per_s"]
+        .as_array()
+        .expect("rows_per_s")
+        .iter()
+        .map(|w| {
+            assert!(w["rows_per_s"].as_f64().is_some_and(|r| r > 0.0), "{w}");
+            w["rows_per_sequence"].as_u64().expect("width")
+        })
+        .collect();
+    assert_eq!(widths, vec![1, 2, 4], "{bound}");
+    assert!(bound["prefill_seconds"].as_f64().is_some_and(|s| s > 0.0));
+    assert!(bound["aggregate_ts"].as_f64().is_some_and(|t| t > 0.0));
+
+    let o = outpost(&["bench", "smollm2-135m", "--draft-max", "9"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--draft-max 9 is more than 8"),
+        "{}",
+        stderr(&o)
+    );
+}

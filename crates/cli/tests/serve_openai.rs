@@ -116,6 +116,49 @@ fn errors_have_openai_shape_and_the_api_key_is_enforced() {
 }
 
 #[test]
+fn drafting_is_off_by_default_and_draft_max_turns_it_on_with_the_same_answer() {
+    let body = r#"{"model":"smollm2-135m","temperature":0,"max_tokens":80,
+        "prompt":"Story 3: Once upon a time, a lighthouse keeper found a message in a bottle. It said"}"#;
+    let run = |extra: &[&str]| {
+        let server = start(extra);
+        let (status, reply) = http(server.port, "POST", "/v1/completions", body, None);
+        assert_eq!(status, 200, "{reply}");
+        let v: serde_json::Value = serde_json::from_str(&reply).expect("json");
+        let text = v["choices"][0]["text"].as_str().expect("text").to_string();
+        let (_, metrics) = http(server.port, "GET", "/metrics", "", None);
+        let counter = |name: &str| -> u64 {
+            let line = format!("outpost_{name}_total{{model=\"smollm2-135m\"}} ");
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&line))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{line:?} missing from:\n{metrics}"))
+        };
+        (
+            text,
+            counter("drafted_tokens"),
+            counter("draft_accepted_tokens"),
+        )
+    };
+    let (plain, none, _) = run(&[]);
+    assert_eq!(none, 0, "drafting is off by default");
+    let (drafted_text, drafted, accepted) = run(&["--draft-max", "8"]);
+    assert!(
+        drafted > 0 && accepted > 0,
+        "--draft-max 8: {accepted}/{drafted} guesses confirmed"
+    );
+    assert_eq!(drafted_text, plain, "drafting must not change greedy text");
+
+    let o = outpost(&["serve", "smollm2-135m", "--draft-max", "9"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--draft-max 9 is more than 8"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
 fn binding_beyond_loopback_needs_an_api_key() {
     let o = outpost(&["serve", "smollm2-135m", "--host", "0.0.0.0", "--port", "1"]);
     assert_eq!(o.status.code(), Some(1));

@@ -10,7 +10,7 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::error::{EngineError, Result};
-use crate::generate::{backend_err, default_threads};
+use crate::generate::{backend_err, default_threads, ContextOptions};
 use crate::model::Model;
 use crate::request::{GenerateRequest, Prompt, SamplingParams};
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -228,7 +228,7 @@ pub fn bench_parallel(
         model.clone(),
         SchedulerConfig {
             slots: sequences,
-            n_ctx_per_slot: Some(256.max(n_gen + 64)),
+            n_ctx_per_slot: Some(parallel_ctx(n_gen)),
             threads,
             draft_max,
             ..SchedulerConfig::default()
@@ -253,6 +253,144 @@ pub fn bench_parallel(
         generated,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Context per sequence in [`bench_parallel`] and [`bench_parallel_bound`].
+fn parallel_ctx(n_gen: u32) -> u32 {
+    256.max(n_gen + 64)
+}
+
+/// Step widths tried by [`bench_parallel_bound`]: rows per sequence.
+const BOUND_WIDTHS: [u32; 3] = [1, 2, 4];
+
+/// The most aggregate decode that any scheduler could reach on the work of
+/// [`bench_parallel`] with this build of llama.cpp, on this machine.
+///
+/// Every generated token but each sequence's first needs one decode row
+/// with logits (the row of the token before it), whether a scheduler
+/// batches sequences, drafts guesses, or both; and the prompts must be
+/// evaluated. So the time is at least: the prompts in one batch, plus
+/// those rows at the fastest rate llama.cpp evaluates rows with logits.
+/// Both are measured here with nothing else around them (no sampling,
+/// detokenising, channels): random tokens, the same contexts as the
+/// scheduler, step widths of 1, 2 and 4 rows per sequence.
+#[derive(Debug, Clone)]
+pub struct DecodeBound {
+    pub sequences: u32,
+    /// Tokens the work generates, all sequences together.
+    pub generated: u64,
+    /// Fastest evaluation of all prompts together (last row of each with
+    /// logits).
+    pub prefill_seconds: f64,
+    /// (rows per sequence per step, rows with logits per second).
+    pub rows_per_s: Vec<(u32, f64)>,
+}
+
+impl DecodeBound {
+    /// The fastest rate of rows with logits over the widths tried.
+    pub fn best_rows_per_s(&self) -> f64 {
+        self.rows_per_s.iter().map(|r| r.1).fold(0.0, f64::max)
+    }
+
+    /// Generated tokens per second with no overhead beyond llama.cpp's.
+    pub fn aggregate_tps(&self) -> f64 {
+        let rows = self.generated - u64::from(self.sequences);
+        let decode = if rows == 0 {
+            0.0
+        } else {
+            rows as f64 / self.best_rows_per_s()
+        };
+        self.generated as f64 / (self.prefill_seconds + decode)
+    }
+}
+
+/// Measures the [`DecodeBound`] of `bench_parallel(model, sequences,
+/// n_gen, threads, _)`.
+pub fn bench_parallel_bound(
+    model: &Arc<Model>,
+    sequences: u32,
+    n_gen: u32,
+    threads: Option<u32>,
+) -> Result<DecodeBound> {
+    if sequences == 0 || n_gen == 0 {
+        return Err(EngineError::InvalidParam {
+            name: "parallel bench",
+            value: format!("sequences={sequences} tokens={n_gen}"),
+            expected: "at least 1 sequence and 1 token",
+        });
+    }
+    let defaults = SchedulerConfig::default();
+    let n_ctx_seq = model.context_size(Some(parallel_ctx(n_gen)))?;
+    let mut ctx = model.new_context_with(&ContextOptions {
+        n_ctx: n_ctx_seq * sequences,
+        threads: threads.unwrap_or_else(default_threads),
+        n_batch: defaults.n_batch.max(sequences),
+        n_seq: sequences,
+        kv_unified: false,
+        swa_full: defaults.prompt_cache && model.info().sliding_window.is_some(),
+    })?;
+    let n_batch = ctx.n_batch() as usize;
+    let prompts = (0..sequences)
+        .map(|i| model.prompt_tokens(&Prompt::Text(parallel_bench_prompt(i))))
+        .collect::<Result<Vec<_>>>()?;
+    let rows: Vec<(i32, i32, i32, bool)> = prompts
+        .iter()
+        .enumerate()
+        .flat_map(|(s, p)| {
+            p.iter()
+                .enumerate()
+                .map(move |(i, &t)| (t, i as i32, s as i32, i + 1 == p.len()))
+        })
+        .collect();
+    let n_vocab = model.info().n_vocab as u32;
+    let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+    let mut batch = LlamaBatch::new(n_batch, sequences as i32);
+    let mut bound = DecodeBound {
+        sequences,
+        generated: u64::from(sequences) * u64::from(n_gen),
+        prefill_seconds: f64::INFINITY,
+        rows_per_s: Vec::new(),
+    };
+    for width in BOUND_WIDTHS {
+        if (sequences * width) as usize > n_batch {
+            break;
+        }
+        ctx.clear_kv_cache();
+        let t = Instant::now();
+        for chunk in rows.chunks(n_batch) {
+            batch.clear();
+            for &(tok, pos, seq, logits) in chunk {
+                batch
+                    .add(LlamaToken(tok), pos, &[seq], logits)
+                    .map_err(bench_err)?;
+            }
+            ctx.decode(&mut batch).map_err(bench_err)?;
+        }
+        ctx.synchronize();
+        bound.prefill_seconds = bound.prefill_seconds.min(t.elapsed().as_secs_f64());
+        let mut pos: Vec<i32> = prompts.iter().map(|p| p.len() as i32).collect();
+        let steps = (n_gen - 1).div_ceil(width);
+        let t = Instant::now();
+        for _ in 0..steps {
+            batch.clear();
+            for (s, p) in pos.iter_mut().enumerate() {
+                for _ in 0..width {
+                    let tok = LlamaToken(rng.below(n_vocab) as i32);
+                    batch.add(tok, *p, &[s as i32], true).map_err(bench_err)?;
+                    *p += 1;
+                }
+            }
+            ctx.decode(&mut batch).map_err(bench_err)?;
+            ctx.synchronize();
+        }
+        let evaluated = u64::from(steps) * u64::from(width) * u64::from(sequences);
+        if evaluated > 0 {
+            bound
+                .rows_per_s
+                .push((width, evaluated as f64 / t.elapsed().as_secs_f64()));
+        }
+    }
+    Ok(bound)
 }
 
 struct XorShift(u64);

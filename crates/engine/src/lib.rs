@@ -34,7 +34,8 @@ mod system;
 mod template;
 
 pub use bench::{
-    bench_parallel, parallel_bench_prompt, BenchParams, BenchResult, BenchStat, ParallelStat,
+    bench_parallel, bench_parallel_bound, parallel_bench_prompt, BenchParams, BenchResult,
+    BenchStat, DecodeBound, ParallelStat,
 };
 pub use draft::MAX_DRAFT;
 pub use error::{EngineError, Result};

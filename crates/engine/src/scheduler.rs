@@ -47,8 +47,10 @@ pub struct SchedulerConfig {
     pub n_batch: u32,
     /// Reuse cached prompt prefixes.
     pub prompt_cache: bool,
-    /// Most tokens a greedy sequence drafts per step (prompt lookup); 0
-    /// turns drafting off. Default [`MAX_DRAFT`].
+    /// Most tokens a greedy sequence drafts per step (prompt lookup), at
+    /// most [`MAX_DRAFT`]; 0 (the default) turns drafting off. Drafting
+    /// pays only where a step of several rows costs little more than a
+    /// step of one: see `draft.rs`.
     pub draft_max: usize,
 }
 
@@ -60,7 +62,7 @@ impl Default for SchedulerConfig {
             threads: None,
             n_batch: 512,
             prompt_cache: true,
-            draft_max: MAX_DRAFT,
+            draft_max: 0,
         }
     }
 }
@@ -147,6 +149,13 @@ impl Scheduler {
                 name: "slots",
                 value: cfg.slots.to_string(),
                 expected: "between 1 and 256",
+            });
+        }
+        if cfg.draft_max > MAX_DRAFT {
+            return Err(EngineError::InvalidParam {
+                name: "draft_max",
+                value: cfg.draft_max.to_string(),
+                expected: "between 0 (no drafting) and 8",
             });
         }
         let n_ctx_per_slot = model.context_size(cfg.n_ctx_per_slot)?;

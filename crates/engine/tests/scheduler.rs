@@ -200,7 +200,8 @@ const PROMPTS: &[&str] = &[
 /// Runs PROMPTS alone, then all at once on `slots` slots, and compares each
 /// batched run with its solo run (see `assert_close`; `noise` 0 means the
 /// plain rule: equal up to the solo run's first 0.05-nat near-tie).
-fn concurrent_equals_solo(model: Model, slots: u32, noise: f32) {
+/// `draft_max` > 0 drafts in the batched runs (never in the solo ones).
+fn concurrent_equals_solo(model: Model, slots: u32, noise: f32, draft_max: usize) {
     let model = Arc::new(model);
     let request = |p: &str| {
         let mut r = greedy(Prompt::Text(p.to_string()), 24);
@@ -220,7 +221,14 @@ fn concurrent_equals_solo(model: Model, slots: u32, noise: f32) {
             })
         })
         .collect();
-    let sched = Scheduler::start(model.clone(), config(slots)).expect("start");
+    let sched = Scheduler::start(
+        model.clone(),
+        SchedulerConfig {
+            draft_max,
+            ..config(slots)
+        },
+    )
+    .expect("start");
     let handles: Vec<_> = PROMPTS
         .iter()
         .map(|p| sched.submit(request(p)).expect("submit"))
@@ -250,8 +258,17 @@ fn concurrent_equals_solo(model: Model, slots: u32, noise: f32) {
             identical += 1;
         }
     }
+    let drafted = sched
+        .stats()
+        .drafted
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if draft_max == 0 {
+        assert_eq!(drafted, 0, "drafting is off by default");
+    } else {
+        assert!(drafted > 0, "draft_max {draft_max} never drafted");
+    }
     eprintln!(
-        "{} concurrent sequences on {slots} slots: {identical}/{} fully identical to their solo runs",
+        "{} concurrent sequences on {slots} slots (draft_max {draft_max}, {drafted} drafted): {identical}/{} fully identical to their solo runs",
         PROMPTS.len(),
         PROMPTS.len()
     );
@@ -259,12 +276,19 @@ fn concurrent_equals_solo(model: Model, slots: u32, noise: f32) {
 
 #[test]
 fn concurrent_greedy_sequences_equal_their_solo_runs_smollm2() {
-    concurrent_equals_solo(smollm(), 8, 0.0);
+    concurrent_equals_solo(smollm(), 8, 0.0, 0);
+}
+
+#[test]
+fn concurrent_drafting_sequences_equal_their_solo_runs_smollm2() {
+    // 4 slots: with 8 sequences generating, a step has no room for drafts
+    // (`FREE_ROWS`).
+    concurrent_equals_solo(smollm(), 4, 0.0, outpost_engine::MAX_DRAFT);
 }
 
 #[test]
 fn concurrent_greedy_sequences_stay_within_kernel_noise_gemma3() {
-    concurrent_equals_solo(gemma(), 4, GEMMA_NOISE);
+    concurrent_equals_solo(gemma(), 4, GEMMA_NOISE, 0);
 }
 
 #[test]

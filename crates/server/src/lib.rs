@@ -337,6 +337,14 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         ),
         ("generated_tokens", "Tokens generated."),
         ("decode_steps", "Batched decode steps."),
+        (
+            "drafted_tokens",
+            "Tokens guessed by prompt lookup (--draft-max) and checked.",
+        ),
+        (
+            "draft_accepted_tokens",
+            "Guessed tokens that greedy sampling confirmed.",
+        ),
         ("model_bytes", "Size of the model file."),
         (
             "model_memory_bytes",
@@ -364,6 +372,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
                 "cached_tokens" => s.cached_tokens.load(Ordering::Relaxed),
                 "generated_tokens" => s.generated_tokens.load(Ordering::Relaxed),
                 "decode_steps" => s.steps.load(Ordering::Relaxed),
+                "drafted_tokens" => s.drafted.load(Ordering::Relaxed),
+                "draft_accepted_tokens" => s.draft_accepted.load(Ordering::Relaxed),
                 "queued_requests" => s.queued.load(Ordering::Relaxed),
                 "active_sequences" => s.active.load(Ordering::Relaxed),
                 "model_memory_bytes" => l.spec.memory.total(),

@@ -33,6 +33,9 @@ pub struct ServerConfig {
     pub memory_budget: u64,
     /// On SIGTERM or Ctrl-C: how long in-flight requests may run on.
     pub grace: Duration,
+    /// Prompt-lookup drafting for greedy requests: most tokens per step
+    /// (0: off). See `outpost_engine::SchedulerConfig::draft_max`.
+    pub draft_max: usize,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +50,7 @@ impl Default for ServerConfig {
             keep_alive: KeepAlive::DEFAULT,
             memory_budget: default_memory_budget(),
             grace: Duration::from_secs(10),
+            draft_max: 0,
         }
     }
 }
@@ -86,6 +90,7 @@ impl ServedModel {
                 slots: cfg.slots,
                 n_ctx_per_slot: Some(spec.ctx_per_slot),
                 threads: cfg.threads,
+                draft_max: cfg.draft_max,
                 ..SchedulerConfig::default()
             },
         )
