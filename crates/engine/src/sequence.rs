@@ -27,6 +27,10 @@ pub(crate) struct Sequence {
     pub seed: u32,
     /// Greedy without a grammar: the scheduler may draft its next tokens.
     pub greedy: bool,
+    /// Greedy with nothing else in the chain: the pick is the logits'
+    /// argmax, taken straight from the row (llama.cpp's sampler would first
+    /// copy the whole vocabulary into a candidate array).
+    argmax: bool,
 }
 
 impl Sequence {
@@ -62,6 +66,9 @@ impl Sequence {
             ignore_eos: req.ignore_eos,
             seed,
             greedy: req.sampling.temperature <= 0.0 && req.grammar.is_none(),
+            argmax: req.sampling.temperature <= 0.0
+                && req.sampling.repeat_penalty == 1.0
+                && req.grammar.is_none(),
         })
     }
 
@@ -81,6 +88,7 @@ impl Sequence {
         let logits = ctx.get_logits_ith(idx);
         let logprobs = self.top_logprobs.map(|n| logprobs_of(logits, n));
         let token = match self.grammar.as_mut() {
+            None if self.argmax => LlamaToken(argmax(logits)),
             None => self.sampler.sample(ctx, idx),
             Some(grammar) => sample_with_grammar(&mut self.sampler, grammar, ctx, idx)
                 .ok_or(FinishReason::Stop)?,
@@ -177,6 +185,19 @@ fn sample_with_grammar(
     Some(pick)
 }
 
+/// The first index of the largest value, as llama.cpp's greedy sampler
+/// picks it (a strictly larger value replaces the pick, so ties keep the
+/// lower token id).
+fn argmax(logits: &[f32]) -> i32 {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate().skip(1) {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best as i32
+}
+
 /// The sampler chain, in llama.cpp's default order.
 pub(crate) fn build_sampler(p: &SamplingParams, seed: u32, n_vocab: i32) -> LlamaSampler {
     let mut chain: Vec<LlamaSampler> = Vec::new();
@@ -256,6 +277,36 @@ mod tests {
         let total: f32 = (0..4).map(|t| l.logprob_of(&logits, t).exp()).sum();
         assert!((total - 1.0).abs() < 1e-5, "{total}");
         assert!((l.top[0].logprob - l.top[1].logprob - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn argmax_picks_what_llama_cpps_greedy_sampler_picks() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Few distinct values, so ties for the top are common.
+            (state % 7) as f32 - 3.0
+        };
+        for n in [1usize, 2, 5, 64, 49152] {
+            for _ in 0..20 {
+                let logits: Vec<f32> = (0..n).map(|_| next()).collect();
+                let mut cur = LlamaTokenDataArray::from_iter(
+                    logits
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)),
+                    false,
+                );
+                cur.apply_sampler(&mut LlamaSampler::greedy());
+                assert_eq!(
+                    Some(LlamaToken(argmax(&logits))),
+                    cur.selected_token(),
+                    "{n} logits"
+                );
+            }
+        }
     }
 
     #[test]
