@@ -140,5 +140,5 @@ step "The fleet sees the device's inference, canary and install per cohort" \
   $outpost fleet cohorts --data "$fleet"
 kill $device_server 2>/dev/null; wait $device_server 2>/dev/null || true
 kill $fleet_pid 2>/dev/null; wait $fleet_pid 2>/dev/null || true
-step "Speed: pp512/tg128 the way llama-bench measures, then 1/4/16 concurrent sequences" \
-  $outpost bench smollm2-135m -r 2
+step "Speed: pp512/tg128 the way llama-bench measures, then 1/4/16 concurrent sequences beside the most any scheduler could reach" \
+  $outpost bench smollm2-135m -r 2 --bound
