@@ -450,7 +450,7 @@ fn twenty_random_kills_during_a_throttled_download_resume_without_refetching() {
         }
         // After every kill: nothing or the right model is active, and the
         // partial never holds more than the blob.
-        assert!(matches!(active(&store), None) || active(&store) == Some(d4.clone()));
+        assert!(active(&store).is_none() || active(&store) == Some(d4.clone()));
         assert!(partial(&store, &d4) <= len);
     }
     assert!(

@@ -60,10 +60,7 @@ pub fn check(
                 let dev: Vec<f64> = c
                     .top
                     .iter()
-                    .map(|&(t, _)| {
-                        lp.get(t as usize)
-                            .map_or(f64::NEG_INFINITY, |&v| f64::from(v))
-                    })
+                    .map(|&(t, _)| lp.get(t as usize).map_or(f64::NEG_INFINITY, |&v| v))
                     .collect();
                 let reference: Vec<f64> = c.top.iter().map(|&(_, l)| f64::from(l)).collect();
                 worst = worst.max(renormalised_kld(&reference, &dev));
