@@ -234,6 +234,21 @@ pub fn bench_parallel(
             ..SchedulerConfig::default()
         },
     )?;
+    // Warm-up, as llama-bench and llama-server do before they are timed:
+    // every slot decodes a few tokens, so the first timed steps do not pay
+    // for first touches of the KV cache and compute buffers.
+    let warm = (0..sequences)
+        .map(|i| {
+            let mut r = GenerateRequest::new(Prompt::Text(format!("Warm-up {i}.")));
+            r.sampling = SamplingParams::greedy();
+            r.max_tokens = Some(4);
+            r.ignore_eos = true;
+            sched.submit(r)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for h in warm {
+        h.wait(|_| {})?;
+    }
     let started = Instant::now();
     let handles = (0..sequences)
         .map(|i| {
