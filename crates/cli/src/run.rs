@@ -314,9 +314,13 @@ pub struct BenchArgs {
     pub parallel_tokens: u32,
     /// Most tokens a greedy sequence drafts per decode step by prompt
     /// lookup in the --parallel runs, 0 to 8 (0: no drafting, one token per
-    /// step, as `outpost serve` runs by default).
-    #[arg(long, default_value_t = 0)]
+    /// step). As in `outpost serve`, guesses are decoded only while they
+    /// pay on this model and machine.
+    #[arg(long, default_value_t = outpost_engine::MAX_DRAFT)]
     pub draft_max: usize,
+    /// Decode guesses whether or not they pay (to measure what they cost).
+    #[arg(long)]
+    pub draft_always: bool,
     /// Also measure, for each --parallel count, the most any scheduler could
     /// reach on that work with this llama.cpp build: the prompts plus one
     /// row with logits per generated token at llama.cpp's fastest rate,
@@ -364,6 +368,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             a.parallel_tokens,
             a.threads,
             a.draft_max,
+            a.draft_always,
         )?);
         if a.bound {
             bounds.push(bench_parallel_bound(
@@ -383,7 +388,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 let mut v = serde_json::json!({
                     "sequences": p.sequences, "generated": p.generated,
                     "seconds": p.seconds, "aggregate_ts": p.aggregate_tps(),
-                    "draft_max": a.draft_max,
+                    "draft_max": a.draft_max, "draft_always": a.draft_always,
+                    "drafted": p.drafted, "draft_accepted": p.draft_accepted,
+                    "step_fixed_us": p.step_fixed_us, "step_row_us": p.step_row_us,
                 });
                 if let Some(b) = bounds.get(i) {
                     v["bound"] = serde_json::json!({
@@ -433,36 +440,56 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             s.stddev()
         );
     }
-    if !parallel.is_empty() && bounds.is_empty() {
-        println!("\n| concurrent sequences | tokens each | aggregate decode t/s |");
-        println!("| ---: | ---: | ---: |");
-        for p in &parallel {
-            println!(
-                "| {} | {} | {:.1} |",
-                p.sequences,
-                p.generated / u64::from(p.sequences),
-                p.aggregate_tps()
-            );
-        }
-    } else if !parallel.is_empty() {
-        println!("\n| concurrent sequences | tokens each | aggregate decode t/s | bound t/s | of bound | fastest rows/s (rows per sequence) |");
-        println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
-        for (p, b) in parallel.iter().zip(&bounds) {
+    if parallel.is_empty() {
+        return Ok(());
+    }
+    let bound_head = if bounds.is_empty() {
+        ("", "")
+    } else {
+        (
+            " bound t/s | of bound | fastest rows/s (rows per sequence) |",
+            " ---: | ---: | ---: |",
+        )
+    };
+    println!(
+        "\n| concurrent sequences | tokens each | aggregate decode t/s | guesses decoded (confirmed) |{}",
+        bound_head.0
+    );
+    println!("| ---: | ---: | ---: | ---: |{}", bound_head.1);
+    for (i, p) in parallel.iter().enumerate() {
+        let bound = bounds.get(i).map_or_else(String::new, |b| {
             let widths = b
                 .rows_per_s
                 .iter()
                 .map(|(w, r)| format!("{r:.0} ({w})"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            println!(
-                "| {} | {} | {:.1} | {:.1} | {:.0} % | {widths} |",
-                p.sequences,
-                p.generated / u64::from(p.sequences),
-                p.aggregate_tps(),
+            format!(
+                " {:.1} | {:.0} % | {widths} |",
                 b.aggregate_tps(),
                 100.0 * p.aggregate_tps() / b.aggregate_tps()
-            );
-        }
+            )
+        });
+        println!(
+            "| {} | {} | {:.1} | {} ({}) |{bound}",
+            p.sequences,
+            p.generated / u64::from(p.sequences),
+            p.aggregate_tps(),
+            p.drafted,
+            p.draft_accepted,
+        );
+    }
+    if let Some(p) = parallel
+        .iter()
+        .find(|p| p.step_row_us > 0 || p.step_fixed_us > 0)
+    {
+        println!(
+            "\nstep cost measured by the scheduler: {:.2} ms + {:.2} ms per row; guesses are decoded only while they pay at that cost",
+            p.step_fixed_us as f64 / 1e3,
+            p.step_row_us as f64 / 1e3
+        );
+    }
+    if !bounds.is_empty() {
         println!("\nbound: the prompts in one batch plus one row with logits per generated token at llama.cpp's fastest measured rate; no scheduler, with or without drafting, can beat it on this build and machine.");
     }
     Ok(())

@@ -67,13 +67,15 @@ pub struct ServeArgs {
     pub threads: Option<u32>,
     /// Prompt-lookup drafting for greedy requests: guess up to N next tokens
     /// from earlier text and check them in the same step (same output).
-    /// 0 to 8; 0 (off) by default, as on a few CPU cores a wider step costs
-    /// nearly as much as the tokens it might save. Try 8 where one row
-    /// costs about what several do (GPU builds, many cores) and the text
-    /// repeats (quoting, code edits); compare with `outpost bench
-    /// --draft-max`.
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    /// 0 to 8; 0 turns it off. Guesses are decoded only while they pay:
+    /// each model times a narrow and a wide decode step when it loads, and
+    /// a request's guesses must be confirmed often enough for that cost
+    /// (`outpost bench` shows both).
+    #[arg(long, default_value_t = outpost_engine::MAX_DRAFT, value_name = "N")]
     pub draft_max: usize,
+    /// Decode guesses whether or not they pay (for measurements).
+    #[arg(long)]
+    pub draft_always: bool,
     /// Chat template for models without one: chatml, gemma, llama3 or a
     /// Jinja file; `MODEL=NAME|FILE` sets it for one model (repeatable).
     #[arg(long, value_name = "[MODEL=]NAME|FILE")]
@@ -163,6 +165,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         memory_budget: a.memory_budget.unwrap_or_else(default_memory_budget),
         grace: Duration::from_secs_f64(a.grace),
         draft_max: a.draft_max,
+        draft_always: a.draft_always,
         ..ServerConfig::default()
     };
     if cfg.draft_max > outpost_engine::MAX_DRAFT {

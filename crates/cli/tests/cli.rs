@@ -332,7 +332,9 @@ fn bench_bound_measures_every_step_width_and_refuses_a_draft_beyond_the_limit() 
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
     let run = &v["parallel"][0];
-    assert_eq!(run["draft_max"], 0, "no drafting unless asked");
+    assert_eq!(run["draft_max"], 8, "drafting where it pays, by default");
+    assert_eq!(run["draft_always"], false);
+    assert!(run["step_row_us"].as_u64().is_some(), "{run}");
     let bound = &run["bound"];
     let widths: Vec<u64> = bound["rows_per_s"]
         .as_array()

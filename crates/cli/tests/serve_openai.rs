@@ -116,7 +116,7 @@ fn errors_have_openai_shape_and_the_api_key_is_enforced() {
 }
 
 #[test]
-fn drafting_is_off_by_default_and_draft_max_turns_it_on_with_the_same_answer() {
+fn drafting_flags_keep_the_greedy_answer_and_show_in_metrics() {
     let body = r#"{"model":"smollm2-135m","temperature":0,"max_tokens":80,
         "prompt":"Story 3: Once upon a time, a lighthouse keeper found a message in a bottle. It said"}"#;
     let run = |extra: &[&str]| {
@@ -140,14 +140,20 @@ fn drafting_is_off_by_default_and_draft_max_turns_it_on_with_the_same_answer() {
             counter("draft_accepted_tokens"),
         )
     };
-    let (plain, none, _) = run(&[]);
-    assert_eq!(none, 0, "drafting is off by default");
-    let (drafted_text, drafted, accepted) = run(&["--draft-max", "8"]);
+    let (plain, none, _) = run(&["--draft-max", "0"]);
+    assert_eq!(none, 0, "--draft-max 0 turns drafting off");
+    let (forced, drafted, accepted) = run(&["--draft-always"]);
     assert!(
         drafted > 0 && accepted > 0,
-        "--draft-max 8: {accepted}/{drafted} guesses confirmed"
+        "--draft-always: {accepted}/{drafted} guesses confirmed"
     );
-    assert_eq!(drafted_text, plain, "drafting must not change greedy text");
+    assert_eq!(forced, plain, "drafting must not change greedy text");
+    // The default decodes guesses only where they pay; same text either way.
+    let (default, _, _) = run(&[]);
+    assert_eq!(
+        default, plain,
+        "default drafting must not change greedy text"
+    );
 
     let o = outpost(&["serve", "smollm2-135m", "--draft-max", "9"]);
     assert_eq!(o.status.code(), Some(1));

@@ -12,15 +12,20 @@
 //! rows, so many concurrent sequences decode much as they would without
 //! drafting.
 //!
-//! Drafting is off unless asked for (`SchedulerConfig::draft_max`): it pays
-//! only where an extra row in a step costs much less than a step of its
-//! own, i.e. where decoding one row is bound by reading the weights (GPUs,
-//! many-core CPUs). On a 2-core AVX2 machine with SmolLM2 Q4_1 it is bound
-//! by arithmetic instead: a step of 1 row took 6.1 ms, 2 rows 12.2 ms and
-//! 9 rows 47 ms, so a guess pays only when more than ~85 % of guesses are
-//! confirmed. There, on the parallel bench (128 greedy tokens per story
-//! prompt, 68-72 % of guesses confirmed), drafting lost 7 % at 1 sequence
-//! and 15 % at 4, and was even at 16.
+//! A guess pays only where an extra row in a step costs much less than a
+//! step of its own, and how much less depends on the model and the
+//! machine. On 2 AVX2 cores, SmolLM2 Q4_1 (49k vocabulary) is bound by
+//! arithmetic: a step of 1 row took 6.1 ms, 2 rows 12.2 ms and 9 rows
+//! 47 ms, so guesses lose unless ~85 % are confirmed (the parallel bench
+//! confirmed 68-72 % and lost 7 % at 1 sequence, 15 % at 4). Gemma 3 270M
+//! (262k vocabulary) reads its large output matrix once per step: 79 rows/s
+//! one at a time but 126 rows/s four at a time, and drafting gained 55 %
+//! for one sequence. So the scheduler measures a [`StepCost`] when it
+//! starts and drafts for real only while a sequence's guesses are
+//! confirmed often enough to pay at the current step width
+//! ([`StepCost::pays`]); otherwise it keeps guessing in the
+//! [`Shadow`]: the guess is never decoded, only checked against the tokens
+//! that follow, so the confirmation rate stays current for free.
 
 /// Longest draft per step.
 pub const MAX_DRAFT: usize = 8;
@@ -32,12 +37,88 @@ pub const FREE_ROWS: usize = 8;
 /// With a zero budget, probe with one token every this many steps.
 const PROBE_EVERY: u32 = 16;
 
+/// Decode time of a step of `rows` rows (each with logits), fitted as
+/// `fixed + per_row * rows` from a 1-row and a [`FREE_ROWS`]-row step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct StepCost {
+    pub fixed: f64,
+    pub per_row: f64,
+}
+
+impl StepCost {
+    /// The fit through a step of 1 row taking `one` and a step of `rows`
+    /// rows taking `many` (any unit), never negative.
+    pub fn fit(one: f64, rows: usize, many: f64) -> StepCost {
+        let per_row = ((many - one) / (rows.max(2) - 1) as f64).max(0.0);
+        StepCost {
+            fixed: (one - per_row).max(0.0),
+            per_row,
+        }
+    }
+
+    /// Whether `k` guessed rows pay in a step whose `rows` rows each make a
+    /// token, for guesses confirmed at `rate` (0-1): the tokens they are
+    /// expected to confirm, at the step's average cost per token, are worth
+    /// more than the rows cost. With other sequences in the step the rows
+    /// cost a whole extra pass too: with a KV cache per sequence, llama.cpp
+    /// splits a batch into passes with equally many rows of each sequence,
+    /// so one sequence's extra rows run as a pass of their own.
+    pub fn pays(&self, rate: f64, rows: usize, k: usize) -> bool {
+        let (n, k) = (rows.max(1) as f64, k as f64);
+        let extra_pass = if rows > 1 { self.fixed } else { 0.0 };
+        rate * k * (self.fixed + self.per_row * n) / n > self.per_row * k + extra_pass
+    }
+}
+
+/// A guess that was not decoded, checked against the tokens sampled after
+/// it: what drafting it would have confirmed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Shadow {
+    guess: Vec<i32>,
+    matched: usize,
+}
+
+impl Shadow {
+    pub fn is_pending(&self) -> bool {
+        !self.guess.is_empty()
+    }
+
+    pub fn start(&mut self, guess: &[i32]) {
+        self.guess = guess.to_vec();
+        self.matched = 0;
+    }
+
+    pub fn clear(&mut self) {
+        self.guess.clear();
+        self.matched = 0;
+    }
+
+    /// The next sampled token. Once the guess is settled (a token differs,
+    /// or all matched): `(guessed, confirmed)`.
+    pub fn next(&mut self, token: i32) -> Option<(usize, usize)> {
+        if self.guess.is_empty() {
+            return None;
+        }
+        if self.guess[self.matched] == token {
+            self.matched += 1;
+            if self.matched < self.guess.len() {
+                return None;
+            }
+        }
+        let settled = (self.guess.len(), self.matched);
+        self.clear();
+        Some(settled)
+    }
+}
+
 /// A sequence's drafting budget.
 #[derive(Debug, Clone)]
 pub(crate) struct DraftBudget {
     k: usize,
     idle: u32,
     max: usize,
+    /// Moving average of the share of guessed tokens confirmed.
+    rate: f64,
 }
 
 impl DraftBudget {
@@ -46,7 +127,13 @@ impl DraftBudget {
             k: 4.min(max),
             idle: 0,
             max,
+            rate: 0.5,
         }
+    }
+
+    /// The share of guessed tokens confirmed lately (0-1).
+    pub fn rate(&self) -> f64 {
+        self.rate
     }
 
     /// How many tokens to draft now.
@@ -71,6 +158,7 @@ impl DraftBudget {
         if proposed == 0 {
             return;
         }
+        self.rate = 0.7 * self.rate + 0.3 * accepted as f64 / proposed as f64;
         if accepted == proposed {
             self.k = (self.k.max(1) * 2).min(self.max);
         } else if accepted == 0 {
@@ -135,5 +223,51 @@ mod tests {
         let probes = (0..64).filter(|_| b.now() == 1).count();
         assert_eq!(probes, 64 / PROBE_EVERY as usize);
         assert_eq!(DraftBudget::new(0).now(), 0, "drafting off");
+    }
+
+    #[test]
+    fn the_rate_follows_what_guesses_confirm() {
+        let mut b = DraftBudget::new(MAX_DRAFT);
+        for _ in 0..20 {
+            b.update(4, 4);
+        }
+        assert!(b.rate() > 0.99, "{}", b.rate());
+        for _ in 0..20 {
+            b.update(4, 1);
+        }
+        assert!((b.rate() - 0.25).abs() < 0.01, "{}", b.rate());
+    }
+
+    #[test]
+    fn a_shadow_guess_settles_on_the_first_difference_or_in_full() {
+        let mut s = Shadow::default();
+        assert_eq!(s.next(7), None, "nothing pending");
+        s.start(&[1, 2, 3]);
+        assert!(s.is_pending());
+        assert_eq!(s.next(1), None);
+        assert_eq!(s.next(9), Some((3, 1)));
+        assert!(!s.is_pending());
+        s.start(&[4, 5]);
+        assert_eq!(s.next(4), None);
+        assert_eq!(s.next(5), Some((2, 2)));
+    }
+
+    #[test]
+    fn step_costs_decide_where_guesses_pay() {
+        // Bound by arithmetic (SmolLM2 on 2 cores): 6.1 ms, 8 rows 41.8 ms.
+        let arith = StepCost::fit(6.1, 8, 41.8);
+        assert!((arith.per_row - 5.1).abs() < 1e-9 && (arith.fixed - 1.0).abs() < 1e-9);
+        assert!(!arith.pays(0.7, 1, 4), "70 % confirmed does not pay");
+        assert!(arith.pays(0.9, 1, 4), "90 % does");
+        assert!(!arith.pays(0.99, 4, 4), "but not beside 3 other sequences");
+        // Bound by reading the weights: extra rows are nearly free, but
+        // beside other sequences they cost an extra pass.
+        let reads = StepCost::fit(12.7, 8, 20.0);
+        assert!(reads.pays(0.3, 1, 4));
+        assert!(!reads.pays(0.3, 4, 1) && reads.pays(0.9, 4, 8));
+        assert!(!reads.pays(0.0, 1, 4), "never-confirmed guesses never pay");
+        // A wider step measured faster than a narrow one: free rows.
+        assert_eq!(StepCost::fit(10.0, 8, 9.0).per_row, 0.0);
+        assert!(StepCost::fit(10.0, 8, 9.0).pays(0.01, 1, 1));
     }
 }

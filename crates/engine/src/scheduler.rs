@@ -27,7 +27,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
 
-use crate::draft::{lookup, DraftBudget, FREE_ROWS, MAX_DRAFT};
+use crate::draft::{lookup, DraftBudget, Shadow, StepCost, FREE_ROWS, MAX_DRAFT};
 use crate::error::{EngineError, Result};
 use crate::generate::{backend_err, default_threads, ContextOptions};
 use crate::model::Model;
@@ -48,10 +48,13 @@ pub struct SchedulerConfig {
     /// Reuse cached prompt prefixes.
     pub prompt_cache: bool,
     /// Most tokens a greedy sequence drafts per step (prompt lookup), at
-    /// most [`MAX_DRAFT`]; 0 (the default) turns drafting off. Drafting
-    /// pays only where a step of several rows costs little more than a
-    /// step of one: see `draft.rs`.
+    /// most [`MAX_DRAFT`] (the default); 0 turns drafting off. Drafts are
+    /// decoded only while they pay on this model and machine: the
+    /// scheduler times a 1-row and a wide step when it starts, and each
+    /// sequence's guesses must be confirmed often enough (see `draft.rs`).
     pub draft_max: usize,
+    /// Decode drafts whether or not they pay (for tests and measurements).
+    pub draft_always: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -62,7 +65,8 @@ impl Default for SchedulerConfig {
             threads: None,
             n_batch: 512,
             prompt_cache: true,
-            draft_max: 0,
+            draft_max: MAX_DRAFT,
+            draft_always: false,
         }
     }
 }
@@ -123,6 +127,10 @@ pub struct SchedulerStats {
     pub queued: AtomicU64,
     /// Slots serving a request (a gauge, updated every step).
     pub active: AtomicU64,
+    /// The step cost measured at start (microseconds; 0 when drafting is
+    /// off or forced): `fixed + per_row * rows`.
+    pub step_fixed_us: AtomicU64,
+    pub step_row_us: AtomicU64,
 }
 
 struct Submission {
@@ -249,6 +257,38 @@ struct Slot {
     /// Drafted tokens in the current batch and their rows.
     drafts: Vec<(i32, i32)>,
     budget: DraftBudget,
+    /// A guess not decoded, checked against the next tokens.
+    shadow: Shadow,
+}
+
+/// When greedy sequences decode their guesses.
+enum Gate {
+    Never,
+    Always,
+    WhenItPays(StepCost),
+}
+
+/// Times a 1-row and a [`FREE_ROWS`]-row step (every row with logits, best
+/// of three after a warm-up) on sequence 0, then empties it.
+fn measure_step_cost(ctx: &mut LlamaContext<'_>, batch: &mut LlamaBatch) -> Option<StepCost> {
+    let mut time = |rows: usize| -> Option<f64> {
+        batch.clear();
+        for p in 0..rows {
+            batch.add(LlamaToken(0), p as i32, &[0], true).ok()?;
+        }
+        let t = Instant::now();
+        let decoded = ctx.decode(batch);
+        ctx.synchronize();
+        let took = t.elapsed().as_secs_f64();
+        ctx.clear_kv_cache_seq(Some(0), None, None).ok()?;
+        decoded.ok().map(|()| took)
+    };
+    time(FREE_ROWS)?;
+    let mut best =
+        |rows| -> Option<f64> { (0..3).try_fold(f64::INFINITY, |b, _| Some(b.min(time(rows)?))) };
+    let one = best(1)?;
+    let many = best(FREE_ROWS)?;
+    Some(StepCost::fit(one, FREE_ROWS, many))
 }
 
 fn worker(
@@ -270,10 +310,7 @@ fn worker(
         swa_full: cfg.prompt_cache && model.info().sliding_window.is_some(),
     };
     let mut ctx = match model.new_context_with(&opts) {
-        Ok(c) => {
-            let _ = ready.send(Ok(()));
-            c
-        }
+        Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
@@ -288,6 +325,25 @@ fn worker(
     } else {
         cfg.draft_max
     };
+    let gate = if draft_max == 0 {
+        Gate::Never
+    } else if cfg.draft_always {
+        Gate::Always
+    } else {
+        match measure_step_cost(&mut ctx, &mut batch) {
+            Some(c) => {
+                stats
+                    .step_fixed_us
+                    .store((c.fixed * 1e6) as u64, Ordering::Relaxed);
+                stats
+                    .step_row_us
+                    .store((c.per_row * 1e6) as u64, Ordering::Relaxed);
+                Gate::WhenItPays(c)
+            }
+            None => Gate::Never,
+        }
+    };
+    let _ = ready.send(Ok(()));
     let mut slots: Vec<Slot> = (0..cfg.slots)
         .map(|_| Slot {
             kv: Vec::new(),
@@ -295,6 +351,7 @@ fn worker(
             logits_at: None,
             drafts: Vec::new(),
             budget: DraftBudget::new(draft_max),
+            shadow: Shadow::default(),
         })
         .collect();
     let mut queue: VecDeque<Submission> = VecDeque::new();
@@ -331,6 +388,7 @@ fn worker(
                 break;
             };
             slots[i].budget = DraftBudget::new(draft_max);
+            slots[i].shadow.clear();
             admit(
                 model,
                 &mut ctx,
@@ -362,6 +420,7 @@ fn worker(
             .iter()
             .filter(|s| s.active.as_ref().is_some_and(|a| a.next.is_some()))
             .count();
+        let token_rows = generating;
         for (i, slot) in slots.iter_mut().enumerate() {
             slot.logits_at = None;
             slot.drafts.clear();
@@ -373,18 +432,31 @@ fn worker(
             let _ = batch.add(tok, slot.kv.len() as i32, &[i as i32], true);
             slot.kv.push(tok.0);
             generating -= 1;
-            if !a.seq.greedy {
+            if !a.seq.greedy || slot.shadow.is_pending() || matches!(gate, Gate::Never) {
                 continue;
             }
             // Room: the context (one cell stays free for the next token)
-            // and the nearly free part of the batch (every other generating
-            // slot needs a row, and past FREE_ROWS rows each extra row
-            // costs about as much as a token generated the plain way).
+            // and FREE_ROWS (every other generating slot needs a row).
             let room = (n_ctx_per_slot as usize)
                 .saturating_sub(slot.kv.len() + 2)
                 .min(FREE_ROWS.saturating_sub(batch.n_tokens() as usize + generating));
-            let k = slot.budget.now().min(room);
-            let guess = lookup(&slot.kv, k).to_vec();
+            let k = slot.budget.now();
+            let decode_guesses = k.min(room) > 0
+                && match &gate {
+                    Gate::WhenItPays(cost) => {
+                        cost.pays(slot.budget.rate(), token_rows, k.min(room))
+                    }
+                    _ => true,
+                };
+            if !decode_guesses {
+                // Not decoded: checked against the next tokens instead.
+                let guess = lookup(&slot.kv, k);
+                if !guess.is_empty() {
+                    slot.shadow.start(guess);
+                }
+                continue;
+            }
+            let guess = lookup(&slot.kv, k.min(room)).to_vec();
             for d in guess {
                 slot.drafts.push((d, batch.n_tokens()));
                 let _ = batch.add(LlamaToken(d), slot.kv.len() as i32, &[i as i32], true);
@@ -505,6 +577,9 @@ fn worker(
             }
             match outcome {
                 Ok(tok) => {
+                    if let Some((guessed, confirmed)) = slot.shadow.next(tok.0) {
+                        slot.budget.update(guessed, confirmed);
+                    }
                     if let Some(a) = slot.active.as_mut() {
                         a.next = Some(tok);
                     }

@@ -200,8 +200,15 @@ const PROMPTS: &[&str] = &[
 /// Runs PROMPTS alone, then all at once on `slots` slots, and compares each
 /// batched run with its solo run (see `assert_close`; `noise` 0 means the
 /// plain rule: equal up to the solo run's first 0.05-nat near-tie).
-/// `draft_max` > 0 drafts in the batched runs (never in the solo ones).
-fn concurrent_equals_solo(model: Model, slots: u32, noise: f32, draft_max: usize) {
+/// The batched runs draft as `draft_max` and `draft_always` say (the solo
+/// runs never do).
+fn concurrent_equals_solo(
+    model: Model,
+    slots: u32,
+    noise: f32,
+    draft_max: usize,
+    draft_always: bool,
+) {
     let model = Arc::new(model);
     let request = |p: &str| {
         let mut r = greedy(Prompt::Text(p.to_string()), 24);
@@ -225,6 +232,7 @@ fn concurrent_equals_solo(model: Model, slots: u32, noise: f32, draft_max: usize
         model.clone(),
         SchedulerConfig {
             draft_max,
+            draft_always,
             ..config(slots)
         },
     )
@@ -263,8 +271,8 @@ fn concurrent_equals_solo(model: Model, slots: u32, noise: f32, draft_max: usize
         .drafted
         .load(std::sync::atomic::Ordering::Relaxed);
     if draft_max == 0 {
-        assert_eq!(drafted, 0, "drafting is off by default");
-    } else {
+        assert_eq!(drafted, 0, "draft_max 0 drafted");
+    } else if draft_always {
         assert!(drafted > 0, "draft_max {draft_max} never drafted");
     }
     eprintln!(
@@ -276,19 +284,20 @@ fn concurrent_equals_solo(model: Model, slots: u32, noise: f32, draft_max: usize
 
 #[test]
 fn concurrent_greedy_sequences_equal_their_solo_runs_smollm2() {
-    concurrent_equals_solo(smollm(), 8, 0.0, 0);
+    // Default drafting: guesses decoded only where they pay.
+    concurrent_equals_solo(smollm(), 8, 0.0, outpost_engine::MAX_DRAFT, false);
 }
 
 #[test]
 fn concurrent_drafting_sequences_equal_their_solo_runs_smollm2() {
     // 4 slots: with 8 sequences generating, a step has no room for drafts
     // (`FREE_ROWS`).
-    concurrent_equals_solo(smollm(), 4, 0.0, outpost_engine::MAX_DRAFT);
+    concurrent_equals_solo(smollm(), 4, 0.0, outpost_engine::MAX_DRAFT, true);
 }
 
 #[test]
 fn concurrent_greedy_sequences_stay_within_kernel_noise_gemma3() {
-    concurrent_equals_solo(gemma(), 4, GEMMA_NOISE, 0);
+    concurrent_equals_solo(gemma(), 4, GEMMA_NOISE, 0, false);
 }
 
 #[test]
@@ -454,17 +463,30 @@ fn prompt_logprobs_equal_the_logprobs_seen_while_generating() {
 /// Greedy decoding of a prompt that makes the model repeat itself, with
 /// and without drafting: the same tokens (within the model's noise, up to
 /// near-ties), and drafting confirms guesses and needs fewer decode steps.
-fn drafting_keeps_the_tokens(model: Model, noise: f32) {
+/// The default (guesses decoded only where they pay) keeps the tokens too,
+/// after measuring the step cost; `must_pay` asserts that it then drafted.
+fn drafting_keeps_the_tokens(model: Model, noise: f32, must_pay: bool) {
     let model = Arc::new(model);
-    let run = |draft_max: usize| {
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let run = |draft_max: usize, draft_always: bool| {
         let sched = Scheduler::start(
             model.clone(),
             SchedulerConfig {
                 draft_max,
+                draft_always,
                 ..config(2)
             },
         )
         .expect("start");
+        let measured = (
+            load(&sched.stats().step_fixed_us),
+            load(&sched.stats().step_row_us),
+        );
+        assert_eq!(
+            measured.0 + measured.1 > 0,
+            draft_max > 0 && !draft_always,
+            "the step cost is measured exactly when the gate needs it: {measured:?}"
+        );
         let mut r = greedy(
             Prompt::Text(
                 "Story 3: Once upon a time, a lighthouse keeper found a message in a bottle. It said"
@@ -485,9 +507,20 @@ fn drafting_keeps_the_tokens(model: Model, noise: f32) {
             stats.drafted.load(std::sync::atomic::Ordering::Relaxed),
         )
     };
-    let (plain, plain_steps, _, none) = run(0);
+    let (plain, plain_steps, _, none) = run(0, false);
     assert_eq!(none, 0, "draft_max 0 drafts nothing");
-    let (drafted, steps, accepted, proposed) = run(outpost_engine::MAX_DRAFT);
+    let (auto, auto_steps, auto_accepted, auto_proposed) = run(outpost_engine::MAX_DRAFT, false);
+    assert_close(&auto, &plain, noise.max(0.01), "default drafting vs plain");
+    eprintln!(
+        "default: {auto_steps} steps, {auto_accepted}/{auto_proposed} drafted tokens confirmed"
+    );
+    if must_pay {
+        assert!(
+            auto_accepted > 0 && auto_steps * 10 < plain_steps * 9,
+            "default drafting: {auto_steps} steps vs {plain_steps} plain, {auto_accepted}/{auto_proposed} confirmed"
+        );
+    }
+    let (drafted, steps, accepted, proposed) = run(outpost_engine::MAX_DRAFT, true);
     assert_close(&drafted, &plain, noise.max(0.01), "drafted vs plain");
     assert!(
         accepted > 0,
@@ -505,10 +538,15 @@ fn drafting_keeps_the_tokens(model: Model, noise: f32) {
 
 #[test]
 fn drafting_keeps_greedy_tokens_and_saves_decode_steps_smollm2() {
-    drafting_keeps_the_tokens(smollm(), 0.0);
+    // On a few CPU cores SmolLM2's extra rows cost nearly a step each: the
+    // default may or may not draft.
+    drafting_keeps_the_tokens(smollm(), 0.0, false);
 }
 
 #[test]
 fn drafting_keeps_greedy_tokens_and_saves_decode_steps_gemma3() {
-    drafting_keeps_the_tokens(gemma(), GEMMA_NOISE);
+    // Gemma 3's 262k-token output matrix makes one step's fixed cost large
+    // next to a row's: guesses that are confirmed this often must be
+    // decoded by default.
+    drafting_keeps_the_tokens(gemma(), GEMMA_NOISE, true);
 }

@@ -34,8 +34,10 @@ pub struct ServerConfig {
     /// On SIGTERM or Ctrl-C: how long in-flight requests may run on.
     pub grace: Duration,
     /// Prompt-lookup drafting for greedy requests: most tokens per step
-    /// (0: off). See `outpost_engine::SchedulerConfig::draft_max`.
+    /// (0: off), and whether guesses are decoded even where they do not
+    /// pay. See `outpost_engine::SchedulerConfig::draft_max`.
     pub draft_max: usize,
+    pub draft_always: bool,
 }
 
 impl Default for ServerConfig {
@@ -50,7 +52,8 @@ impl Default for ServerConfig {
             keep_alive: KeepAlive::DEFAULT,
             memory_budget: default_memory_budget(),
             grace: Duration::from_secs(10),
-            draft_max: 0,
+            draft_max: outpost_engine::MAX_DRAFT,
+            draft_always: false,
         }
     }
 }
@@ -91,6 +94,7 @@ impl ServedModel {
                 n_ctx_per_slot: Some(spec.ctx_per_slot),
                 threads: cfg.threads,
                 draft_max: cfg.draft_max,
+                draft_always: cfg.draft_always,
                 ..SchedulerConfig::default()
             },
         )
