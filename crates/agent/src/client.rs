@@ -45,10 +45,6 @@ impl FleetClient {
         }
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     fn request(&self, method: &str, path: &str) -> ureq::Request {
         let r = self.agent.request(method, &format!("{}{path}", self.base));
         match &self.token {

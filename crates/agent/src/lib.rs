@@ -177,14 +177,6 @@ impl Agent {
         &self.identity
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub fn spool(&self) -> &Spool {
-        &self.spool
-    }
-
     /// One cycle: profile, check in, act on every assignment, ship
     /// telemetry. Telemetry is sent even when the check-in fails for a
     /// reason other than the network.
