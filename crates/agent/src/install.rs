@@ -205,6 +205,16 @@ impl Agent {
         )
     }
 
+    /// What a passing canary of `m` is remembered under, and what
+    /// `recheck_canaries` compares with: a change in any field re-runs it.
+    fn canary_record(&self, m: &Manifest) -> CanaryRecord {
+        CanaryRecord {
+            digest: m.variant.digest,
+            engine_version: self.cfg.engine.engine_version.to_string(),
+            app_version: self.cfg.engine.app_version.to_string(),
+        }
+    }
+
     /// Runs the canary on the active blob of `m` and reports it; `None`
     /// when there is no canary to run.
     fn canary(&self, m: &Manifest) -> Result<Option<Verdict>, AgentError> {
@@ -239,14 +249,8 @@ impl Agent {
         )?;
         if pass {
             let mut st = State::load(&self.cfg.store_root)?;
-            st.canaries.insert(
-                m.model.to_string(),
-                CanaryRecord {
-                    digest: m.variant.digest,
-                    engine_version: self.cfg.engine.engine_version.to_string(),
-                    app_version: self.cfg.engine.app_version.to_string(),
-                },
-            );
+            st.canaries
+                .insert(m.model.to_string(), self.canary_record(m));
             st.save(&self.cfg.store_root)?;
         }
         let kld = if r.kld.is_finite() {
@@ -432,12 +436,9 @@ pub(crate) fn recheck_canaries(
             continue;
         };
         let st = State::load(&agent.cfg.store_root)?;
-        let current = CanaryRecord {
-            digest: m.variant.digest,
-            engine_version: agent.cfg.engine.engine_version.to_string(),
-            app_version: agent.cfg.engine.app_version.to_string(),
-        };
-        if st.canaries.get(m.model.as_str()) == Some(&current) || m.canaries.is_empty() {
+        if st.canaries.get(m.model.as_str()) == Some(&agent.canary_record(&m))
+            || m.canaries.is_empty()
+        {
             continue;
         }
         let outcome = match agent.canary(&m)? {
