@@ -98,10 +98,7 @@ fn engine_knows_no_http_json_store_or_fleet() {
             "outpost-fleet",
         ],
     );
-    assert!(
-        deps.iter().any(|d| d == "llama-cpp-2"),
-        "tree parse broken: {deps:?}"
-    );
+    assert_tree_parsed(&deps, "llama-cpp-2");
 }
 
 #[test]
@@ -118,21 +115,19 @@ fn llama_cpp_is_pinned_and_named_consistently() {
     };
     pinned("llama-cpp-2");
     let sys = pinned("llama-cpp-sys-2");
-    let system_rs =
-        std::fs::read_to_string(root().join("crates/engine/src/system.rs")).expect("system.rs");
-    assert!(
-        system_rs.contains(&format!("LLAMA_CPP_SYS_VERSION: &str = \"{sys}\"")),
-        "system.rs must name llama-cpp-sys-2 {sys}, the version Cargo.toml pins"
+    assert_file_contains(
+        "crates/engine/src/system.rs",
+        &format!("LLAMA_CPP_SYS_VERSION: &str = \"{sys}\""),
+        &format!("system.rs must name llama-cpp-sys-2 {sys}, the version Cargo.toml pins"),
     );
 }
 
 #[test]
 fn builds_target_the_native_cpu() {
-    let cfg =
-        std::fs::read_to_string(root().join(".cargo/config.toml")).expect(".cargo/config.toml");
-    assert!(
-        cfg.contains("target-cpu=native"),
-        "llama.cpp is only built with SIMD under target-cpu=native"
+    assert_file_contains(
+        ".cargo/config.toml",
+        "target-cpu=native",
+        "llama.cpp is only built with SIMD under target-cpu=native",
     );
 }
 
@@ -243,6 +238,37 @@ fn assert_links_none(krate: &str, deps: &[String], banned: &[&str]) {
     }
 }
 
+/// `deps` holds `required`: a dependency the crate surely has, so its
+/// absence means the `cargo tree` output was not parsed.
+fn assert_tree_parsed(deps: &[String], required: &str) {
+    assert!(
+        deps.iter().any(|d| d == required),
+        "tree parse broken: {deps:?}"
+    );
+}
+
+/// The root-relative file `rel` contains `needle`; else fail saying `why`.
+fn assert_file_contains(rel: &str, needle: &str, why: &str) {
+    let text = std::fs::read_to_string(root().join(rel)).expect(rel);
+    assert!(text.contains(needle), "{why}");
+}
+
+/// Path and text of each Rust file under the root-relative `dir`, except
+/// those under `except`.
+fn sources_outside(dir: &str, except: &str) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    rust_files(&root().join(dir), &mut files);
+    let except = root().join(except);
+    files
+        .into_iter()
+        .filter(|f| !f.starts_with(&except))
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).expect("read");
+            (f, text)
+        })
+        .collect()
+}
+
 /// `dir` has no network or async code, and `krate` none of `banned` among
 /// its direct dependencies (but `required`, which proves the tree parsed).
 fn assert_offline(dir: &str, krate: &str, banned: &[&str], required: &str) {
@@ -253,10 +279,7 @@ fn assert_offline(dir: &str, krate: &str, banned: &[&str], required: &str) {
     assert!(hits.is_empty(), "{krate} is offline: {hits:?}");
     let deps = deps_of(krate);
     assert_links_none(krate, &deps, banned);
-    assert!(
-        deps.iter().any(|d| d == required),
-        "tree parse broken: {deps:?}"
-    );
+    assert_tree_parsed(&deps, required);
 }
 
 #[test]
@@ -293,15 +316,8 @@ fn fleet_links_no_ml_code_and_keeps_sql_in_its_db_module() {
             "reqwest",
         ],
     );
-    assert!(
-        deps.iter().any(|d| d == "sqlx"),
-        "tree parse broken: {deps:?}"
-    );
-    let mut files = Vec::new();
-    rust_files(&root().join("crates/fleet/src"), &mut files);
-    let db = root().join("crates/fleet/src/db");
-    for f in files.iter().filter(|f| !f.starts_with(&db)) {
-        let text = std::fs::read_to_string(f).expect("read");
+    assert_tree_parsed(&deps, "sqlx");
+    for (f, text) in sources_outside("crates/fleet/src", "crates/fleet/src/db") {
         assert!(
             !text.contains("sqlx") && !text.contains("SELECT ") && !text.contains("INSERT "),
             "{} uses SQL: keep it in crates/fleet/src/db/",
@@ -368,25 +384,19 @@ fn router_links_no_engine_and_makes_the_servers_outbound_http() {
 
 #[test]
 fn only_the_guard_makes_redacted_values_and_the_cloud_takes_only_those() {
-    let redact =
-        std::fs::read_to_string(root().join("crates/guard/src/redact.rs")).expect("redact.rs");
-    assert!(
-        redact.contains("pub struct Redacted<T>(T);"),
-        "Redacted's field must stay private to the guard"
+    assert_file_contains(
+        "crates/guard/src/redact.rs",
+        "pub struct Redacted<T>(T);",
+        "Redacted's field must stay private to the guard",
     );
-    let cloud =
-        std::fs::read_to_string(root().join("crates/router/src/cloud.rs")).expect("cloud.rs");
-    assert!(
-        cloud.contains("body: &Redacted<CloudBody>"),
-        "CloudClient::send must take only a guard-made Redacted body"
+    assert_file_contains(
+        "crates/router/src/cloud.rs",
+        "body: &Redacted<CloudBody>",
+        "CloudClient::send must take only a guard-made Redacted body",
     );
-    let mut files = Vec::new();
-    rust_files(&root().join("crates"), &mut files);
-    let guard = root().join("crates/guard");
     // Spelled in two parts so this file does not match itself.
     let construct = concat!("Redacted", "(");
-    for f in files.iter().filter(|f| !f.starts_with(&guard)) {
-        let text = std::fs::read_to_string(f).expect("read");
+    for (f, text) in sources_outside("crates", "crates/guard") {
         assert!(
             !text.contains(construct),
             "{} builds a Redacted value: only outpost-guard may",
