@@ -317,6 +317,11 @@ pub(crate) fn apply(
     let m = verified.manifest;
     let digest = m.variant.digest;
     let version = m.model_version.clone();
+    // Refused after verification: reported under this manifest's release.
+    let reject = |code: &'static str, reason: String| {
+        agent.report_install(&m, InstallOutcome::Rejected, Some(code))?;
+        Ok(out(Outcome::Rejected { code, reason }))
+    };
     if store.active(&m.model)?.map(|p| p.active) == Some(digest) {
         if store.installed_manifest(&m.model, &digest)?.is_none() {
             store.record_installed(&m.model, &digest, &envelope)?;
@@ -350,31 +355,17 @@ pub(crate) fn apply(
         {
             Ok(f) => f,
             Err(e @ AgentError::Download { .. }) => {
-                agent.report_install(&m, InstallOutcome::Rejected, Some("download-mismatch"))?;
-                return Ok(out(Outcome::Rejected {
-                    code: "download-mismatch",
-                    reason: e.to_string(),
-                }));
+                return reject("download-mismatch", e.to_string());
             }
             Err(AgentError::Store(
                 e @ (StoreError::HashMismatch { .. } | StoreError::LengthMismatch { .. }),
-            )) => {
-                agent.report_install(&m, InstallOutcome::Rejected, Some("hash-mismatch"))?;
-                return Ok(out(Outcome::Rejected {
-                    code: "hash-mismatch",
-                    reason: e.to_string(),
-                }));
-            }
+            )) => return reject("hash-mismatch", e.to_string()),
             Err(e) => return Err(e),
         };
     } else {
         // Present from before (a rollback target): check it is intact.
         if let Err(e) = store.verify(&digest) {
-            agent.report_install(&m, InstallOutcome::Rejected, Some("corrupt-blob"))?;
-            return Ok(out(Outcome::Rejected {
-                code: "corrupt-blob",
-                reason: e.to_string(),
-            }));
+            return reject("corrupt-blob", e.to_string());
         }
     }
     store.record_installed(&m.model, &digest, &envelope)?;
