@@ -55,15 +55,7 @@ async fn rollout_reach_times_are_recorded_and_survive_a_reopen() {
         devices.push(register(&t, "stable").await);
     }
     check_in_all(&t, &devices).await;
-    admin(
-        &t,
-        "POST",
-        "/admin/v1/rollouts",
-        Some(json!({
-            "model": M, "version": "v2", "channel": "stable", "stages": [50, 100], "soak_s": 3600
-        })),
-    )
-    .await;
+    start_rollout(&t, M, "v2", &[50, 100], 3600).await;
 
     // 60 s in, the devices check in: the 50 % stage's share gets v2.
     t.clock.advance(60);
@@ -97,13 +89,7 @@ async fn rollout_reach_times_are_recorded_and_survive_a_reopen() {
     }
 
     // The times come back from the database.
-    let fleet2 = reopen(&t.dir, &t.clock).await;
-    let t2 = TestFleet {
-        fleet: fleet2,
-        clock: t.clock.clone(),
-        dir: TempDir(t.dir.0.clone()),
-    };
-    std::mem::forget(t); // one TempDir removes the folder
+    let t2 = reopened(t).await;
     let f2 = admin(&t2, "GET", "/admin/v1/fragmentation", None).await;
     assert_eq!(f2["rollouts"], f["rollouts"]);
 }

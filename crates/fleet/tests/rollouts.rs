@@ -56,9 +56,7 @@ fn on(s: &BTreeMap<String, (String, u64)>, v: &str) -> Vec<String> {
 async fn stages_only_add_devices_and_advance_after_the_soak() {
     let (t, devices) = fleet_on_v1("stages").await;
     let before = survey(&t, &devices).await;
-    let r = admin(&t, "POST", "/admin/v1/rollouts", Some(json!({
-        "model": M, "version": "v2", "channel": "stable", "stages": [10, 50, 100], "soak_s": 3600
-    }))).await;
+    let r = start_rollout(&t, M, "v2", &[10, 50, 100], 3600).await;
     let id = r["id"].as_u64().expect("id");
     assert_eq!(r["percent"], 10.0);
 
@@ -166,15 +164,7 @@ async fn stages_only_add_devices_and_advance_after_the_soak() {
 #[tokio::test]
 async fn rollback_sends_devices_back_with_a_higher_manifest_version() {
     let (t, devices) = fleet_on_v1("rollback").await;
-    let r = admin(
-        &t,
-        "POST",
-        "/admin/v1/rollouts",
-        Some(json!({
-            "model": M, "version": "v2", "channel": "stable", "stages": [50, 100], "soak_s": 0
-        })),
-    )
-    .await;
+    let r = start_rollout(&t, M, "v2", &[50, 100], 0).await;
     let id = r["id"].as_u64().expect("id");
     let s1 = survey(&t, &devices).await;
     let moved = on(&s1, "v2");
@@ -207,15 +197,7 @@ async fn rollback_sends_devices_back_with_a_higher_manifest_version() {
     assert_eq!(s.as_u16(), 409, "{v}");
 
     // Rollback after completion returns the channel to the release before.
-    let r = admin(
-        &t,
-        "POST",
-        "/admin/v1/rollouts",
-        Some(json!({
-            "model": M, "version": "v2", "channel": "stable", "stages": [100], "soak_s": 0
-        })),
-    )
-    .await;
+    let r = start_rollout(&t, M, "v2", &[100], 0).await;
     let id = r["id"].as_u64().expect("id");
     admin(
         &t,
@@ -255,15 +237,7 @@ async fn pins_revocation_and_the_kill_switch() {
     );
 
     // Kill switch: rollouts freeze, nothing moves forward; then revoke v2.
-    let r = admin(
-        &t,
-        "POST",
-        "/admin/v1/rollouts",
-        Some(json!({
-            "model": M, "version": "v2", "channel": "stable", "stages": [30, 100], "soak_s": 60
-        })),
-    )
-    .await;
+    let r = start_rollout(&t, M, "v2", &[30, 100], 60).await;
     let rid = r["id"].as_u64().expect("id");
     let s1 = survey(&t, &devices).await;
     let on_v2 = on(&s1, "v2");
@@ -402,15 +376,7 @@ async fn devices_that_cannot_load_a_release_keep_the_one_they_can_and_are_counte
 #[tokio::test]
 async fn a_reopened_fleet_has_everything() {
     let (t, devices) = fleet_on_v1("reopen").await;
-    let r = admin(
-        &t,
-        "POST",
-        "/admin/v1/rollouts",
-        Some(json!({
-            "model": M, "version": "v2", "channel": "stable", "stages": [25, 100], "soak_s": 60
-        })),
-    )
-    .await;
+    let r = start_rollout(&t, M, "v2", &[25, 100], 60).await;
     let id = r["id"].as_u64().expect("id");
     admin(
         &t,
@@ -424,13 +390,7 @@ async fn a_reopened_fleet_has_everything() {
     let audit = audit_len(&t).await;
     let key = t.fleet.signer().pinned_key();
 
-    let fleet2 = reopen(&t.dir, &t.clock).await;
-    let t2 = TestFleet {
-        fleet: fleet2,
-        clock: t.clock.clone(),
-        dir: TempDir(t.dir.0.clone()),
-    };
-    std::mem::forget(t); // one TempDir removes the folder
+    let t2 = reopened(t).await;
     assert_eq!(t2.fleet.signer().pinned_key(), key, "same signing key");
     assert_eq!(stable_status(&t2).await, status);
     assert_eq!(audit_len(&t2).await, audit);

@@ -154,13 +154,7 @@ async fn a_roll_up_keeps_every_count_and_percentile() {
     assert_eq!(t.fleet.telemetry_rows(), rows);
 
     // The database holds the same: hours, the recent minutes, nothing twice.
-    let fleet2 = reopen(&t.dir, &t.clock).await;
-    let t2 = TestFleet {
-        fleet: fleet2,
-        clock: t.clock.clone(),
-        dir: TempDir(t.dir.0.clone()),
-    };
-    std::mem::forget(t); // one TempDir removes the folder
+    let t2 = reopened(t).await;
     assert_eq!(t2.fleet.telemetry_rows(), rows);
     assert_eq!(window(&t2, 7 * 60).await, after);
     t2.fleet.flush_telemetry().await.expect("flush");

@@ -215,15 +215,7 @@ async fn halt_scenario(name: &str, regress: bool) -> (TestFleet, u64) {
     publish(&t, M, "v1", "0.1.0").await;
     publish(&t, M, "v2", "0.1.0").await;
     release_on_stable(&t, M, "v1").await;
-    let r = admin(
-        &t,
-        "POST",
-        "/admin/v1/rollouts",
-        Some(json!({
-            "model": M, "version": "v2", "channel": "stable", "stages": [50, 100], "soak_s": 86_400
-        })),
-    )
-    .await;
+    let r = start_rollout(&t, M, "v2", &[50, 100], 86_400).await;
     let id = r["id"].as_u64().expect("id");
     for i in 0..80 {
         let class = if i % 2 == 0 { "phone-8gb" } else { "phone-4gb" };

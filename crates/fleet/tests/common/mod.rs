@@ -56,6 +56,19 @@ pub async fn reopen(dir: &TempDir, clock: &Arc<ManualClock>) -> Arc<Fleet> {
     Fleet::open(cfg, clock.clone()).await.expect("fleet opens")
 }
 
+/// The same fleet opened again from its folder, as after a restart; the
+/// old handle is forgotten so that only the new one removes the folder.
+pub async fn reopened(t: TestFleet) -> TestFleet {
+    let fleet = reopen(&t.dir, &t.clock).await;
+    let t2 = TestFleet {
+        fleet,
+        clock: t.clock.clone(),
+        dir: TempDir(t.dir.0.clone()),
+    };
+    std::mem::forget(t); // one TempDir removes the folder
+    t2
+}
+
 /// One request through the router; the body is JSON (or nothing).
 pub async fn call(
     t: &TestFleet,
@@ -200,6 +213,25 @@ pub async fn release_on_stable(t: &TestFleet, model: &str, version: &str) -> Val
         "POST",
         "/admin/v1/channels/stable/release",
         Some(serde_json::json!({"model": model, "version": version})),
+    )
+    .await
+}
+
+/// Starts a staged rollout of `model@version` on the stable channel.
+pub async fn start_rollout(
+    t: &TestFleet,
+    model: &str,
+    version: &str,
+    stages: &[u32],
+    soak_s: u64,
+) -> Value {
+    admin(
+        t,
+        "POST",
+        "/admin/v1/rollouts",
+        Some(json!({
+            "model": model, "version": version, "channel": "stable", "stages": stages, "soak_s": soak_s
+        })),
     )
     .await
 }
