@@ -335,15 +335,20 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-pub fn bench(a: BenchArgs) -> Result<()> {
-    if a.draft_max > outpost_engine::MAX_DRAFT {
+/// `--draft-max` of `outpost bench` and `outpost serve`, checked before
+/// any model loads.
+pub fn check_draft_max(n: usize) -> Result<()> {
+    if n > outpost_engine::MAX_DRAFT {
         bail!(
-            "--draft-max {} is more than {}: give 0 (no drafting) to {}",
-            a.draft_max,
-            outpost_engine::MAX_DRAFT,
-            outpost_engine::MAX_DRAFT
+            "--draft-max {n} is more than {max}: give 0 (no drafting) to {max}",
+            max = outpost_engine::MAX_DRAFT
         );
     }
+    Ok(())
+}
+
+pub fn bench(a: BenchArgs) -> Result<()> {
+    check_draft_max(a.draft_max)?;
     let path = models::resolve(&a.model)?;
     let model = Arc::new(Model::load(&path, &LoadOptions::default())?);
     let r = if a.n_prompt > 0 || a.n_gen > 0 {

@@ -168,14 +168,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         draft_always: a.draft_always,
         ..ServerConfig::default()
     };
-    if cfg.draft_max > outpost_engine::MAX_DRAFT {
-        bail!(
-            "--draft-max {} is more than {}: give 0 (no drafting) to {}",
-            cfg.draft_max,
-            outpost_engine::MAX_DRAFT,
-            outpost_engine::MAX_DRAFT
-        );
-    }
+    crate::run::check_draft_max(cfg.draft_max)?;
     if cfg.slots == 0 || cfg.slots > 256 {
         bail!("--slots {} must be between 1 and 256", cfg.slots);
     }

@@ -10,10 +10,10 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::error::{EngineError, Result};
-use crate::generate::{backend_err, default_threads, ContextOptions};
+use crate::generate::{backend_err, default_threads};
 use crate::model::Model;
 use crate::request::{GenerateRequest, Prompt, SamplingParams};
-use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::scheduler::{context_options, Scheduler, SchedulerConfig};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -224,56 +224,38 @@ pub fn bench_parallel(
     draft_max: usize,
     draft_always: bool,
 ) -> Result<ParallelStat> {
-    if sequences == 0 || n_gen == 0 {
-        return Err(EngineError::InvalidParam {
-            name: "parallel bench",
-            value: format!("sequences={sequences} tokens={n_gen}"),
-            expected: "at least 1 sequence and 1 token",
-        });
-    }
-    let sched = Scheduler::start(
-        model.clone(),
-        SchedulerConfig {
-            slots: sequences,
-            n_ctx_per_slot: Some(parallel_ctx(n_gen)),
-            threads,
-            draft_max,
-            draft_always,
-            ..SchedulerConfig::default()
-        },
-    )?;
+    let cfg = SchedulerConfig {
+        draft_max,
+        draft_always,
+        ..parallel_config(sequences, n_gen, threads)?
+    };
+    let sched = Scheduler::start(model.clone(), cfg)?;
+    // Greedy requests of `n` tokens (end-of-generation ignored), one per
+    // sequence; their generated token counts.
+    let run_all = |prompt: &dyn Fn(u32) -> String, n: u32| -> Result<u64> {
+        let handles = (0..sequences)
+            .map(|i| {
+                let mut r = GenerateRequest::new(Prompt::Text(prompt(i)));
+                r.sampling = SamplingParams::greedy();
+                r.max_tokens = Some(n);
+                r.ignore_eos = true;
+                sched.submit(r)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        handles
+            .into_iter()
+            .map(|h| Ok(h.wait(|_| {})?.tokens.len() as u64))
+            .sum()
+    };
     // Warm-up, as llama-bench and llama-server do before they are timed:
     // every slot decodes a few tokens, so the first timed steps do not pay
     // for first touches of the KV cache and compute buffers.
-    let warm = (0..sequences)
-        .map(|i| {
-            let mut r = GenerateRequest::new(Prompt::Text(format!("Warm-up {i}.")));
-            r.sampling = SamplingParams::greedy();
-            r.max_tokens = Some(4);
-            r.ignore_eos = true;
-            sched.submit(r)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    for h in warm {
-        h.wait(|_| {})?;
-    }
+    run_all(&|i| format!("Warm-up {i}."), 4)?;
     let stats = sched.stats();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let (drafted0, accepted0) = (load(&stats.drafted), load(&stats.draft_accepted));
     let started = Instant::now();
-    let handles = (0..sequences)
-        .map(|i| {
-            let mut r = GenerateRequest::new(Prompt::Text(parallel_bench_prompt(i)));
-            r.sampling = SamplingParams::greedy();
-            r.max_tokens = Some(n_gen);
-            r.ignore_eos = true;
-            sched.submit(r)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut generated = 0;
-    for h in handles {
-        generated += h.wait(|_| {})?.tokens.len() as u64;
-    }
+    let generated = run_all(&parallel_bench_prompt, n_gen)?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(ParallelStat {
         sequences,
@@ -286,9 +268,22 @@ pub fn bench_parallel(
     })
 }
 
-/// Context per sequence in [`bench_parallel`] and [`bench_parallel_bound`].
-fn parallel_ctx(n_gen: u32) -> u32 {
-    256.max(n_gen + 64)
+/// The scheduler set-up of [`bench_parallel`] (also the contexts of
+/// [`bench_parallel_bound`]), once the counts are checked.
+fn parallel_config(sequences: u32, n_gen: u32, threads: Option<u32>) -> Result<SchedulerConfig> {
+    if sequences == 0 || n_gen == 0 {
+        return Err(EngineError::InvalidParam {
+            name: "parallel bench",
+            value: format!("sequences={sequences} tokens={n_gen}"),
+            expected: "at least 1 sequence and 1 token",
+        });
+    }
+    Ok(SchedulerConfig {
+        slots: sequences,
+        n_ctx_per_slot: Some(256.max(n_gen + 64)),
+        threads,
+        ..SchedulerConfig::default()
+    })
 }
 
 /// Step widths tried by [`bench_parallel_bound`]: rows per sequence.
@@ -343,23 +338,9 @@ pub fn bench_parallel_bound(
     n_gen: u32,
     threads: Option<u32>,
 ) -> Result<DecodeBound> {
-    if sequences == 0 || n_gen == 0 {
-        return Err(EngineError::InvalidParam {
-            name: "parallel bench",
-            value: format!("sequences={sequences} tokens={n_gen}"),
-            expected: "at least 1 sequence and 1 token",
-        });
-    }
-    let defaults = SchedulerConfig::default();
-    let n_ctx_seq = model.context_size(Some(parallel_ctx(n_gen)))?;
-    let mut ctx = model.new_context_with(&ContextOptions {
-        n_ctx: n_ctx_seq * sequences,
-        threads: threads.unwrap_or_else(default_threads),
-        n_batch: defaults.n_batch.max(sequences),
-        n_seq: sequences,
-        kv_unified: false,
-        swa_full: defaults.prompt_cache && model.info().sliding_window.is_some(),
-    })?;
+    let cfg = parallel_config(sequences, n_gen, threads)?;
+    let n_ctx_per_slot = model.context_size(cfg.n_ctx_per_slot)?;
+    let mut ctx = model.new_context_with(&context_options(model, &cfg, n_ctx_per_slot))?;
     let n_batch = ctx.n_batch() as usize;
     let prompts = (0..sequences)
         .map(|i| model.prompt_tokens(&Prompt::Text(parallel_bench_prompt(i))))

@@ -291,15 +291,13 @@ fn measure_step_cost(ctx: &mut LlamaContext<'_>, batch: &mut LlamaBatch) -> Opti
     Some(StepCost::fit(one, FREE_ROWS, many))
 }
 
-fn worker(
+/// The llama.cpp context a scheduler with `cfg` runs on.
+pub(crate) fn context_options(
     model: &Model,
     cfg: &SchedulerConfig,
     n_ctx_per_slot: u32,
-    rx: &Receiver<Submission>,
-    ready: &Sender<Result<()>>,
-    stats: &SchedulerStats,
-) {
-    let opts = ContextOptions {
+) -> ContextOptions {
+    ContextOptions {
         n_ctx: n_ctx_per_slot * cfg.slots,
         threads: cfg.threads.unwrap_or_else(default_threads),
         n_batch: cfg.n_batch.max(cfg.slots),
@@ -308,8 +306,18 @@ fn worker(
         // spans one sequence's cells, not every sequence's.
         kv_unified: false,
         swa_full: cfg.prompt_cache && model.info().sliding_window.is_some(),
-    };
-    let mut ctx = match model.new_context_with(&opts) {
+    }
+}
+
+fn worker(
+    model: &Model,
+    cfg: &SchedulerConfig,
+    n_ctx_per_slot: u32,
+    rx: &Receiver<Submission>,
+    ready: &Sender<Result<()>>,
+    stats: &SchedulerStats,
+) {
+    let mut ctx = match model.new_context_with(&context_options(model, cfg, n_ctx_per_slot)) {
         Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(e));

@@ -56,6 +56,7 @@ impl Sequence {
                     .map(|&t| LlamaToken(t)),
             );
         }
+        let greedy = req.sampling.temperature <= 0.0 && req.grammar.is_none();
         Ok(Sequence {
             sampler,
             grammar,
@@ -65,10 +66,8 @@ impl Sequence {
             top_logprobs: req.top_logprobs,
             ignore_eos: req.ignore_eos,
             seed,
-            greedy: req.sampling.temperature <= 0.0 && req.grammar.is_none(),
-            argmax: req.sampling.temperature <= 0.0
-                && req.sampling.repeat_penalty == 1.0
-                && req.grammar.is_none(),
+            greedy,
+            argmax: greedy && req.sampling.repeat_penalty == 1.0,
         })
     }
 

@@ -224,10 +224,9 @@ fn parallel_table(
             // bound any scheduler could reach; then with drafting off.
             for (draft_max, into) in [("8", &mut ours), ("0", &mut plain)] {
                 let mut cmd = Command::new(outpost);
+                cmd.arg("bench");
                 if draft_max == "8" {
-                    cmd.arg("bench").arg("--bound");
-                } else {
-                    cmd.arg("bench");
+                    cmd.arg("--bound");
                 }
                 let out = capture(cmd.arg(model).args([
                     "-t",
