@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const M: &str = "smollm2-135m";
 const N: usize = 20;
