@@ -8,6 +8,13 @@ use std::time::{Duration, Instant};
 
 use common::{outpost, spawn_outpost, stderr, stdout};
 
+/// `outpost ARGS`, which must succeed, and its stdout as JSON.
+fn outpost_json(args: &[&str]) -> serde_json::Value {
+    let o = outpost(args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).expect("json")
+}
+
 #[test]
 fn run_raw_greedy_streams_paris() {
     let o = outpost(&[
@@ -50,7 +57,7 @@ fn run_chat_on_smollm_answers() {
 
 #[test]
 fn run_json_reports_tokens_and_finish_reason() {
-    let o = outpost(&[
+    let v = outpost_json(&[
         "run",
         "gemma3-270m",
         "--raw",
@@ -63,8 +70,6 @@ fn run_json_reports_tokens_and_finish_reason() {
         "-t",
         "1",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
     assert_eq!(v["completion_tokens"], 12);
     assert_eq!(v["finish_reason"], "length");
     assert_eq!(v["seed"], 7);
@@ -160,9 +165,7 @@ fn info_describes_a_model() {
     ] {
         assert!(out.contains(needle), "{needle:?} missing from:\n{out}");
     }
-    let o = outpost(&["info", "gemma3-270m", "--json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let v = outpost_json(&["info", "gemma3-270m", "--json"]);
     assert_eq!(v["architecture"], "gemma3");
     assert!(v["chat_template"].is_null());
     assert!(v["tensor_types"].as_array().is_some_and(|t| t.len() >= 2));
@@ -275,7 +278,7 @@ fn chat_repl_keeps_the_conversation_in_the_prompt_cache() {
 
 #[test]
 fn bench_reports_pp_tg_and_concurrent_decode_as_json() {
-    let o = outpost(&[
+    let v = outpost_json(&[
         "bench",
         "smollm2-135m",
         "-p",
@@ -292,8 +295,6 @@ fn bench_reports_pp_tg_and_concurrent_decode_as_json() {
         "8",
         "--json",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
     let tests: Vec<&str> = v["results"]
         .as_array()
         .expect("results")
@@ -313,7 +314,7 @@ fn bench_reports_pp_tg_and_concurrent_decode_as_json() {
 
 #[test]
 fn bench_bound_measures_every_step_width_and_refuses_a_draft_beyond_the_limit() {
-    let o = outpost(&[
+    let v = outpost_json(&[
         "bench",
         "smollm2-135m",
         "-p",
@@ -329,8 +330,6 @@ fn bench_bound_measures_every_step_width_and_refuses_a_draft_beyond_the_limit() 
         "--bound",
         "--json",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
     let run = &v["parallel"][0];
     assert_eq!(run["draft_max"], 8, "drafting where it pays, by default");
     assert_eq!(run["draft_always"], false);
