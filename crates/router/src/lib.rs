@@ -103,8 +103,6 @@ pub enum RouterError {
 pub struct RouteEvent {
     pub target: Target,
     pub reason: Reason,
-    pub app: Option<String>,
-    pub redacted: usize,
 }
 
 /// The router's state, shared by all requests.

@@ -124,10 +124,6 @@ async fn route(
         local_ctx,
         queued_per_slot: queued,
     };
-    let app = router
-        .app(&info)
-        .map_err(|e| ApiError::bad_request(Some(e.header()), "invalid_header", e.to_string()))?
-        .map(|(n, _)| n.to_string());
     let signals = router
         .signals(&info)
         .map_err(|e| ApiError::bad_request(Some(e.header()), "invalid_header", e.to_string()))?;
@@ -136,8 +132,6 @@ async fn route(
         router.record(RouteEvent {
             target: d.target,
             reason: d.reason,
-            app: app.clone(),
-            redacted,
         });
         // With --store, the decision also goes to the telemetry spool (the
         // agent ships it to the fleet): target and reason, never the text.
