@@ -6,10 +6,9 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
-use common::outpost;
 use common::server::{header_value, http, http_headers, start_models, start_second, Server};
+use common::{outpost, run_python_client};
 
 /// A card number that passes Luhn but is no well-known test number, so a
 /// model cannot produce it unless the router gave it back.
@@ -362,27 +361,12 @@ fn the_official_openai_client_streams_through_the_router() {
         "client",
         "mode = \"auto\"\n[auto]\nsensitive = \"redact\"\ncomplexity_threshold = 0.25\n",
     );
-    let o = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/route_client.py"
-        ))
-        .env(
-            "OUTPOST_BASE_URL",
-            format!("http://127.0.0.1:{}/v1", p.local.port),
-        )
-        .env("CARD", CARD)
-        .output()
-        .expect("python3 (pip install openai: scripts/test.sh does it)");
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr),
+    let base_url = format!("http://127.0.0.1:{}/v1", p.local.port);
+    run_python_client(
+        "route_client.py",
+        "openai",
+        &[("OUTPOST_BASE_URL", &base_url), ("CARD", CARD)],
     );
-    assert!(
-        o.status.success(),
-        "openai client checks failed:\n{out}\n{err}"
-    );
-    assert!(out.contains("\"checks\""), "{out}");
     let log = cloud_log(&p);
     assert!(log.lines().count() >= 2, "{log}");
     assert!(

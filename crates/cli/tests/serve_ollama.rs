@@ -8,6 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::run_python_client;
 use common::server::{
     greedy_run_answer, http, http_full, metric, start_models, start_with, wait_until, Stream,
 };
@@ -42,25 +43,12 @@ fn the_official_ollama_client_works_unchanged() {
         loaded(server.port).is_empty(),
         "models load on first use, not at start"
     );
-    let o = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/ollama_client.py"
-        ))
-        .env("OUTPOST_HOST", format!("http://127.0.0.1:{}", server.port))
-        .env("EXPECTED_RUN_TEXT", &expected)
-        .output()
-        .expect("python3 (pip install ollama: scripts/test.sh does it)");
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr),
+    let host = format!("http://127.0.0.1:{}", server.port);
+    run_python_client(
+        "ollama_client.py",
+        "ollama",
+        &[("OUTPOST_HOST", &host), ("EXPECTED_RUN_TEXT", &expected)],
     );
-    assert!(
-        o.status.success(),
-        "ollama client checks failed:\n{out}\n{err}"
-    );
-    eprintln!("{out}");
-    assert!(out.contains("\"checks\""), "{out}");
     let (status, body) = http(server.port, "GET", "/api/version", "", None);
     assert_eq!(status, 200);
     assert!(body.contains("\"version\""), "{body}");

@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::outpost;
 use common::server::{greedy_run_answer, http, start_models, Server};
+use common::{outpost, run_python_client};
 
 fn start(extra: &[&str]) -> Server {
     start_models(&["smollm2-135m"], extra)
@@ -17,28 +16,15 @@ fn start(extra: &[&str]) -> Server {
 fn the_official_openai_client_works_unchanged() {
     let expected = greedy_run_answer();
     let server = start(&[]);
-    let o = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/openai_client.py"
-        ))
-        .env(
-            "OUTPOST_BASE_URL",
-            format!("http://127.0.0.1:{}/v1", server.port),
-        )
-        .env("EXPECTED_RUN_TEXT", &expected)
-        .output()
-        .expect("python3 (pip install openai: scripts/test.sh does it)");
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr),
+    let base_url = format!("http://127.0.0.1:{}/v1", server.port);
+    run_python_client(
+        "openai_client.py",
+        "openai",
+        &[
+            ("OUTPOST_BASE_URL", &base_url),
+            ("EXPECTED_RUN_TEXT", &expected),
+        ],
     );
-    assert!(
-        o.status.success(),
-        "openai client checks failed:\n{out}\n{err}"
-    );
-    eprintln!("{out}");
-    assert!(out.contains("\"checks\""), "{out}");
 }
 
 #[test]

@@ -63,6 +63,27 @@ pub fn spawn_outpost(args: &[&str]) -> Child {
         .expect("spawn outpost")
 }
 
+/// Runs the Python client `script` (in crates/cli/tests), which needs the
+/// pip package `package`, with `env`; it must succeed and print its
+/// "checks". Returns its stdout.
+pub fn run_python_client(script: &str, package: &str, env: &[(&str, &str)]) -> String {
+    let o = Command::new("python3")
+        .arg(format!("{}/tests/{script}", env!("CARGO_MANIFEST_DIR")))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("python3 (pip install {package}: scripts/test.sh does it): {e:?}")
+        });
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "{package} client checks failed:\n{out}\n{err}"
+    );
+    eprintln!("{out}");
+    assert!(out.contains("\"checks\""), "{out}");
+    out
+}
+
 /// A variants build of SmolLM2 with tiers q8_0 and q4_0 (one eval chunk),
 /// shared by the test binaries through the target folder: built once,
 /// then reused while its variants.json parses and every tier file has the
