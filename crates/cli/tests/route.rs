@@ -86,7 +86,21 @@ fn post(
     (status, route, v)
 }
 
-/// [`post`] that must answer 200 through `route` from `model`; the body.
+/// [`post`] that must answer 200 through `route`; the body.
+fn answered(
+    port: u16,
+    path: &str,
+    body: &serde_json::Value,
+    headers: &[(&str, &str)],
+    route: &str,
+) -> serde_json::Value {
+    let (status, got, v) = post(port, path, body, headers);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(got, route, "{v}");
+    v
+}
+
+/// [`answered`] by `model`; the body.
 fn routed(
     port: u16,
     path: &str,
@@ -95,9 +109,7 @@ fn routed(
     route: &str,
     model: &str,
 ) -> serde_json::Value {
-    let (status, got, v) = post(port, path, body, headers);
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(got, route, "{v}");
+    let v = answered(port, path, body, headers, route);
     assert_eq!(v["model"], model, "{v}");
     v
 }
@@ -132,9 +144,13 @@ fn a_card_number_reaches_the_cloud_only_as_a_placeholder_and_comes_back_in_the_a
     let body = serde_json::json!({
         "model": "smollm2-135m", "prompt": prompt, "temperature": 0, "max_tokens": 12,
     });
-    let (status, route, v) = post(p.local.port, "/v1/completions", &body, &[]);
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(route, "cloud; reason=complexity; redacted=2", "{v}");
+    let v = answered(
+        p.local.port,
+        "/v1/completions",
+        &body,
+        &[],
+        "cloud; reason=complexity; redacted=2",
+    );
     assert_eq!(v["model"], "gemma3-270m", "the cloud answered: {v}");
     let text = v["choices"][0]["text"].as_str().expect("text");
     assert!(
@@ -238,11 +254,12 @@ fn cloud_down_falls_back_to_local_then_the_breaker_opens_and_cloud_only_is_a_503
         "mode = \"prefer_cloud\"\n[breaker]\nfailures = 2\ncooldown_ms = 600000\n",
     );
     // While the cloud is up, prefer_cloud goes there.
-    let (status, route, v) = post(p.local.port, "/v1/chat/completions", &chat("Hi!", 4), &[]);
-    assert_eq!(
-        (status, route.as_str()),
-        (200, "cloud; reason=prefer_cloud"),
-        "{v}"
+    answered(
+        p.local.port,
+        "/v1/chat/completions",
+        &chat("Hi!", 4),
+        &[],
+        "cloud; reason=prefer_cloud",
     );
     drop(p.cloud.take());
     for _ in 0..2 {
@@ -260,10 +277,12 @@ fn cloud_down_falls_back_to_local_then_the_breaker_opens_and_cloud_only_is_a_503
             .is_empty());
     }
     // Two failures opened the breaker: the cloud is not even tried.
-    let (status, route, _) = post(p.local.port, "/v1/chat/completions", &chat("Hi!", 4), &[]);
-    assert_eq!(
-        (status, route.as_str()),
-        (200, "local; reason=cloud_unavailable")
+    answered(
+        p.local.port,
+        "/v1/chat/completions",
+        &chat("Hi!", 4),
+        &[],
+        "local; reason=cloud_unavailable",
     );
     // cloud_only never answers locally: a clear 503.
     let (status, _, v) = post(
@@ -295,11 +314,12 @@ fn a_latency_budget_too_tight_for_the_local_model_goes_to_the_cloud() {
         "mode = \"auto\"\n[local]\nprefill_tok_s = 5\ndecode_tok_s = 5\n",
     );
     let body = chat("What is the capital of France?", 16);
-    let (status, route, v) = post(p.local.port, "/v1/chat/completions", &body, &[]);
-    assert_eq!(
-        (status, route.as_str()),
-        (200, "local; reason=simple"),
-        "{v}"
+    answered(
+        p.local.port,
+        "/v1/chat/completions",
+        &body,
+        &[],
+        "local; reason=simple",
     );
     routed(
         p.local.port,
@@ -330,18 +350,24 @@ fn a_prompt_longer_than_the_local_context_goes_to_the_cloud() {
         "{}\nSummarise the list above in one word.",
         "apple pear ".repeat(1500)
     );
-    let (status, route, v) = post(p.local.port, "/v1/chat/completions", &chat(&long, 4), &[]);
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(route, "cloud; reason=fit");
+    let v = answered(
+        p.local.port,
+        "/v1/chat/completions",
+        &chat(&long, 4),
+        &[],
+        "cloud; reason=fit",
+    );
     assert!(
         v["usage"]["prompt_tokens"].as_u64().unwrap_or(0) > 2048,
         "{v}"
     );
     // Short prompts stay local under prefer_local.
-    let (status, route, _) = post(p.local.port, "/v1/chat/completions", &chat("Hi", 4), &[]);
-    assert_eq!(
-        (status, route.as_str()),
-        (200, "local; reason=prefer_local")
+    answered(
+        p.local.port,
+        "/v1/chat/completions",
+        &chat("Hi", 4),
+        &[],
+        "local; reason=prefer_local",
     );
     // local_only does not send it anywhere: the local context error says why.
     let (status, route, v) = post(
@@ -445,11 +471,12 @@ fn the_cascade_escalates_a_weak_local_answer_and_keeps_a_confident_one() {
         "cascade-keep",
         "mode = \"auto\"\n[cascade]\nenabled = true\nmin_mean_logprob = -1000\n",
     );
-    let (status, route, v) = post(p.local.port, "/v1/chat/completions", &body, &[]);
-    assert_eq!(
-        (status, route.as_str()),
-        (200, "local; reason=simple"),
-        "{v}"
+    let v = answered(
+        p.local.port,
+        "/v1/chat/completions",
+        &body,
+        &[],
+        "local; reason=simple",
     );
     assert_eq!(v["model"], "smollm2-135m");
     assert!(v["choices"][0]["logprobs"].is_null(), "{v}");
