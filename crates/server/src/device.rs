@@ -107,11 +107,8 @@ impl StoreLink {
         let Ok(model) = ModelName::parse(&spec.name) else {
             return;
         };
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         let ev = TelemetryEvent {
-            at: Timestamp::from_unix_seconds(secs),
+            at: Timestamp::now(),
             model,
             model_version: version.clone(),
             model_digest: *digest,
