@@ -16,7 +16,7 @@ mod fixture;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -215,14 +215,21 @@ fn a_perturbed_tier_fails_its_canary_is_reverted_and_the_fleet_sees_it() {
     );
 }
 
+/// A fleet in `root` (started with `extra`) with SmolLM2's q4_0 tier
+/// published as 1.0.0 and released to stable; the tier's file and entry.
+fn fleet_on_q4(root: &Dir, extra: &[&str]) -> (Fleet, PathBuf, Value) {
+    let fleet = Fleet::start(&root.0.join("fleet"), free_port(), extra);
+    let (q4, t4) = tier("q4_0");
+    fleet.publish(&release(&root.0, "1.0.0", &q4, &t4));
+    fleet.release_to_stable("1.0.0");
+    (fleet, q4, t4)
+}
+
 #[test]
 fn telemetry_waits_out_an_offline_fleet_and_a_lost_ack_and_counts_once() {
     let _s = serial();
     let root = temp("offline");
-    let mut fleet = Fleet::start(&root.0.join("fleet"), free_port(), &[]);
-    let (q4, t4) = tier("q4_0");
-    fleet.publish(&release(&root.0, "1.0.0", &q4, &t4));
-    fleet.release_to_stable("1.0.0");
+    let (mut fleet, _, _) = fleet_on_q4(&root, &[]);
     let store = root.0.join("device");
     ok(&run(agent(&fleet, &store, &["--no-canary"], &[])));
     let server = start_models(&[], &["--store", store.to_str().expect("utf8")]);
@@ -292,15 +299,9 @@ fn blob_present(store: &Path, digest: &str) -> bool {
 fn named_crash_points_never_leave_a_bad_install() {
     let _s = serial();
     let root = temp("crash");
-    let mut fleet = Fleet::start(
-        &root.0.join("fleet"),
-        free_port(),
-        &["--throttle-bytes-per-s", "5000000"],
-    );
-    let ((q4, t4), (q8, t8)) = (tier("q4_0"), tier("q8_0"));
+    let (mut fleet, q4, t4) = fleet_on_q4(&root, &["--throttle-bytes-per-s", "5000000"]);
+    let (q8, t8) = tier("q8_0");
     let d4 = digest_of(&q4);
-    fleet.publish(&release(&root.0, "1.0.0", &q4, &t4));
-    fleet.release_to_stable("1.0.0");
     let store = root.0.join("device");
     let crash = |fleet: &Fleet, point: &str| {
         let o = run(agent(
@@ -415,15 +416,8 @@ fn proxy(to: u16) -> Proxy {
 fn twenty_random_kills_during_a_throttled_download_resume_without_refetching() {
     let _s = serial();
     let root = temp("kills");
-    let fleet = Fleet::start(
-        &root.0.join("fleet"),
-        free_port(),
-        &["--throttle-bytes-per-s", "5000000"],
-    );
-    let (q4, t4) = tier("q4_0");
+    let (fleet, q4, _) = fleet_on_q4(&root, &["--throttle-bytes-per-s", "5000000"]);
     let (d4, len) = (digest_of(&q4), std::fs::metadata(&q4).expect("q4").len());
-    fleet.publish(&release(&root.0, "1.0.0", &q4, &t4));
-    fleet.release_to_stable("1.0.0");
     let p = proxy(fleet.port);
     let url = format!("http://127.0.0.1:{}", p.port);
     let store = root.0.join("device");
@@ -483,11 +477,8 @@ fn twenty_random_kills_during_a_throttled_download_resume_without_refetching() {
 fn tampered_and_over_long_artifacts_are_refused_and_reported() {
     let _s = serial();
     let root = temp("tamper");
-    let fleet = Fleet::start(&root.0.join("fleet"), free_port(), &[]);
-    let (q4, t4) = tier("q4_0");
+    let (fleet, q4, _) = fleet_on_q4(&root, &[]);
     let d4 = digest_of(&q4);
-    fleet.publish(&release(&root.0, "1.0.0", &q4, &t4));
-    fleet.release_to_stable("1.0.0");
     let served = fleet
         .data
         .join("store")
@@ -654,11 +645,8 @@ fn run_outlasts_an_offline_fleet_and_keeps_download_conditions_and_the_cap() {
     use std::io::BufRead;
     let _s = serial();
     let root = temp("run");
-    let mut fleet = Fleet::start(&root.0.join("fleet"), free_port(), &[]);
-    let (q4, t4) = tier("q4_0");
+    let (mut fleet, q4, _) = fleet_on_q4(&root, &[]);
     let len = std::fs::metadata(&q4).expect("q4").len();
-    fleet.publish(&release(&root.0, "1.0.0", &q4, &t4));
-    fleet.release_to_stable("1.0.0");
     fleet.stop();
     let store = root.0.join("device");
     let metered = root.0.join("metered.toml");
