@@ -104,18 +104,20 @@ pub fn smollm2_variants() -> (PathBuf, serde_json::Value) {
     if let Some(v) = cached() {
         return (out, v);
     }
-    let o = Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .args(["variants", "build", "smollm2-135m", "--tiers", "q8_0,q4_0"])
-        .args(["--chunks", "1", "-t", "2", "--out"])
-        .arg(&out)
-        .env("OUTPOST_MODELS_DIR", models_dir())
-        .output()
-        .expect("run outpost variants build");
-    assert!(
-        o.status.success(),
-        "variants build: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = outpost(&[
+        "variants",
+        "build",
+        "smollm2-135m",
+        "--tiers",
+        "q8_0,q4_0",
+        "--chunks",
+        "1",
+        "-t",
+        "2",
+        "--out",
+        out.to_str().expect("utf-8 target folder"),
+    ]);
+    assert!(o.status.success(), "variants build: {}", stderr(&o));
     let v = cached().expect("a complete variants build");
     (out, v)
 }
