@@ -4,23 +4,16 @@ and passes OUTPOST_HOST and the greedy `outpost run` answer in
 EXPECTED_RUN_TEXT)."""
 import json
 import os
-import sys
 
 import ollama
+
+import client_checks
+from client_checks import check
 
 client = ollama.Client(host=os.environ["OUTPOST_HOST"])
 SMOL, GEMMA = "smollm2-135m", "gemma3-270m"
 QUESTION = "Which city is the capital of France?"
 GREEDY = {"temperature": 0, "repeat_penalty": 1.0, "num_predict": 40}
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        print(f"FAILED: {what}", file=sys.stderr)
-        sys.exit(1)
-    checks += 1
 
 
 # tags: both models, with details from their GGUF headers
@@ -100,4 +93,4 @@ r = client.generate(model=GEMMA, prompt="", keep_alive=0)
 check(r.done and r.done_reason == "unload", f"unload: {r.done_reason}")
 check({m.model for m in client.ps().models} == {SMOL}, f"after unload: {client.ps().models}")
 
-print(json.dumps({"checks": checks}))
+print(json.dumps({"checks": client_checks.count}))

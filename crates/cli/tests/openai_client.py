@@ -3,22 +3,15 @@ serve_openai.rs, which starts the server and passes OUTPOST_BASE_URL and the
 greedy `outpost run` answer in EXPECTED_RUN_TEXT)."""
 import json
 import os
-import sys
 
 import openai
+
+import client_checks
+from client_checks import check
 
 client = openai.OpenAI(base_url=os.environ["OUTPOST_BASE_URL"], api_key="unused")
 MODEL = "smollm2-135m"
 QUESTION = "Which city is the capital of France?"
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        print(f"FAILED: {what}", file=sys.stderr)
-        sys.exit(1)
-    checks += 1
 
 
 # models
@@ -116,4 +109,4 @@ try:
 except openai.BadRequestError as e:
     check(e.body["code"] == "context_length_exceeded" and "2048" in e.body["message"], f"overflow: {e.body}")
 
-print(json.dumps({"checks": checks, "answer": answer}))
+print(json.dumps({"checks": client_checks.count, "answer": answer}))

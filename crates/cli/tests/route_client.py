@@ -3,22 +3,15 @@
 passes OUTPOST_BASE_URL and a Luhn-valid CARD number)."""
 import json
 import os
-import sys
 
 import openai
+
+import client_checks
+from client_checks import check
 
 client = openai.OpenAI(base_url=os.environ["OUTPOST_BASE_URL"], api_key="unused")
 CARD = os.environ["CARD"]
 MODEL = "smollm2-135m"
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        print(f"FAILED: {what}", file=sys.stderr)
-        sys.exit(1)
-    checks += 1
 
 
 # A simple question stays on the device; the header says so.
@@ -62,4 +55,4 @@ try:
 except openai.BadRequestError as e:
     check(e.body["param"] == "x-outpost-latency-budget-ms", f"{e.body}")
 
-print(json.dumps({"checks": checks, "restored": whole}))
+print(json.dumps({"checks": client_checks.count, "restored": whole}))
