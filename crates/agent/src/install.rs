@@ -155,6 +155,13 @@ pub(crate) fn installed(store: &Store) -> Result<Vec<Installed>, AgentError> {
     Ok(out)
 }
 
+fn now() -> Timestamp {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Timestamp::from_unix_seconds(secs)
+}
+
 /// The short code sent to the fleet for a refused manifest.
 fn verify_code(e: &VerifyError) -> &'static str {
     match e {
@@ -172,7 +179,7 @@ impl Agent {
     /// Puts an event about `m` (the manifest's release) in the spool.
     fn report(&self, m: &Manifest, data: EventData) -> Result<(), AgentError> {
         self.spool.push(&[TelemetryEvent {
-            at: Timestamp::now(),
+            at: now(),
             model: m.model.clone(),
             model_version: m.model_version.clone(),
             model_digest: m.variant.digest,
@@ -292,7 +299,7 @@ pub(crate) fn apply(
     };
     let envelope = signed.to_json();
     let store = &agent.store;
-    let verified = match store.accept_manifest(&envelope, &agent.cfg.keyring, Timestamp::now()) {
+    let verified = match store.accept_manifest(&envelope, &agent.cfg.keyring, now()) {
         Ok(v) => v,
         Err(StoreError::Manifest(e)) => {
             let code = verify_code(&e);

@@ -31,14 +31,6 @@ impl Timestamp {
         self.0
     }
 
-    /// The system clock, to the second (the epoch if the clock is before it).
-    pub fn now() -> Timestamp {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        Timestamp(secs)
-    }
-
     /// Parses exactly `YYYY-MM-DDTHH:MM:SSZ`.
     pub fn parse(s: &str) -> Result<Timestamp, TimestampError> {
         let err = |problem| TimestampError {

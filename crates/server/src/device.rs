@@ -107,8 +107,11 @@ impl StoreLink {
         let Ok(model) = ModelName::parse(&spec.name) else {
             return;
         };
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let ev = TelemetryEvent {
-            at: Timestamp::now(),
+            at: Timestamp::from_unix_seconds(secs),
             model,
             model_version: version.clone(),
             model_digest: *digest,
