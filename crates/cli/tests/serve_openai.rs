@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::server::{greedy_run_answer, http, start_models, Server};
+use common::server::{greedy_run_answer, http, metric, start_models, Server};
 use common::{outpost, run_python_client};
 
 fn start(extra: &[&str]) -> Server {
@@ -111,14 +111,10 @@ fn drafting_flags_keep_the_greedy_answer_and_show_in_metrics() {
         assert_eq!(status, 200, "{reply}");
         let v: serde_json::Value = serde_json::from_str(&reply).expect("json");
         let text = v["choices"][0]["text"].as_str().expect("text").to_string();
-        let (_, metrics) = http(server.port, "GET", "/metrics", "", None);
         let counter = |name: &str| -> u64 {
-            let line = format!("outpost_{name}_total{{model=\"smollm2-135m\"}} ");
-            metrics
-                .lines()
-                .find_map(|l| l.strip_prefix(&line))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("{line:?} missing from:\n{metrics}"))
+            let line = format!("outpost_{name}_total{{model=\"smollm2-135m\"}}");
+            metric(server.port, &line).unwrap_or_else(|| panic!("{line:?} missing from /metrics"))
+                as u64
         };
         (
             text,
