@@ -5,9 +5,8 @@
 set -euo pipefail
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/*/libclang*.so* >/dev/null 2>&1; then
-  missing+=(libclang-dev)
-fi
+# What bindgen loads, found where it looks (libclang-cpp.so does not count).
+"$(dirname "$0")/find-libclang.sh" >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
