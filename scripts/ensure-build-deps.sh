@@ -15,3 +15,5 @@ sudo=""
 [[ $(id -u) -ne 0 ]] && sudo="sudo"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+# Say so now, not as a bindgen panic minutes into the build.
+"$(dirname "$0")/find-libclang.sh" >/dev/null
