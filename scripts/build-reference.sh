@@ -12,7 +12,7 @@
 set -euo pipefail
 
 version="${OUTPOST_REFERENCE_VERSION:-0.3.36}"
-dir="${OUTPOST_REFERENCE_DIR:-$HOME/.cache/outpost/reference/llama-cpp-python-$version}"
+dir="${OUTPOST_REFERENCE_DIR:-$HOME/.cache/outpost/reference/llama-cpp-python-$version-noamx}"
 stamp="$dir/bin/.complete"
 tools=(llama-bench llama-server llama-perplexity llama-quantize)
 
@@ -42,8 +42,13 @@ if [[ -f "$head_file" ]]; then
 else
   commit="unknown (llama-cpp-python $version)"
 fi
-echo "reference tools: configuring llama.cpp ($commit), GGML_NATIVE=ON like the engine"
+# Like the engine (.cargo/config.toml): every vector instruction of this CPU
+# but AMX, whose matrix multiply crashes model loads on some Xeons.
+noamx=""
+[[ "$(uname -m)" == x86_64 ]] && noamx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+echo "reference tools: configuring llama.cpp ($commit), GGML_NATIVE=ON without AMX, like the engine"
 cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_C_FLAGS="$noamx" -DCMAKE_CXX_FLAGS="$noamx" \
   -DGGML_NATIVE=ON -DGGML_OPENMP=ON -DBUILD_SHARED_LIBS=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF \
   -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF \
