@@ -51,8 +51,9 @@ else
     IFS=: read -r -a ld <<<"$LD_LIBRARY_PATH"
     dirs+=("${ld[@]}")
   fi
-  for pattern in /usr/local/llvm*/lib* /usr/local/lib*/*/* /usr/local/lib*/* /usr/local/lib* \
-                 /usr/lib*/*/* /usr/lib*/* /usr/lib*; do
+  # Quoted, so that they are expanded only under $root, not first against /.
+  for pattern in '/usr/local/llvm*/lib*' '/usr/local/lib*/*/*' '/usr/local/lib*/*' '/usr/local/lib*' \
+                 '/usr/lib*/*/*' '/usr/lib*/*' '/usr/lib*'; do
     for d in $root$pattern; do dirs+=("$d"); done
   done
   for d in "${dirs[@]}"; do

@@ -2,7 +2,7 @@
 //! send telemetry, and download an artifact into the store's partial file
 //! with `Range`, a bandwidth cap and a progress line on a terminal.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use outpost_protocol::fleet::{
@@ -160,7 +160,7 @@ impl FleetClient {
             let mut body = resp.into_reader();
             let mut buf = vec![0u8; 64 * 1024];
             let started = Instant::now();
-            let mut progress = Progress::new(length);
+            let mut progress = Progress::new(length, resumed_from, &digest.to_string());
             let mut since_sync = 0u64;
             loop {
                 let want = buf
@@ -238,40 +238,56 @@ impl FleetClient {
     }
 }
 
-/// A one-line progress bar on stderr when it is a terminal.
+/// The download's bar (bytes, rate, ETA) on stderr when it is a terminal;
+/// otherwise one plain line when it starts and one when it ends, so that
+/// logs stay readable.
 struct Progress {
-    total: u64,
-    tty: bool,
-    last: Instant,
+    bar: indicatif::ProgressBar,
+    started: Instant,
+    from: u64,
 }
 
 impl Progress {
-    fn new(total: u64) -> Progress {
+    fn new(total: u64, from: u64, digest: &str) -> Progress {
+        let short = digest.get(..19).unwrap_or(digest);
+        let bar = indicatif::ProgressBar::new(total);
+        if bar.is_hidden() {
+            tracing::info!(artifact = %digest, bytes = total, resume_from = from, "downloading");
+        } else {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "  {prefix} [{bar:24}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(short.to_string());
+            bar.set_position(from);
+        }
         Progress {
-            total,
-            tty: std::io::stderr().is_terminal(),
-            last: Instant::now(),
+            bar,
+            started: Instant::now(),
+            from,
         }
     }
 
     fn show(&mut self, done: u64) {
-        if !self.tty || self.last.elapsed() < Duration::from_millis(200) {
-            return;
-        }
-        self.last = Instant::now();
-        let pct = done as f64 * 100.0 / self.total.max(1) as f64;
-        let bar = "#".repeat((pct / 5.0) as usize);
-        eprint!(
-            "\r  [{bar:<20}] {pct:5.1} %  {:.1} / {:.1} MB",
-            done as f64 / 1e6,
-            self.total as f64 / 1e6
-        );
-        let _ = std::io::stderr().flush();
+        self.bar.set_position(done);
     }
 
     fn done(&self) {
-        if self.tty {
-            eprintln!();
+        if self.bar.is_hidden() {
+            let secs = self.started.elapsed().as_secs_f64();
+            let moved = self.bar.position().saturating_sub(self.from);
+            tracing::info!(
+                bytes = moved,
+                seconds = secs,
+                "downloaded {:.1} MB at {:.1} MB/s",
+                moved as f64 / 1e6,
+                moved as f64 / 1e6 / secs.max(1e-3)
+            );
+        } else {
+            self.bar.finish_and_clear();
         }
     }
 }

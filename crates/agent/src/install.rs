@@ -228,7 +228,7 @@ impl Agent {
             .run(&self.store.blob_path(&m.variant.digest), &m.canaries)
             .unwrap_or_else(|e| {
                 // A model that crashes or cannot load fails its canary.
-                eprintln!("canary of {} {}: {e}", m.model, m.model_version);
+                tracing::warn!(error = %e, "canary of {} {} could not run", m.model, m.model_version);
                 crate::CanaryResult {
                     kld: f64::INFINITY,
                     same_top: 0.0,
@@ -379,7 +379,7 @@ pub(crate) fn apply(
         match store.rollback(&m.model) {
             Ok(_) => {}
             Err(StoreError::NoPrevious { .. }) => {
-                eprintln!(
+                tracing::warn!(
                     "{}: no previous version to revert to; {version} stays active",
                     m.model
                 )

@@ -258,7 +258,7 @@ impl Agent {
     fn notify_reload(&self) {
         if let Some(url) = &self.cfg.reload_url {
             if let Err(e) = ureq::post(url).timeout(Duration::from_secs(30)).call() {
-                eprintln!("note: could not ask the local server at {url} to reload: {e}");
+                tracing::warn!(error = %e, "could not ask the local server at {url} to reload");
             }
         }
     }

@@ -28,10 +28,11 @@ pub(crate) fn ship(agent: &Agent) -> Result<u64, AgentError> {
             Err(AgentError::Fleet {
                 status, message, ..
             }) if (400..500).contains(&status) && status != 401 => {
-                eprintln!(
-                    "telemetry batch {} ({} events) refused by the fleet ({status}: {message}); dropped",
-                    b.batch_id,
-                    batch.events.len()
+                tracing::warn!(
+                    batch = %b.batch_id,
+                    events = batch.events.len(),
+                    status,
+                    "telemetry batch refused by the fleet ({message}); dropped"
                 );
                 agent.spool.ack(&b.batch_id)?;
             }

@@ -224,19 +224,19 @@ fn run(r: RunArgs, once: bool) -> Result<()> {
         Agent::open(cfg)?
     } else {
         match Agent::open_patiently(cfg, &stop, |e, wait| {
-            eprintln!(
+            tracing::warn!(
                 "registration failed ({e}); retrying in {:.1} s",
                 wait.as_secs_f64()
             )
         })? {
             Some(a) => a,
             None => {
-                eprintln!("stopped");
+                tracing::info!("stopped");
                 return Ok(());
             }
         }
     };
-    eprintln!(
+    tracing::info!(
         "device {} on channel {} (fleet {})",
         agent.identity().device_id,
         agent.identity().channel,
@@ -263,9 +263,9 @@ fn run(r: RunArgs, once: bool) -> Result<()> {
                 println!("telemetry: {} events sent", c.telemetry_sent);
             }
         }
-        Err(e) => eprintln!("check-in failed: {e}"),
+        Err(e) => tracing::warn!(error = %e, "check-in failed"),
     })?;
-    eprintln!("stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 

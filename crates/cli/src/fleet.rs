@@ -409,7 +409,7 @@ fn serve(args: &FleetArgs, s: &ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("binding {addr}"))?;
         let local = listener.local_addr()?;
-        eprintln!(
+        tracing::info!(
             "fleet listening on http://{local} (data {}, signing key {}; admin token in {}, app key in {})",
             dir.display(),
             fleet.signer().key_id(),
@@ -417,7 +417,7 @@ fn serve(args: &FleetArgs, s: &ServeArgs) -> Result<()> {
             dir.join("app.key").display()
         );
         outpost_fleet::serve(listener, fleet, shutdown_signal()).await?;
-        eprintln!("fleet stopped");
+        tracing::info!("fleet stopped");
         Ok(())
     })
 }

@@ -5,15 +5,18 @@ mod agent;
 mod chat;
 mod fleet;
 mod guard;
+mod logging;
 mod models;
 mod route;
 mod run;
 mod serve;
+mod shell;
+mod table;
 mod variants;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Outpost runs quantized GGUF models on the device, at llama.cpp speed.
 ///
@@ -29,6 +32,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: logging::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +151,21 @@ enum Command {
     ///   outpost variants build smollm2-135m --out variants/smollm2
     #[command(verbatim_doc_comment)]
     Variants(variants::VariantsArgs),
+    /// Print a shell completion script.
+    ///
+    /// Examples:
+    ///   outpost completions bash > /etc/bash_completion.d/outpost
+    ///   outpost completions zsh > "${fpath[1]}/_outpost"
+    ///   outpost completions fish > ~/.config/fish/completions/outpost.fish
+    #[command(verbatim_doc_comment)]
+    Completions(shell::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per subcommand.
+    ///
+    /// Examples:
+    ///   outpost man | man -l -
+    ///   outpost man --out /usr/local/share/man/man1
+    #[command(verbatim_doc_comment)]
+    Man(shell::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -158,6 +178,10 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if let Err(e) = cli.log.init() {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Chat(args) => chat::chat(args),
@@ -169,9 +193,16 @@ fn main() -> ExitCode {
         Command::Route(args) => route::route(args),
         Command::Fleet(args) => fleet::fleet(args),
         Command::Variants(args) => variants::variants(args),
+        Command::Completions(args) => shell::completions(args, &mut Cli::command()),
+        Command::Man(args) => shell::man(args, Cli::command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A machine reading JSON lines gets the failure as one too.
+        Err(e) if cli.log.json() => {
+            tracing::error!(error = %format!("{e:#}"), "failed");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -431,59 +431,59 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("| model | size | params | threads | test | t/s |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    let mut t = crate::table::markdown(&["model", "size", "params", "threads", "test", "t/s"]);
     for s in &r.stats {
-        println!(
-            "| {} | {:.2} MiB | {:.2} M | {} | {} | {:.2} ± {:.2} |",
-            info.architecture,
-            info.file_size as f64 / 1048576.0,
-            info.n_params as f64 / 1e6,
-            r.threads,
-            s.test,
-            s.mean(),
-            s.stddev()
-        );
+        t.add_row(vec![
+            info.architecture.clone(),
+            format!("{:.2} MiB", info.file_size as f64 / 1048576.0),
+            format!("{:.2} M", info.n_params as f64 / 1e6),
+            r.threads.to_string(),
+            s.test.to_string(),
+            format!("{:.2} ± {:.2}", s.mean(), s.stddev()),
+        ]);
     }
+    crate::table::print(t);
     if parallel.is_empty() {
         return Ok(());
     }
-    let bound_head = if bounds.is_empty() {
-        ("", "")
-    } else {
-        (
-            " bound t/s | of bound | fastest rows/s (rows per sequence) |",
-            " ---: | ---: | ---: |",
-        )
-    };
-    println!(
-        "\n| concurrent sequences | tokens each | aggregate decode t/s | guesses decoded (confirmed) |{}",
-        bound_head.0
-    );
-    println!("| ---: | ---: | ---: | ---: |{}", bound_head.1);
+    let mut header = vec![
+        "concurrent sequences",
+        "tokens each",
+        "aggregate decode t/s",
+        "guesses decoded (confirmed)",
+    ];
+    if !bounds.is_empty() {
+        header.extend([
+            "bound t/s",
+            "of bound",
+            "fastest rows/s (rows per sequence)",
+        ]);
+    }
+    let mut t = crate::table::markdown(&header);
     for (i, p) in parallel.iter().enumerate() {
-        let bound = bounds.get(i).map_or_else(String::new, |b| {
+        let mut row = vec![
+            p.sequences.to_string(),
+            (p.generated / u64::from(p.sequences)).to_string(),
+            format!("{:.1}", p.aggregate_tps()),
+            format!("{} ({})", p.drafted, p.draft_accepted),
+        ];
+        if let Some(b) = bounds.get(i) {
             let widths = b
                 .rows_per_s
                 .iter()
                 .map(|(w, r)| format!("{r:.0} ({w})"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            format!(
-                " {:.1} | {:.0} % | {widths} |",
-                b.aggregate_tps(),
-                100.0 * p.aggregate_tps() / b.aggregate_tps()
-            )
-        });
-        println!(
-            "| {} | {} | {:.1} | {} ({}) |{bound}",
-            p.sequences,
-            p.generated / u64::from(p.sequences),
-            p.aggregate_tps(),
-            p.drafted,
-            p.draft_accepted,
-        );
+            row.extend([
+                format!("{:.1}", b.aggregate_tps()),
+                format!("{:.0} %", 100.0 * p.aggregate_tps() / b.aggregate_tps()),
+                widths,
+            ]);
+        }
+        t.add_row(row);
     }
+    println!();
+    crate::table::print(t);
     if let Some(p) = parallel
         .iter()
         .find(|p| p.step_row_us > 0 || p.step_fixed_us > 0)

@@ -191,7 +191,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         } else {
             String::new()
         };
-        eprintln!(
+        tracing::info!(
             "model {name}: {} ({}), needs {}{fits}",
             path.display(),
             m.digest,
@@ -221,7 +221,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
             if specs.iter().any(|s| s.name == m.name) {
                 bail!("model name {:?} is both given and in the store", m.name);
             }
-            eprintln!(
+            tracing::info!(
                 "model {} (store, {}): {}, needs {}",
                 m.name,
                 m.release.as_ref().map_or("?", |r| r.0.as_str()),
@@ -250,14 +250,14 @@ pub fn serve(a: ServeArgs) -> Result<()> {
                 drop(state.registry.acquire(name, None).await.map_err(|e| {
                     anyhow::anyhow!("preloading {name}: {}", e.body.error.message)
                 })?);
-                eprintln!("loaded {name} in {:.2} s", started.elapsed().as_secs_f64());
+                tracing::info!("loaded {name} in {:.2} s", started.elapsed().as_secs_f64());
             }
         }
         let addr = SocketAddr::new(a.host, a.port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} (in use? try --port)"))?;
-        eprintln!(
+        tracing::info!(
             "listening on http://{addr} (OpenAI API at /v1, Ollama API at /api; memory budget {} MiB; Ctrl-C stops)",
             mib(state.config.memory_budget)
         );
@@ -268,6 +268,6 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         anyhow::Ok(())
     });
     rt.shutdown_timeout(Duration::from_secs(5));
-    eprintln!("stopped");
+    tracing::info!("stopped");
     result
 }

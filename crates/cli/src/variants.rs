@@ -267,29 +267,30 @@ fn print_summary(f: &outpost_protocol::variants::VariantsFile) {
         f.eval.reference_ppl,
         f.eval.scored_tokens
     );
-    println!(
-        "{:<8} {:>9} {:>6} {:>9} {:>8} {:>8} {:>7} {:>7}",
-        "tier", "MiB", "bpw", "PPL", "KLD", "top %", "pp512", "tg128"
-    );
-    for t in &f.tiers {
-        println!(
-            "{:<8} {:>9.1} {:>6.2} {:>9.3} {:>8.4} {:>8.1} {:>7.0} {:>7.0}{}",
-            t.name,
-            t.size as f64 / 1048576.0,
-            t.bpw,
-            t.quality.ppl,
-            t.quality.kld_mean,
-            t.quality.same_top_pct,
-            t.cost.pp512_tps,
-            t.cost.tg128_tps,
-            if t.no_quality_gain {
-                "  (no quality gain)"
+    let mut t = crate::table::table(&[
+        "tier", "MiB", "bpw", "PPL", "KLD", "top %", "pp512", "tg128", "",
+    ]);
+    for tier in &f.tiers {
+        t.add_row(vec![
+            tier.name.clone(),
+            format!("{:.1}", tier.size as f64 / 1048576.0),
+            format!("{:.2}", tier.bpw),
+            format!("{:.3}", tier.quality.ppl),
+            format!("{:.4}", tier.quality.kld_mean),
+            format!("{:.1}", tier.quality.same_top_pct),
+            format!("{:.0}", tier.cost.pp512_tps),
+            format!("{:.0}", tier.cost.tg128_tps),
+            if tier.no_quality_gain {
+                "no quality gain".into()
             } else {
-                ""
-            }
-        );
+                String::new()
+            },
+        ]);
     }
+    crate::table::print(t);
+    let mut t = crate::table::table(&["device class", "recommended"]);
     for r in &f.recommendations {
-        println!("{:<14} {}", r.device_class, r.reason);
+        t.add_row(vec![r.device_class.clone(), r.reason.clone()]);
     }
+    crate::table::print(t);
 }

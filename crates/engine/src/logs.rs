@@ -3,8 +3,8 @@
 //! llama.cpp writes its progress and its error reasons to stderr by default,
 //! which would garble `outpost run`'s streamed output. We keep the recent
 //! warning and error lines in memory so that a failed load can say *why*, and
-//! print everything only when `OUTPOST_LLAMA_LOG=1` is set (read once, at the
-//! first model load).
+//! hand every line to `tracing` at debug level under the target `llama_cpp`
+//! (`--log-level llama_cpp=debug` or `RUST_LOG=llama_cpp=debug` shows them).
 
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_void, CStr};
@@ -12,7 +12,8 @@ use std::sync::{Mutex, Once};
 
 static INSTALL: Once = Once::new();
 static RECENT: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
-static ECHO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// llama.cpp sends a line in pieces at times; the piece so far.
+static PARTIAL: Mutex<String> = Mutex::new(String::new());
 const KEEP: usize = 32;
 /// The quantizer's `[ i/ n]` tensor counter, for progress bars.
 static TENSOR_DONE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -41,8 +42,6 @@ fn tensor_counter(line: &str) -> Option<(u64, u64)> {
 /// Installs the capturing log callback (idempotent).
 pub(crate) fn install() {
     INSTALL.call_once(|| {
-        let echo = std::env::var("OUTPOST_LLAMA_LOG").is_ok_and(|v| v == "1");
-        ECHO.store(echo, std::sync::atomic::Ordering::Relaxed);
         // SAFETY: `callback` has the signature llama.cpp expects and lives for
         // the whole program; user_data is unused.
         unsafe { llama_cpp_sys_2::llama_log_set(Some(callback), std::ptr::null_mut()) };
@@ -81,9 +80,7 @@ unsafe extern "C" fn callback(
     }
     // SAFETY: llama.cpp passes a NUL-terminated string valid for this call.
     let line = unsafe { CStr::from_ptr(text) }.to_string_lossy();
-    if ECHO.load(std::sync::atomic::Ordering::Relaxed) {
-        eprint!("{line}");
-    }
+    forward(&line);
     if let Some((done, total)) = tensor_counter(&line) {
         use std::sync::atomic::Ordering::Relaxed;
         TENSOR_DONE.store(done, Relaxed);
@@ -97,6 +94,24 @@ unsafe extern "C" fn callback(
                 r.pop_front();
             }
             r.push_back(line.into_owned());
+        }
+    }
+}
+
+/// Passes whole lines to tracing (cheap when debug is off: one interest check).
+fn forward(piece: &str) {
+    if !tracing::enabled!(target: "llama_cpp", tracing::Level::DEBUG) {
+        return;
+    }
+    let Ok(mut partial) = PARTIAL.lock() else {
+        return;
+    };
+    partial.push_str(piece);
+    while let Some(end) = partial.find('\n') {
+        let line: String = partial.drain(..=end).collect();
+        let line = line.trim_end();
+        if !line.is_empty() {
+            tracing::debug!(target: "llama_cpp", "{line}");
         }
     }
 }

@@ -100,6 +100,12 @@ impl IntoResponse for FleetError {
                 message: self.to_string(),
             },
         };
+        // Inside the request's span, so the line carries its request id.
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), code = %body.error.code, "{}", body.error.message);
+        } else {
+            tracing::debug!(status = status.as_u16(), code = %body.error.code, "{}", body.error.message);
+        }
         let mut resp = (status, axum::Json(body)).into_response();
         if let FleetError::BadRange { length, .. } = self {
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{length}")) {

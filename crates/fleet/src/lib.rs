@@ -37,6 +37,7 @@ pub mod hist;
 pub mod http;
 pub mod keys;
 pub mod meta;
+pub mod metrics;
 pub mod rollout;
 pub mod state;
 pub mod telemetry;
@@ -202,6 +203,7 @@ pub struct Fleet {
     telemetry: std::sync::Mutex<telemetry::Telemetry>,
     /// One flush at a time, so an older image never overwrites a newer.
     telemetry_flush: tokio::sync::Mutex<()>,
+    metrics: metrics::FleetMetrics,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -231,7 +233,11 @@ impl Fleet {
             }
             None => keys::load_or_create_token(&dir.join(keys::ADMIN_TOKEN_FILE), "opa_")?,
         };
-        let db: Arc<dyn Db> = Arc::new(SqliteDb::open(&dir.join("fleet.db")).await?);
+        let fleet_metrics = metrics::FleetMetrics::default();
+        let db: Arc<dyn Db> = Arc::new(metrics::TimedDb::new(
+            Arc::new(SqliteDb::open(&dir.join("fleet.db")).await?),
+            fleet_metrics.db_latency.clone(),
+        ));
         let app_key = keys::load_or_create_token(&dir.join(keys::APP_KEY_FILE), "opk_")?;
         let snap = db.load().await?;
         let now = clock.now();
@@ -293,6 +299,7 @@ impl Fleet {
             app_key,
             telemetry: std::sync::Mutex::new(telemetry::Telemetry::load(rows)),
             telemetry_flush: tokio::sync::Mutex::new(()),
+            metrics: fleet_metrics,
         };
         // First start: the built-in channels and the first app key.
         let mut first = Vec::new();
@@ -333,6 +340,11 @@ impl Fleet {
 
     pub fn config(&self) -> &FleetConfig {
         &self.config
+    }
+
+    /// The counters behind `GET /metrics`.
+    pub fn metrics(&self) -> &metrics::FleetMetrics {
+        &self.metrics
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -400,6 +412,11 @@ impl Fleet {
         {
             let mut s = self.state.write().unwrap_or_else(|e| e.into_inner());
             for c in &changes {
+                if let Change::PutRollout(r) = c {
+                    if s.rollouts.get(&r.id).map(|old| old.state) != Some(r.state) {
+                        self.metrics.rollout_entered(r.state.as_str());
+                    }
+                }
                 s.apply(c);
             }
         }
@@ -431,7 +448,7 @@ pub async fn serve(
             loop {
                 every.tick().await;
                 if let Err(e) = fleet.tick().await {
-                    eprintln!("fleet: soak timer: {e}");
+                    tracing::error!(error = %e, "fleet: soak timer");
                 }
             }
         })

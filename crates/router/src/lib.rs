@@ -244,23 +244,23 @@ impl Router {
         }
     }
 
-    /// `outpost_route_decisions_total{route,reason}` and the estimates, as
-    /// Prometheus text.
-    pub fn render_metrics(&self) -> String {
-        let mut out = String::from(
-            "# HELP outpost_route_decisions_total Requests routed, by route and reason.\n# TYPE outpost_route_decisions_total counter\n",
-        );
-        if let Ok(c) = self.counts.lock() {
-            for ((t, r), n) in c.iter() {
-                out.push_str(&format!(
-                    "outpost_route_decisions_total{{route=\"{}\",reason=\"{}\"}} {n}\n",
-                    t.as_str(),
-                    r.as_str()
-                ));
-            }
-        }
+    /// Decisions counted so far: (route, reason, count), for
+    /// `outpost_route_decisions_total{route,reason}`.
+    pub fn decisions(&self) -> Vec<(&'static str, &'static str, u64)> {
+        self.counts.lock().map_or_else(
+            |_| Vec::new(),
+            |c| {
+                c.iter()
+                    .map(|((t, r), n)| (t.as_str(), r.as_str(), *n))
+                    .collect()
+            },
+        )
+    }
+
+    /// The estimates the router decides with, as (metric name, help, value).
+    pub fn estimates(&self) -> [(&'static str, &'static str, f64); 5] {
         let (pp, tg, first, per) = self.speeds.snapshot();
-        for (name, help, v) in [
+        [
             (
                 "route_local_prefill_tokens_per_second",
                 "Local prompt speed the router predicts with.",
@@ -286,11 +286,6 @@ impl Router {
                 "Cloud spend since the server started.",
                 self.spend.spent(),
             ),
-        ] {
-            out.push_str(&format!(
-                "# HELP outpost_{name} {help}\n# TYPE outpost_{name} gauge\noutpost_{name} {v}\n"
-            ));
-        }
-        out
+        ]
     }
 }

@@ -121,7 +121,7 @@ impl StoreLink {
         };
         if let Err(e) = self.spool.push(&[ev]) {
             if !self.spool_failed.swap(true, Ordering::Relaxed) {
-                eprintln!("telemetry spool: {e} (said once; requests go on)");
+                tracing::error!(error = %e, "telemetry spool: writing failed (said once; requests go on)");
             }
         }
     }
@@ -142,9 +142,10 @@ pub async fn reload(state: &Arc<AppState>) -> Result<crate::registry::ReloadRepo
         .await
         .map_err(|e| e.to_string())??;
     let report = state.registry.reload(specs).await;
-    eprintln!(
-        "reloaded the store: replaced {:?}, added {:?}",
-        report.replaced, report.added
+    tracing::info!(
+        replaced = ?report.replaced,
+        added = ?report.added,
+        "reloaded the store"
     );
     Ok(report)
 }

@@ -140,6 +140,12 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Inside the request's span, so the line carries its request id.
+        if self.status.is_server_error() {
+            tracing::warn!(status = self.status.as_u16(), code = ?self.body.error.code, "{}", self.body.error.message);
+        } else {
+            tracing::debug!(status = self.status.as_u16(), code = ?self.body.error.code, "{}", self.body.error.message);
+        }
         with_retry_after(
             (self.status, Json(self.body)).into_response(),
             self.retry_after,

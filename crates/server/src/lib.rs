@@ -17,6 +17,7 @@
 mod device;
 mod error;
 mod flow;
+mod metrics;
 mod ollama;
 mod openai;
 pub mod registry;
@@ -24,9 +25,7 @@ mod reqlog;
 mod route;
 mod state;
 
-use std::fmt::Write;
 use std::future::IntoFuture;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,10 +72,10 @@ pub async fn run(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std
     state.registry.close();
     let _ = stop_tx.send(true);
     let grace = state.config.grace;
-    eprintln!(
-        "shutting down: no new connections; {} requests in flight get {:.1} s to finish (signal again to stop them now)",
-        state.registry.in_flight(),
-        grace.as_secs_f64()
+    tracing::info!(
+        in_flight = state.registry.in_flight(),
+        grace_s = grace.as_secs_f64(),
+        "shutting down: no new connections; requests in flight get the grace period to finish (signal again to stop them now)"
     );
     tokio::select! {
         r = &mut server => { reaper.abort(); return flatten(r) }
@@ -84,11 +83,11 @@ pub async fn run(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std
         _ = shutdown_signal() => {}
     }
     let n = state.registry.cancel_all();
-    eprintln!("cancelled {n} requests still running");
+    tracing::info!(cancelled = n, "cancelled {n} requests still running");
     let r = tokio::select! {
         r = &mut server => flatten(r),
         _ = tokio::time::sleep(Duration::from_secs(5)) => {
-            eprintln!("some connections did not close within 5 s; leaving them");
+            tracing::warn!("some connections did not close within 5 s; leaving them");
             Ok(())
         }
     };
@@ -110,7 +109,7 @@ async fn reload_on_sighup(state: Arc<AppState>) {
         };
         while hup.recv().await.is_some() {
             if let Err(e) = device::reload(&state).await {
-                eprintln!("SIGHUP: reload refused, the models served stay as they were: {e}");
+                tracing::error!(error = %e, "SIGHUP: reload refused, the models served stay as they were");
             }
         }
     }
@@ -144,7 +143,8 @@ async fn shutdown_signal() {
 /// The router, ready for `axum::serve`.
 pub fn app(state: Arc<AppState>) -> Router {
     let limit = state.config.body_limit;
-    Router::new()
+    let metrics = Arc::new(metrics::exposition(&state));
+    let router = Router::new()
         .route("/v1/chat/completions", post(openai::chat))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/models", get(openai::models))
@@ -156,17 +156,20 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/version", get(ollama::version))
         .route("/", get(root))
         .route("/health", get(health))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(outpost_web::metrics::serve).with_state(metrics.clone()),
+        )
         .route("/admin/reload", post(device::reload_handler))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth))
-        .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             reqlog::log_body,
         ))
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+        .with_state(state);
+    outpost_web::observe(router, metrics)
 }
 
 /// Ollama clients probe `GET /`.
@@ -210,177 +213,4 @@ async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
         }
     }
     next.run(req).await
-}
-
-/// Counts requests by endpoint and status for /metrics.
-async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
-    let endpoint = match path.as_str() {
-        "/v1/chat/completions"
-        | "/v1/completions"
-        | "/v1/models"
-        | "/health"
-        | "/metrics"
-        | "/api/chat"
-        | "/api/generate"
-        | "/api/tags"
-        | "/api/show"
-        | "/api/ps"
-        | "/api/version"
-        | "/" => path,
-        _ => "other".to_string(),
-    };
-    let res = next.run(req).await;
-    state.metrics.count(&endpoint, res.status().as_u16());
-    res
-}
-
-/// Resident set size, from /proc (Linux); None elsewhere.
-fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
-}
-
-/// Prometheus text format.
-async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let mut out = String::new();
-    let loaded = state.registry.loaded();
-    let _ = writeln!(out, "# HELP outpost_requests_total HTTP requests by endpoint and status.\n# TYPE outpost_requests_total counter");
-    if let Ok(m) = state.metrics.requests.lock() {
-        for ((endpoint, status), n) in m.iter() {
-            let _ = writeln!(
-                out,
-                "outpost_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP outpost_streams_cancelled_total Streams whose client went away mid-answer.\n# TYPE outpost_streams_cancelled_total counter\noutpost_streams_cancelled_total {}",
-        state.metrics.streams_cancelled.load(Ordering::Relaxed)
-    );
-    out.push_str(&state.metrics.ttft.render(
-        "outpost_time_to_first_token_seconds",
-        "Request arrival to first generated token.",
-    ));
-    out.push_str(&state.metrics.inter_token.render(
-        "outpost_inter_token_seconds",
-        "Time between consecutive generated tokens.",
-    ));
-    if let Some(router) = &state.router {
-        out.push_str(&router.render_metrics());
-    }
-    if let Some(rss) = resident_bytes() {
-        let _ = writeln!(out, "# HELP outpost_resident_memory_bytes Resident memory of the server process (models are memory-mapped).\n# TYPE outpost_resident_memory_bytes gauge\noutpost_resident_memory_bytes {rss}");
-    }
-    let reg = &state.registry;
-    for (name, help, kind, v) in [
-        (
-            "models_loaded",
-            "Models in memory.",
-            "gauge",
-            loaded.len() as u64,
-        ),
-        (
-            "memory_budget_bytes",
-            "Memory all loaded models may hold (--memory-budget).",
-            "gauge",
-            reg.budget(),
-        ),
-        (
-            "memory_used_bytes",
-            "Memory the loaded models hold (estimated).",
-            "gauge",
-            reg.memory_used(),
-        ),
-        (
-            "model_loads_total",
-            "Model loads.",
-            "counter",
-            reg.stats.loads.load(Ordering::Relaxed),
-        ),
-        (
-            "model_unloads_total",
-            "Model unloads (keep-alive expiry, eviction, keep_alive 0).",
-            "counter",
-            reg.stats.unloads.load(Ordering::Relaxed),
-        ),
-        (
-            "queue_full_total",
-            "Requests refused with 503 because a model's queue was full.",
-            "counter",
-            reg.stats.queue_full.load(Ordering::Relaxed),
-        ),
-        (
-            "memory_refused_total",
-            "Loads refused because they would exceed the memory budget.",
-            "counter",
-            reg.stats.memory_refused.load(Ordering::Relaxed),
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP outpost_{name} {help}\n# TYPE outpost_{name} {kind}\noutpost_{name} {v}"
-        );
-    }
-    for (name, help) in [
-        (
-            "queued_requests",
-            "Requests waiting for a free sequence slot.",
-        ),
-        ("active_sequences", "Sequences being generated."),
-        ("prompt_tokens", "Prompt tokens received."),
-        (
-            "cached_tokens",
-            "Prompt tokens reused from the prompt cache.",
-        ),
-        ("generated_tokens", "Tokens generated."),
-        ("decode_steps", "Batched decode steps."),
-        (
-            "drafted_tokens",
-            "Tokens guessed by prompt lookup (--draft-max) and checked.",
-        ),
-        (
-            "draft_accepted_tokens",
-            "Guessed tokens that greedy sampling confirmed.",
-        ),
-        ("model_bytes", "Size of the model file."),
-        (
-            "model_memory_bytes",
-            "Memory the model holds: weights, KV cache, compute (estimated).",
-        ),
-    ] {
-        let kind = if matches!(
-            name,
-            "model_bytes" | "model_memory_bytes" | "queued_requests" | "active_sequences"
-        ) {
-            "gauge"
-        } else {
-            "counter"
-        };
-        let suffix = if kind == "counter" { "_total" } else { "" };
-        let _ = writeln!(
-            out,
-            "# HELP outpost_{name}{suffix} {help}\n# TYPE outpost_{name}{suffix} {kind}"
-        );
-        for l in &loaded {
-            let m = &l.model;
-            let s = m.scheduler.stats();
-            let v = match name {
-                "prompt_tokens" => s.prompt_tokens.load(Ordering::Relaxed),
-                "cached_tokens" => s.cached_tokens.load(Ordering::Relaxed),
-                "generated_tokens" => s.generated_tokens.load(Ordering::Relaxed),
-                "decode_steps" => s.steps.load(Ordering::Relaxed),
-                "drafted_tokens" => s.drafted.load(Ordering::Relaxed),
-                "draft_accepted_tokens" => s.draft_accepted.load(Ordering::Relaxed),
-                "queued_requests" => s.queued.load(Ordering::Relaxed),
-                "active_sequences" => s.active.load(Ordering::Relaxed),
-                "model_memory_bytes" => l.spec.memory.total(),
-                _ => m.model.info().file_size,
-            };
-            let _ = writeln!(out, "outpost_{name}{suffix}{{model=\"{}\"}} {v}", m.name);
-        }
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -233,6 +233,7 @@ pub async fn chat(State(state): Shared, body: Body) -> Response {
 async fn chat_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiError> {
     let started = Instant::now();
     let req: ChatRequest = parse(body)?;
+    tracing::debug!(model = %req.model, messages = req.messages.len(), "ollama chat");
     req.validate()?;
     let name = req.model.clone();
     let reply = move |content, done_reason: Option<String>, timings| ChatResponse {
@@ -272,6 +273,7 @@ pub async fn generate(State(state): Shared, body: Body) -> Response {
 async fn generate_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiError> {
     let started = Instant::now();
     let req: OllamaGenerate = parse(body)?;
+    tracing::debug!(model = %req.model, "ollama generate");
     req.validate()?;
     let name = req.model.clone();
     let reply = move |response, done_reason: Option<String>, timings| GenerateResponse {

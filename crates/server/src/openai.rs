@@ -144,6 +144,7 @@ fn measured(state: &AppState, done: &EngineCompletion) {
 pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Response, ApiError> {
     let started = Instant::now();
     let req: ChatCompletionRequest = parse(body)?;
+    tracing::debug!(model = %req.model, stream = req.stream, messages = req.messages.len(), "chat completion");
     req.validate()?;
     let lease = state.registry.acquire(&req.model, None).await?;
     let served = lease.model().clone();
@@ -310,6 +311,7 @@ pub(crate) async fn completions_local(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let req: CompletionRequest = parse(body)?;
+    tracing::debug!(model = %req.model, stream = req.stream, "completion");
     req.validate()?;
     let lease = state.registry.acquire(&req.model, None).await?;
     let served = lease.model().clone();

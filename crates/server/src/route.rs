@@ -189,7 +189,7 @@ async fn route(
         )
         .retry_after(5)),
         Err(e) => {
-            eprintln!("route: {e}; answering locally");
+            tracing::warn!(error = %e, "route: the cloud failed; answering locally");
             let d = Decision {
                 target: Target::Local,
                 reason: Reason::CloudFailed,

@@ -1,11 +1,12 @@
 //! What the server serves: loaded models, each with its scheduler, and the
 //! counters behind /metrics.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 
 use outpost_engine::{ChatTemplate, LoadOptions, Model, Scheduler, SchedulerConfig};
 use outpost_protocol::ollama::KeepAlive;
@@ -121,70 +122,30 @@ pub(crate) fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Upper bounds (seconds) of the latency histogram buckets.
-pub const LATENCY_BUCKETS: [f64; 12] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-
-/// A Prometheus histogram of seconds.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    /// Cumulative counts per bucket of [`LATENCY_BUCKETS`], then +Inf.
-    counts: [AtomicU64; 13],
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    pub fn observe(&self, seconds: f64) {
-        for (i, &le) in LATENCY_BUCKETS.iter().enumerate() {
-            if seconds <= le {
-                self.counts[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.counts[12].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
-    }
-
-    /// Prometheus text lines for metric `name`.
-    pub fn render(&self, name: &str, help: &str) -> String {
-        let mut out = format!("# HELP {name} {help}\n# TYPE {name} histogram\n");
-        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-            out.push_str(&format!(
-                "{name}_bucket{{le=\"{le}\"}} {}\n",
-                self.counts[i].load(Ordering::Relaxed)
-            ));
-        }
-        let n = self.counts[12].load(Ordering::Relaxed);
-        out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {n}\n"));
-        out.push_str(&format!(
-            "{name}_sum {}\n",
-            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        ));
-        out.push_str(&format!("{name}_count {n}\n"));
-        out
-    }
-}
-
-/// Request counters by endpoint and status, and latency histograms.
-#[derive(Debug, Default)]
+/// What the handlers record beyond the HTTP counters that `outpost-web`
+/// keeps for every request (the /metrics exposition is in `metrics.rs`).
+#[derive(Debug)]
 pub struct Metrics {
-    pub requests: Mutex<BTreeMap<(String, u16), u64>>,
-    pub streams_cancelled: AtomicU64,
+    pub streams_cancelled: Counter,
     /// Request arrival to first generated token.
     pub ttft: Histogram,
     /// Between consecutive generated tokens of one request.
     pub inter_token: Histogram,
 }
 
-impl Metrics {
-    pub fn count(&self, endpoint: &str, status: u16) {
-        if let Ok(mut m) = self.requests.lock() {
-            *m.entry((endpoint.to_string(), status)).or_insert(0) += 1;
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            streams_cancelled: Counter::default(),
+            ttft: outpost_web::metrics::latency_histogram(),
+            inter_token: outpost_web::metrics::latency_histogram(),
         }
     }
+}
+
+impl Metrics {
     pub fn cancelled(&self) {
-        self.streams_cancelled.fetch_add(1, Ordering::Relaxed);
+        self.streams_cancelled.inc();
     }
 }
 

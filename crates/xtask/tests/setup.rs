@@ -25,7 +25,8 @@ fn tree(name: &str, files: &[&str]) -> PathBuf {
 fn find(root: &Path, libclang_path: Option<&Path>) -> Output {
     let mut cmd = Command::new("bash");
     cmd.arg(script()).arg("--root").arg(root);
-    cmd.env_remove("LIBCLANG_PATH").env_remove("LD_LIBRARY_PATH");
+    cmd.env_remove("LIBCLANG_PATH")
+        .env_remove("LD_LIBRARY_PATH");
     if let Some(p) = libclang_path {
         cmd.env("LIBCLANG_PATH", p);
     }
@@ -81,15 +82,27 @@ fn every_name_bindgen_loads_is_found_where_clang_sys_looks() {
         ("local", "usr/local/llvm18/lib/libclang.so.18"),
     ] {
         let root = tree(name, &["usr/lib/llvm-14/lib/libclang-cpp.so.14", file]);
-        assert_eq!(found(&find(&root, None)), root.join(file).display().to_string());
+        assert_eq!(
+            found(&find(&root, None)),
+            root.join(file).display().to_string()
+        );
     }
 }
 
 #[test]
 fn libclang_path_is_the_only_place_searched_when_set() {
-    let root = tree("env", &["usr/lib/llvm-14/lib/libclang.so", "opt/clang/libclang-15.so.1"]);
+    let root = tree(
+        "env",
+        &[
+            "usr/lib/llvm-14/lib/libclang.so",
+            "opt/clang/libclang-15.so.1",
+        ],
+    );
     let only = root.join("opt/clang");
-    assert_eq!(found(&find(&root, Some(&only))), only.join("libclang-15.so.1").display().to_string());
+    assert_eq!(
+        found(&find(&root, Some(&only))),
+        only.join("libclang-15.so.1").display().to_string()
+    );
     // A file path counts when it is a libclang itself.
     let file = only.join("libclang-15.so.1");
     assert_eq!(found(&find(&root, Some(&file))), file.display().to_string());

@@ -214,6 +214,29 @@ fn files_using(krate_dir: &str, banned: &[&str]) -> Vec<String> {
 }
 
 #[test]
+fn web_is_plumbing_that_links_no_other_outpost_crate() {
+    let deps = deps_of("outpost-web");
+    assert_tree_parsed(&deps, "axum");
+    let ours: Vec<&String> = deps
+        .iter()
+        .filter(|d| d.starts_with("outpost-") && *d != "outpost-web")
+        .collect();
+    assert!(ours.is_empty(), "outpost-web links {ours:?}");
+    assert_links_none(
+        "outpost-web",
+        &deps,
+        &["sqlx", "llama-cpp-2", "reqwest", "ureq"],
+    );
+    for krate in ["crates/server/src/lib.rs", "crates/fleet/src/http/mod.rs"] {
+        assert_file_contains(
+            krate,
+            "outpost_web::observe(",
+            "both HTTP services wrap their router the same way",
+        );
+    }
+}
+
+#[test]
 fn protocol_does_no_io_and_is_not_async() {
     let hits = files_using(
         "crates/protocol",

@@ -2,26 +2,13 @@
 
 use serde_json::Value;
 
-/// Prints rows with columns padded to their widest cell.
+/// Prints rows under `header` (comfy-table; numbers right-aligned).
 fn table(header: &[&str], rows: Vec<Vec<String>>) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let s: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
-        println!("{}", s.join("  ").trim_end());
-    };
-    line(header.iter().map(|h| h.to_string()).collect());
+    let mut t = crate::table::table(header);
     for r in rows {
-        line(r);
+        t.add_row(r);
     }
+    crate::table::print(t);
 }
 
 fn s(v: &Value) -> String {

@@ -337,23 +337,34 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     for (route, count) in &reasons {
         println!("  auto: {count:3} × {route}");
     }
-    println!(
-        "{:<11} {:>9} {:>9} {:>9} {:>13} {:>10} {:>7}",
-        "mode", "p50 ms", "p90 ms", "mean ms", "same as cloud", "word F1", "errors"
-    );
+    let mut t = crate::table::table(&[
+        "mode",
+        "p50 ms",
+        "p90 ms",
+        "mean ms",
+        "same as cloud",
+        "word F1",
+        "errors",
+    ]);
     for mode in MODES {
         let m = &report["modes"][mode];
-        println!(
-            "{:<11} {:>9.0} {:>9.0} {:>9.0} {:>12.0} % {:>10.2} {:>7}",
-            mode,
-            m["latency_ms_p50"].as_f64().unwrap_or(0.0),
-            m["latency_ms_p90"].as_f64().unwrap_or(0.0),
-            m["latency_ms_mean"].as_f64().unwrap_or(0.0),
-            m["agreement_with_cloud_exact"].as_f64().unwrap_or(0.0) * 100.0,
-            m["agreement_with_cloud_f1"].as_f64().unwrap_or(0.0),
-            m["errors"].as_u64().unwrap_or(0),
-        );
+        t.add_row(vec![
+            mode.to_string(),
+            format!("{:.0}", m["latency_ms_p50"].as_f64().unwrap_or(0.0)),
+            format!("{:.0}", m["latency_ms_p90"].as_f64().unwrap_or(0.0)),
+            format!("{:.0}", m["latency_ms_mean"].as_f64().unwrap_or(0.0)),
+            format!(
+                "{:.0} %",
+                m["agreement_with_cloud_exact"].as_f64().unwrap_or(0.0) * 100.0
+            ),
+            format!(
+                "{:.2}",
+                m["agreement_with_cloud_f1"].as_f64().unwrap_or(0.0)
+            ),
+            m["errors"].as_u64().unwrap_or(0).to_string(),
+        ]);
     }
+    crate::table::print(t);
     Ok(())
 }
 

@@ -33,7 +33,17 @@ pub async fn check_in(
     // Authenticate before parsing: a stranger learns nothing about the body.
     let token = bearer(&headers)?;
     let req: CheckInRequest = super::parse_json(&body.map_err(super::body_error)?)?;
-    Ok(Json(fleet.check_in(token, req).await?))
+    let answer = fleet.check_in(token, req).await?;
+    let m = fleet.metrics();
+    m.check_ins.inc();
+    m.manifests.inc_by(
+        answer
+            .models
+            .iter()
+            .filter(|a| a.manifest.is_some())
+            .count() as u64,
+    );
+    Ok(Json(answer))
 }
 
 pub async fn telemetry(
@@ -43,5 +53,21 @@ pub async fn telemetry(
 ) -> Result<Json<TelemetryAck>, FleetError> {
     let token = bearer(&headers)?;
     let batch: TelemetryBatch = super::parse_json(&body.map_err(super::body_error)?)?;
-    Ok(Json(fleet.ingest(token, batch)?))
+    let events = u32::try_from(batch.events.len()).unwrap_or(u32::MAX);
+    let m = fleet.metrics();
+    match fleet.ingest(token, batch) {
+        Ok(ack) => {
+            if ack.duplicate {
+                m.telemetry("duplicate", events);
+            }
+            m.telemetry("accepted", ack.accepted);
+            m.telemetry("too_old", ack.too_old);
+            m.telemetry("unknown_release", ack.unknown_release);
+            Ok(Json(ack))
+        }
+        Err(e) => {
+            m.telemetry("invalid", events);
+            Err(e)
+        }
+    }
 }

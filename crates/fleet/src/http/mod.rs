@@ -96,7 +96,12 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
             post(device::telemetry).layer(DefaultBodyLimit::max(TELEMETRY_BODY_LIMIT)),
         )
         .layer(DefaultBodyLimit::max(DEVICE_BODY_LIMIT));
-    Router::new()
+    let metrics = Arc::new(fleet.metrics().exposition());
+    let router = Router::new()
+        .route(
+            "/metrics",
+            get(outpost_web::metrics::serve).with_state(metrics.clone()),
+        )
         .route(
             "/health",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
@@ -104,7 +109,8 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
         .nest("/admin/v1", admin)
         .nest("/v1", device)
         .fallback(not_found)
-        .with_state(fleet)
+        .with_state(fleet);
+    outpost_web::observe(router, metrics)
 }
 
 async fn not_found(req: Request) -> FleetError {
