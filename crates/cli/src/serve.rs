@@ -181,8 +181,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         if specs.iter().any(|m| m.name == name) {
             bail!("model name {name:?} given twice");
         }
-        let m =
-            ModelSpec::inspect(&name, &path, template.clone(), &cfg).map_err(anyhow::Error::msg)?;
+        let m = ModelSpec::inspect(&name, &path, template.clone(), &cfg)?;
         let fits = if m.memory.total() > cfg.memory_budget {
             format!(
                 " - more than the {} MiB budget: it will be refused until --memory-budget is raised",
@@ -212,12 +211,8 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         let version = outpost_protocol::manifest::Version::parse(env!("CARGO_PKG_VERSION"))
             .map_err(anyhow::Error::msg)?;
         let l = outpost_server::StoreLink::open(dir, templates, version, version)
-            .map_err(anyhow::Error::msg)
             .with_context(|| format!("--store {}", dir.display()))?;
-        for m in l
-            .specs(&cfg, &Default::default())
-            .map_err(anyhow::Error::msg)?
-        {
+        for m in l.specs(&cfg, &Default::default())? {
             if specs.iter().any(|s| s.name == m.name) {
                 bail!("model name {:?} is both given and in the store", m.name);
             }

@@ -2,18 +2,19 @@
 //! measure them (`build`), or measure one file in this process (`measure`,
 //! used by `build` for per-tier peak memory).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use indicatif::ProgressBar;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use outpost_protocol::variants::Cost;
 use outpost_variants::{BuildOptions, Step, VariantsError};
 
-use crate::models;
+use crate::{models, progress};
 
 #[derive(Debug, Args)]
 pub struct VariantsArgs {
@@ -176,6 +177,8 @@ fn build(b: BuildArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let threads = b.threads;
     let measure = move |p: &Path| measure_in_child(p, threads);
+    // The bar of the step running now; the next step finishes it.
+    let current: Arc<Mutex<Option<ProgressBar>>> = Arc::default();
     let ticker: Arc<AtomicBool> = Arc::new(AtomicBool::new(false));
     let mut poller: Option<std::thread::JoinHandle<()>> = None;
     let stop_poller = |poller: &mut Option<std::thread::JoinHandle<()>>| {
@@ -184,63 +187,61 @@ fn build(b: BuildArgs) -> Result<()> {
             let _ = h.join();
         }
     };
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let finish = |current: &Arc<Mutex<Option<ProgressBar>>>| {
+        if let Some(bar) = current.lock().ok().and_then(|mut c| c.take()) {
+            bar.finish();
+        }
+    };
     let mut on = |s: Step| {
         stop_poller(&mut poller);
-        let mut err = std::io::stderr();
+        match s {
+            Step::Scoring { chunk, of } => {
+                let mut c = current.lock().unwrap_or_else(|e| e.into_inner());
+                let bar = c.get_or_insert_with(|| {
+                    progress::steps(of as u64, "scoring all tiers against the source", "chunks")
+                });
+                bar.set_position(chunk as u64);
+                return;
+            }
+            Step::Fingerprinting { .. } => return,
+            _ => finish(&current),
+        }
         match s {
             Step::Quantizing { tier, index, of } => {
-                if !tty {
-                    eprintln!("[{index}/{of}] quantizing {tier}");
-                    return;
-                }
-                // A progress counter from llama.cpp's per-tensor log lines.
+                // Counted from llama.cpp's per-tensor log lines.
+                let bar =
+                    progress::steps(0, &format!("[{index}/{of}] quantizing {tier}"), "tensors");
                 ticker.store(true, Ordering::SeqCst);
-                let t = ticker.clone();
+                let (t, b) = (ticker.clone(), bar.clone());
                 poller = Some(std::thread::spawn(move || {
-                    let mut seen_start = false;
                     while t.load(Ordering::SeqCst) {
                         let (done, total) = outpost_engine::quantize_progress();
-                        seen_start |= total > 0 && done < total;
-                        if seen_start {
-                            eprint!("\r[{index}/{of}] quantizing {tier}: {done}/{total} tensors ");
+                        if total > 0 {
+                            b.set_length(total);
+                            b.set_position(done);
                         }
-                        if seen_start && done == total {
-                            break;
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        std::thread::sleep(std::time::Duration::from_millis(100));
                     }
-                    eprintln!("\r[{index}/{of}] quantized {tier}                              ");
                 }));
+                *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
             }
             Step::Reused { what } => eprintln!("reusing {what} from an earlier run"),
             Step::Merged { tier, into } => {
                 eprintln!("{tier} is within 3 % of {into} in size (over the tensors tiers store differently): merged into it")
             }
-            Step::Scoring { chunk, of } if tty => {
-                let _ = write!(
-                    err,
-                    "\rscoring all tiers against the source: chunk {chunk}/{of}"
-                );
-                if chunk == of {
-                    let _ = writeln!(err);
-                }
-            }
-            Step::Scoring { chunk, of } => {
-                let _ = writeln!(
-                    err,
-                    "scoring all tiers against the source: chunk {chunk}/{of}"
-                );
-            }
             Step::Measuring { tier, index, of } => {
-                eprintln!("[{index}/{of}] measuring {tier} (load, pp512, tg128, peak RSS)")
+                let bar = progress::spinner(&format!(
+                    "[{index}/{of}] measuring {tier} (load, pp512, tg128, peak RSS)"
+                ));
+                *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
             }
-            Step::Fingerprinting { .. } => {}
             Step::Wrote { path } => eprintln!("wrote {}", path.display()),
+            Step::Scoring { .. } | Step::Fingerprinting { .. } => {}
         }
     };
     let result = outpost_variants::build(&opts, &measure, &mut on);
     stop_poller(&mut poller);
+    finish(&current);
     let file = result?;
     print_summary(&file);
     eprintln!(

@@ -35,7 +35,9 @@ check("<start_of_turn>" in show.template, "show has the chat template in use")
 r = client.chat(model=SMOL, messages=[{"role": "user", "content": QUESTION}], options=GREEDY, stream=False)
 check(r.message.role == "assistant", f"role: {r.message.role}")
 check(r.message.content == os.environ["EXPECTED_RUN_TEXT"], f"greedy chat {r.message.content!r} != outpost run {os.environ['EXPECTED_RUN_TEXT']!r}")
-check("Paris" in r.message.content, f"answer: {r.message.content!r}")
+# On topic; which city SmolLM2-135M names greedily depends on the CPU's
+# kernels (llama-server answers the same on each: reference_parity.rs).
+check("Paris" in r.message.content or "capital of France" in r.message.content, f"answer: {r.message.content!r}")
 check(r.done and r.done_reason == "stop", f"done: {r.done} {r.done_reason}")
 check(r.eval_count > 0 and r.prompt_eval_count > 10, f"counts: {r.eval_count} {r.prompt_eval_count}")
 check(r.total_duration >= r.eval_duration > 0 and r.prompt_eval_duration > 0, f"durations: {r}")

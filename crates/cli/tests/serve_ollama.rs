@@ -17,9 +17,12 @@ const BOTH: &[&str] = &["smollm2-135m", "gemma3-270m"];
 const GEMMA_TEMPLATE: &[&str] = &["--chat-template", "gemma3-270m=gemma"];
 
 /// An Ollama generate body that keeps SmolLM2 counting for `n` tokens.
+/// A greedy count that goes on for hundreds of tokens. Without Ollama's
+/// default repeat penalty (1.1), which on some CPUs' kernels turned the
+/// count into code that ended after 47 tokens.
 fn counting(n: u32) -> String {
     format!(
-        r#"{{"model":"smollm2-135m","prompt":"1, 2, 3, 4, 5, 6,","raw":true,"options":{{"temperature":0,"num_predict":{n}}}}}"#
+        r#"{{"model":"smollm2-135m","prompt":"1, 2, 3, 4, 5, 6,","raw":true,"options":{{"temperature":0,"repeat_penalty":1.0,"num_predict":{n}}}}}"#
     )
 }
 

@@ -19,7 +19,8 @@ use crate::db::{AuditRecord, Change, Db, DbFuture, DeviceWrite, Snapshot, Teleme
 pub struct FleetMetrics {
     pub check_ins: Counter,
     pub manifests: Counter,
-    /// By `outcome`: accepted, too_old, unknown_release, duplicate, invalid.
+    /// By `outcome`: accepted, too_old, unknown_release, duplicate, refused
+    /// (in a batch answered with an error: bad input, wrong token, too large).
     pub telemetry_events: Family<Labels, Counter>,
     /// By the state a rollout entered: active, paused, completed, ...
     pub rollout_changes: Family<Labels, Counter>,
@@ -56,7 +57,7 @@ impl FleetMetrics {
         );
         r.register(
             "outpost_fleet_telemetry_events",
-            "Telemetry events received, by outcome (accepted, too_old, unknown_release, duplicate, invalid)",
+            "Telemetry events received, by outcome (accepted, too_old, unknown_release, duplicate, refused)",
             self.telemetry_events.clone(),
         );
         r.register(

@@ -201,6 +201,39 @@ fn register_check_in_verify_and_download_over_a_socket() {
             .call(),
     );
     assert_eq!(s, 404);
+
+    // Every answer carries a request id: the client's, or a new one.
+    let r = a
+        .get(&format!("{base}/health"))
+        .set("x-request-id", "fleet-7")
+        .call()
+        .expect("health");
+    assert_eq!(r.header("x-request-id"), Some("fleet-7"));
+    let r = a.get(&format!("{base}/health")).call().expect("health");
+    assert!(r
+        .header("x-request-id")
+        .is_some_and(|id| !id.is_empty() && id != "fleet-7"));
+
+    // What happened above, as Prometheus sees it.
+    let metrics = a.get(&format!("{base}/metrics")).call().expect("metrics");
+    assert!(metrics
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/openmetrics-text")));
+    let text = metrics.into_string().expect("text");
+    for line in [
+        "outpost_fleet_check_ins_total 1\n",
+        "outpost_fleet_manifests_served_total 1\n",
+        "outpost_fleet_requests_total{endpoint=\"/v1/devices/check-in\",status=\"200\"} 1\n",
+        "outpost_fleet_requests_total{endpoint=\"/v1/artifacts/{digest}\",status=\"416\"} 5\n",
+        "outpost_fleet_requests_total{endpoint=\"/admin/v1/blobs/{digest}\",status=\"400\"} 1\n",
+        "outpost_fleet_request_duration_seconds_count{endpoint=\"/v1/devices/check-in\"} 1\n",
+        "# TYPE outpost_fleet_db_query_duration_seconds histogram",
+        "outpost_fleet_db_query_duration_seconds_count{op=\"commit\"}",
+        "outpost_fleet_db_query_duration_seconds_count{op=\"write_devices\"}",
+        "# EOF",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
 }
 
 /// `throttle_bytes_per_s`: a download takes at least LEN/rate (a lower

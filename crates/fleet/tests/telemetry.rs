@@ -182,6 +182,21 @@ async fn ingest_edge_cases_have_defined_answers() {
     assert_eq!(c2["inferences"], 1);
     assert!(cohort(&cs, "phone-8gb", "v9").is_none());
 
+    // The same, counted for Prometheus. Events of batches refused with an
+    // error count as refused (too many: 1001, a bad value: 1, two wrong
+    // tokens: 3 + 3); a body that does not parse has no events to count.
+    let text = metrics_text(&t).await;
+    for (outcome, n) in [
+        ("accepted", 6),
+        ("duplicate", 3),
+        ("too_old", 1),
+        ("unknown_release", 1),
+        ("refused", 1008),
+    ] {
+        let line = format!("outpost_fleet_telemetry_events_total{{outcome=\"{outcome}\"}} {n}\n");
+        assert!(text.contains(&line), "{line:?} missing from:\n{text}");
+    }
+
     // Persisted: after a reopen the cohorts and the batch ids are there.
     t.fleet.flush_telemetry().await.expect("flush");
     let fleet = reopen_with(&t.dir, &t.clock).await;
@@ -288,6 +303,20 @@ async fn a_regressing_class_halts_its_rollout() {
         (&json!("auto-halt"), &json!("rollout.pause"))
     );
     assert_eq!(last["detail"]["reason"], reason);
+    let text = metrics_text(&t).await;
+    for line in [
+        "outpost_fleet_rollout_state_changes_total{state=\"active\"} 1\n",
+        "outpost_fleet_rollout_state_changes_total{state=\"paused\"} 1\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+}
+
+/// `GET /metrics`, as text.
+async fn metrics_text(t: &TestFleet) -> String {
+    let (s, v) = call_raw(t, "GET", "/metrics", None, Vec::new()).await;
+    assert_eq!(s, StatusCode::OK);
+    v["raw"].as_str().expect("text, not JSON").to_string()
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ use outpost_protocol::{ModelName, Timestamp};
 use outpost_store::spool::{Spool, DEFAULT_MAX_EVENTS};
 use outpost_store::Store;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ServerError};
 use crate::registry::ModelSpec;
 use crate::state::{AppState, ServerConfig};
 
@@ -49,10 +49,9 @@ impl StoreLink {
         templates: HashMap<String, Arc<ChatTemplate>>,
         app_version: Version,
         engine_version: Version,
-    ) -> Result<StoreLink, String> {
-        let store = Store::open_reader(root).map_err(|e| e.to_string())?;
-        let spool =
-            Spool::open(&store.spool_path(), DEFAULT_MAX_EVENTS).map_err(|e| e.to_string())?;
+    ) -> Result<StoreLink, ServerError> {
+        let store = Store::open_reader(root)?;
+        let spool = Spool::open(&store.spool_path(), DEFAULT_MAX_EVENTS)?;
         Ok(StoreLink {
             root: root.to_path_buf(),
             templates,
@@ -70,27 +69,31 @@ impl StoreLink {
         &self,
         cfg: &ServerConfig,
         known: &HashMap<String, outpost_protocol::Digest>,
-    ) -> Result<Vec<ModelSpec>, String> {
-        let store = Store::open_reader(&self.root).map_err(|e| e.to_string())?;
+    ) -> Result<Vec<ModelSpec>, ServerError> {
+        let store = Store::open_reader(&self.root)?;
         let mut out = Vec::new();
-        for (model, pointer) in store.models().map_err(|e| e.to_string())? {
+        for (model, pointer) in store.models()? {
             let name = model.to_string();
             if known.get(&name) == Some(&pointer.active) {
                 continue;
             }
             let path = store.blob_path(&pointer.active);
             let mut spec =
-                ModelSpec::inspect(&name, &path, self.templates.get(&name).cloned(), cfg)
-                    .map_err(|e| format!("{name}: {e}"))?;
+                ModelSpec::inspect(&name, &path, self.templates.get(&name).cloned(), cfg).map_err(
+                    |e| ServerError::InStore {
+                        model: name.clone(),
+                        inner: Box::new(e),
+                    },
+                )?;
             if spec.digest != pointer.active.to_string() {
-                return Err(format!(
-                    "{name}: the active blob {} hashes to {}: the store is damaged; the agent re-downloads it",
-                    pointer.active, spec.digest
-                ));
+                return Err(ServerError::Damaged {
+                    model: name,
+                    pointer: pointer.active.to_string(),
+                    actual: spec.digest,
+                });
             }
             let version = store
-                .installed_manifest(&model, &pointer.active)
-                .map_err(|e| e.to_string())?
+                .installed_manifest(&model, &pointer.active)?
                 .map_or_else(|| "unknown".to_string(), |m| m.manifest.model_version);
             spec.release = Some((version, pointer.active));
             out.push(spec);
@@ -128,9 +131,9 @@ impl StoreLink {
 }
 
 /// Re-reads the store's pointers into the registry.
-pub async fn reload(state: &Arc<AppState>) -> Result<crate::registry::ReloadReport, String> {
+pub async fn reload(state: &Arc<AppState>) -> Result<crate::registry::ReloadReport, ServerError> {
     let Some(link) = state.store.clone() else {
-        return Err("this server was not started with --store; there is nothing to reload".into());
+        return Err(ServerError::NoStore);
     };
     let known: HashMap<String, outpost_protocol::Digest> = state
         .registry
@@ -140,7 +143,7 @@ pub async fn reload(state: &Arc<AppState>) -> Result<crate::registry::ReloadRepo
     let cfg = state.config.clone();
     let specs = tokio::task::spawn_blocking(move || link.specs(&cfg, &known))
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(|e| ServerError::Interrupted(e.to_string()))??;
     let report = state.registry.reload(specs).await;
     tracing::info!(
         replaced = ?report.replaced,

@@ -1,10 +1,50 @@
-//! `ApiError`: every failure as OpenAI's error body with the right status.
+//! The server's errors: `ServerError` for what fails outside a request
+//! (inspecting, loading and reloading models), and `ApiError`, every
+//! failure of a request as OpenAI's error body with the right status.
+
+use std::path::PathBuf;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use outpost_engine::EngineError;
 use outpost_protocol::{ApiErrorBody, ErrorDetail, ProtocolError};
+
+/// Inspecting a model file, loading it, or reading a device store.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Store(#[from] outpost_store::StoreError),
+    #[error(transparent)]
+    Spool(#[from] outpost_store::spool::SpoolError),
+    #[error("{} has no general.architecture key: it is not a model llama.cpp can load", path.display())]
+    NoArchitecture { path: PathBuf },
+    #[error(
+        "--ctx-size {n} does not suit {name}: give between 16 and its training context, {train}"
+    )]
+    CtxSize { n: u32, name: String, train: u32 },
+    // The causes are in the messages (not `#[source]`s), so that anyhow's
+    // `{:#}` at the binary's edge does not print them twice.
+    #[error("hashing {}: {io}", path.display())]
+    Hash { path: PathBuf, io: std::io::Error },
+    #[error("{model}: {inner}")]
+    InStore {
+        model: String,
+        inner: Box<ServerError>,
+    },
+    #[error("{model}: the active blob {pointer} hashes to {actual}: the store is damaged; the agent re-downloads it")]
+    Damaged {
+        model: String,
+        pointer: String,
+        actual: String,
+    },
+    #[error("this server was not started with --store; there is nothing to reload")]
+    NoStore,
+    #[error("the reload stopped before it finished: {0}")]
+    Interrupted(String),
+}
 
 /// An HTTP error in OpenAI's shape.
 #[derive(Debug)]

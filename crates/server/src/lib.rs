@@ -37,7 +37,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 pub use device::StoreLink;
-pub use error::ApiError;
+pub use error::{ApiError, ServerError};
 pub use registry::{ModelSpec, Registry, ReloadReport};
 pub use reqlog::RequestLog;
 pub use state::{default_memory_budget, AppState, Metrics, ServedModel, ServerConfig};

@@ -28,7 +28,7 @@ use outpost_engine::{
 };
 use outpost_protocol::ollama::{KeepAlive, ModelDetails};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ServerError};
 use crate::state::{file_digest, ServedModel, ServerConfig};
 
 /// What is known of a model without loading it.
@@ -61,11 +61,13 @@ impl ModelSpec {
         path: &Path,
         template: Option<Arc<ChatTemplate>>,
         cfg: &ServerConfig,
-    ) -> Result<ModelSpec, String> {
-        let header = GgufHeader::read(path).map_err(|e| e.to_string())?;
+    ) -> Result<ModelSpec, ServerError> {
+        let header = GgufHeader::read(path)?;
         let arch = header
             .architecture()
-            .ok_or_else(|| format!("{} has no general.architecture key", path.display()))?
+            .ok_or_else(|| ServerError::NoArchitecture {
+                path: path.to_path_buf(),
+            })?
             .to_string();
         let train = header
             .arch_u64("context_length")
@@ -73,9 +75,11 @@ impl ModelSpec {
         let ctx_per_slot = match cfg.ctx_per_slot {
             None => train.min(DEFAULT_MAX_CTX),
             Some(n) if n < 16 || n > train => {
-                return Err(format!(
-                    "--ctx-size {n} does not suit {name}: give between 16 and its training context, {train}"
-                ))
+                return Err(ServerError::CtxSize {
+                    n,
+                    name: name.to_string(),
+                    train,
+                })
             }
             Some(n) => n,
         };
@@ -84,9 +88,11 @@ impl ModelSpec {
             u64::from(ctx_per_slot) * u64::from(cfg.slots),
             u64::from(cfg.slots),
             512,
-        )
-        .map_err(|e| e.to_string())?;
-        let digest = file_digest(path).map_err(|e| format!("hashing {}: {e}", path.display()))?;
+        )?;
+        let digest = file_digest(path).map_err(|io| ServerError::Hash {
+            path: path.to_path_buf(),
+            io,
+        })?;
         let n_params = header.n_params();
         let parameter_size = header
             .str("general.size_label")
@@ -446,7 +452,7 @@ impl Registry {
             let model = tokio::task::spawn_blocking(move || ServedModel::load(&for_load, &cfg))
                 .await
                 .map_err(|e| ApiError::internal("loading the model", e.to_string()))?
-                .map_err(|e| ApiError::internal("loading the model", e))?;
+                .map_err(|e| ApiError::internal("loading the model", e.to_string()))?;
             self.stats.loads.fetch_add(1, Ordering::Relaxed);
             let model = Arc::new(model);
             let mut st = entry.lock();

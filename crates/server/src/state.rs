@@ -85,9 +85,8 @@ pub struct ServedModel {
 
 impl ServedModel {
     /// Loads `spec`'s file and starts its scheduler.
-    pub fn load(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ServedModel, String> {
-        let model =
-            Arc::new(Model::load(&spec.path, &LoadOptions::default()).map_err(|e| e.to_string())?);
+    pub fn load(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ServedModel, crate::ServerError> {
+        let model = Arc::new(Model::load(&spec.path, &LoadOptions::default())?);
         let scheduler = Scheduler::start(
             model.clone(),
             SchedulerConfig {
@@ -98,8 +97,7 @@ impl ServedModel {
                 draft_always: cfg.draft_always,
                 ..SchedulerConfig::default()
             },
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         Ok(ServedModel {
             name: spec.name.clone(),
             model,

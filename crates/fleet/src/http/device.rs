@@ -66,7 +66,7 @@ pub async fn telemetry(
             Ok(Json(ack))
         }
         Err(e) => {
-            m.telemetry("invalid", events);
+            m.telemetry("refused", events);
             Err(e)
         }
     }
