@@ -105,6 +105,29 @@ impl<'de> Deserialize<'de> for KeepAlive {
     }
 }
 
+/// In the OpenAPI documents: a duration string or a number of seconds.
+impl utoipa::PartialSchema for KeepAlive {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some(
+                        "A Go duration (5m, 1h30m, 250ms); negative: keep forever",
+                    )),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .description(Some("Seconds; 0: unload when idle; negative: keep forever")),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for KeepAlive {}
+
 impl Serialize for KeepAlive {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -117,7 +140,7 @@ impl Serialize for KeepAlive {
 /// `options`: sampling and limits. Load-time hints are accepted and
 /// ignored; sampling methods Outpost does not implement are refused unless
 /// set to their neutral value.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
     pub seed: Option<i64>,
@@ -323,7 +346,8 @@ fn generation_fields(
 }
 
 /// A chat message.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = OllamaChatMessage)]
 #[serde(deny_unknown_fields)]
 pub struct ChatMessage {
     pub role: String,
@@ -341,7 +365,7 @@ pub struct ChatMessage {
 
 /// `POST /api/chat`. No messages and a `keep_alive` loads or unloads the
 /// model.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatRequest {
     pub model: String,
@@ -396,7 +420,7 @@ impl ChatRequest {
 
 /// `POST /api/generate`. An empty prompt and a `keep_alive` loads or
 /// unloads the model.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateRequest {
     pub model: String,
@@ -459,19 +483,27 @@ impl GenerateRequest {
 }
 
 /// Timing and count fields of a final response; durations in nanoseconds.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+/// Flattened into the response, and only on its last line: so in the
+/// OpenAPI documents each is optional.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Timings {
+    #[schema(required = false)]
     pub total_duration: u64,
+    #[schema(required = false)]
     pub load_duration: u64,
+    #[schema(required = false)]
     pub prompt_eval_count: u64,
+    #[schema(required = false)]
     pub prompt_eval_duration: u64,
+    #[schema(required = false)]
     pub eval_count: u64,
+    #[schema(required = false)]
     pub eval_duration: u64,
 }
 
 /// One line of `/api/chat`'s answer (or the whole answer when not
 /// streaming).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ChatResponse {
     pub model: String,
     pub created_at: String,
@@ -484,7 +516,7 @@ pub struct ChatResponse {
 }
 
 /// One line of `/api/generate`'s answer.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct GenerateResponse {
     pub model: String,
     pub created_at: String,
@@ -497,7 +529,7 @@ pub struct GenerateResponse {
 }
 
 /// What a model is, as Ollama lists it.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ModelDetails {
     pub parent_model: String,
     pub format: String,
@@ -510,7 +542,7 @@ pub struct ModelDetails {
 }
 
 /// An entry of `GET /api/tags`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ListedModel {
     pub name: String,
     pub model: String,
@@ -521,13 +553,13 @@ pub struct ListedModel {
     pub details: ModelDetails,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TagsResponse {
     pub models: Vec<ListedModel>,
 }
 
 /// `POST /api/show`. Older clients send `name`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShowRequest {
     #[serde(default)]
@@ -551,7 +583,7 @@ impl ShowRequest {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ShowResponse {
     pub modelfile: String,
     pub parameters: String,
@@ -563,7 +595,7 @@ pub struct ShowResponse {
 }
 
 /// An entry of `GET /api/ps`: a loaded model.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RunningModel {
     pub name: String,
     pub model: String,
@@ -578,18 +610,18 @@ pub struct RunningModel {
     pub context_length: u64,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct PsResponse {
     pub models: Vec<RunningModel>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct VersionResponse {
     pub version: String,
 }
 
 /// Ollama's error shape: `{"error": "..."}`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ErrorResponse {
     pub error: String,
 }

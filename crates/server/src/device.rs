@@ -153,14 +153,30 @@ pub async fn reload(state: &Arc<AppState>) -> Result<crate::registry::ReloadRepo
     Ok(report)
 }
 
+/// `POST /admin/reload`'s answer: model names.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Reloaded {
+    replaced: Vec<String>,
+    added: Vec<String>,
+    unchanged: Vec<String>,
+}
+
 /// `POST /admin/reload`.
+#[utoipa::path(post, path = "/admin/reload", tag = "ops",
+    summary = "Re-read the device store (`serve --store`)",
+    description = "New requests get newly installed files; requests in flight finish on the old ones.",
+    responses(
+        (status = 200, description = "What changed, by model name", body = Reloaded),
+        (status = 409, description = "No --store, or the store cannot be read: nothing changed", body = outpost_protocol::ApiErrorBody)))]
 pub async fn reload_handler(
     State(state): State<Arc<AppState>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Reloaded>, ApiError> {
     match reload(&state).await {
-        Ok(r) => Ok(Json(serde_json::json!({
-            "replaced": r.replaced, "added": r.added, "unchanged": r.unchanged
-        }))),
+        Ok(r) => Ok(Json(Reloaded {
+            replaced: r.replaced,
+            added: r.added,
+            unchanged: r.unchanged,
+        })),
         Err(e) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "invalid_request_error",

@@ -20,6 +20,7 @@ mod flow;
 mod metrics;
 mod ollama;
 mod openai;
+pub mod openapi;
 pub mod registry;
 mod reqlog;
 mod route;
@@ -160,6 +161,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/metrics",
             get(outpost_web::metrics::serve).with_state(metrics.clone()),
         )
+        .route("/openapi.json", get(openapi::json))
+        .route("/docs", get(openapi::docs))
         .route("/admin/reload", post(device::reload_handler))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth))
@@ -172,13 +175,26 @@ pub fn app(state: Arc<AppState>) -> Router {
     outpost_web::observe(router, metrics)
 }
 
+/// `GET /health`'s answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// Always "ok".
+    status: String,
+}
+
 /// Ollama clients probe `GET /`.
+#[utoipa::path(get, path = "/", tag = "ops", summary = "Is it running? (Ollama clients probe this)",
+    responses((status = 200, description = "A line of text", body = String, content_type = "text/plain")))]
 async fn root() -> &'static str {
     "Outpost is running (OpenAI API at /v1, Ollama API at /api)"
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+#[utoipa::path(get, path = "/health", tag = "ops", summary = "Liveness (no API key needed)",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -187,7 +203,7 @@ async fn not_found(req: Request) -> ApiError {
         "invalid_request_error",
         "unknown_url",
         None,
-        format!("no endpoint {} {}; see /v1/models, /v1/chat/completions, /v1/completions, /api/chat, /api/generate, /api/tags, /api/show, /api/ps, /api/version, /health, /metrics", req.method(), req.uri().path()),
+        format!("no endpoint {} {}; see /v1/models, /v1/chat/completions, /v1/completions, /api/chat, /api/generate, /api/tags, /api/show, /api/ps, /api/version, /health, /metrics, /openapi.json, /docs", req.method(), req.uri().path()),
     )
 }
 

@@ -17,6 +17,8 @@ use axum::Json;
 use outpost_engine::{
     ChatTemplate, Completion, Event, FinishReason, GenerateRequest, Message, Prompt,
 };
+#[allow(unused_imports)] // named in the OpenAPI attributes only
+use outpost_protocol::ollama::ErrorResponse;
 use outpost_protocol::ollama::{
     rfc3339, ChatMessage, ChatRequest, ChatResponse, GenerateRequest as OllamaGenerate,
     GenerateResponse, KeepAlive, ListedModel, Options, PsResponse, RunningModel, ShowRequest,
@@ -226,6 +228,19 @@ async fn generate_with<T: serde::Serialize + Send + 'static>(
     answer(state, started, lease, g, ask.stream, reply).await
 }
 
+#[utoipa::path(post, path = "/api/chat", tag = "Ollama",
+    summary = "Chat (Ollama)",
+    description = "Streams newline-delimited JSON `ChatResponse` lines unless `stream` is false; the last has `done: true`. No messages and a `keep_alive`: loads or unloads the model.",
+    request_body = ChatRequest,
+    responses(
+        (status = 200, description = "The answer", content(
+            (ChatResponse = "application/json"),
+            (ChatResponse = "application/x-ndjson"))),
+        (status = 400, description = "A field is missing, malformed, out of range or not implemented", body = ErrorResponse),
+        (status = 404, description = "No served model has that name", body = ErrorResponse),
+        (status = 503, description = "The model's queue is full, or busy models hold the memory (see Retry-After)", body = ErrorResponse),
+        (status = 507, description = "The model alone is larger than the memory budget", body = ErrorResponse),
+    ))]
 pub async fn chat(State(state): Shared, body: Body) -> Response {
     ollama(chat_inner(state, body).await)
 }
@@ -266,6 +281,19 @@ async fn chat_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiErr
     generate_with(state, started, ask, prompt, reply).await
 }
 
+#[utoipa::path(post, path = "/api/generate", tag = "Ollama",
+    summary = "Generate (Ollama)",
+    description = "Streams newline-delimited JSON `GenerateResponse` lines unless `stream` is false; the last has `done: true`. No prompt and a `keep_alive`: loads or unloads the model.",
+    request_body = OllamaGenerate,
+    responses(
+        (status = 200, description = "The answer", content(
+            (GenerateResponse = "application/json"),
+            (GenerateResponse = "application/x-ndjson"))),
+        (status = 400, description = "A field is missing, malformed, out of range or not implemented", body = ErrorResponse),
+        (status = 404, description = "No served model has that name", body = ErrorResponse),
+        (status = 503, description = "The model's queue is full, or busy models hold the memory (see Retry-After)", body = ErrorResponse),
+        (status = 507, description = "The model alone is larger than the memory budget", body = ErrorResponse),
+    ))]
 pub async fn generate(State(state): Shared, body: Body) -> Response {
     ollama(generate_inner(state, body).await)
 }
@@ -316,6 +344,8 @@ fn since_epoch(t: SystemTime) -> Duration {
     t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default()
 }
 
+#[utoipa::path(get, path = "/api/tags", tag = "Ollama", summary = "The served models (Ollama)",
+    responses((status = 200, description = "Every served model", body = TagsResponse)))]
 pub async fn tags(State(state): Shared) -> Json<TagsResponse> {
     Json(TagsResponse {
         models: state
@@ -333,6 +363,12 @@ pub async fn tags(State(state): Shared) -> Json<TagsResponse> {
     })
 }
 
+#[utoipa::path(post, path = "/api/show", tag = "Ollama", summary = "One model's details (Ollama)",
+    request_body = ShowRequest,
+    responses(
+        (status = 200, description = "Details, model info and the chat template", body = ShowResponse),
+        (status = 400, description = "The body is malformed", body = ErrorResponse),
+        (status = 404, description = "No served model has that name", body = ErrorResponse)))]
 pub async fn show(State(state): Shared, body: Body) -> Response {
     ollama((|| {
         let req: ShowRequest = parse(body)?;
@@ -366,6 +402,8 @@ pub async fn show(State(state): Shared, body: Body) -> Response {
     })())
 }
 
+#[utoipa::path(get, path = "/api/ps", tag = "Ollama", summary = "The loaded models (Ollama)",
+    responses((status = 200, description = "Models in memory, with their size and expiry", body = PsResponse)))]
 pub async fn ps(State(state): Shared) -> Json<PsResponse> {
     let now_sys = SystemTime::now();
     let now = Instant::now();
@@ -398,6 +436,8 @@ pub async fn ps(State(state): Shared) -> Json<PsResponse> {
     })
 }
 
+#[utoipa::path(get, path = "/api/version", tag = "Ollama", summary = "The server's version (Ollama)",
+    responses((status = 200, description = "The version", body = VersionResponse)))]
 pub async fn version() -> Json<VersionResponse> {
     Json(VersionResponse {
         version: env!("CARGO_PKG_VERSION").into(),

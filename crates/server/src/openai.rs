@@ -21,6 +21,8 @@ use outpost_protocol::openai::{
     ChoiceLogprobs, ChunkChoice, Completion, CompletionChoice, CompletionLogprobs,
     CompletionRequest, Delta, ModelCard, ModelList, TokenLogprob, TopLogprob, Usage,
 };
+#[allow(unused_imports)] // named in the OpenAPI attributes only
+use outpost_protocol::ApiErrorBody;
 use outpost_router::Endpoint;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
@@ -100,11 +102,37 @@ fn usage(done: &EngineCompletion) -> Usage {
 }
 
 /// `POST /v1/chat/completions`: through the router when there is one.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "OpenAI",
+    summary = "Chat completion (OpenAI)",
+    description = "Renders the messages with the model's chat template and generates an answer. With `stream: true` the answer comes as server-sent events of `ChatCompletionChunk`, ending in `data: [DONE]`.",
+    request_body = ChatCompletionRequest,
+    responses(
+        (status = 200, description = "The answer", content(
+            (ChatCompletion = "application/json"),
+            (String = "text/event-stream"))),
+        (status = 400, description = "A field is missing, malformed, out of range or not implemented (named in `param`)", body = ApiErrorBody),
+        (status = 404, description = "No served model has that name", body = ApiErrorBody),
+        (status = 503, description = "The model's queue is full, or busy models hold the memory (see Retry-After)", body = ApiErrorBody),
+        (status = 507, description = "The model alone is larger than the memory budget", body = ApiErrorBody),
+    ))]
 pub async fn chat(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
     routed(state, headers, body, Endpoint::Chat).await
 }
 
 /// `POST /v1/completions`: through the router when there is one.
+#[utoipa::path(post, path = "/v1/completions", tag = "OpenAI",
+    summary = "Text completion (OpenAI, legacy)",
+    description = "Continues the prompt as it is. With `stream: true`: server-sent events of `Completion`, ending in `data: [DONE]`.",
+    request_body = CompletionRequest,
+    responses(
+        (status = 200, description = "The continuation", content(
+            (Completion = "application/json"),
+            (String = "text/event-stream"))),
+        (status = 400, description = "A field is missing, malformed, out of range or not implemented (named in `param`)", body = ApiErrorBody),
+        (status = 404, description = "No served model has that name", body = ApiErrorBody),
+        (status = 503, description = "The model's queue is full, or busy models hold the memory (see Retry-After)", body = ApiErrorBody),
+        (status = 507, description = "The model alone is larger than the memory budget", body = ApiErrorBody),
+    ))]
 pub async fn completions(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
     routed(state, headers, body, Endpoint::Completions).await
 }
@@ -445,6 +473,9 @@ pub(crate) async fn completions_local(
     Ok(Sse::new(stream).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/models", tag = "OpenAI",
+    summary = "The served models (OpenAI)",
+    responses((status = 200, description = "Every served model, loaded or not", body = ModelList)))]
 pub async fn models(State(state): Shared) -> Json<ModelList> {
     Json(ModelList {
         object: "list".into(),

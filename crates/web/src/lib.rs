@@ -14,6 +14,7 @@
 //! It knows no handler and no service state: [`observe`] wraps a finished
 //! router.
 
+pub mod docs;
 pub mod metrics;
 
 pub use metrics::Metrics;

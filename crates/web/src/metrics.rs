@@ -127,6 +127,9 @@ pub(crate) async fn record(State(m): State<Arc<Metrics>>, req: Request, next: Ne
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "ops", summary = "Prometheus metrics (OpenMetrics text)",
+    responses((status = 200, description = "Counters, gauges and histograms", body = String,
+        content_type = "application/openmetrics-text")))]
 pub async fn serve(State(m): State<Arc<Metrics>>) -> Response {
     (
         [(
