@@ -12,7 +12,7 @@ use crate::rollout::{percent_of, Rollout, Target};
 use crate::state::{Freeze, Release};
 
 /// `model@version`, as the CLI writes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRef {
     pub model: ModelName,
@@ -45,7 +45,7 @@ impl std::fmt::Display for ReleaseRef {
 }
 
 /// `POST /admin/v1/channels`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateChannel {
     pub name: String,
@@ -53,7 +53,7 @@ pub struct CreateChannel {
 
 /// `POST /admin/v1/channels/{channel}/release`: the channel runs this
 /// release now, for every device (no stages).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetChannelRelease {
     pub model: ModelName,
@@ -61,7 +61,7 @@ pub struct SetChannelRelease {
 }
 
 /// `POST /admin/v1/rollouts`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRollout {
     pub model: ModelName,
@@ -76,7 +76,7 @@ pub struct CreateRollout {
 }
 
 /// `POST /admin/v1/rollouts/{id}/{action}`, body optional.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionBody {
     #[serde(default)]
@@ -84,7 +84,7 @@ pub struct ActionBody {
 }
 
 /// `POST /admin/v1/devices/{id}/pins`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Pin {
     pub model: ModelName,
@@ -92,14 +92,14 @@ pub struct Pin {
 }
 
 /// `POST /admin/v1/devices/{id}/channel`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoveDevice {
     pub channel: String,
 }
 
 /// `POST /admin/v1/revoke`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Revoke {
     pub model: ModelName,
@@ -109,7 +109,7 @@ pub struct Revoke {
 
 /// `POST /admin/v1/kill-switch`: freeze every rollout (or thaw with
 /// `freeze: false`), revoking releases in the same step.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KillSwitch {
     pub freeze: bool,
@@ -120,13 +120,13 @@ pub struct KillSwitch {
 }
 
 /// `POST /admin/v1/app-keys`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAppKey {
     pub label: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AppKeyView {
     pub label: String,
     /// Shown once; the fleet keeps its SHA-256.
@@ -134,7 +134,7 @@ pub struct AppKeyView {
 }
 
 /// A release as listed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReleaseView {
     #[serde(flatten)]
     pub release: Release,
@@ -147,7 +147,7 @@ pub struct ReleaseView {
 }
 
 /// A rollout with its share in percent and the devices it holds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RolloutView {
     #[serde(flatten)]
     pub rollout: Rollout,
@@ -178,7 +178,7 @@ impl RolloutView {
 }
 
 /// A channel and what it runs now, per model.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelView {
     pub name: String,
     pub releases: BTreeMap<String, String>,
@@ -186,7 +186,7 @@ pub struct ChannelView {
 }
 
 /// A device as listed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeviceView {
     pub id: String,
     pub channel: String,
@@ -199,7 +199,7 @@ pub struct DeviceView {
     pub blocked: BTreeMap<String, Vec<Blocked>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Assigned {
     pub model_version: String,
     pub manifest_version: u64,
@@ -207,14 +207,14 @@ pub struct Assigned {
 }
 
 /// `GET /admin/v1/devices` answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeviceList {
     pub total: u64,
     pub devices: Vec<DeviceView>,
 }
 
 /// `GET /admin/v1/status`: the whole fleet on one page.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusView {
     pub key_id: String,
     pub frozen: Option<Freeze>,
@@ -234,7 +234,7 @@ pub struct StatusView {
 
 /// One release's telemetry over a window, every class and channel merged:
 /// the dashboard line of `outpost fleet status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReleaseTelemetry {
     pub model: String,
     pub model_version: String,
@@ -250,7 +250,7 @@ pub struct ReleaseTelemetry {
 }
 
 /// Resident memory of a process, from `/proc/self/status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProcessMemory {
     /// VmRSS.
     pub rss_bytes: u64,
@@ -271,4 +271,26 @@ impl ProcessMemory {
             peak_rss_bytes: kib("VmHWM:")? * 1024,
         })
     }
+}
+
+/// The answer of an admin action that has nothing else to say.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Done {
+    /// Always true.
+    pub ok: bool,
+}
+
+/// `PUT /admin/v1/blobs/{digest}`: the blob is in the store.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Stored {
+    pub digest: outpost_protocol::Digest,
+    /// False when the blob was already there (nothing was written).
+    pub stored: bool,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always "ok" while the process answers.
+    pub status: String,
 }

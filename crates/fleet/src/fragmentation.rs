@@ -18,7 +18,7 @@ use crate::state::lock;
 use crate::Fleet;
 
 /// Devices on one release in one channel and class.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FragCell {
     pub model: String,
     pub model_version: String,
@@ -28,7 +28,7 @@ pub struct FragCell {
 }
 
 /// Devices blocked from a release at their last check-in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlockedCell {
     pub model: String,
     pub model_version: String,
@@ -39,7 +39,7 @@ pub struct BlockedCell {
 pub const MILESTONES: [f64; 4] = [50.0, 90.0, 99.0, 100.0];
 
 /// When a rollout had reached `percent` % of its targeted devices.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Milestone {
     pub percent: f64,
     /// Seconds from the rollout's start until that many targeted devices
@@ -49,7 +49,7 @@ pub struct Milestone {
 
 /// A rollout's reach: devices it targets (channel, rules) and how many of
 /// them were issued its release.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RolloutReach {
     pub id: u64,
     pub model: String,
@@ -88,7 +88,7 @@ pub fn milestones(start: u64, mut times: Vec<u64>, targeted: u64) -> Vec<Milesto
         .collect()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FragmentationView {
     pub devices: u64,
     pub stale_days: u64,

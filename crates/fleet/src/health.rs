@@ -30,7 +30,7 @@ use crate::Fleet;
 
 /// Thresholds of the automatic halt. Defaults in [`HaltPolicy::default`]
 /// (also for fields a JSON policy leaves out).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HaltPolicy {
     pub enabled: bool,

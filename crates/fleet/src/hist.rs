@@ -49,8 +49,9 @@ pub fn bounds(b: u16) -> (f64, f64) {
 }
 
 /// Counts per bucket (sparse: only buckets that were hit).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = BTreeMap<String, u64>)]
 pub struct Histogram(BTreeMap<u16, u64>);
 
 impl Histogram {

@@ -57,7 +57,7 @@ pub const DEFAULT_CLASS: &str = "default";
 
 /// A model release: its variants (quantization tiers) and which one each
 /// device class runs, with what runtime config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseMeta {
     pub model: ModelName,
@@ -78,7 +78,7 @@ pub struct ReleaseMeta {
 }
 
 /// One GGUF file of a release.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariantMeta {
     /// The file name inside the release folder (input only).
@@ -106,7 +106,7 @@ pub struct VariantMeta {
 }
 
 /// What a device class runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClassConfig {
     /// A `quantization` from `variants`.

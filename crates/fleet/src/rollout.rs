@@ -73,7 +73,7 @@ pub fn percent_of(bp: u32) -> f64 {
 
 /// Which devices a rollout may reach at all. Empty lists and absent bounds
 /// match everything; a device must match every rule given.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -132,7 +132,7 @@ impl Target {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RolloutState {
     Active,
@@ -159,9 +159,10 @@ impl RolloutState {
     }
 }
 
-/// A release moving onto a channel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A release moving onto a channel. A stored record and part of
+/// `RolloutView` (flattened), so unknown fields are not refused: the
+/// document could not describe the view otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rollout {
     pub id: u64,
     pub model: ModelName,
@@ -189,7 +190,7 @@ pub struct Rollout {
 }
 
 /// What an operator (or the soak timer) asks of a rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RolloutAction {
     Advance,

@@ -17,21 +17,21 @@ use crate::meta::ReleaseMeta;
 use crate::rollout::Rollout;
 
 /// A published model version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Release {
     pub meta: ReleaseMeta,
     pub published_at: Timestamp,
     pub revoked: Option<Revocation>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Revocation {
     pub at: Timestamp,
     pub reason: String,
 }
 
 /// "From `at` on, `channel` runs `model` `version`."
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelEntry {
     pub model: ModelName,
     pub version: String,
@@ -39,7 +39,7 @@ pub struct ChannelEntry {
 }
 
 /// A channel and every release it was given, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Channel {
     pub name: String,
     pub created_at: Timestamp,
@@ -47,7 +47,7 @@ pub struct Channel {
 }
 
 /// The kill switch, when thrown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Freeze {
     pub reason: String,
     pub at: Timestamp,
@@ -161,7 +161,7 @@ impl FleetState {
 }
 
 /// The last manifest issued to a device for a model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Issued {
     pub model: ModelName,
     pub manifest_version: u64,

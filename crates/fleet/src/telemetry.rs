@@ -76,7 +76,9 @@ impl Default for TelemetryConfig {
 }
 
 /// A cohort: devices of one class on one channel running one release.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct CohortKey {
     pub device_class: String,
     pub channel: String,
@@ -85,7 +87,7 @@ pub struct CohortKey {
 }
 
 /// One cohort's events in one minute (or merged over many).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Agg {
     pub events: u64,
@@ -196,7 +198,7 @@ fn ratio(a: u64, b: u64) -> f64 {
 /// crashes per inference, canary failures per canary run, cloud routes
 /// per route decision. Percentiles are exact to the histogram's bucket
 /// (within 4.4 %); `null` without data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CohortView {
     #[serde(flatten)]
     pub key: CohortKey,

@@ -22,7 +22,7 @@ pub const MAX_CPU_FEATURES: usize = 128;
 
 /// `POST /v1/devices/register`: an app key (shipped in the app) buys a
 /// device token. `channel` defaults to `stable`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     pub app_key: String,
@@ -32,7 +32,7 @@ pub struct RegisterRequest {
 
 /// The device's identity. `token` is shown once: the fleet keeps only its
 /// SHA-256. Send it as `Authorization: Bearer <token>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegisterResponse {
     pub device_id: String,
     pub token: String,
@@ -40,14 +40,14 @@ pub struct RegisterResponse {
 }
 
 /// `POST /v1/devices/check-in`, authenticated with the device token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckInRequest {
     pub profile: DeviceProfile,
 }
 
 /// What the fleet needs to know to pick a variant the device can load.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceProfile {
     /// e.g. `phone-8gb`; picks the runtime config in a release.
@@ -74,7 +74,7 @@ pub struct DeviceProfile {
 }
 
 /// A model the device has installed (its store's active pointer).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Installed {
     pub model: ModelName,
@@ -161,7 +161,7 @@ impl DeviceProfile {
 
 /// The answer to a check-in: one entry per model the device's channel (or
 /// a pin) gives it, and when to come back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckInResponse {
     pub device_id: String,
     pub channel: String,
@@ -171,7 +171,7 @@ pub struct CheckInResponse {
 }
 
 /// What one model should be on this device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelAssignment {
     pub model: ModelName,
     /// The signed manifest to verify and install; `None` when no release
@@ -194,7 +194,7 @@ pub struct ModelAssignment {
     pub note: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AssignmentSource {
     Pin,
@@ -203,19 +203,19 @@ pub enum AssignmentSource {
 }
 
 /// A release skipped because this device cannot load it, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Blocked {
     pub model_version: String,
     pub reason: String,
 }
 
 /// Every fleet API error: `{"error": {"code": "...", "message": "..."}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FleetErrorBody {
     pub error: FleetErrorDetail,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FleetErrorDetail {
     /// Stable, machine-readable (`unauthorized`, `bad_request`, ...).
     pub code: String,

@@ -23,6 +23,7 @@ pub mod fleet;
 pub mod manifest;
 pub mod ollama;
 pub mod openai;
+mod schema;
 pub mod signing;
 pub mod telemetry;
 pub mod time;

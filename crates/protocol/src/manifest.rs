@@ -19,7 +19,7 @@ use crate::digest::Digest;
 use crate::time::Timestamp;
 
 /// A signed statement "devices of `device_class` run `variant` of `model`".
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Issued from one counter per model by the control plane; it only ever
@@ -47,7 +47,7 @@ pub struct Manifest {
 }
 
 /// The GGUF file to run: content digest, exact size, quantization label.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Variant {
     pub digest: Digest,
@@ -58,7 +58,7 @@ pub struct Variant {
 }
 
 /// How the engine is set up on this device class.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
     pub n_ctx: u32,
@@ -68,7 +68,7 @@ pub struct RuntimeConfig {
 }
 
 /// llama.cpp's KV-cache element types (`--cache-type-k/-v`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum KvCacheType {
     #[serde(rename = "f32")]
     F32,
@@ -91,7 +91,7 @@ pub enum KvCacheType {
 }
 
 /// What the device must have to run the variant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Requirements {
     pub min_app_version: Version,

@@ -32,7 +32,7 @@ use crate::time::Timestamp;
 
 /// The wire envelope. All fields base64 (standard alphabet, padded) except
 /// `key_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignedManifest {
     pub key_id: String,
@@ -43,7 +43,7 @@ pub struct SignedManifest {
 
 /// One pinned key as written in a device's config:
 /// `{"key_id": "fleet-2026a", "public_key": "<base64, 32 bytes>"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PinnedKey {
     pub key_id: String,

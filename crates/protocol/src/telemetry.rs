@@ -24,7 +24,7 @@ use crate::time::Timestamp;
 pub const MAX_EVENTS: usize = 1000;
 
 /// `POST /v1/telemetry`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryBatch {
     /// 1-64 of `a-z A-Z 0-9 . _ -`, unique per device.
@@ -35,7 +35,7 @@ pub struct TelemetryBatch {
 }
 
 /// One observation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryEvent {
     /// When it happened, by the device's clock.
@@ -50,7 +50,7 @@ pub struct TelemetryEvent {
 }
 
 /// What happened: `{"kind": "inference", "data": {...}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", content = "data", rename_all = "snake_case")]
 pub enum EventData {
     Inference(Inference),
@@ -83,7 +83,7 @@ impl EventData {
 }
 
 /// One generation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Inference {
     /// Time to first token.
@@ -101,7 +101,7 @@ pub struct Inference {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Crash {
     /// e.g. `sigsegv`, `oom-kill`.
@@ -109,13 +109,13 @@ pub struct Crash {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryPeak {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ThermalState {
     Nominal,
@@ -124,13 +124,13 @@ pub enum ThermalState {
     Critical,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Thermal {
     pub state: ThermalState,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Battery {
     /// 0-100.
@@ -138,7 +138,7 @@ pub struct Battery {
     pub charging: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RouteTarget {
     Local,
@@ -146,7 +146,7 @@ pub enum RouteTarget {
 }
 
 /// Where a request was run, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     pub target: RouteTarget,
@@ -154,7 +154,7 @@ pub struct Route {
 }
 
 /// An on-device canary check against the release's fingerprint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Canary {
     pub kld: f64,
@@ -163,7 +163,7 @@ pub struct Canary {
     pub pass: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FeedbackSignal {
     ThumbsUp,
@@ -171,13 +171,13 @@ pub enum FeedbackSignal {
     Regenerate,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Feedback {
     pub signal: FeedbackSignal,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InstallOutcome {
     /// Verified, downloaded, activated (and its canary passed).
@@ -192,7 +192,7 @@ pub enum InstallOutcome {
 /// What the agent did with a manifest, and why (a short code such as
 /// `hash-mismatch`, `bad-signature`, `older-version`, `expired`,
 /// `canary-kld`). The event's release is the one the manifest named.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Install {
     pub outcome: InstallOutcome,
@@ -202,7 +202,7 @@ pub struct Install {
 
 /// The fleet's answer. `duplicate`: this batch id was counted before and
 /// nothing was counted now.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TelemetryAck {
     pub batch_id: String,
     pub duplicate: bool,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const FORMAT_VERSION: u32 = 1;
 
 /// The whole file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariantsFile {
     pub format_version: u32,
@@ -29,7 +29,7 @@ pub struct VariantsFile {
 }
 
 /// The checkpoint every tier is made from and compared against.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceInfo {
     pub file: String,
@@ -51,7 +51,7 @@ pub struct SourceInfo {
 }
 
 /// How quality was measured (llama-perplexity's method).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvalInfo {
     /// Where the text came from.
@@ -67,7 +67,7 @@ pub struct EvalInfo {
 }
 
 /// Where the cost numbers were measured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostInfo {
     pub cpu: String,
@@ -76,7 +76,7 @@ pub struct HostInfo {
 }
 
 /// One quantization tier.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
     /// Tier name as asked, e.g. `q4_k_m`.
@@ -100,7 +100,7 @@ pub struct Tier {
     pub fingerprints: Vec<Fingerprint>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TypeShare {
     pub ggml_type: String,
@@ -109,7 +109,7 @@ pub struct TypeShare {
 }
 
 /// Quality against the reference on the same scored tokens.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quality {
     pub ppl: f64,
@@ -127,7 +127,7 @@ pub struct Quality {
 }
 
 /// Cost on the build host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Cost {
     pub load_ms: f64,
@@ -139,7 +139,7 @@ pub struct Cost {
 }
 
 /// Top next-token log-probs after a prefix of a fixed prompt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fingerprint {
     pub prompt: String,
@@ -149,7 +149,7 @@ pub struct Fingerprint {
     pub top: Vec<(i32, f32)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Merged {
     pub tier: String,
@@ -161,7 +161,7 @@ pub struct Merged {
 
 /// A class of device: how much memory the model may use, and how fast its
 /// memory is relative to the build host (decode speed scales with it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceClass {
     pub name: String,
@@ -173,7 +173,7 @@ pub struct DeviceClass {
 }
 
 /// What a device class should run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Recommendation {
     pub device_class: String,

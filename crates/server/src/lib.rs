@@ -161,8 +161,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/metrics",
             get(outpost_web::metrics::serve).with_state(metrics.clone()),
         )
-        .route("/openapi.json", get(openapi::json))
-        .route("/docs", get(openapi::docs))
+        .merge(outpost_web::docs::routes(&openapi::document()))
         .route("/admin/reload", post(device::reload_handler))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth))

@@ -236,10 +236,7 @@ async fn generate_with<T: serde::Serialize + Send + 'static>(
         (status = 200, description = "The answer", content(
             (ChatResponse = "application/json"),
             (ChatResponse = "application/x-ndjson"))),
-        (status = 400, description = "A field is missing, malformed, out of range or not implemented", body = ErrorResponse),
-        (status = 404, description = "No served model has that name", body = ErrorResponse),
-        (status = 503, description = "The model's queue is full, or busy models hold the memory (see Retry-After)", body = ErrorResponse),
-        (status = 507, description = "The model alone is larger than the memory budget", body = ErrorResponse),
+        crate::openapi::OllamaErrors,
     ))]
 pub async fn chat(State(state): Shared, body: Body) -> Response {
     ollama(chat_inner(state, body).await)
@@ -289,10 +286,7 @@ async fn chat_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiErr
         (status = 200, description = "The answer", content(
             (GenerateResponse = "application/json"),
             (GenerateResponse = "application/x-ndjson"))),
-        (status = 400, description = "A field is missing, malformed, out of range or not implemented", body = ErrorResponse),
-        (status = 404, description = "No served model has that name", body = ErrorResponse),
-        (status = 503, description = "The model's queue is full, or busy models hold the memory (see Retry-After)", body = ErrorResponse),
-        (status = 507, description = "The model alone is larger than the memory budget", body = ErrorResponse),
+        crate::openapi::OllamaErrors,
     ))]
 pub async fn generate(State(state): Shared, body: Body) -> Response {
     ollama(generate_inner(state, body).await)

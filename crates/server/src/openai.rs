@@ -110,10 +110,7 @@ fn usage(done: &EngineCompletion) -> Usage {
         (status = 200, description = "The answer", content(
             (ChatCompletion = "application/json"),
             (String = "text/event-stream"))),
-        (status = 400, description = "A field is missing, malformed, out of range or not implemented (named in `param`)", body = ApiErrorBody),
-        (status = 404, description = "No served model has that name", body = ApiErrorBody),
-        (status = 503, description = "The model's queue is full, or busy models hold the memory (see Retry-After)", body = ApiErrorBody),
-        (status = 507, description = "The model alone is larger than the memory budget", body = ApiErrorBody),
+        crate::openapi::OpenAiErrors,
     ))]
 pub async fn chat(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
     routed(state, headers, body, Endpoint::Chat).await
@@ -128,10 +125,7 @@ pub async fn chat(State(state): Shared, headers: HeaderMap, body: Body) -> Respo
         (status = 200, description = "The continuation", content(
             (Completion = "application/json"),
             (String = "text/event-stream"))),
-        (status = 400, description = "A field is missing, malformed, out of range or not implemented (named in `param`)", body = ApiErrorBody),
-        (status = 404, description = "No served model has that name", body = ApiErrorBody),
-        (status = 503, description = "The model's queue is full, or busy models hold the memory (see Retry-After)", body = ApiErrorBody),
-        (status = 507, description = "The model alone is larger than the memory budget", body = ApiErrorBody),
+        crate::openapi::OpenAiErrors,
     ))]
 pub async fn completions(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
     routed(state, headers, body, Endpoint::Completions).await

@@ -2,9 +2,30 @@
 //! server, so that it works offline (no script, no CDN, no asset to
 //! fetch): every operation with its summary, description, request body and
 //! responses, then every schema as JSON. The document itself is served at
-//! `/openapi.json`.
+//! `/openapi.json`. [`routes`] serves both for a document.
 
+use axum::body::Bytes;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::Router;
 use serde_json::Value;
+
+/// `GET /openapi.json` (the document) and `GET /docs` (its page), rendered
+/// once, as a router to merge into an app's.
+pub fn routes<S: Clone + Send + Sync + 'static>(doc: &utoipa::openapi::OpenApi) -> Router<S> {
+    let value = serde_json::to_value(doc).unwrap_or_default();
+    let json = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+    let html = page(&value);
+    Router::new()
+        .route(
+            "/openapi.json",
+            get(move || async move {
+                ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+            }),
+        )
+        .route("/docs", get(move || async move { Html(html) }))
+}
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::MODEL;
 
@@ -106,4 +106,22 @@ impl Fleet {
             .find(|c| c["model_version"] == version)
             .unwrap_or(Value::Null)
     }
+}
+
+/// A release folder: release.json and one fake GGUF file.
+pub fn release_dir(root: &Path, model: &str, version: &str) -> PathBuf {
+    let dir = root.join(format!("release-{version}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut data = b"GGUF".to_vec();
+    data.extend(format!("weights of {version} ").repeat(500).bytes());
+    std::fs::write(dir.join("model.Q4_0.gguf"), &data).expect("gguf");
+    let meta = json!({
+        "model": model, "version": version, "min_app_version": "1.0.0",
+        "variants": [{"file": "model.Q4_0.gguf", "quantization": "Q4_0", "ggml_types": ["f32", "q4_0"],
+            "memory_bytes": 100_000_000u64, "min_engine_version": "0.1.0", "quality": {"kld_mean": 0.04},
+            "fingerprints": [{"prompt": "Hello", "position": 2, "top": [[1, -0.5], [2, -1.5]]}]}],
+        "classes": {"default": {"variant": "Q4_0", "n_ctx": 1024, "kv_cache_type": "q8_0", "threads": 2}}
+    });
+    std::fs::write(dir.join("release.json"), meta.to_string()).expect("meta");
+    dir
 }

@@ -88,7 +88,7 @@ pub enum Change {
 }
 
 /// One line of the audit log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Assigned by the database; 0 before.
     #[serde(default)]

@@ -19,6 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
 use super::bearer;
+use crate::api::Stored;
 use crate::error::FleetError;
 use crate::keys::secret_hash;
 use crate::Fleet;
@@ -82,6 +83,7 @@ fn pace(bytes: u64, rate: u64) -> Duration {
 }
 
 /// `GET /v1/artifacts/{digest}` (also HEAD), with a device or admin token.
+#[utoipa::path(get, path = "/v1/artifacts/{digest}", tag = "device", security(("device" = []), ("admin" = [])), summary = "Download a blob (one Range per request)", params(("digest" = String, Path, description = "sha256:HEX"), ("range" = Option<String>, Header, description = "bytes=START-END, START- or -SUFFIX")), responses((status = 200, description = "The whole blob", body = Vec<u8>, content_type = "application/octet-stream"), (status = 206, description = "The range asked for (Content-Range)", body = Vec<u8>, content_type = "application/octet-stream"), crate::http::openapi::Errors, crate::http::openapi::BlobErrors))]
 pub async fn download(
     State(fleet): State<Arc<Fleet>>,
     Path(d): Path<String>,
@@ -188,6 +190,7 @@ pub async fn download(
 /// `PUT /admin/v1/blobs/{digest}`: streams the body into the store, which
 /// checks the digest (and `Content-Length`) before the blob becomes
 /// visible. Idempotent: a blob already present is answered `200` at once.
+#[utoipa::path(put, path = "/admin/v1/blobs/{digest}", tag = "admin", security(("admin" = [])), summary = "Upload a GGUF blob; the store checks its digest before keeping it", params(("digest" = String, Path, description = "sha256:HEX of the body")), request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 201, description = "Stored", body = Stored), (status = 200, description = "Already there; nothing written", body = Stored), crate::http::openapi::Errors, crate::http::openapi::BlobErrors))]
 pub async fn upload(
     State(fleet): State<Arc<Fleet>>,
     Path(d): Path<String>,
@@ -201,7 +204,10 @@ pub async fn upload(
         while let Some(Ok(_)) = body.next().await {}
         return Ok((
             StatusCode::OK,
-            axum::Json(serde_json::json!({"digest": d, "stored": false})),
+            axum::Json(Stored {
+                digest: d,
+                stored: false,
+            }),
         )
             .into_response());
     }
@@ -260,7 +266,10 @@ pub async fn upload(
         .map_err(|e| FleetError::Internal(format!("blob writer stopped: {e}")))??;
     Ok((
         StatusCode::CREATED,
-        axum::Json(serde_json::json!({"digest": stored, "stored": true})),
+        axum::Json(Stored {
+            digest: stored,
+            stored: true,
+        }),
     )
         .into_response())
 }

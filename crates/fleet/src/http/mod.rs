@@ -4,7 +4,7 @@
 //! answer JSON.
 //!
 //! ```text
-//! GET  /health
+//! GET  /health  /metrics  /openapi.json  /docs     no token
 //! GET  /v1/keys                                     the signing key(s) devices pin
 //! POST /v1/devices/register                         app key → device id + token
 //! POST /v1/devices/check-in                         device token; profile → manifests
@@ -27,6 +27,7 @@
 mod admin;
 mod artifacts;
 mod device;
+pub mod openapi;
 
 use std::sync::Arc;
 
@@ -102,15 +103,21 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
             "/metrics",
             get(outpost_web::metrics::serve).with_state(metrics.clone()),
         )
-        .route(
-            "/health",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/health", get(health))
+        .merge(outpost_web::docs::routes(&openapi::document()))
         .nest("/admin/v1", admin)
         .nest("/v1", device)
         .fallback(not_found)
         .with_state(fleet);
     outpost_web::observe(router, metrics)
+}
+
+#[utoipa::path(get, path = "/health", tag = "ops", summary = "Liveness (no token needed)",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = crate::api::Health)))]
+async fn health() -> Json<crate::api::Health> {
+    Json(crate::api::Health {
+        status: "ok".into(),
+    })
 }
 
 async fn not_found(req: Request) -> FleetError {
