@@ -351,13 +351,34 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     check_draft_max(a.draft_max)?;
     let path = models::resolve(&a.model)?;
     let model = Arc::new(Model::load(&path, &LoadOptions::default())?);
-    let r = if a.n_prompt > 0 || a.n_gen > 0 {
-        model.bench(&BenchParams {
+    // One step for pp/tg, one per sequence count (two with --bound).
+    let counts = a.parallel.iter().filter(|&&n| n > 0).count() as u64;
+    let pp_tg = a.n_prompt > 0 || a.n_gen > 0;
+    let bar = crate::progress::steps(
+        u64::from(pp_tg) + counts * (1 + u64::from(a.bound)),
+        "outpost bench",
+        "tests",
+    );
+    let step = |what: String| {
+        if bar.is_hidden() {
+            eprintln!("{what}");
+        } else {
+            bar.set_message(what);
+        }
+    };
+    let r = if pp_tg {
+        step(format!(
+            "pp{} / tg{}, {} repetitions",
+            a.n_prompt, a.n_gen, a.reps
+        ));
+        let r = model.bench(&BenchParams {
             n_prompt: a.n_prompt,
             n_gen: a.n_gen,
             reps: a.reps,
             threads: a.threads,
-        })?
+        })?;
+        bar.inc(1);
+        r
     } else {
         BenchResult {
             threads: a.threads.unwrap_or_else(outpost_engine::default_threads),
@@ -367,6 +388,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let mut parallel = Vec::new();
     let mut bounds = Vec::new();
     for &n in a.parallel.iter().filter(|&&n| n > 0) {
+        step(format!("{n} sequences × {} tokens", a.parallel_tokens));
         parallel.push(bench_parallel(
             &model,
             n,
@@ -375,15 +397,19 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             a.draft_max,
             a.draft_always,
         )?);
+        bar.inc(1);
         if a.bound {
+            step(format!("the bound at {n} sequences"));
             bounds.push(bench_parallel_bound(
                 &model,
                 n,
                 a.parallel_tokens,
                 a.threads,
             )?);
+            bar.inc(1);
         }
     }
+    bar.finish_and_clear();
     let info = model.info();
     if a.json {
         let par: Vec<_> = parallel

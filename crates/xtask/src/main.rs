@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod fleet_bench;
+mod progress;
 mod router_bench;
 mod serve_bench;
 mod variants_bench;
@@ -122,10 +123,19 @@ fn bench(args: &[String]) -> Result<()> {
     println!("threads {threads}, {rounds} alternating rounds of {reps} repetitions each\n");
     println!("| model | test | llama-bench t/s | outpost t/s | ratio |");
     println!("| --- | --- | ---: | ---: | ---: |");
+    let total = models.len() as u64 * u64::from(rounds) * (2 + 3);
+    let mut steps = progress::Steps::new(total);
     for model in &models {
+        let label = model.file_name().map_or_else(
+            || model.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let mut theirs: Vec<(String, Vec<f64>)> = Vec::new();
         let mut ours: Vec<(String, Vec<f64>)> = Vec::new();
-        for _ in 0..rounds {
+        for round in 1..=rounds {
+            steps.next(&format!(
+                "{label}: llama-bench pp512/tg128, round {round}/{rounds}"
+            ));
             let out = capture(
                 Command::new(ref_dir.join("llama-bench"))
                     .arg("-m")
@@ -154,6 +164,9 @@ fn bench(args: &[String]) -> Result<()> {
                 };
                 push(&mut theirs, test, row["avg_ts"].as_f64().context("avg_ts")?);
             }
+            steps.next(&format!(
+                "{label}: outpost bench pp512/tg128, round {round}/{rounds}"
+            ));
             let out = capture(Command::new(&outpost).arg("bench").arg(model).args([
                 "-t",
                 &threads.to_string(),
@@ -184,7 +197,7 @@ fn bench(args: &[String]) -> Result<()> {
             println!("| {name} | {test} | {t:.1} | {o:.1} | {:.3}x |", o / t);
         }
     }
-    parallel_table(&models, &ref_dir, &outpost, threads, rounds)
+    parallel_table(&models, &ref_dir, &outpost, threads, rounds, &mut steps)
 }
 
 const PARALLEL: [u32; 3] = [1, 4, 16];
@@ -197,6 +210,7 @@ fn parallel_table(
     outpost: &Path,
     threads: u32,
     rounds: u32,
+    steps: &mut progress::Steps,
 ) -> Result<()> {
     println!(
         "\naggregate decode, {N_GEN} tokens per sequence, threads {threads}, mean of {rounds} alternating rounds\n"
@@ -213,8 +227,11 @@ fn parallel_table(
         let mut plain = [0.0f64; PARALLEL.len()];
         let mut bound = [0.0f64; PARALLEL.len()];
         let list = PARALLEL.map(|n| n.to_string()).join(",");
-        for _ in 0..rounds {
+        for round in 1..=rounds {
             {
+                steps.next(&format!(
+                    "{name}: llama-server at {list} sequences, round {round}/{rounds}"
+                ));
                 let server = RefServer::start(&ref_dir.join("llama-server"), model, threads)?;
                 for (i, n) in PARALLEL.iter().enumerate() {
                     theirs[i] += server.aggregate(*n)? / f64::from(rounds);
@@ -223,6 +240,9 @@ fn parallel_table(
             // Ours as served by default (drafting where it pays), with the
             // bound any scheduler could reach; then with drafting off.
             for (draft_max, into) in [("8", &mut ours), ("0", &mut plain)] {
+                steps.next(&format!(
+                    "{name}: outpost bench at {list} sequences, draft-max {draft_max}, round {round}/{rounds}"
+                ));
                 let mut cmd = Command::new(outpost);
                 cmd.arg("bench");
                 if draft_max == "8" {

@@ -115,7 +115,10 @@ pub fn run(ref_dir: &Path, outpost: &Path, model: &Path, threads: u32) -> Result
     let slots = STREAMS[STREAMS.len() - 1];
     let name = "smollm2-135m";
     let mut rows = Vec::new();
+    // Per side: start + warm-up, each stream count; ours adds json_schema.
+    let mut steps = crate::progress::Steps::new(2 * (1 + STREAMS.len() as u64) + 1);
     for side in ["llama-server", "outpost"] {
+        steps.next(&format!("{side}: start and warm up"));
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}");
         let mut cmd = if side == "outpost" {
@@ -161,9 +164,11 @@ pub fn run(ref_dir: &Path, outpost: &Path, model: &Path, threads: u32) -> Result
         };
         load(&base, &model_name, 1)?; // warm-up
         for n in STREAMS {
+            steps.next(&format!("{side}: {n} concurrent streams"));
             rows.push((side, n, load(&base, &model_name, n)?));
         }
         if side == "outpost" {
+            steps.next("outpost: json_schema vs unconstrained decode");
             let schema = json!({"type": "json_schema", "json_schema": {"name": "story", "schema": {
                 "type": "object", "properties": {"title": {"type": "string"}, "story": {"type": "string"}},
                 "required": ["title", "story"]}}});
