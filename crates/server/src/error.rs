@@ -1,6 +1,8 @@
 //! The server's errors: `ServerError` for what fails outside a request
 //! (inspecting, loading and reloading models), and `ApiError`, every
-//! failure of a request as OpenAI's error body with the right status.
+//! failure of a request as OpenAI's error body with the right status;
+//! `OpenAiErrors` / `OllamaErrors` describe those answers in the OpenAPI
+//! document.
 
 use std::path::PathBuf;
 
@@ -199,4 +201,40 @@ fn with_retry_after(mut res: Response, secs: Option<u64>) -> Response {
             .insert(axum::http::header::RETRY_AFTER, secs.into());
     }
     res
+}
+
+/// The errors a generation route of the OpenAI API answers.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum OpenAiErrors {
+    /// A field is missing, malformed, out of range or not implemented (named in `param`)
+    #[response(status = 400)]
+    BadRequest(ApiErrorBody),
+    /// No served model has that name
+    #[response(status = 404)]
+    NotFound(ApiErrorBody),
+    /// The model's queue is full, or busy models hold the memory (see Retry-After)
+    #[response(status = 503)]
+    Busy(ApiErrorBody),
+    /// The model alone is larger than the memory budget
+    #[response(status = 507)]
+    TooBig(ApiErrorBody),
+}
+
+/// The same for the Ollama API, in Ollama's error shape.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum OllamaErrors {
+    /// A field is missing, malformed, out of range or not implemented
+    #[response(status = 400)]
+    BadRequest(outpost_protocol::ollama::ErrorResponse),
+    /// No served model has that name
+    #[response(status = 404)]
+    NotFound(outpost_protocol::ollama::ErrorResponse),
+    /// The model's queue is full, or busy models hold the memory (see Retry-After)
+    #[response(status = 503)]
+    Busy(outpost_protocol::ollama::ErrorResponse),
+    /// The model alone is larger than the memory budget
+    #[response(status = 507)]
+    TooBig(outpost_protocol::ollama::ErrorResponse),
 }

@@ -236,7 +236,7 @@ async fn generate_with<T: serde::Serialize + Send + 'static>(
         (status = 200, description = "The answer", content(
             (ChatResponse = "application/json"),
             (ChatResponse = "application/x-ndjson"))),
-        crate::openapi::OllamaErrors,
+        crate::error::OllamaErrors,
     ))]
 pub async fn chat(State(state): Shared, body: Body) -> Response {
     ollama(chat_inner(state, body).await)
@@ -286,7 +286,7 @@ async fn chat_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiErr
         (status = 200, description = "The answer", content(
             (GenerateResponse = "application/json"),
             (GenerateResponse = "application/x-ndjson"))),
-        crate::openapi::OllamaErrors,
+        crate::error::OllamaErrors,
     ))]
 pub async fn generate(State(state): Shared, body: Body) -> Response {
     ollama(generate_inner(state, body).await)

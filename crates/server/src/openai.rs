@@ -110,7 +110,7 @@ fn usage(done: &EngineCompletion) -> Usage {
         (status = 200, description = "The answer", content(
             (ChatCompletion = "application/json"),
             (String = "text/event-stream"))),
-        crate::openapi::OpenAiErrors,
+        crate::error::OpenAiErrors,
     ))]
 pub async fn chat(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
     routed(state, headers, body, Endpoint::Chat).await
@@ -125,7 +125,7 @@ pub async fn chat(State(state): Shared, headers: HeaderMap, body: Body) -> Respo
         (status = 200, description = "The continuation", content(
             (Completion = "application/json"),
             (String = "text/event-stream"))),
-        crate::openapi::OpenAiErrors,
+        crate::error::OpenAiErrors,
     ))]
 pub async fn completions(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
     routed(state, headers, body, Endpoint::Completions).await

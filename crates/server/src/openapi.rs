@@ -7,42 +7,6 @@ use outpost_protocol::ollama::ErrorResponse;
 use outpost_protocol::ApiErrorBody;
 use utoipa::OpenApi;
 
-/// The errors a generation route of the OpenAI API answers.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub(crate) enum OpenAiErrors {
-    /// A field is missing, malformed, out of range or not implemented (named in `param`)
-    #[response(status = 400)]
-    BadRequest(ApiErrorBody),
-    /// No served model has that name
-    #[response(status = 404)]
-    NotFound(ApiErrorBody),
-    /// The model's queue is full, or busy models hold the memory (see Retry-After)
-    #[response(status = 503)]
-    Busy(ApiErrorBody),
-    /// The model alone is larger than the memory budget
-    #[response(status = 507)]
-    TooBig(ApiErrorBody),
-}
-
-/// The same for the Ollama API, in Ollama's error shape.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub(crate) enum OllamaErrors {
-    /// A field is missing, malformed, out of range or not implemented
-    #[response(status = 400)]
-    BadRequest(ErrorResponse),
-    /// No served model has that name
-    #[response(status = 404)]
-    NotFound(ErrorResponse),
-    /// The model's queue is full, or busy models hold the memory (see Retry-After)
-    #[response(status = 503)]
-    Busy(ErrorResponse),
-    /// The model alone is larger than the memory budget
-    #[response(status = 507)]
-    TooBig(ErrorResponse),
-}
-
 #[derive(OpenApi)]
 #[openapi(
     info(

@@ -31,7 +31,7 @@ fn ok() -> Json<Done> {
     Json(Done { ok: true })
 }
 
-#[utoipa::path(post, path = "/admin/v1/releases", security(("admin" = [])), tag = "admin", summary = "Publish a release (its blobs must be uploaded first)", request_body = ReleaseMeta, responses((status = 201, description = "The release, signed", body = crate::state::Release), crate::http::openapi::Errors))]
+#[utoipa::path(post, path = "/admin/v1/releases", security(("admin" = [])), tag = "admin", summary = "Publish a release (its blobs must be uploaded first)", request_body = ReleaseMeta, responses((status = 201, description = "The release, signed", body = crate::state::Release), super::Errors))]
 pub async fn publish(
     State(f): Fl,
     h: HeaderMap,
@@ -43,12 +43,12 @@ pub async fn publish(
     ))
 }
 
-#[utoipa::path(get, path = "/admin/v1/releases", security(("admin" = [])), tag = "admin", summary = "Every release, with where it runs", responses((status = 200, description = "The releases", body = Vec<ReleaseView>), crate::http::openapi::Errors))]
+#[utoipa::path(get, path = "/admin/v1/releases", security(("admin" = [])), tag = "admin", summary = "Every release, with where it runs", responses((status = 200, description = "The releases", body = Vec<ReleaseView>), super::Errors))]
 pub async fn releases(State(f): Fl) -> Json<Vec<ReleaseView>> {
     Json(f.releases())
 }
 
-#[utoipa::path(get, path = "/admin/v1/releases/{model}/{version}", security(("admin" = [])), tag = "admin", summary = "One release", params(("model" = String, Path, description = "Model name"), ("version" = String, Path, description = "Release version")), responses((status = 200, description = "The release", body = ReleaseView), crate::http::openapi::Errors))]
+#[utoipa::path(get, path = "/admin/v1/releases/{model}/{version}", security(("admin" = [])), tag = "admin", summary = "One release", params(("model" = String, Path, description = "Model name"), ("version" = String, Path, description = "Release version")), responses((status = 200, description = "The release", body = ReleaseView), super::Errors))]
 pub async fn release(State(f): Fl, Path((m, v)): Path<(String, String)>) -> Res<ReleaseView> {
     let m = model(&m)?;
     f.releases()
@@ -58,7 +58,7 @@ pub async fn release(State(f): Fl, Path((m, v)): Path<(String, String)>) -> Res<
         .ok_or_else(|| FleetError::NotFound(format!("release {m}@{v} does not exist")))
 }
 
-#[utoipa::path(post, path = "/admin/v1/revoke", security(("admin" = [])), tag = "admin", summary = "Revoke a release: devices drop it at their next check-in", request_body = Revoke, responses((status = 200, description = "Revoked", body = Done), crate::http::openapi::Errors))]
+#[utoipa::path(post, path = "/admin/v1/revoke", security(("admin" = [])), tag = "admin", summary = "Revoke a release: devices drop it at their next check-in", request_body = Revoke, responses((status = 200, description = "Revoked", body = Done), super::Errors))]
 pub async fn revoke(State(f): Fl, h: HeaderMap, JsonBody(r): JsonBody<Revoke>) -> Res<Done> {
     let rr = ReleaseRef {
         model: r.model,
@@ -68,7 +68,7 @@ pub async fn revoke(State(f): Fl, h: HeaderMap, JsonBody(r): JsonBody<Revoke>) -
     Ok(ok())
 }
 
-#[utoipa::path(post, path = "/admin/v1/kill-switch", security(("admin" = [])), tag = "admin", summary = "Freeze (or thaw) every rollout and channel change", request_body = KillSwitch, responses((status = 200, description = "The fleet's status after the change", body = StatusView), crate::http::openapi::Errors))]
+#[utoipa::path(post, path = "/admin/v1/kill-switch", security(("admin" = [])), tag = "admin", summary = "Freeze (or thaw) every rollout and channel change", request_body = KillSwitch, responses((status = 200, description = "The fleet's status after the change", body = StatusView), super::Errors))]
 pub async fn kill_switch(
     State(f): Fl,
     h: HeaderMap,
@@ -78,12 +78,12 @@ pub async fn kill_switch(
     Ok(Json(f.status()))
 }
 
-#[utoipa::path(get, path = "/admin/v1/channels", security(("admin" = [])), tag = "admin", summary = "The channels and what each runs", responses((status = 200, description = "The channels", body = Vec<ChannelView>), crate::http::openapi::Errors))]
+#[utoipa::path(get, path = "/admin/v1/channels", security(("admin" = [])), tag = "admin", summary = "The channels and what each runs", responses((status = 200, description = "The channels", body = Vec<ChannelView>), super::Errors))]
 pub async fn channels(State(f): Fl) -> Json<Vec<ChannelView>> {
     Json(f.status().channels)
 }
 
-#[utoipa::path(post, path = "/admin/v1/channels", security(("admin" = [])), tag = "admin", summary = "Create a channel", request_body = CreateChannel, responses((status = 201, description = "Created", body = Done), crate::http::openapi::Errors))]
+#[utoipa::path(post, path = "/admin/v1/channels", security(("admin" = [])), tag = "admin", summary = "Create a channel", request_body = CreateChannel, responses((status = 201, description = "Created", body = Done), super::Errors))]
 pub async fn create_channel(
     State(f): Fl,
     h: HeaderMap,
@@ -93,7 +93,7 @@ pub async fn create_channel(
     Ok((StatusCode::CREATED, ok()))
 }
 
-#[utoipa::path(post, path = "/admin/v1/channels/{name}/release", security(("admin" = [])), tag = "admin", summary = "Put a channel on a release at once (no stages)", params(("name" = String, Path, description = "Channel name")), request_body = SetChannelRelease, responses((status = 200, description = "Done", body = Done), crate::http::openapi::Errors))]
+#[utoipa::path(post, path = "/admin/v1/channels/{name}/release", security(("admin" = [])), tag = "admin", summary = "Put a channel on a release at once (no stages)", params(("name" = String, Path, description = "Channel name")), request_body = SetChannelRelease, responses((status = 200, description = "Done", body = Done), super::Errors))]
 pub async fn set_channel_release(
     State(f): Fl,
     h: HeaderMap,
@@ -108,7 +108,7 @@ pub async fn set_channel_release(
     Ok(ok())
 }
 
-#[utoipa::path(get, path = "/admin/v1/rollouts", security(("admin" = [])), tag = "admin", summary = "Every rollout", responses((status = 200, description = "The rollouts", body = Vec<RolloutView>), crate::http::openapi::Errors))]
+#[utoipa::path(get, path = "/admin/v1/rollouts", security(("admin" = [])), tag = "admin", summary = "Every rollout", responses((status = 200, description = "The rollouts", body = Vec<RolloutView>), super::Errors))]
 pub async fn rollouts(State(f): Fl) -> Json<Vec<RolloutView>> {
     Json(f.rollouts())
 }
@@ -118,12 +118,12 @@ fn rollout_id(s: &str) -> Result<u64, FleetError> {
         .map_err(|_| FleetError::BadRequest(format!("rollout id {s:?} is not a number")))
 }
 
-#[utoipa::path(get, path = "/admin/v1/rollouts/{id}", security(("admin" = [])), tag = "admin", summary = "One rollout", params(("id" = u64, Path, description = "Rollout id")), responses((status = 200, description = "The rollout", body = RolloutView), crate::http::openapi::Errors))]
+#[utoipa::path(get, path = "/admin/v1/rollouts/{id}", security(("admin" = [])), tag = "admin", summary = "One rollout", params(("id" = u64, Path, description = "Rollout id")), responses((status = 200, description = "The rollout", body = RolloutView), super::Errors))]
 pub async fn rollout(State(f): Fl, Path(id): Path<String>) -> Res<RolloutView> {
     Ok(Json(f.rollout(rollout_id(&id)?)?))
 }
 
-#[utoipa::path(post, path = "/admin/v1/rollouts", security(("admin" = [])), tag = "admin", summary = "Start a staged rollout of a release on a channel", request_body = CreateRollout, responses((status = 201, description = "The rollout at its first stage", body = RolloutView), crate::http::openapi::Errors))]
+#[utoipa::path(post, path = "/admin/v1/rollouts", security(("admin" = [])), tag = "admin", summary = "Start a staged rollout of a release on a channel", request_body = CreateRollout, responses((status = 201, description = "The rollout at its first stage", body = RolloutView), super::Errors))]
 pub async fn create_rollout(
     State(f): Fl,
     h: HeaderMap,
@@ -135,7 +135,7 @@ pub async fn create_rollout(
     ))
 }
 
-#[utoipa::path(post, path = "/admin/v1/rollouts/{id}/{action}", security(("admin" = [])), tag = "admin", summary = "Advance, pause, resume, complete or roll back a rollout", params(("id" = u64, Path, description = "Rollout id"), ("action" = String, Path, description = "advance, pause, resume, complete or rollback")), request_body = ActionBody, responses((status = 200, description = "The rollout after the action", body = RolloutView), crate::http::openapi::Errors))]
+#[utoipa::path(post, path = "/admin/v1/rollouts/{id}/{action}", security(("admin" = [])), tag = "admin", summary = "Advance, pause, resume, complete or roll back a rollout", params(("id" = u64, Path, description = "Rollout id"), ("action" = String, Path, description = "advance, pause, resume, complete or rollback")), request_body = ActionBody, responses((status = 200, description = "The rollout after the action", body = RolloutView), super::Errors))]
 pub async fn rollout_action(
     State(f): Fl,
     h: HeaderMap,
@@ -163,7 +163,7 @@ pub struct DeviceQuery {
     offset: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/admin/v1/devices", security(("admin" = [])), tag = "admin", summary = "Devices, filtered and paged", params(DeviceQuery), responses((status = 200, description = "A page of devices", body = DeviceList), crate::http::openapi::Errors))]
+#[utoipa::path(get, path = "/admin/v1/devices", security(("admin" = [])), tag = "admin", summary = "Devices, filtered and paged", params(DeviceQuery), responses((status = 200, description = "A page of devices", body = DeviceList), super::Errors))]
 pub async fn devices(
     State(f): Fl,
     q: Result<Query<DeviceQuery>, axum::extract::rejection::QueryRejection>,
@@ -178,12 +178,12 @@ pub async fn devices(
     )))
 }
 
-#[utoipa::path(get, path = "/admin/v1/devices/{id}", security(("admin" = [])), tag = "admin", summary = "One device: profile, channel, pins, what it was assigned", params(("id" = String, Path, description = "Device id")), responses((status = 200, description = "The device", body = DeviceView), crate::http::openapi::Errors))]
+#[utoipa::path(get, path = "/admin/v1/devices/{id}", security(("admin" = [])), tag = "admin", summary = "One device: profile, channel, pins, what it was assigned", params(("id" = String, Path, description = "Device id")), responses((status = 200, description = "The device", body = DeviceView), super::Errors))]
 pub async fn device(State(f): Fl, Path(id): Path<String>) -> Res<DeviceView> {
     Ok(Json(f.device(&id)?))
 }
 
-#[utoipa::path(post, path = "/admin/v1/devices/{id}/pins", security(("admin" = [])), tag = "admin", summary = "Pin a device to a release of a model", params(("id" = String, Path, description = "Device id")), request_body = Pin, responses((status = 200, description = "The device", body = DeviceView), crate::http::openapi::Errors))]
+#[utoipa::path(post, path = "/admin/v1/devices/{id}/pins", security(("admin" = [])), tag = "admin", summary = "Pin a device to a release of a model", params(("id" = String, Path, description = "Device id")), request_body = Pin, responses((status = 200, description = "The device", body = DeviceView), super::Errors))]
 pub async fn pin(
     State(f): Fl,
     h: HeaderMap,
@@ -198,7 +198,7 @@ pub async fn pin(
     Ok(Json(f.device(&id)?))
 }
 
-#[utoipa::path(delete, path = "/admin/v1/devices/{id}/pins/{model}", security(("admin" = [])), tag = "admin", summary = "Remove a device's pin for a model", params(("id" = String, Path, description = "Device id"), ("model" = String, Path, description = "Model name")), responses((status = 200, description = "The device", body = DeviceView), crate::http::openapi::Errors))]
+#[utoipa::path(delete, path = "/admin/v1/devices/{id}/pins/{model}", security(("admin" = [])), tag = "admin", summary = "Remove a device's pin for a model", params(("id" = String, Path, description = "Device id"), ("model" = String, Path, description = "Model name")), responses((status = 200, description = "The device", body = DeviceView), super::Errors))]
 pub async fn unpin(
     State(f): Fl,
     h: HeaderMap,
@@ -209,7 +209,7 @@ pub async fn unpin(
     Ok(Json(f.device(&id)?))
 }
 
-#[utoipa::path(post, path = "/admin/v1/devices/{id}/channel", security(("admin" = [])), tag = "admin", summary = "Move a device to another channel", params(("id" = String, Path, description = "Device id")), request_body = MoveDevice, responses((status = 200, description = "The device", body = DeviceView), crate::http::openapi::Errors))]
+#[utoipa::path(post, path = "/admin/v1/devices/{id}/channel", security(("admin" = [])), tag = "admin", summary = "Move a device to another channel", params(("id" = String, Path, description = "Device id")), request_body = MoveDevice, responses((status = 200, description = "The device", body = DeviceView), super::Errors))]
 pub async fn move_device(
     State(f): Fl,
     h: HeaderMap,
@@ -220,7 +220,7 @@ pub async fn move_device(
     Ok(Json(f.device(&id)?))
 }
 
-#[utoipa::path(post, path = "/admin/v1/app-keys", security(("admin" = [])), tag = "admin", summary = "Create an app key (devices register with it; shown once)", request_body = CreateAppKey, responses((status = 201, description = "The key", body = AppKeyView), crate::http::openapi::Errors))]
+#[utoipa::path(post, path = "/admin/v1/app-keys", security(("admin" = [])), tag = "admin", summary = "Create an app key (devices register with it; shown once)", request_body = CreateAppKey, responses((status = 201, description = "The key", body = AppKeyView), super::Errors))]
 pub async fn create_app_key(
     State(f): Fl,
     h: HeaderMap,
@@ -232,7 +232,7 @@ pub async fn create_app_key(
     ))
 }
 
-#[utoipa::path(get, path = "/admin/v1/status", security(("admin" = [])), tag = "admin", summary = "The fleet at a glance", responses((status = 200, description = "Status", body = StatusView), crate::http::openapi::Errors))]
+#[utoipa::path(get, path = "/admin/v1/status", security(("admin" = [])), tag = "admin", summary = "The fleet at a glance", responses((status = 200, description = "Status", body = StatusView), super::Errors))]
 pub async fn status(State(f): Fl) -> Json<StatusView> {
     Json(f.status())
 }
@@ -245,7 +245,7 @@ pub struct AuditQuery {
     before: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/admin/v1/audit", security(("admin" = [])), tag = "admin", summary = "The audit log, newest first", params(AuditQuery), responses((status = 200, description = "Audit records", body = Vec<AuditRecord>), crate::http::openapi::Errors))]
+#[utoipa::path(get, path = "/admin/v1/audit", security(("admin" = [])), tag = "admin", summary = "The audit log, newest first", params(AuditQuery), responses((status = 200, description = "Audit records", body = Vec<AuditRecord>), super::Errors))]
 pub async fn audit(
     State(f): Fl,
     q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
@@ -261,7 +261,7 @@ pub struct CohortQuery {
     minutes: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/admin/v1/cohorts", security(("admin" = [])), tag = "admin", summary = "Telemetry per cohort (release × class × channel) over a window", params(CohortQuery), responses((status = 200, description = "One row a cohort", body = Vec<crate::telemetry::CohortView>), crate::http::openapi::Errors))]
+#[utoipa::path(get, path = "/admin/v1/cohorts", security(("admin" = [])), tag = "admin", summary = "Telemetry per cohort (release × class × channel) over a window", params(CohortQuery), responses((status = 200, description = "One row a cohort", body = Vec<crate::telemetry::CohortView>), super::Errors))]
 pub async fn cohorts(
     State(f): Fl,
     q: Result<Query<CohortQuery>, axum::extract::rejection::QueryRejection>,
@@ -283,7 +283,7 @@ pub struct FragmentationQuery {
     stale_days: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/admin/v1/fragmentation", security(("admin" = [])), tag = "admin", summary = "Devices per release × channel × class, and how far rollouts reach", params(FragmentationQuery), responses((status = 200, description = "The matrix", body = crate::fragmentation::FragmentationView), crate::http::openapi::Errors))]
+#[utoipa::path(get, path = "/admin/v1/fragmentation", security(("admin" = [])), tag = "admin", summary = "Devices per release × channel × class, and how far rollouts reach", params(FragmentationQuery), responses((status = 200, description = "The matrix", body = crate::fragmentation::FragmentationView), super::Errors))]
 pub async fn fragmentation(
     State(f): Fl,
     q: Result<Query<FragmentationQuery>, axum::extract::rejection::QueryRejection>,

@@ -83,7 +83,7 @@ fn pace(bytes: u64, rate: u64) -> Duration {
 }
 
 /// `GET /v1/artifacts/{digest}` (also HEAD), with a device or admin token.
-#[utoipa::path(get, path = "/v1/artifacts/{digest}", tag = "device", security(("device" = []), ("admin" = [])), summary = "Download a blob (one Range per request)", params(("digest" = String, Path, description = "sha256:HEX"), ("range" = Option<String>, Header, description = "bytes=START-END, START- or -SUFFIX")), responses((status = 200, description = "The whole blob", body = Vec<u8>, content_type = "application/octet-stream"), (status = 206, description = "The range asked for (Content-Range)", body = Vec<u8>, content_type = "application/octet-stream"), crate::http::openapi::Errors, crate::http::openapi::BlobErrors))]
+#[utoipa::path(get, path = "/v1/artifacts/{digest}", tag = "device", security(("device" = []), ("admin" = [])), summary = "Download a blob (one Range per request)", params(("digest" = String, Path, description = "sha256:HEX"), ("range" = Option<String>, Header, description = "bytes=START-END, START- or -SUFFIX")), responses((status = 200, description = "The whole blob", body = Vec<u8>, content_type = "application/octet-stream"), (status = 206, description = "The range asked for (Content-Range)", body = Vec<u8>, content_type = "application/octet-stream"), super::Errors, super::BlobErrors))]
 pub async fn download(
     State(fleet): State<Arc<Fleet>>,
     Path(d): Path<String>,
@@ -190,7 +190,7 @@ pub async fn download(
 /// `PUT /admin/v1/blobs/{digest}`: streams the body into the store, which
 /// checks the digest (and `Content-Length`) before the blob becomes
 /// visible. Idempotent: a blob already present is answered `200` at once.
-#[utoipa::path(put, path = "/admin/v1/blobs/{digest}", tag = "admin", security(("admin" = [])), summary = "Upload a GGUF blob; the store checks its digest before keeping it", params(("digest" = String, Path, description = "sha256:HEX of the body")), request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 201, description = "Stored", body = Stored), (status = 200, description = "Already there; nothing written", body = Stored), crate::http::openapi::Errors, crate::http::openapi::BlobErrors))]
+#[utoipa::path(put, path = "/admin/v1/blobs/{digest}", tag = "admin", security(("admin" = [])), summary = "Upload a GGUF blob; the store checks its digest before keeping it", params(("digest" = String, Path, description = "sha256:HEX of the body")), request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 201, description = "Stored", body = Stored), (status = 200, description = "Already there; nothing written", body = Stored), super::Errors, super::BlobErrors))]
 pub async fn upload(
     State(fleet): State<Arc<Fleet>>,
     Path(d): Path<String>,

@@ -19,7 +19,7 @@ pub async fn keys(State(fleet): State<Arc<Fleet>>) -> Json<Vec<PinnedKey>> {
     Json(vec![fleet.signer().pinned_key()])
 }
 
-#[utoipa::path(post, path = "/v1/devices/register", tag = "device", summary = "Register a device with an app key", request_body = RegisterRequest, responses((status = 200, description = "The device id and its token (shown once)", body = RegisterResponse), crate::http::openapi::Errors))]
+#[utoipa::path(post, path = "/v1/devices/register", tag = "device", summary = "Register a device with an app key", request_body = RegisterRequest, responses((status = 200, description = "The device id and its token (shown once)", body = RegisterResponse), super::Errors))]
 pub async fn register(
     State(fleet): State<Arc<Fleet>>,
     JsonBody(req): JsonBody<RegisterRequest>,
@@ -27,7 +27,7 @@ pub async fn register(
     Ok(Json(fleet.register(req).await?))
 }
 
-#[utoipa::path(post, path = "/v1/devices/check-in", tag = "device", security(("device" = [])), summary = "Report the device profile; get a signed manifest per assigned model", request_body = CheckInRequest, responses((status = 200, description = "What the device should run", body = CheckInResponse), crate::http::openapi::Errors))]
+#[utoipa::path(post, path = "/v1/devices/check-in", tag = "device", security(("device" = [])), summary = "Report the device profile; get a signed manifest per assigned model", request_body = CheckInRequest, responses((status = 200, description = "What the device should run", body = CheckInResponse), super::Errors))]
 pub async fn check_in(
     State(fleet): State<Arc<Fleet>>,
     headers: HeaderMap,
@@ -49,7 +49,7 @@ pub async fn check_in(
     Ok(Json(answer))
 }
 
-#[utoipa::path(post, path = "/v1/telemetry", tag = "device", security(("device" = [])), summary = "Send a batch of telemetry events (at most 1 MiB; idempotent by batch id)", request_body = TelemetryBatch, responses((status = 200, description = "What was counted", body = TelemetryAck), crate::http::openapi::Errors))]
+#[utoipa::path(post, path = "/v1/telemetry", tag = "device", security(("device" = [])), summary = "Send a batch of telemetry events (at most 1 MiB; idempotent by batch id)", request_body = TelemetryBatch, responses((status = 200, description = "What was counted", body = TelemetryAck), super::Errors))]
 pub async fn telemetry(
     State(fleet): State<Arc<Fleet>>,
     headers: HeaderMap,

@@ -194,3 +194,37 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FleetEr
     serde_json::from_slice(bytes)
         .map_err(|e| FleetError::BadRequest(format!("request body is not valid: {e}")))
 }
+
+/// The error answers every fleet route may give, one body for all:
+/// `{"error": {"code", "message"}}`.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum Errors {
+    /// A field, parameter or body is malformed or invalid (the message names it)
+    #[response(status = 400)]
+    BadRequest(outpost_protocol::fleet::FleetErrorBody),
+    /// The bearer token is missing, or is not one this route takes
+    #[response(status = 401)]
+    Unauthorized(outpost_protocol::fleet::FleetErrorBody),
+    /// No such release, channel, rollout, device or blob
+    #[response(status = 404)]
+    NotFound(outpost_protocol::fleet::FleetErrorBody),
+    /// Valid, but the fleet's state does not allow it (e.g. a second active rollout)
+    #[response(status = 409)]
+    Conflict(outpost_protocol::fleet::FleetErrorBody),
+    /// The body is over the route's limit
+    #[response(status = 413)]
+    TooLarge(outpost_protocol::fleet::FleetErrorBody),
+}
+
+/// The extra errors of the blob routes.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum BlobErrors {
+    /// The Range header cannot be served (`Content-Range: bytes */LEN`)
+    #[response(status = 416)]
+    Range(outpost_protocol::fleet::FleetErrorBody),
+    /// The store's disk budget is spent
+    #[response(status = 507)]
+    Full(outpost_protocol::fleet::FleetErrorBody),
+}

@@ -7,40 +7,6 @@ use outpost_protocol::fleet::FleetErrorBody;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-/// The error answers every fleet route may give, one body for all:
-/// `{"error": {"code", "message"}}`.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub(crate) enum Errors {
-    /// A field, parameter or body is malformed or invalid (the message names it)
-    #[response(status = 400)]
-    BadRequest(FleetErrorBody),
-    /// The bearer token is missing, or is not one this route takes
-    #[response(status = 401)]
-    Unauthorized(FleetErrorBody),
-    /// No such release, channel, rollout, device or blob
-    #[response(status = 404)]
-    NotFound(FleetErrorBody),
-    /// Valid, but the fleet's state does not allow it (e.g. a second active rollout)
-    #[response(status = 409)]
-    Conflict(FleetErrorBody),
-    /// The body is over the route's limit
-    #[response(status = 413)]
-    TooLarge(FleetErrorBody),
-}
-
-/// The extra errors of the blob routes.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub(crate) enum BlobErrors {
-    /// The Range header cannot be served (`Content-Range: bytes */LEN`)
-    #[response(status = 416)]
-    Range(FleetErrorBody),
-    /// The store's disk budget is spent
-    #[response(status = 507)]
-    Full(FleetErrorBody),
-}
-
 /// The two bearer tokens: the admin token (`/admin/v1/*`) and a device
 /// token from registration (check-in, telemetry, artifacts).
 struct Tokens;
