@@ -20,6 +20,7 @@
 pub mod digest;
 pub mod error;
 pub mod fleet;
+mod keep_alive;
 pub mod manifest;
 pub mod ollama;
 pub mod openai;
@@ -27,6 +28,8 @@ mod schema;
 pub mod signing;
 pub mod telemetry;
 pub mod time;
+pub mod tool_stream;
+pub mod tools;
 pub mod variants;
 
 pub use digest::{Digest, DigestError};

@@ -16,126 +16,7 @@ use serde_json::Value;
 
 use crate::ProtocolError;
 
-/// How long a model stays loaded after its last request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeepAlive {
-    /// Unload after this long idle; zero unloads as soon as it is idle.
-    For(Duration),
-    /// Never unload (a negative duration in Ollama's API).
-    Forever,
-}
-
-impl KeepAlive {
-    /// Ollama's default: five minutes.
-    pub const DEFAULT: KeepAlive = KeepAlive::For(Duration::from_secs(300));
-
-    /// Parses a Go duration (`"5m"`, `"1h30m"`, `"250ms"`, `"-1"`), or a
-    /// plain number of seconds. Anything negative means forever.
-    pub fn parse(s: &str) -> Result<KeepAlive, String> {
-        let t = s.trim();
-        if t.is_empty() {
-            return Err("empty duration: give e.g. \"5m\", \"30s\", \"0\" or \"-1\"".into());
-        }
-        if let Ok(secs) = t.parse::<f64>() {
-            return Self::from_seconds(secs);
-        }
-        let (negative, body) = match t.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, t.strip_prefix('+').unwrap_or(t)),
-        };
-        let bad = || {
-            format!(
-                "{s:?} is not a duration: use a number and a unit (ns, us, ms, s, m, h), \
-                 e.g. \"5m\", \"1h30m\", \"0\" to unload at once, \"-1\" to keep forever"
-            )
-        };
-        let mut total = 0f64;
-        let mut rest = body;
-        while !rest.is_empty() {
-            let num_len = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(bad)?;
-            let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-            rest = &rest[num_len..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(rest.len());
-            let scale = match &rest[..unit_len] {
-                "ns" => 1e-9,
-                "us" | "µs" | "μs" => 1e-6,
-                "ms" => 1e-3,
-                "s" => 1.0,
-                "m" => 60.0,
-                "h" => 3600.0,
-                _ => return Err(bad()),
-            };
-            total += value * scale;
-            rest = &rest[unit_len..];
-        }
-        if negative {
-            return Ok(KeepAlive::Forever);
-        }
-        Self::from_seconds(total)
-    }
-
-    /// A number of seconds; negative means forever.
-    pub fn from_seconds(secs: f64) -> Result<KeepAlive, String> {
-        if secs.is_nan() {
-            return Err("keep_alive is NaN".into());
-        }
-        if secs < 0.0 {
-            return Ok(KeepAlive::Forever);
-        }
-        Duration::try_from_secs_f64(secs)
-            .map(KeepAlive::For)
-            .map_err(|_| format!("keep_alive {secs} s is too long; use -1 to keep forever"))
-    }
-}
-
-impl<'de> Deserialize<'de> for KeepAlive {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Value::deserialize(d)? {
-            Value::Number(n) => KeepAlive::from_seconds(n.as_f64().unwrap_or(f64::NAN)),
-            Value::String(s) => KeepAlive::parse(&s),
-            other => Err(format!(
-                "keep_alive must be a duration string or a number of seconds, not {other}"
-            )),
-        }
-        .map_err(|e| serde::de::Error::custom(format!("keep_alive: {e}")))
-    }
-}
-
-/// In the OpenAPI documents: a duration string or a number of seconds.
-impl utoipa::PartialSchema for KeepAlive {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
-        OneOfBuilder::new()
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .description(Some(
-                        "A Go duration (5m, 1h30m, 250ms); negative: keep forever",
-                    )),
-            )
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::Number)
-                    .description(Some("Seconds; 0: unload when idle; negative: keep forever")),
-            )
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for KeepAlive {}
-
-impl Serialize for KeepAlive {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            KeepAlive::Forever => s.serialize_i64(-1),
-            KeepAlive::For(d) => s.serialize_f64(d.as_secs_f64()),
-        }
-    }
-}
+pub use crate::keep_alive::KeepAlive;
 
 /// `options`: sampling and limits. Load-time hints are accepted and
 /// ignored; sampling methods Outpost does not implement are refused unless
@@ -357,11 +238,14 @@ pub struct ChatMessage {
     pub images: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thinking: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_calls: Option<Vec<Value>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// A `tool` message: the function whose result it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_name: Option<String>,
 }
+
+pub use crate::tools::{OllamaFunction as ToolCallFunction, OllamaToolCall as ToolCall};
 
 /// `POST /api/chat`. No messages and a `keep_alive` loads or unloads the
 /// model.
@@ -371,7 +255,7 @@ pub struct ChatRequest {
     pub model: String,
     #[serde(default)]
     pub messages: Vec<ChatMessage>,
-    pub tools: Option<Vec<Value>>,
+    pub tools: Option<Vec<crate::tools::Tool>>,
     pub format: Option<Value>,
     pub options: Option<Options>,
     /// Ollama streams unless told not to.
@@ -383,27 +267,32 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
+    /// The tools, checked (Ollama has no tool_choice: the model decides).
+    pub fn tool_plan(&self) -> Result<Option<crate::tools::ToolPlan>, ProtocolError> {
+        crate::tools::plan(self.tools.as_deref(), None, None)
+    }
+
     pub fn validate(&self) -> Result<(), ProtocolError> {
         check_model(&self.model)?;
         for (i, m) in self.messages.iter().enumerate() {
-            if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
+            if !matches!(m.role.as_str(), "system" | "user" | "assistant" | "tool") {
                 return Err(ProtocolError::invalid(
                     &format!("messages[{i}].role"),
-                    format!("{:?} is not one of system, user, assistant", m.role),
+                    format!("{:?} is not one of system, user, assistant, tool", m.role),
                 ));
             }
             no_images(&format!("messages[{i}].images"), &m.images)?;
-            if m.tool_calls.as_ref().is_some_and(|t| !t.is_empty()) || m.tool_name.is_some() {
-                return Err(ProtocolError::unsupported(
+            if m.tool_calls.is_some() && m.role != "assistant" {
+                return Err(ProtocolError::invalid(
                     &format!("messages[{i}].tool_calls"),
-                    "tool calling is not implemented",
+                    "only assistant messages carry tool calls",
                 ));
             }
         }
-        if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        if self.tool_plan()?.is_some() && self.format.is_some() {
             return Err(ProtocolError::unsupported(
-                "tools",
-                "tool calling is not implemented",
+                "format",
+                "JSON output and tools cannot be asked together: the answer is constrained to calls or text",
             ));
         }
         generation_fields(&self.think, self.logprobs, &self.format, &self.options)

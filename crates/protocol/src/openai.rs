@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ProtocolError;
+use crate::tools::{Tool, ToolCall, ToolChoice, ToolPlan};
 
 /// A string or a list of strings (`stop`, `prompt`).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
@@ -49,6 +50,12 @@ pub struct ChatMessage {
     pub content: Option<Content>,
     #[serde(default)]
     pub name: Option<String>,
+    /// An assistant turn's calls (its content is then usually null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// A `tool` message: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
@@ -104,10 +111,10 @@ pub struct ChatCompletionRequest {
     pub user: Option<String>,
     pub frequency_penalty: Option<f32>,
     pub presence_penalty: Option<f32>,
+    pub tools: Option<Vec<Tool>>,
+    pub tool_choice: Option<ToolChoice>,
+    pub parallel_tool_calls: Option<bool>,
     // Known to OpenAI, not implemented here: refused by name in `validate`.
-    pub tools: Option<serde_json::Value>,
-    pub tool_choice: Option<serde_json::Value>,
-    pub parallel_tool_calls: Option<serde_json::Value>,
     pub functions: Option<serde_json::Value>,
     pub function_call: Option<serde_json::Value>,
     pub logit_bias: Option<serde_json::Value>,
@@ -204,12 +211,12 @@ impl ChatCompletionRequest {
         for (i, m) in self.messages.iter().enumerate() {
             if !matches!(
                 m.role.as_str(),
-                "system" | "developer" | "user" | "assistant"
+                "system" | "developer" | "user" | "assistant" | "tool"
             ) {
                 return Err(ProtocolError::invalid(
                     &format!("messages[{i}].role"),
                     format!(
-                        "{:?} is not one of system, developer, user, assistant",
+                        "{:?} is not one of system, developer, user, assistant, tool",
                         m.role
                     ),
                 ));
@@ -223,17 +230,38 @@ impl ChatCompletionRequest {
                 }
             }
         }
-        for (name, present) in [
-            ("tools", self.tools.is_some()),
-            ("tool_choice", self.tool_choice.is_some()),
-            ("parallel_tool_calls", self.parallel_tool_calls.is_some()),
-            ("functions", self.functions.is_some()),
-            ("function_call", self.function_call.is_some()),
-            ("logit_bias", self.logit_bias.is_some()),
+        self.check_tool_history()?;
+        for (name, present, why) in [
+            (
+                "functions",
+                self.functions.is_some(),
+                "deprecated by OpenAI; send `tools` instead",
+            ),
+            (
+                "function_call",
+                self.function_call.is_some(),
+                "deprecated by OpenAI; send `tool_choice` instead",
+            ),
+            (
+                "logit_bias",
+                self.logit_bias.is_some(),
+                "not implemented yet",
+            ),
         ] {
             if present {
-                return Err(ProtocolError::unsupported(name, "not implemented yet"));
+                return Err(ProtocolError::unsupported(name, why));
             }
+        }
+        if self.tool_plan()?.is_some()
+            && self
+                .response_format
+                .as_ref()
+                .is_some_and(|f| *f != ResponseFormat::Text)
+        {
+            return Err(ProtocolError::unsupported(
+                "response_format",
+                "JSON output and tool calls cannot be asked together: the answer is constrained to calls or text",
+            ));
         }
         check_sampling(self.temperature, self.top_p, self.seed, &self.stop, self.n)?;
         no_penalty("frequency_penalty", self.frequency_penalty)?;
@@ -267,6 +295,68 @@ impl ChatCompletionRequest {
             }
         }
         Ok(())
+    }
+
+    /// The tool request, checked: `None` when no tool may be called.
+    pub fn tool_plan(&self) -> Result<Option<ToolPlan>, ProtocolError> {
+        crate::tools::plan(
+            self.tools.as_deref(),
+            self.tool_choice.as_ref(),
+            self.parallel_tool_calls,
+        )
+    }
+
+    /// Earlier calls and their results: every call's arguments are JSON,
+    /// and every `tool` message answers a call made before it.
+    fn check_tool_history(&self) -> Result<(), ProtocolError> {
+        let mut ids = std::collections::BTreeSet::new();
+        for (i, m) in self.messages.iter().enumerate() {
+            for (j, c) in m.tool_calls.iter().flatten().enumerate() {
+                if m.role != "assistant" {
+                    return Err(ProtocolError::invalid(
+                        &format!("messages[{i}].tool_calls"),
+                        "only assistant messages carry tool calls",
+                    ));
+                }
+                if serde_json::from_str::<serde_json::Value>(&c.function.arguments)
+                    .map_or(true, |v| !v.is_object())
+                {
+                    return Err(ProtocolError::invalid(
+                        &format!("messages[{i}].tool_calls[{j}].function.arguments"),
+                        "must be a JSON object, as text",
+                    ));
+                }
+                ids.insert(c.id.clone());
+            }
+            if m.role == "tool" {
+                let param = format!("messages[{i}].tool_call_id");
+                match &m.tool_call_id {
+                    None => {
+                        return Err(ProtocolError::invalid(
+                            &param,
+                            "a tool message needs the id of the call it answers",
+                        ))
+                    }
+                    Some(id) if !ids.contains(id) => {
+                        return Err(ProtocolError::invalid(
+                            &param,
+                            format!("{id:?} matches no tool call in an earlier assistant message"),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The function a `tool` message's call named, for rendering it.
+    pub fn call_name(&self, id: &str) -> Option<&str> {
+        self.messages
+            .iter()
+            .flat_map(|m| m.tool_calls.iter().flatten())
+            .find(|c| c.id == id)
+            .map(|c| c.function.name.as_str())
     }
 
     /// The JSON Schema the answer must follow, when `response_format` asks
@@ -421,7 +511,10 @@ pub struct ChoiceLogprobs {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AssistantMessage {
     pub role: String,
-    pub content: String,
+    /// Null when the answer is tool calls only.
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -450,6 +543,8 @@ pub struct Delta {
     pub role: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<crate::tools::ToolCallDelta>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -551,11 +646,40 @@ mod tests {
     }
 
     #[test]
+    fn tool_history_is_checked() {
+        let call = r#"{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]}"#;
+        let tools = r#""tools":[{"type":"function","function":{"name":"f"}}]"#;
+        let ok = format!(
+            r#"{{"model":"m",{tools},"messages":[{{"role":"user","content":"hi"}},{call},{{"role":"tool","tool_call_id":"call_1","content":"42"}}]}}"#
+        );
+        let r = parse(&ok).expect("parse");
+        assert!(r.validate().is_ok());
+        assert_eq!(r.call_name("call_1"), Some("f"));
+        let stranger = ok.replace(r#""tool_call_id":"call_1""#, r#""tool_call_id":"call_9""#);
+        let e = parse(&stranger)
+            .expect("parse")
+            .validate()
+            .expect_err("unknown id");
+        assert_eq!(e.param(), "messages[2].tool_call_id");
+        let bad_args = ok.replace(r#"{\"a\":1}"#, "not json");
+        let e = parse(&bad_args)
+            .expect("parse")
+            .validate()
+            .expect_err("args");
+        assert_eq!(e.param(), "messages[1].tool_calls[0].function.arguments");
+    }
+
+    #[test]
     fn unsupported_and_out_of_range_values_name_the_parameter() {
         let base = r#""model":"m","messages":[{"role":"user","content":"hi"}]"#;
         for (extra, param) in [
             (r#""n":2"#, "n"),
-            (r#""tools":[]"#, "tools"),
+            (r#""functions":[]"#, "functions"),
+            (r#""tool_choice":"required""#, "tool_choice"),
+            (
+                r#""tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"x":{"type":"number","maximum":1}}}}}]"#,
+                "tools[0].function.parameters.properties.x.maximum",
+            ),
             (r#""temperature":3"#, "temperature"),
             (r#""top_p":0"#, "top_p"),
             (r#""seed":-1"#, "seed"),
@@ -587,7 +711,8 @@ mod tests {
                 index: 0,
                 message: AssistantMessage {
                     role: "assistant".into(),
-                    content: "hi".into(),
+                    content: Some("hi".into()),
+                    tool_calls: None,
                 },
                 logprobs: None,
                 finish_reason: "stop".into(),

@@ -25,6 +25,7 @@ pub mod registry;
 mod reqlog;
 mod route;
 mod state;
+mod tools;
 
 use std::future::IntoFuture;
 use std::sync::Arc;

@@ -22,8 +22,9 @@ use outpost_protocol::ollama::ErrorResponse;
 use outpost_protocol::ollama::{
     rfc3339, ChatMessage, ChatRequest, ChatResponse, GenerateRequest as OllamaGenerate,
     GenerateResponse, KeepAlive, ListedModel, Options, PsResponse, RunningModel, ShowRequest,
-    ShowResponse, TagsResponse, Timings, VersionResponse,
+    ShowResponse, TagsResponse, Timings, ToolCall, ToolCallFunction, VersionResponse,
 };
+use outpost_protocol::tool_stream::StreamEvent;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
@@ -150,21 +151,29 @@ async fn answer<T: serde::Serialize + Send + 'static>(
     started: Instant,
     lease: Lease,
     g: GenerateRequest,
-    stream: bool,
-    line: impl Fn(String, Option<String>, Option<Timings>) -> T + Send + 'static,
+    (stream, tooled): (bool, bool),
+    line: impl Fn(String, Vec<ToolCall>, Option<String>, Option<Timings>) -> T + Send + 'static,
 ) -> Result<Response, ApiError> {
     let load = lease.load_duration;
     let handle = lease.submit(g)?;
     if !stream {
         let (done, _) = run_to_end(state, started, lease, handle).await?;
         let t = timings(&done, started, load);
+        let (text, calls) = if tooled {
+            let (content, calls) = crate::tools::finished(&done.text);
+            (content.unwrap_or_default(), ollama_calls(calls))
+        } else {
+            (done.text.clone(), Vec::new())
+        };
         return Ok(Json(line(
-            done.text.clone(),
+            text,
+            calls,
             Some(done_reason(done.finish_reason)),
             Some(t),
         ))
         .into_response());
     }
+    let mut reader = tooled.then(crate::tools::Reader::default);
     let lines =
         ReceiverStream::new(forward(
             state,
@@ -174,14 +183,38 @@ async fn answer<T: serde::Serialize + Send + 'static>(
             NDJSON,
             move |ev| match ev {
                 Event::Piece(p) if p.text.is_empty() => Vec::new(),
-                Event::Piece(p) => vec![json(&line(p.text, None, None))],
+                // Text of a tool answer streams as it comes; calls come
+                // whole, in one line before the last (as Ollama sends them).
+                Event::Piece(p) if reader.is_some() => reader
+                    .as_mut()
+                    .map(|r| r.feed(&p.text))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|e| match e {
+                        StreamEvent::Content(t) => Some(json(&line(t, Vec::new(), None, None))),
+                        _ => None,
+                    })
+                    .collect(),
+                Event::Piece(p) => vec![json(&line(p.text, Vec::new(), None, None))],
                 Event::Done(done) => {
                     let t = timings(&done, started, load);
-                    vec![json(&line(
+                    let mut v = Vec::new();
+                    if let Some(r) = &reader {
+                        if let Some(text) = r.unsaid() {
+                            v.push(json(&line(text, Vec::new(), None, None)));
+                        }
+                        let (_, calls) = crate::tools::finished(&done.text);
+                        if !calls.is_empty() {
+                            v.push(json(&line(String::new(), ollama_calls(calls), None, None)));
+                        }
+                    }
+                    v.push(json(&line(
                         String::new(),
+                        Vec::new(),
                         Some(done_reason(done.finish_reason)),
                         Some(t),
-                    ))]
+                    )));
+                    v
                 }
                 Event::Started { .. } | Event::Failed(_) => Vec::new(),
             },
@@ -197,6 +230,21 @@ async fn answer<T: serde::Serialize + Send + 'static>(
         .into_response())
 }
 
+/// Calls in Ollama's shape: arguments as an object.
+fn ollama_calls(calls: Vec<outpost_protocol::tools::ToolCall>) -> Vec<ToolCall> {
+    calls
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| ToolCall {
+            function: ToolCallFunction {
+                index: u32::try_from(i).ok(),
+                name: c.function.name,
+                arguments: serde_json::from_str(&c.function.arguments).unwrap_or_default(),
+            },
+        })
+        .collect()
+}
+
 /// What the shared path needs of a chat or generate request.
 struct Ask<'a> {
     model: &'a str,
@@ -204,6 +252,8 @@ struct Ask<'a> {
     options: Option<&'a Options>,
     schema: Option<String>,
     stream: bool,
+    /// Chat with tools: the answer is calls or text.
+    tools: Option<outpost_protocol::tools::ToolPlan>,
 }
 
 /// The path `/api/chat` and `/api/generate` share: no prompt loads or
@@ -215,17 +265,21 @@ async fn generate_with<T: serde::Serialize + Send + 'static>(
     started: Instant,
     ask: Ask<'_>,
     prompt: Option<impl FnOnce(Option<Arc<ChatTemplate>>) -> Prompt>,
-    reply: impl Fn(String, Option<String>, Option<Timings>) -> T + Send + 'static,
+    reply: impl Fn(String, Vec<ToolCall>, Option<String>, Option<Timings>) -> T + Send + 'static,
 ) -> Result<Response, ApiError> {
     let Some(prompt) = prompt else {
         let why = load_or_unload(&state, ask.model, ask.keep_alive).await?;
-        return Ok(Json(reply(String::new(), Some(why.into()), None)).into_response());
+        return Ok(Json(reply(String::new(), Vec::new(), Some(why.into()), None)).into_response());
     };
     let lease = state.registry.acquire(ask.model, ask.keep_alive).await?;
     let mut g = GenerateRequest::new(prompt(lease.model().template.clone()));
     apply_options(&mut g, ask.options, lease.spec())?;
     g.grammar = grammar(ask.schema)?;
-    answer(state, started, lease, g, ask.stream, reply).await
+    if let Some(plan) = &ask.tools {
+        g.grammar = Some(crate::tools::grammar(plan)?);
+    }
+    let tooled = ask.tools.is_some();
+    answer(state, started, lease, g, (ask.stream, tooled), reply).await
 }
 
 #[utoipa::path(post, path = "/api/chat", tag = "Ollama",
@@ -248,32 +302,49 @@ async fn chat_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiErr
     tracing::debug!(model = %req.model, messages = req.messages.len(), "ollama chat");
     req.validate()?;
     let name = req.model.clone();
-    let reply = move |content, done_reason: Option<String>, timings| ChatResponse {
-        model: name.clone(),
-        created_at: created_at(),
-        message: ChatMessage {
-            role: "assistant".into(),
-            content,
-            ..ChatMessage::default()
-        },
-        done: done_reason.is_some(),
-        done_reason,
-        timings,
-    };
-    let prompt = (!req.messages.is_empty()).then_some(|template| Prompt::Chat {
-        messages: req
-            .messages
-            .iter()
-            .map(|m| Message::new(m.role.as_str(), m.content.as_str()))
-            .collect(),
-        template,
-    });
+    let reply =
+        move |content, calls: Vec<ToolCall>, done_reason: Option<String>, timings| ChatResponse {
+            model: name.clone(),
+            created_at: created_at(),
+            message: ChatMessage {
+                role: "assistant".into(),
+                content,
+                tool_calls: (!calls.is_empty()).then_some(calls),
+                ..ChatMessage::default()
+            },
+            done: done_reason.is_some(),
+            done_reason,
+            timings,
+        };
+    let plan = req.tool_plan()?;
+    let turns = req
+        .messages
+        .iter()
+        .map(|m| crate::tools::Turn {
+            role: m.role.as_str(),
+            text: m.content.clone(),
+            calls: m
+                .tool_calls
+                .iter()
+                .flatten()
+                .map(|c| {
+                    let args = serde_json::Value::Object(c.function.arguments.clone());
+                    (c.function.name.clone(), args)
+                })
+                .collect(),
+            tool: m.tool_name.clone(),
+        })
+        .collect();
+    let messages = crate::tools::messages(turns, plan.as_ref());
+    let prompt =
+        (!req.messages.is_empty()).then_some(|template| Prompt::Chat { messages, template });
     let ask = Ask {
         model: &req.model,
         keep_alive: req.keep_alive,
         options: req.options.as_ref(),
         schema: req.json_schema()?,
         stream: req.streaming(),
+        tools: plan,
     };
     generate_with(state, started, ask, prompt, reply).await
 }
@@ -298,14 +369,15 @@ async fn generate_inner(state: Arc<AppState>, body: Body) -> Result<Response, Ap
     tracing::debug!(model = %req.model, "ollama generate");
     req.validate()?;
     let name = req.model.clone();
-    let reply = move |response, done_reason: Option<String>, timings| GenerateResponse {
-        model: name.clone(),
-        created_at: created_at(),
-        response,
-        done: done_reason.is_some(),
-        done_reason,
-        timings,
-    };
+    let reply =
+        move |response, _: Vec<ToolCall>, done_reason: Option<String>, timings| GenerateResponse {
+            model: name.clone(),
+            created_at: created_at(),
+            response,
+            done: done_reason.is_some(),
+            done_reason,
+            timings,
+        };
     let prompt = (!req.prompt.is_empty()).then_some(|template| {
         if req.raw == Some(true) {
             return Prompt::Text(req.prompt.clone());
@@ -323,6 +395,7 @@ async fn generate_inner(state: Arc<AppState>, body: Body) -> Result<Response, Ap
         options: req.options.as_ref(),
         schema: req.json_schema()?,
         stream: req.streaming(),
+        tools: None,
     };
     generate_with(state, started, ask, prompt, reply).await
 }

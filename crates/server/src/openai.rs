@@ -13,8 +13,7 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use outpost_engine::{
-    Completion as EngineCompletion, Event, GenerateRequest, Message, Model, Piece, Prompt,
-    SamplingParams,
+    Completion as EngineCompletion, Event, GenerateRequest, Model, Piece, Prompt, SamplingParams,
 };
 use outpost_protocol::openai::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
@@ -170,20 +169,30 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
     req.validate()?;
     let lease = state.registry.acquire(&req.model, None).await?;
     let served = lease.model().clone();
-    let messages = req
+    let plan = req.tool_plan()?;
+    let turns = req
         .messages
         .iter()
-        .map(|m| {
-            Message::new(
-                if m.role == "developer" {
-                    "system"
-                } else {
-                    m.role.as_str()
-                },
-                m.text(),
-            )
+        .map(|m| crate::tools::Turn {
+            role: m.role.as_str(),
+            text: m.text(),
+            calls: m
+                .tool_calls
+                .iter()
+                .flatten()
+                .map(|c| {
+                    let args = serde_json::from_str(&c.function.arguments).unwrap_or_default();
+                    (c.function.name.clone(), args)
+                })
+                .collect(),
+            tool: m
+                .tool_call_id
+                .as_deref()
+                .and_then(|id| req.call_name(id))
+                .map(str::to_string),
         })
         .collect();
+    let messages = crate::tools::messages(turns, plan.as_ref());
     let mut g = GenerateRequest::new(Prompt::Chat {
         messages,
         template: served.template.clone(),
@@ -200,6 +209,10 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
             )
         })?);
     }
+    if let Some(plan) = &plan {
+        g.grammar = Some(crate::tools::grammar(plan)?);
+    }
+    let tooled = plan.is_some();
     let want_logprobs = req.logprobs == Some(true);
     if want_logprobs {
         g.top_logprobs = Some(req.top_logprobs.unwrap_or(0) as usize);
@@ -217,6 +230,17 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
                 .filter_map(|p| token_logprob(&model, p))
                 .collect(),
         });
+        let (content, calls, finish_reason) = if tooled {
+            let (content, calls) = crate::tools::finished(&done.text);
+            let reason = if calls.is_empty() {
+                finish(&done)
+            } else {
+                "tool_calls".to_string()
+            };
+            (content, (!calls.is_empty()).then_some(calls), reason)
+        } else {
+            (Some(done.text.clone()), None, finish(&done))
+        };
         return Ok(Json(ChatCompletion {
             id,
             object: "chat.completion".into(),
@@ -227,10 +251,11 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
                 index: 0,
                 message: AssistantMessage {
                     role: "assistant".into(),
-                    content: done.text.clone(),
+                    content,
+                    tool_calls: calls,
                 },
                 logprobs,
-                finish_reason: finish(&done),
+                finish_reason,
             }],
             usage: usage(&done),
         })
@@ -266,12 +291,14 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
         Delta {
             role: Some("assistant".into()),
             content: Some(String::new()),
+            tool_calls: None,
         },
         None,
         None,
         None,
     );
     let state2 = state.clone();
+    let mut reader = tooled.then(crate::tools::Reader::default);
     let events = ReceiverStream::new(forward(
         state.clone(),
         started,
@@ -279,6 +306,13 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
         handle,
         SSE,
         move |ev| match ev {
+            Event::Piece(p) if reader.is_some() => {
+                let events = reader.as_mut().map(|r| r.feed(&p.text)).unwrap_or_default();
+                events
+                    .into_iter()
+                    .map(|e| json(&chunk(tool_delta(e), None, None, None)))
+                    .collect()
+            }
             Event::Piece(p) => {
                 let lp = if want_logprobs {
                     token_logprob(&model, &p).map(|t| ChoiceLogprobs { content: vec![t] })
@@ -292,6 +326,7 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
                         Delta {
                             role: None,
                             content: Some(p.text),
+                            tool_calls: None,
                         },
                         lp,
                         None,
@@ -301,12 +336,25 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
             }
             Event::Done(done) => {
                 measured(&state2, &done);
-                let mut v = vec![json(&chunk(
-                    Delta::default(),
-                    None,
-                    Some(finish(&done)),
-                    None,
-                ))];
+                let mut v = Vec::new();
+                let mut reason = finish(&done);
+                if let Some(r) = &reader {
+                    if let Some(text) = r.unsaid() {
+                        v.push(json(&chunk(
+                            Delta {
+                                content: Some(text),
+                                ..Delta::default()
+                            },
+                            None,
+                            None,
+                            None,
+                        )));
+                    }
+                    if r.calls > 0 {
+                        reason = "tool_calls".into();
+                    }
+                }
+                v.push(json(&chunk(Delta::default(), None, Some(reason), None)));
                 if include_usage {
                     v.push(json(&chunk(
                         Delta::default(),
@@ -324,6 +372,39 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
         .chain(events)
         .map(|d| Ok::<_, Infallible>(SseEvent::default().data(d)));
     Ok(Sse::new(stream).into_response())
+}
+
+/// A streamed tool answer's event as a chunk's delta.
+fn tool_delta(e: outpost_protocol::tool_stream::StreamEvent) -> Delta {
+    use outpost_protocol::tool_stream::StreamEvent;
+    use outpost_protocol::tools::{FunctionCallDelta, ToolCallDelta};
+    let call = |d: ToolCallDelta| Delta {
+        tool_calls: Some(vec![d]),
+        ..Delta::default()
+    };
+    match e {
+        StreamEvent::Content(text) => Delta {
+            content: Some(text),
+            ..Delta::default()
+        },
+        StreamEvent::CallStart { index, name } => call(ToolCallDelta {
+            index,
+            id: Some(crate::tools::call_id()),
+            kind: Some("function".into()),
+            function: FunctionCallDelta {
+                name: Some(name),
+                arguments: Some(String::new()),
+            },
+        }),
+        StreamEvent::CallArgs { index, fragment } => call(ToolCallDelta {
+            index,
+            function: FunctionCallDelta {
+                name: None,
+                arguments: Some(fragment),
+            },
+            ..ToolCallDelta::default()
+        }),
+    }
 }
 
 /// A completion on the local model.
