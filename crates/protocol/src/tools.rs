@@ -501,10 +501,16 @@ pub fn render_calls(calls: &[(String, Value)]) -> String {
     json!({ "tool_calls": list }).to_string()
 }
 
-/// A tool's result, as the next user turn (the generic format's templates
-/// know no `tool` role).
-pub fn render_result(name: &str, content: &str) -> String {
-    format!("The tool {name} returned: {content}\nAnswer my question with this result, in words: {{\"response\": ...}}.")
+/// Tools' results (function, content), as the next user turn: the
+/// generic format's templates know no `tool` role, and small models answer
+/// better from one turn that holds every result than from several.
+pub fn render_results(results: &[(String, String)]) -> String {
+    let mut s = String::from("Tool results:\n");
+    for (name, content) in results {
+        s.push_str(&format!("- {name} returned: {content}\n"));
+    }
+    s.push_str("Answer my question with these results, in words: {\"response\": ...}.");
+    s
 }
 
 #[cfg(test)]

@@ -316,7 +316,10 @@ async fn chat_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiErr
             done_reason,
             timings,
         };
-    let plan = req.tool_plan()?;
+    let plan = crate::tools::settle(
+        req.tool_plan()?,
+        req.messages.last().map(|m| m.role.as_str()),
+    );
     let turns = req
         .messages
         .iter()

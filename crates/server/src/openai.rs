@@ -169,7 +169,10 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
     req.validate()?;
     let lease = state.registry.acquire(&req.model, None).await?;
     let served = lease.model().clone();
-    let plan = req.tool_plan()?;
+    let plan = crate::tools::settle(
+        req.tool_plan()?,
+        req.messages.last().map(|m| m.role.as_str()),
+    );
     let turns = req
         .messages
         .iter()

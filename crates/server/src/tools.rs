@@ -24,23 +24,31 @@ pub(crate) struct Turn<'a> {
 }
 
 /// The messages the template renders: `developer` as `system`, earlier
-/// calls in the format the model answers in, tool results as user turns,
+/// calls in the format the model answers in, consecutive tool results as one user turn,
 /// and with a plan the tools' instructions in the (first) system message.
 pub(crate) fn messages(turns: Vec<Turn<'_>>, plan: Option<&ToolPlan>) -> Vec<Message> {
-    let mut out: Vec<Message> = turns
-        .into_iter()
-        .map(|t| match t.role {
+    let mut out: Vec<Message> = Vec::new();
+    let mut results: Vec<(String, String)> = Vec::new();
+    for t in turns {
+        if t.role == "tool" {
+            results.push((t.tool.unwrap_or_else(|| "tool".into()), t.text));
+            continue;
+        }
+        if !results.is_empty() {
+            out.push(Message::new("user", tools::render_results(&results)));
+            results.clear();
+        }
+        out.push(match t.role {
             "developer" | "system" => Message::new("system", t.text),
             "assistant" if !t.calls.is_empty() => {
                 Message::new("assistant", tools::render_calls(&t.calls))
             }
-            "tool" => Message::new(
-                "user",
-                tools::render_result(t.tool.as_deref().unwrap_or("tool"), &t.text),
-            ),
             role => Message::new(role, t.text),
-        })
-        .collect();
+        });
+    }
+    if !results.is_empty() {
+        out.push(Message::new("user", tools::render_results(&results)));
+    }
     if let Some(plan) = plan {
         let how = plan.instructions();
         match out.first_mut() {
@@ -49,6 +57,18 @@ pub(crate) fn messages(turns: Vec<Turn<'_>>, plan: Option<&ToolPlan>) -> Vec<Mes
         }
     }
     out
+}
+
+/// Under `auto`, an answer right after tool results is words: models
+/// whose template knows no tools (the generic format) call the same tools
+/// again and again otherwise (SmolLM2 did in every round of a two-tool
+/// LangChain task). A client that wants another round of calls says
+/// `tool_choice: "required"` (or names the function).
+pub(crate) fn settle(plan: Option<ToolPlan>, last_role: Option<&str>) -> Option<ToolPlan> {
+    match plan {
+        Some(p) if p.mode == tools::Mode::Auto && last_role == Some("tool") => None,
+        other => other,
+    }
 }
 
 /// The grammar that keeps the answer to calls (valid arguments) or text.
