@@ -20,6 +20,7 @@ mod fleet_bench;
 mod progress;
 mod router_bench;
 mod serve_bench;
+mod tools_bench;
 mod variants_bench;
 
 use anyhow::{bail, Context, Result};
@@ -32,6 +33,9 @@ const USAGE: &str =
        cargo xtask bench-serve [--threads N]
   Compares `outpost serve` with llama-server on SmolLM2: aggregate tok/s and
   TTFT p50/p99 at 1, 4, 16 streams; json_schema vs unconstrained decode.
+       cargo xtask bench-tools [--threads N]
+  Tool calling on SmolLM2 beside llama-server --jinja: the share of valid
+  calls under tool_choice \"required\" and the time to the complete call.
        cargo xtask bench-variants [--threads N]
   Times `outpost variants build` (all default tiers) on both models and
   compares the reference perplexity with llama-perplexity's.
@@ -47,6 +51,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("bench") => bench(&args[1..]),
         Some("bench-serve") => bench_serve(&args[1..]),
+        Some("bench-tools") => bench_tools(&args[1..]),
         Some("bench-variants") => bench_variants(&args[1..]),
         Some("bench-fleet") => bench_fleet(&args[1..]),
         Some("bench-router") => router_bench::bench_router(&args[1..]),
@@ -424,6 +429,16 @@ fn prepare(args: &[String]) -> Result<(u32, PathBuf, PathBuf)> {
 fn bench_serve(args: &[String]) -> Result<()> {
     let (threads, ref_dir, outpost) = prepare(args)?;
     serve_bench::run(
+        &ref_dir,
+        &outpost,
+        &root().join("models/smollm2-135m.gguf"),
+        threads,
+    )
+}
+
+fn bench_tools(args: &[String]) -> Result<()> {
+    let (threads, ref_dir, outpost) = prepare(args)?;
+    tools_bench::run(
         &ref_dir,
         &outpost,
         &root().join("models/smollm2-135m.gguf"),

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 const STREAMS: [u32; 3] = [1, 4, 16];
 const N_GEN: u32 = 128;
 
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -24,7 +24,7 @@ impl Drop for Proc {
     }
 }
 
-fn wait_healthy(base: &str, child: &mut Child) -> Result<()> {
+pub(crate) fn wait_healthy(base: &str, child: &mut Child) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     while ureq::get(&format!("{base}/health")).call().is_err() {
         if Instant::now() > deadline || child.try_wait()?.is_some() {
@@ -35,7 +35,7 @@ fn wait_healthy(base: &str, child: &mut Child) -> Result<()> {
     Ok(())
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

@@ -1,0 +1,164 @@
+//! `cargo xtask bench-tools`: tool calling on `outpost serve` beside the
+//! reference llama-server (`--jinja`: its own tool handling for a template
+//! without tools), same model (SmolLM2), threads and prompts, in one run:
+//! the share of answers under `tool_choice: "required"` whose calls are all
+//! valid (a known function; arguments that parse and follow its schema:
+//! `city` a string of at most 40 characters, `unit` one of the enum, no
+//! other keys), and the time to the complete call (a non-streamed request,
+//! start to answer), median and mean.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+
+use crate::serve_bench::{free_port, wait_healthy, Proc};
+
+const PROMPTS: [&str; 12] = [
+    "What is the weather in Paris?",
+    "Is it raining in London right now?",
+    "What time is it in Tokyo?",
+    "Tell me the temperature in New York in fahrenheit.",
+    "I am flying to Berlin tomorrow. What's the weather like there?",
+    "What's the local time in Sydney?",
+    "How hot is it in Cairo, in celsius?",
+    "Do I need an umbrella in Seattle today?",
+    "What time is it in Buenos Aires and how is the weather?",
+    "weather lisbon",
+    "Can you check the time in Mumbai for me?",
+    "Is it cold in Oslo?",
+];
+
+fn tools() -> Value {
+    let city = json!({"type": "string", "maxLength": 40});
+    json!([
+        {"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
+            "parameters": {"type": "object", "properties": {"city": city, "unit": {"enum": ["celsius", "fahrenheit"]}},
+                "required": ["city"], "additionalProperties": false}}},
+        {"type": "function", "function": {"name": "get_time", "description": "Current local time in a city",
+            "parameters": {"type": "object", "properties": {"city": city}, "required": ["city"], "additionalProperties": false}}}
+    ])
+}
+
+/// One call follows its function's schema.
+fn valid_call(call: &Value) -> bool {
+    let name = call["function"]["name"].as_str().unwrap_or("");
+    let Some(args) = call["function"]["arguments"]
+        .as_str()
+        .and_then(|a| serde_json::from_str::<Value>(a).ok())
+    else {
+        return false;
+    };
+    let Some(obj) = args.as_object() else {
+        return false;
+    };
+    let city_ok = obj["city"]
+        .as_str()
+        .is_some_and(|c| c.chars().count() <= 40);
+    match name {
+        "get_weather" => {
+            city_ok
+                && obj.keys().all(|k| k == "city" || k == "unit")
+                && obj
+                    .get("unit")
+                    .is_none_or(|u| u == "celsius" || u == "fahrenheit")
+        }
+        "get_time" => city_ok && obj.len() == 1,
+        _ => false,
+    }
+}
+
+/// (valid answers, seconds per answer) over the prompts.
+fn measure(base: &str, model: &str) -> Result<(usize, Vec<f64>)> {
+    let ask = |prompt: &str| -> Result<(bool, f64)> {
+        let body = json!({"model": model, "temperature": 0, "max_tokens": 160, "tool_choice": "required",
+            "tools": tools(), "messages": [{"role": "user", "content": prompt}]});
+        let t0 = Instant::now();
+        let v: Value = ureq::post(&format!("{base}/v1/chat/completions"))
+            .send_json(body)?
+            .into_json()?;
+        let secs = t0.elapsed().as_secs_f64();
+        let calls = v["choices"][0]["message"]["tool_calls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok((!calls.is_empty() && calls.iter().all(valid_call), secs))
+    };
+    ask(PROMPTS[0]).context("warm-up request")?;
+    let mut valid = 0;
+    let mut times = Vec::new();
+    for p in PROMPTS {
+        let (ok, secs) = ask(p)?;
+        valid += usize::from(ok);
+        times.push(secs);
+    }
+    Ok((valid, times))
+}
+
+pub fn run(ref_dir: &Path, outpost: &Path, model: &Path, threads: u32) -> Result<()> {
+    let name = "smollm2-135m";
+    let mut steps = crate::progress::Steps::new(2);
+    let mut rows = Vec::new();
+    for side in ["llama-server", "outpost"] {
+        steps.next(&format!("{side}: {} tool requests", PROMPTS.len()));
+        let port = free_port()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let mut cmd = if side == "outpost" {
+            let mut c = Command::new(outpost);
+            c.arg("serve")
+                .arg(model)
+                .args(["--port", &port.to_string()]);
+            c
+        } else {
+            let mut c = Command::new(ref_dir.join("llama-server"));
+            c.arg("-m").arg(model).args([
+                "--port",
+                &port.to_string(),
+                "-c",
+                "4096",
+                "--jinja",
+                "--no-webui",
+                "--alias",
+                name,
+            ]);
+            c
+        };
+        let mut child = cmd
+            .args(["-t", &threads.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {side}"))?;
+        wait_healthy(&base, &mut child)?;
+        let _guard = Proc(child);
+        let served = if side == "outpost" {
+            model
+                .file_stem()
+                .map_or(name.to_string(), |s| s.to_string_lossy().into_owned())
+        } else {
+            name.to_string()
+        };
+        rows.push((side, measure(&base, &served)?));
+    }
+    drop(steps);
+    println!(
+        "tool_choice \"required\", {} prompts, two tools, SmolLM2, threads {threads}, temperature 0\n",
+        PROMPTS.len()
+    );
+    println!("| server | valid answers | share | time to the call, median s | mean s |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (side, (valid, mut times)) in rows {
+        times.sort_by(f64::total_cmp);
+        let mean = times.iter().sum::<f64>() / times.len() as f64;
+        println!(
+            "| {side} | {valid}/{} | {:.2} | {:.2} | {:.2} |",
+            times.len(),
+            valid as f64 / times.len() as f64,
+            times[times.len() / 2],
+            mean
+        );
+    }
+    Ok(())
+}
