@@ -482,3 +482,46 @@ fn the_cascade_escalates_a_weak_local_answer_and_keeps_a_confident_one() {
     assert!(v["choices"][0]["logprobs"].is_null(), "{v}");
     assert_eq!(cloud_log(&p).lines().count(), 0);
 }
+
+/// A tool request goes to the cloud redacted (the cloud is another
+/// `outpost serve`, so it answers with calls too), and comes back as valid
+/// calls with no placeholder left. Gemma 3 270M does not copy the
+/// placeholder into its arguments, so the restoring itself is checked by
+/// the router's unit test (`restore.rs`), quotes in restored values
+/// included.
+#[test]
+fn tool_calls_route_like_any_request_and_their_arguments_get_the_values_back() {
+    let p = pair("tools", "mode = \"auto\"\n[auto]\nsensitive = \"redact\"\n");
+    let body = serde_json::json!({
+        "model": "smollm2-135m", "temperature": 0, "max_tokens": 120, "parallel_tool_calls": false,
+        "messages": [{"role": "user", "content": format!("Card: {CARD}\nSave this card, as written.")}],
+        "tools": [{"type": "function", "function": {"name": "save_card", "description": "Stores a card number",
+            "parameters": {"type": "object", "properties": {"card": {"type": "string", "maxLength": 40}},
+                "required": ["card"], "additionalProperties": false}}}],
+        "tool_choice": {"type": "function", "function": {"name": "save_card"}},
+    });
+    let v = answered(
+        p.local.port,
+        "/v1/chat/completions",
+        &body,
+        &[("x-outpost-route-mode", "cloud_only")],
+        "cloud; reason=mode; redacted=1",
+    );
+    assert_eq!(v["model"], "gemma3-270m", "the cloud answered: {v}");
+    let log = cloud_log(&p);
+    assert!(
+        log.contains("<CREDIT_CARD_1>") && !log.contains("4539"),
+        "{log}"
+    );
+    let call = &v["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "save_card", "{v}");
+    let args: serde_json::Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().expect("arguments"))
+            .expect("arguments are JSON");
+    let card = args["card"].as_str().expect("a card string");
+    assert!(
+        !card.contains("<CREDIT_CARD"),
+        "no placeholder is left: {v}"
+    );
+    eprintln!("the cloud model's argument, restored: {card:?}");
+}

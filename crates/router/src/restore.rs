@@ -1,7 +1,11 @@
 //! Putting the guard's placeholders back into the cloud's answer: in a
 //! whole JSON answer, or event by event in an SSE stream, where a
 //! placeholder may arrive split across events (the guard's [`Restorer`]
-//! holds a possible placeholder prefix until it is complete).
+//! holds a possible placeholder prefix until it is complete). Tool calls'
+//! arguments are JSON text: their string values are restored one by one
+//! and the arguments written again, so a restored value that holds a
+//! quote cannot break them; in a stream a call's argument fragments are
+//! therefore held and sent, restored, with the finishing chunk.
 
 use std::time::Instant;
 
@@ -23,15 +27,62 @@ fn texts(choice: &mut Value) -> Option<&mut String> {
     }
 }
 
-/// Restores placeholders in every choice of a non-streamed answer.
+fn restored(text: &str, vault: &Vault) -> String {
+    let mut r = Restorer::new(vault);
+    let mut out = r.push(text.as_bytes());
+    out += &r.finish();
+    out
+}
+
+/// Every string in a JSON value, restored.
+fn restore_strings(v: &mut Value, vault: &Vault) {
+    match v {
+        Value::String(s) => *s = restored(s, vault),
+        Value::Array(a) => a.iter_mut().for_each(|x| restore_strings(x, vault)),
+        Value::Object(o) => o.values_mut().for_each(|x| restore_strings(x, vault)),
+        _ => {}
+    }
+}
+
+/// A call's arguments (JSON text) with their string values restored; text
+/// that is not JSON is restored as text.
+fn restore_arguments(arguments: &str, vault: &Vault) -> String {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(mut v) => {
+            restore_strings(&mut v, vault);
+            v.to_string()
+        }
+        Err(_) => restored(arguments, vault),
+    }
+}
+
+/// Restores placeholders in every choice of a non-streamed answer: its
+/// text and its tool calls' arguments.
 pub fn restore_answer(answer: &mut Value, vault: &Vault) {
     if let Some(Value::Array(choices)) = answer.get_mut("choices") {
         for c in choices {
             if let Some(t) = texts(c) {
-                let mut r = Restorer::new(vault);
-                let mut out = r.push(t.as_bytes());
-                out += &r.finish();
-                *t = out;
+                *t = restored(t, vault);
+            }
+            if let Some(Value::Array(calls)) = c.pointer_mut("/message/tool_calls") {
+                for call in calls {
+                    if let Some(Value::String(a)) = call.pointer_mut("/function/arguments") {
+                        *a = restore_arguments(a, vault);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Holds a streamed choice's tool-call argument fragments (blanking them
+/// in the chunk) until the call is complete.
+fn hold_arguments(choice: &mut Value, held: &mut std::collections::BTreeMap<u64, String>) {
+    if let Some(Value::Array(calls)) = choice.pointer_mut("/delta/tool_calls") {
+        for call in calls {
+            let index = call["index"].as_u64().unwrap_or(0);
+            if let Some(Value::String(a)) = call.pointer_mut("/function/arguments") {
+                held.entry(index).or_default().push_str(&std::mem::take(a));
             }
         }
     }
@@ -70,6 +121,7 @@ pub fn restore_stream(
     tokio::spawn(async move {
         let mut stats = StreamStats::default();
         let mut restorer = Some(Restorer::new(&vault));
+        let mut held = std::collections::BTreeMap::<u64, String>::new();
         let mut buf: Vec<u8> = Vec::new();
         let mut body = upstream.bytes_stream();
         let mut saw_done = false;
@@ -119,6 +171,17 @@ pub fn restore_stream(
                     if let Some(Value::Array(choices)) = v.get_mut("choices") {
                         for c in choices {
                             let finishing = c.get("finish_reason").is_some_and(|f| !f.is_null());
+                            hold_arguments(c, &mut held);
+                            if finishing && !held.is_empty() {
+                                let calls: Vec<Value> = std::mem::take(&mut held)
+                                    .into_iter()
+                                    .map(|(index, a)| {
+                                        serde_json::json!({"index": index,
+                                        "function": {"arguments": restore_arguments(&a, &vault)}})
+                                    })
+                                    .collect();
+                                c["delta"]["tool_calls"] = Value::Array(calls);
+                            }
                             let piece = texts(c).map(std::mem::take);
                             let mut out = String::new();
                             if let (Some(r), Some(p)) = (restorer.as_mut(), piece.as_ref()) {
@@ -191,6 +254,33 @@ mod tests {
         ]});
         restore_answer(&mut v, &vault);
         assert_eq!(v["choices"][0]["message"]["content"], "card 4111.");
+        let quote = Vault::from_entries([("<PERSON_1>".to_string(), "Jo \"JJ\" Doe".to_string())]);
+        let mut calls = serde_json::json!({"choices": [{"message": {"content": null, "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{\"to\": \"<PERSON_1>\", \"n\": [\"<PERSON_1>\"]}"}}
+        ]}}]});
+        restore_answer(&mut calls, &quote);
+        let args: Value = serde_json::from_str(
+            calls
+                .pointer("/choices/0/message/tool_calls/0/function/arguments")
+                .and_then(Value::as_str)
+                .expect("args"),
+        )
+        .expect("still JSON");
+        assert_eq!(args["to"], "Jo \"JJ\" Doe");
+        assert_eq!(args["n"][0], "Jo \"JJ\" Doe");
+        let mut held = std::collections::BTreeMap::new();
+        for piece in ["{\"to\": \"<PER", "SON_1>\"}"] {
+            let mut c = serde_json::json!({"delta": {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}});
+            hold_arguments(&mut c, &mut held);
+            assert_eq!(
+                c.pointer("/delta/tool_calls/0/function/arguments"),
+                Some(&Value::from(""))
+            );
+        }
+        assert_eq!(
+            restore_arguments(&held[&0], &quote),
+            r#"{"to":"Jo \"JJ\" Doe"}"#
+        );
         assert_eq!(v["choices"][1]["text"], "4111<OTHER_1>");
         assert_eq!(event_end(b"data: x\r\n\r\ndata: y\n\n"), Some((7, 11)));
         assert_eq!(event_end(b"data: x\n"), None);
