@@ -35,6 +35,36 @@ pub(crate) fn wait_healthy(base: &str, child: &mut Child) -> Result<()> {
     Ok(())
 }
 
+/// Starts `cmd` (a server on `port`, given `-t threads`) and waits until
+/// it answers `/health`: the running process (killed when dropped), its
+/// base URL, and the name to ask for: `outpost serve` names a model after
+/// its file, llama-server after `--alias` (`alias`).
+pub(crate) fn start_server(
+    mut cmd: Command,
+    side: &str,
+    port: u16,
+    threads: u32,
+    model: &Path,
+    alias: &str,
+) -> Result<(Proc, String, String)> {
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = cmd
+        .args(["-t", &threads.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {side}"))?;
+    wait_healthy(&base, &mut child)?;
+    let served = if side == "outpost" {
+        model
+            .file_stem()
+            .map_or(alias.to_string(), |s| s.to_string_lossy().into_owned())
+    } else {
+        alias.to_string()
+    };
+    Ok((Proc(child), base, served))
+}
+
 pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -120,8 +150,7 @@ pub fn run(ref_dir: &Path, outpost: &Path, model: &Path, threads: u32) -> Result
     for side in ["llama-server", "outpost"] {
         steps.next(&format!("{side}: start and warm up"));
         let port = free_port()?;
-        let base = format!("http://127.0.0.1:{port}");
-        let mut cmd = if side == "outpost" {
+        let cmd = if side == "outpost" {
             let mut c = Command::new(outpost);
             c.arg("serve").arg(model).args([
                 "--port",
@@ -147,21 +176,7 @@ pub fn run(ref_dir: &Path, outpost: &Path, model: &Path, threads: u32) -> Result
             ]);
             c
         };
-        let mut child = cmd
-            .args(["-t", &threads.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {side}"))?;
-        wait_healthy(&base, &mut child)?;
-        let _guard = Proc(child);
-        let model_name = if side == "outpost" {
-            model
-                .file_stem()
-                .map_or(name.to_string(), |s| s.to_string_lossy().into_owned())
-        } else {
-            name.to_string()
-        };
+        let (_guard, base, model_name) = start_server(cmd, side, port, threads, model, name)?;
         load(&base, &model_name, 1)?; // warm-up
         for n in STREAMS {
             steps.next(&format!("{side}: {n} concurrent streams"));

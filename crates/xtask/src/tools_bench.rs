@@ -8,13 +8,13 @@
 //! start to answer), median and mean.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
-use crate::serve_bench::{free_port, wait_healthy, Proc};
+use crate::serve_bench::{free_port, start_server};
 
 const PROMPTS: [&str; 12] = [
     "What is the weather in Paris?",
@@ -104,8 +104,7 @@ pub fn run(ref_dir: &Path, outpost: &Path, model: &Path, threads: u32) -> Result
     for side in ["llama-server", "outpost"] {
         steps.next(&format!("{side}: {} tool requests", PROMPTS.len()));
         let port = free_port()?;
-        let base = format!("http://127.0.0.1:{port}");
-        let mut cmd = if side == "outpost" {
+        let cmd = if side == "outpost" {
             let mut c = Command::new(outpost);
             c.arg("serve")
                 .arg(model)
@@ -125,21 +124,7 @@ pub fn run(ref_dir: &Path, outpost: &Path, model: &Path, threads: u32) -> Result
             ]);
             c
         };
-        let mut child = cmd
-            .args(["-t", &threads.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {side}"))?;
-        wait_healthy(&base, &mut child)?;
-        let _guard = Proc(child);
-        let served = if side == "outpost" {
-            model
-                .file_stem()
-                .map_or(name.to_string(), |s| s.to_string_lossy().into_owned())
-        } else {
-            name.to_string()
-        };
+        let (_guard, base, served) = start_server(cmd, side, port, threads, model, name)?;
         rows.push((side, measure(&base, &served)?));
     }
     drop(steps);
