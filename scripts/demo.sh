@@ -60,6 +60,19 @@ r = o.generate(model="gemma3-270m", prompt="Pick a planet and say how many moons
 print(r.response)
 print(f"[done_reason={r.done_reason}, {r.eval_count} tokens, load {r.load_duration/1e6:.0f} ms, "
       f"prompt {r.prompt_eval_duration/1e6:.0f} ms, generation {r.eval_duration/1e6:.0f} ms]")
+print("\n$ openai: tools=[get_weather], tool_choice='required' (arguments follow the schema by construction)")
+tools = [{"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+                         "required": ["city"]}}}]
+ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+r = c.chat.completions.create(model="smollm2-135m", messages=ask, tools=tools, tool_choice="required",
+                              parallel_tool_calls=False, temperature=0, max_tokens=100)
+call = r.choices[0].message.tool_calls[0]
+print(f"  {call.function.name}({call.function.arguments})  [finish_reason={r.choices[0].finish_reason}]")
+ask += [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 24 degrees celsius"}]
+r = c.chat.completions.create(model="smollm2-135m", messages=ask, tools=tools, temperature=0, max_tokens=40)
+print("  after the tool result:", r.choices[0].message.content)
 print("\n$ ollama: client.ps()")
 for m in o.ps().models:
     print(f"  {m.model:14} {m.details.quantization_level:7} {m.size/2**20:6.0f} MiB  context {m.context_length}  unloads at {m.expires_at:%H:%M:%S}")
