@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 scripts/ensure-build-deps.sh
 scripts/fetch-models.sh
 scripts/build-reference.sh
+# Python's sqlite3 module (schemathesis needs it) loads the system's
+# libsqlite3, which a minimal Debian lacks.
+python3 -c 'import sqlite3' 2>/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libsqlite3-0 >/dev/null
+}
 # The official OpenAI and Ollama clients, for the server's end-to-end tests.
 python3 -c 'import openai, sys; sys.exit(openai.__version__ != "3.54.0")' 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check "openai==3.54.0"
@@ -16,8 +21,11 @@ python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("ollama") !=
 # LangChain's ChatOpenAI, an agent framework run unchanged against the server.
 python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("langchain-openai") != "1.8.1")' 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check "langchain-openai==1.8.1"
-# schemathesis, for the contract tests against the servers' OpenAPI
-# documents (it brings jsonschema, which the tool-calling tests validate with).
+# jsonschema, the reference validator the tool-calling tests check every
+# call's arguments with.
+python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("jsonschema") != "4.26.0")' 2>/dev/null \
+  || python3 -m pip install --quiet --disable-pip-version-check "jsonschema==4.26.0"
+# schemathesis, for the contract tests against the servers' OpenAPI documents.
 python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("schemathesis") != "4.32.5")' 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check "schemathesis==4.32.5"
 cargo test --release --workspace --no-fail-fast "$@"
