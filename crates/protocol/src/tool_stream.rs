@@ -102,7 +102,7 @@ impl ToolStream {
 
     /// A value (container or scalar) starts here.
     fn value_starts(&mut self) {
-        if let Some((Where::Other, Some(index))) = Some(self.position()) {
+        if let (Where::Other, Some(index)) = self.position() {
             if self.capture.is_none() {
                 self.capture = Some((index, self.stack.len()));
             }

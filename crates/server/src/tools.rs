@@ -102,8 +102,7 @@ pub(crate) fn finished(text: &str) -> (Option<String>, Vec<ToolCall>) {
                 })
                 .collect(),
         ),
-        Output::Text(t) => (Some(t), Vec::new()),
-        Output::Raw(t) => (Some(t), Vec::new()),
+        Output::Text(t) | Output::Raw(t) => (Some(t), Vec::new()),
     }
 }
 
