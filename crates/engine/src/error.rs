@@ -46,6 +46,15 @@ pub enum EngineError {
     /// The prompt was empty after templating/tokenization.
     #[error("the prompt is empty: give at least one token of input")]
     EmptyPrompt,
+    /// An embedding input is longer than the model's context.
+    #[error("an input is {tokens} tokens but this embedding model takes at most {max}. Split the text, or ask for truncation (OpenAI: split it yourself; Ollama: \"truncate\": true)")]
+    InputTooLong { tokens: usize, max: usize },
+    /// Embeddings asked of a model that generates.
+    #[error("model {model} generates text; it has no pooling, so it does not serve embeddings. Use an embedding model (for example one made by `outpost convert`)")]
+    NotEmbedding { model: String },
+    /// Generation asked of an embedding model.
+    #[error("model {model} is an embedding model; it does not generate text. Use /v1/embeddings or /api/embed with it")]
+    NotGenerative { model: String },
     /// llama.cpp failed while creating a context or decoding.
     #[error("llama.cpp failed while {during}: {problem}")]
     Backend {

@@ -91,6 +91,11 @@ impl Model {
     /// Checks a request and resolves its prompt to tokens that fit in a
     /// context of `n_ctx` tokens per sequence.
     pub(crate) fn prepare(&self, req: &GenerateRequest, n_ctx: u32) -> Result<Vec<i32>> {
+        if self.info().embedding.is_some() {
+            return Err(EngineError::NotGenerative {
+                model: self.display_name(),
+            });
+        }
         req.sampling.validate()?;
         if req.max_tokens == Some(0) {
             return Err(EngineError::InvalidParam {

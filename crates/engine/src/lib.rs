@@ -17,6 +17,7 @@
 
 mod bench;
 mod draft;
+mod embed;
 mod error;
 mod evaluate;
 mod generate;
@@ -38,13 +39,14 @@ pub use bench::{
     BenchStat, DecodeBound, ParallelStat,
 };
 pub use draft::MAX_DRAFT;
+pub use embed::{cosine, l2_normalize, EmbedConfig, EmbedStats, Embedder};
 pub use error::{EngineError, Result};
 pub use evaluate::ChunkEval;
 pub use generate::default_threads;
 pub use grammar::json_schema_grammar;
 pub use logs::quantize_progress;
 pub use memory::{estimate_memory, MemoryEstimate};
-pub use model::{LoadOptions, Model, ModelInfo, SpecialToken};
+pub use model::{EmbeddingInfo, LoadOptions, Model, ModelInfo, SpecialToken};
 pub use quantize::{quant_ftype, quantize, QUANT_TIERS};
 pub use request::{
     CancelToken, Completion, FinishReason, GenerateRequest, Piece, Prompt, SamplingParams,

@@ -60,6 +60,36 @@ pub struct ModelInfo {
     pub add_eos: bool,
     /// The GGUF's own Jinja chat template (`tokenizer.chat_template`).
     pub chat_template: Option<String>,
+    /// Set for embedding models (a GGUF whose `ARCH.pooling_type` pools
+    /// token vectors into one): they embed, they do not generate.
+    pub embedding: Option<EmbeddingInfo>,
+}
+
+/// How an embedding model turns tokens into one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddingInfo {
+    /// llama.cpp's pooling: `mean`, `cls`, `last` or `rank`.
+    pub pooling: &'static str,
+    /// L2-normalise after pooling (`outpost.embedding.normalize`; absent
+    /// means yes, as llama-server does by default).
+    pub normalize: bool,
+}
+
+impl EmbeddingInfo {
+    /// From a GGUF header: `None` for models that generate.
+    pub fn of(header: &GgufHeader, arch: &str) -> Option<EmbeddingInfo> {
+        let pooling = match header.u64(&format!("{arch}.pooling_type"))? {
+            1 => "mean",
+            2 => "cls",
+            3 => "last",
+            4 => "rank",
+            _ => return None,
+        };
+        Some(EmbeddingInfo {
+            pooling,
+            normalize: header.bool("outpost.embedding.normalize").unwrap_or(true),
+        })
+    }
 }
 
 impl fmt::Display for ModelInfo {
@@ -85,7 +115,16 @@ impl fmt::Display for ModelInfo {
         writeln!(f, "layers            {}", self.n_layer)?;
         writeln!(f, "embedding width   {}", self.n_embd)?;
         writeln!(f, "training context  {} tokens", self.n_ctx_train)?;
+        if let Some(e) = &self.embedding {
+            writeln!(
+                f,
+                "kind              embedding ({} pooling{}; serves /v1/embeddings and /api/embed, not chat)",
+                e.pooling,
+                if e.normalize { ", L2-normalised" } else { "" }
+            )?;
+        }
         match self.sliding_window {
+            _ if self.embedding.is_some() => {}
             Some(w) => {
                 writeln!(
                     f,
@@ -119,6 +158,7 @@ impl fmt::Display for ModelInfo {
             yes(self.add_eos)
         )?;
         match &self.chat_template {
+            _ if self.embedding.is_some() => {}
             Some(t) => writeln!(f, "chat template     yes ({} bytes of Jinja)", t.len())?,
             None => writeln!(
                 f,
@@ -221,6 +261,7 @@ impl Model {
             })
         };
         let chat_template = header.str("tokenizer.chat_template").map(str::to_string);
+        let embedding = EmbeddingInfo::of(&header, &architecture);
         let info = ModelInfo {
             path: path.to_path_buf(),
             file_size: header.file_size,
@@ -241,6 +282,7 @@ impl Model {
             add_bos: vocab.should_add_bos(),
             add_eos: vocab.should_add_eos(),
             chat_template: chat_template.clone(),
+            embedding,
         };
         let template = chat_template
             .map(|src| ChatTemplate::new("gguf", src))
@@ -251,6 +293,14 @@ impl Model {
             info,
             template,
         })
+    }
+
+    /// `general.name`, or the file path when the GGUF has no name.
+    pub fn display_name(&self) -> String {
+        self.info
+            .name
+            .clone()
+            .unwrap_or_else(|| self.info.path.display().to_string())
     }
 
     /// What the model is.

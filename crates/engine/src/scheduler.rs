@@ -152,6 +152,11 @@ pub struct Scheduler {
 impl Scheduler {
     /// Starts the worker thread and its llama.cpp context.
     pub fn start(model: Arc<Model>, cfg: SchedulerConfig) -> Result<Scheduler> {
+        if model.info().embedding.is_some() {
+            return Err(EngineError::NotGenerative {
+                model: model.display_name(),
+            });
+        }
         if cfg.slots == 0 || cfg.slots > 256 {
             return Err(EngineError::InvalidParam {
                 name: "slots",

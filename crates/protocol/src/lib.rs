@@ -18,6 +18,7 @@
 //! ```
 
 pub mod digest;
+pub mod embeddings;
 pub mod error;
 pub mod fleet;
 mod keep_alive;

@@ -85,6 +85,12 @@ impl ApiError {
         self
     }
 
+    /// Says which input of a request the error is about.
+    pub fn at_input(mut self, index: usize) -> Self {
+        self.body.error.message = format!("input {index}: {}", self.body.error.message);
+        self
+    }
+
     /// A failure on the server's side while `during`.
     pub fn internal(during: &str, problem: String) -> Self {
         Self::new(
@@ -165,6 +171,15 @@ impl From<EngineError> for ApiError {
             }
             EngineError::EmptyPrompt => {
                 Self::bad_request(Some("messages"), "invalid_value", e.to_string())
+            }
+            EngineError::InputTooLong { .. } => {
+                Self::bad_request(Some("input"), "context_length_exceeded", e.to_string())
+            }
+            EngineError::NotGenerative { .. } => {
+                Self::bad_request(Some("model"), "model_not_generative", e.to_string())
+            }
+            EngineError::NotEmbedding { .. } => {
+                Self::bad_request(Some("model"), "model_not_embedding", e.to_string())
             }
             EngineError::NoChatTemplate { .. } | EngineError::Template { .. } => {
                 Self::bad_request(Some("messages"), "chat_template", e.to_string())

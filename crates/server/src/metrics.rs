@@ -54,6 +54,18 @@ fn resident_bytes() -> Option<u64> {
 }
 
 /// Per-model scheduler values: (name without `_total`, help, counter?).
+/// Counters of embedding models.
+const EMBED_PER_MODEL: [(&str, &str); 5] = [
+    ("outpost_embedding_requests", "Embedding requests served"),
+    ("outpost_embedding_inputs", "Inputs embedded"),
+    ("outpost_embedding_tokens", "Tokens encoded for embeddings"),
+    ("outpost_embedding_passes", "Encoder passes run"),
+    (
+        "outpost_embedding_shared_passes",
+        "Encoder passes that carried inputs of more than one request",
+    ),
+];
+
 const PER_MODEL: [(&str, &str, bool); 10] = [
     (
         "outpost_queued_requests",
@@ -143,9 +155,16 @@ impl Collector for Live {
         for (name, help, counter) in PER_MODEL {
             let rows: Vec<(Labels, u64)> = loaded
                 .iter()
-                .map(|l| {
+                .filter_map(|l| {
                     let m = &l.model;
-                    let s = m.scheduler.stats();
+                    let sized =
+                        matches!(name, "outpost_model_memory_bytes" | "outpost_model_bytes");
+                    let s = match m.scheduler() {
+                        Ok(s) => s.stats(),
+                        // Embedding models have their own counters below.
+                        Err(_) if !sized => return None,
+                        Err(_) => &outpost_engine::SchedulerStats::default(),
+                    };
                     let v = match name {
                         "outpost_queued_requests" => s.queued.load(Ordering::Relaxed),
                         "outpost_active_sequences" => s.active.load(Ordering::Relaxed),
@@ -158,7 +177,7 @@ impl Collector for Live {
                         "outpost_model_memory_bytes" => l.spec.memory.total(),
                         _ => m.model.info().file_size,
                     };
-                    (vec![("model", m.name.clone())], v)
+                    Some((vec![("model", m.name.clone())], v))
                 })
                 .collect();
             if counter {
@@ -166,6 +185,26 @@ impl Collector for Live {
             } else {
                 out.gauges(name, help, &rows)?;
             }
+        }
+        for (name, help) in EMBED_PER_MODEL {
+            let rows: Vec<(Labels, u64)> = loaded
+                .iter()
+                .filter_map(|l| {
+                    let s = l.model.embedder().ok()?.stats();
+                    let v = match name {
+                        "outpost_embedding_requests" => &s.requests,
+                        "outpost_embedding_inputs" => &s.inputs,
+                        "outpost_embedding_tokens" => &s.tokens,
+                        "outpost_embedding_passes" => &s.passes,
+                        _ => &s.shared_passes,
+                    };
+                    Some((
+                        vec![("model", l.model.name.clone())],
+                        v.load(Ordering::Relaxed),
+                    ))
+                })
+                .collect();
+            out.counters(name, help, &rows)?;
         }
         if let Some(router) = &state.router {
             let rows: Vec<(Labels, u64)> = router

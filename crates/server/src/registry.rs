@@ -49,6 +49,8 @@ pub struct ModelSpec {
     /// Context per sequence.
     pub ctx_per_slot: u32,
     pub memory: MemoryEstimate,
+    /// Set for embedding models (they serve /v1/embeddings and /api/embed).
+    pub embedding: Option<outpost_engine::EmbeddingInfo>,
     /// The release this file is, when it came from a device store
     /// (`--store`): model version and the digest the store names it by.
     pub release: Option<(String, outpost_protocol::Digest)>,
@@ -147,6 +149,7 @@ impl ModelSpec {
             chat_template: header.str("tokenizer.chat_template").map(str::to_string),
             ctx_per_slot,
             memory,
+            embedding: outpost_engine::EmbeddingInfo::of(&header, &arch),
             release: None,
         })
     }
@@ -623,7 +626,7 @@ impl Lease {
 
     /// Submits `req` to the model's scheduler, tracking its cancel token.
     pub fn submit(&self, req: GenerateRequest) -> Result<RequestHandle, ApiError> {
-        let handle = self.model.scheduler.submit(req)?;
+        let handle = self.model.scheduler()?.submit(req)?;
         self.entry
             .lock()
             .cancels

@@ -105,14 +105,13 @@ async fn route(
         .loaded()
         .iter()
         .find(|l| l.model.name == p.model)
-        .map_or(0.0, |l| {
+        .and_then(|l| {
             l.model
-                .scheduler
-                .stats()
-                .queued
-                .load(std::sync::atomic::Ordering::Relaxed) as f64
-                / slots
-        });
+                .scheduler()
+                .ok()
+                .map(|s| s.stats().queued.load(std::sync::atomic::Ordering::Relaxed) as f64 / slots)
+        })
+        .unwrap_or(0.0);
     let info = RequestInfo {
         app: header(headers, HEADER_APP),
         bearer: header(headers, header::AUTHORIZATION.as_str())

@@ -8,7 +8,9 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
-use outpost_engine::{ChatTemplate, LoadOptions, Model, Scheduler, SchedulerConfig};
+use outpost_engine::{
+    ChatTemplate, EmbedConfig, Embedder, LoadOptions, Model, Scheduler, SchedulerConfig,
+};
 use outpost_protocol::ollama::KeepAlive;
 
 use crate::registry::{ModelSpec, Registry};
@@ -75,7 +77,8 @@ pub struct ServedModel {
     /// The name clients use in `model`.
     pub name: String,
     pub model: Arc<Model>,
-    pub scheduler: Scheduler,
+    /// Text generation or embeddings, as the model is.
+    pub serving: Serving,
     /// For models without their own chat template.
     pub template: Option<Arc<ChatTemplate>>,
     /// `sha256:<hex>` of the GGUF file: the `system_fingerprint`.
@@ -83,29 +86,68 @@ pub struct ServedModel {
     pub created: u64,
 }
 
+/// What a loaded model runs: a scheduler for models that generate, an
+/// embedding worker for models that pool.
+pub enum Serving {
+    Generate(Scheduler),
+    Embed(Embedder),
+}
+
 impl ServedModel {
-    /// Loads `spec`'s file and starts its scheduler.
+    /// Loads `spec`'s file and starts its scheduler (or embedding worker).
     pub fn load(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ServedModel, crate::ServerError> {
         let model = Arc::new(Model::load(&spec.path, &LoadOptions::default())?);
-        let scheduler = Scheduler::start(
-            model.clone(),
-            SchedulerConfig {
-                slots: cfg.slots,
-                n_ctx_per_slot: Some(spec.ctx_per_slot),
-                threads: cfg.threads,
-                draft_max: cfg.draft_max,
-                draft_always: cfg.draft_always,
-                ..SchedulerConfig::default()
-            },
-        )?;
+        let serving = if model.info().embedding.is_some() {
+            Serving::Embed(Embedder::start(
+                model.clone(),
+                EmbedConfig {
+                    threads: cfg.threads.unwrap_or_else(outpost_engine::default_threads),
+                    ..EmbedConfig::default()
+                },
+            )?)
+        } else {
+            Serving::Generate(Scheduler::start(
+                model.clone(),
+                SchedulerConfig {
+                    slots: cfg.slots,
+                    n_ctx_per_slot: Some(spec.ctx_per_slot),
+                    threads: cfg.threads,
+                    draft_max: cfg.draft_max,
+                    draft_always: cfg.draft_always,
+                    ..SchedulerConfig::default()
+                },
+            )?)
+        };
         Ok(ServedModel {
             name: spec.name.clone(),
             model,
-            scheduler,
+            serving,
             template: spec.template.clone(),
             digest: spec.digest.clone(),
             created: now(),
         })
+    }
+}
+
+impl ServedModel {
+    /// The scheduler, or the refusal an embedding model gives a chat request.
+    pub fn scheduler(&self) -> Result<&Scheduler, outpost_engine::EngineError> {
+        match &self.serving {
+            Serving::Generate(s) => Ok(s),
+            Serving::Embed(_) => Err(outpost_engine::EngineError::NotGenerative {
+                model: self.name.clone(),
+            }),
+        }
+    }
+
+    /// The embedding worker, or the refusal a generating model gives.
+    pub fn embedder(&self) -> Result<&Embedder, outpost_engine::EngineError> {
+        match &self.serving {
+            Serving::Embed(e) => Ok(e),
+            Serving::Generate(_) => Err(outpost_engine::EngineError::NotEmbedding {
+                model: self.name.clone(),
+            }),
+        }
     }
 }
 

@@ -324,6 +324,25 @@ fn store_opens_no_network_connection_and_links_no_engine() {
 }
 
 #[test]
+fn convert_is_offline_file_work_and_links_no_engine() {
+    assert_offline(
+        "crates/convert",
+        "outpost-convert",
+        &[
+            "tokio",
+            "reqwest",
+            "ureq",
+            "hyper",
+            "axum",
+            "outpost-engine",
+            "llama-cpp-2",
+            "llama-cpp-sys-2",
+        ],
+        "safetensors",
+    );
+}
+
+#[test]
 fn fleet_links_no_ml_code_and_keeps_sql_in_its_db_module() {
     let deps = deps_of("outpost-fleet");
     assert_links_none(
