@@ -74,7 +74,11 @@ impl ModelSpec {
         let train = header
             .arch_u64("context_length")
             .map_or(DEFAULT_MAX_CTX, |n| u32::try_from(n).unwrap_or(u32::MAX));
+        let embedding = outpost_engine::EmbeddingInfo::of(&header, &arch);
         let ctx_per_slot = match cfg.ctx_per_slot {
+            // An encoder takes each input whole, up to its training context;
+            // --ctx-size is about generation.
+            _ if embedding.is_some() => train,
             None => train.min(DEFAULT_MAX_CTX),
             Some(n) if n < 16 || n > train => {
                 return Err(ServerError::CtxSize {
@@ -149,7 +153,7 @@ impl ModelSpec {
             chat_template: header.str("tokenizer.chat_template").map(str::to_string),
             ctx_per_slot,
             memory,
-            embedding: outpost_engine::EmbeddingInfo::of(&header, &arch),
+            embedding,
             release: None,
         })
     }
