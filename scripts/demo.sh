@@ -34,11 +34,13 @@ step "The PII guard finds personal data (character offsets, Presidio names)" \
   bash -c "echo 'Hi, I am Jane (jane.doe@example.com, +1 (415) 555-0134), card 4111 1111 1111 1111.' | $outpost guard scan"
 step "...and replaces it with placeholders that come back in the answer" \
   bash -c "echo 'Email jane.doe@example.com the IBAN GB82 WEST 1234 5698 7654 32' | $outpost guard redact --action placeholder --vault /tmp/outpost-demo-vault.json; echo; echo 'Done: sent <IBAN_CODE_1> to <EMAIL_ADDRESS_1>.' | $outpost guard restore --vault /tmp/outpost-demo-vault.json"
-printf '\n== The server: one OpenAI client and one Ollama client, two models loaded on first use\n'
+step "Convert the embedding model all-MiniLM-L6-v2 from full-precision safetensors to GGUF" \
+  $outpost convert models/all-minilm-l6-v2 --out models/minilm-f32.gguf
+printf '\n== The server: one OpenAI client and one Ollama client, three models loaded on first use\n'
 python3 -c 'import openai' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check "openai==3.54.0"
 python3 -c 'import ollama' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check "ollama==0.6.1"
-echo "\$ outpost serve smollm2-135m gemma3-270m --chat-template gemma3-270m=gemma --port 8642"
-$outpost serve smollm2-135m gemma3-270m --chat-template gemma3-270m=gemma --port 8642 2>/tmp/outpost-demo-serve.log &
+echo "\$ outpost serve smollm2-135m gemma3-270m minilm --chat-template gemma3-270m=gemma --port 8642"
+$outpost serve smollm2-135m gemma3-270m minilm --chat-template gemma3-270m=gemma --port 8642 2>/tmp/outpost-demo-serve.log &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 wait_for 8642
@@ -73,6 +75,15 @@ ask += [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]
         {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 24 degrees celsius"}]
 r = c.chat.completions.create(model="smollm2-135m", messages=ask, tools=tools, temperature=0, max_tokens=40)
 print("  after the tool result:", r.choices[0].message.content)
+print("\n$ openai: client.embeddings.create(model='minilm', input=[notes..., question])")
+notes = ["Dentist appointment moved to Thursday at 3pm.", "The car needs new winter tyres before December.",
+         "Mum's birthday dinner is at the Italian place on Saturday.", "Renew the passport: it expires in March."]
+question = "When do I see the dentist?"
+vecs = [d.embedding for d in c.embeddings.create(model="minilm", input=notes + [question]).data]
+scores = sorted(((sum(a * b for a, b in zip(v, vecs[-1])), n) for v, n in zip(vecs, notes)), reverse=True)
+print(f"  {question!r} is nearest to:")
+for score, note in scores[:2]:
+    print(f"    {score:.3f}  {note}")
 print("\n$ ollama: client.ps()")
 for m in o.ps().models:
     print(f"  {m.model:14} {m.details.quantization_level:7} {m.size/2**20:6.0f} MiB  context {m.context_length}  unloads at {m.expires_at:%H:%M:%S}")

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod embed_bench;
 mod fleet_bench;
 mod progress;
 mod router_bench;
@@ -36,6 +37,9 @@ const USAGE: &str =
        cargo xtask bench-tools [--threads N]
   Tool calling on SmolLM2 beside llama-server --jinja: the share of valid
   calls under tool_choice \"required\" and the time to the complete call.
+       cargo xtask bench-embed [--threads N]
+  Embeddings/s on the converted all-MiniLM-L6-v2 at batch 1 and 32 beside
+  llama-server --embedding (same GGUF and threads), and their cosine.
        cargo xtask bench-variants [--threads N]
   Times `outpost variants build` (all default tiers) on both models and
   compares the reference perplexity with llama-perplexity's.
@@ -52,6 +56,10 @@ fn main() -> Result<()> {
         Some("bench") => bench(&args[1..]),
         Some("bench-serve") => bench_serve(&args[1..]),
         Some("bench-tools") => bench_tools(&args[1..]),
+        Some("bench-embed") => {
+            let (threads, ref_dir, outpost) = prepare(&args[1..])?;
+            embed_bench::run(&ref_dir, &outpost, &root(), threads)
+        }
         Some("bench-variants") => bench_variants(&args[1..]),
         Some("bench-fleet") => bench_fleet(&args[1..]),
         Some("bench-router") => router_bench::bench_router(&args[1..]),
