@@ -140,7 +140,19 @@ fn default_eval_text() -> Result<PathBuf> {
 
 fn build(b: BuildArgs) -> Result<()> {
     let source = models::resolve(&b.source)?;
-    let tiers = outpost_variants::tiers::parse(&b.tiers)?;
+    let header = outpost_engine::gguf::GgufHeader::read(&source)?;
+    let embedding = header
+        .architecture()
+        .and_then(|a| outpost_engine::EmbeddingInfo::of(&header, a))
+        .is_some();
+    let tiers = if embedding && b.tiers == "default" {
+        outpost_variants::embedding::DEFAULT_TIERS
+            .iter()
+            .map(|t| t.to_string())
+            .collect()
+    } else {
+        outpost_variants::tiers::parse(&b.tiers)?
+    };
     let eval_text = match b.eval {
         Some(p) => p,
         None => default_eval_text()?,
@@ -175,6 +187,9 @@ fn build(b: BuildArgs) -> Result<()> {
         classes,
     };
     let started = std::time::Instant::now();
+    if embedding {
+        return build_embedding(&opts, started);
+    }
     let threads = b.threads;
     let measure = move |p: &Path| measure_in_child(p, threads);
     // The bar of the step running now; the next step finishes it.
@@ -249,6 +264,75 @@ fn build(b: BuildArgs) -> Result<()> {
         started.elapsed().as_secs_f64(),
         file.tiers.len(),
         b.out.display()
+    );
+    Ok(())
+}
+
+/// An embedding model's tiers, scored by cosine to the source's vectors.
+fn build_embedding(opts: &BuildOptions, started: std::time::Instant) -> Result<()> {
+    let of = opts.tiers.len();
+    let bar = progress::steps(
+        of as u64 * 2 + 1,
+        "embedding tiers: quantize, embed, compare",
+        "steps",
+    );
+    let mut done = 0;
+    let mut on = |s: Step| {
+        match s {
+            Step::Quantizing { tier, index, of } => {
+                bar.set_message(format!("[{index}/{of}] quantizing {tier}"))
+            }
+            Step::Scoring { chunk: 0, .. } => {
+                bar.set_message("embedding the sentences with the source")
+            }
+            Step::Scoring { chunk, .. } => {
+                bar.set_message(format!("[{chunk}/{of}] embedding and comparing"))
+            }
+            Step::Wrote { path } => {
+                bar.suspend(|| eprintln!("wrote {}", path.display()));
+                return;
+            }
+            _ => return,
+        }
+        done += 1;
+        bar.set_position(done);
+    };
+    let file = outpost_variants::embedding::build(opts, &mut on)?;
+    bar.finish_and_clear();
+    println!(
+        "{} ({}, {:.1} MiB): {} sentences, source {:.1} sentences/s",
+        file.model,
+        file.source.quantization,
+        file.source.size as f64 / 1048576.0,
+        file.eval.sentences,
+        file.eval.source_embeddings_per_s
+    );
+    let mut t = crate::table::table(&[
+        "tier",
+        "MiB",
+        "bpw",
+        "cosine mean",
+        "p01",
+        "min",
+        "sentences/s",
+    ]);
+    for tier in &file.tiers {
+        t.add_row(vec![
+            tier.name.clone(),
+            format!("{:.1}", tier.size as f64 / 1048576.0),
+            format!("{:.2}", tier.bpw),
+            format!("{:.6}", tier.cosine_mean),
+            format!("{:.6}", tier.cosine_p01),
+            format!("{:.6}", tier.cosine_min),
+            format!("{:.1}", tier.embeddings_per_s),
+        ]);
+    }
+    crate::table::print(t);
+    eprintln!(
+        "done in {:.0} s: {} tiers in {}",
+        started.elapsed().as_secs_f64(),
+        file.tiers.len(),
+        opts.out.display()
     );
     Ok(())
 }

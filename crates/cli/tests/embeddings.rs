@@ -269,3 +269,59 @@ fn convert_refuses_bad_checkpoints_by_name() {
         stderr(&o)
     );
 }
+
+#[test]
+fn variants_of_the_f32_checkpoint_are_scored_by_cosine() {
+    let dir = scratch("variants");
+    let gguf = convert_into(&dir);
+    let out = dir.join("tiers");
+    let o = outpost(&[
+        "variants",
+        "build",
+        gguf.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+        "-t",
+        "2",
+    ]);
+    assert!(o.status.success(), "variants build: {}", stderr(&o));
+    eprintln!("{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("embedding-variants.json")).expect("embedding-variants.json"),
+    )
+    .expect("json");
+    assert_eq!(v["kind"], "embedding");
+    assert_eq!(v["eval"]["sentences"], 200);
+    let tiers = v["tiers"].as_array().expect("tiers");
+    let names: Vec<&str> = tiers.iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["f16", "q8_0", "q5_0", "q4_0"]);
+    let min = |name: &str| {
+        tiers
+            .iter()
+            .find(|t| t["name"] == name)
+            .and_then(|t| t["cosine_min"].as_f64())
+            .expect("cosine_min")
+    };
+    assert!(min("f16") >= 0.999, "f16 min cosine {}", min("f16"));
+    assert!(min("q8_0") >= 0.995, "q8_0 min cosine {}", min("q8_0"));
+    // Fewer bits, further from the source; smaller files.
+    let means: Vec<f64> = tiers
+        .iter()
+        .filter_map(|t| t["cosine_mean"].as_f64())
+        .collect();
+    assert!(means.windows(2).all(|w| w[0] >= w[1]), "{means:?}");
+    let sizes: Vec<u64> = tiers.iter().filter_map(|t| t["size"].as_u64()).collect();
+    assert!(sizes.windows(2).all(|w| w[0] > w[1]), "{sizes:?}");
+    for t in tiers {
+        let file = out.join(t["file"].as_str().expect("file"));
+        assert_eq!(
+            std::fs::metadata(&file).map(|m| m.len()).ok(),
+            t["size"].as_u64(),
+            "{}",
+            file.display()
+        );
+    }
+    assert!(std::fs::read_to_string(out.join("report.md"))
+        .expect("report")
+        .contains("| q8_0 |"));
+}

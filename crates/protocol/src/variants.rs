@@ -188,3 +188,51 @@ pub struct Recommendation {
     pub predicted_tg_tps: f64,
     pub reason: String,
 }
+
+/// `embedding-variants.json`: the tiers of an embedding model, scored by
+/// cosine similarity to the source's vectors on the same sentences (not
+/// perplexity: an encoder predicts no tokens).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingVariantsFile {
+    pub format_version: u32,
+    /// Always `embedding`.
+    pub kind: String,
+    pub model: String,
+    pub source: SourceInfo,
+    pub eval: EmbeddingEval,
+    pub host: HostInfo,
+    pub tiers: Vec<EmbeddingTier>,
+}
+
+/// The sentences every tier was scored on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingEval {
+    pub text: String,
+    pub text_digest: String,
+    pub sentences: u32,
+    pub tokens: u64,
+    /// The source's own speed on them, for the tiers' ratios.
+    pub source_embeddings_per_s: f64,
+}
+
+/// One embedding tier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingTier {
+    pub name: String,
+    pub file: String,
+    pub digest: String,
+    pub size: u64,
+    pub bpw: f64,
+    pub type_mix: Vec<TypeShare>,
+    /// Cosine to the source's vector, over the sentences.
+    pub cosine_mean: f64,
+    /// The 1st percentile (99 % of sentences are at least this close).
+    pub cosine_p01: f64,
+    pub cosine_min: f64,
+    /// Sentences embedded per second (batches of 32) on this host.
+    pub embeddings_per_s: f64,
+    pub load_ms: f64,
+}

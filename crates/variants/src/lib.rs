@@ -11,6 +11,7 @@
 pub mod chart;
 pub mod cost;
 pub mod devices;
+pub mod embedding;
 pub mod fingerprint;
 pub mod pipeline;
 pub mod quality;

@@ -74,7 +74,7 @@ pub fn sha256_file(path: &Path) -> Result<String, VariantsError> {
 }
 
 /// Effective bits per weight and the type mix of a GGUF.
-fn bits(header: &GgufHeader) -> (f64, Vec<TypeShare>) {
+pub(crate) fn bits(header: &GgufHeader) -> (f64, Vec<TypeShare>) {
     let params = header.n_params().max(1) as f64;
     let bytes: u64 = header.tensors.iter().map(|t| t.n_bytes).sum();
     let mix = header
@@ -417,7 +417,7 @@ pub fn build(
 }
 
 /// The CPU model name (Linux), for the report.
-fn cpu_name() -> String {
+pub(crate) fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
