@@ -7,6 +7,7 @@ mod convert;
 mod embed;
 mod fleet;
 mod guard;
+mod index;
 mod logging;
 mod models;
 mod progress;
@@ -172,6 +173,18 @@ enum Command {
     ///   outpost embed models/minilm-f32.gguf --file notes.txt > vectors.jsonl
     #[command(verbatim_doc_comment)]
     Embed(embed::EmbedArgs),
+    /// An on-device vector index: documents chunked by tokens, embedded and
+    /// stored in one SQLite file; exact nearest-chunk search. Nothing leaves
+    /// the device.
+    ///
+    /// Examples:
+    ///   outpost index create notes --model minilm
+    ///   outpost index add notes notes/*.txt --redact
+    ///   outpost index search notes "when is the dentist?" -k 3
+    ///   outpost index list notes
+    ///   outpost index rm notes old.txt
+    #[command(verbatim_doc_comment)]
+    Index(index::IndexArgs),
     /// Print a shell completion script.
     ///
     /// Examples:
@@ -216,6 +229,7 @@ fn main() -> ExitCode {
         Command::Variants(args) => variants::variants(args),
         Command::Convert(args) => convert::convert(args),
         Command::Embed(args) => embed::embed(args),
+        Command::Index(args) => index::index(args),
         Command::Completions(args) => shell::completions(args, &mut Cli::command()),
         Command::Man(args) => shell::man(args, Cli::command()),
     };

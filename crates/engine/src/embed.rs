@@ -150,6 +150,16 @@ impl Embedder {
         self.fit(tokens, truncate)
     }
 
+    /// Tokens of `text` without special tokens (for chunking by tokens).
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.model.tokenize(text, false).len()
+    }
+
+    /// The model's `general.name` (or file path).
+    pub fn model_name(&self) -> String {
+        self.model.display_name()
+    }
+
     /// Checks (or truncates) ready-made tokens the same way.
     pub fn fit(&self, mut tokens: Vec<i32>, truncate: bool) -> Result<Vec<i32>> {
         let max = self.max_tokens();
