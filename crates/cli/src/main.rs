@@ -2,6 +2,7 @@
 //! turn errors into messages and exit codes (0 ok, 1 failed, 2 bad usage).
 
 mod agent;
+mod ask;
 mod chat;
 mod convert;
 mod embed;
@@ -185,6 +186,15 @@ enum Command {
     ///   outpost index rm notes old.txt
     #[command(verbatim_doc_comment)]
     Index(index::IndexArgs),
+    /// Answer a question from an index: the nearest chunks go to a chat
+    /// model as numbered sources, and the answer cites them ([1], [2]) with
+    /// their documents and byte offsets. All on the device.
+    ///
+    /// Examples:
+    ///   outpost ask notes "When is the dentist appointment?"
+    ///   outpost ask notes "What did the bank write?" --model gemma3-270m -k 3 --json
+    #[command(verbatim_doc_comment)]
+    Ask(ask::AskArgs),
     /// Print a shell completion script.
     ///
     /// Examples:
@@ -230,6 +240,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => convert::convert(args),
         Command::Embed(args) => embed::embed(args),
         Command::Index(args) => index::index(args),
+        Command::Ask(args) => ask::ask(args),
         Command::Completions(args) => shell::completions(args, &mut Cli::command()),
         Command::Man(args) => shell::man(args, Cli::command()),
     };

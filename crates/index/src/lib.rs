@@ -18,6 +18,7 @@
 //! refused.
 
 pub mod chunk;
+pub mod ground;
 mod store;
 
 pub use chunk::{chunk, Chunk};
