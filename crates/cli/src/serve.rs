@@ -76,6 +76,11 @@ pub struct ServeArgs {
     /// Decode guesses whether or not they pay (for measurements).
     #[arg(long)]
     pub draft_always: bool,
+    /// Where `outpost index` keeps indexes, for chat requests with
+    /// `"outpost": {"retrieve": {"index": NAME}}` (grounded answers with
+    /// citations). Default: ~/.local/share/outpost/indexes.
+    #[arg(long, value_name = "DIR", env = "OUTPOST_INDEX_DIR")]
+    pub index_dir: Option<std::path::PathBuf>,
     /// Chat template for models without one: chatml, gemma, llama3 or a
     /// Jinja file; `MODEL=NAME|FILE` sets it for one model (repeatable).
     #[arg(long, value_name = "[MODEL=]NAME|FILE")]
@@ -166,6 +171,9 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         grace: Duration::from_secs_f64(a.grace),
         draft_max: a.draft_max,
         draft_always: a.draft_always,
+        index_dir: crate::index::index_path(a.index_dir.as_deref(), "x")
+            .ok()
+            .and_then(|p| p.parent().map(std::path::Path::to_path_buf)),
         ..ServerConfig::default()
     };
     crate::run::check_draft_max(cfg.draft_max)?;

@@ -5,7 +5,7 @@
 //! own), and the citations read back. Shared by `outpost ask` and the
 //! server's `outpost.retrieve` extension.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::Hit;
 
@@ -54,20 +54,7 @@ pub fn read_answer(raw: &str) -> (String, Vec<usize>) {
     }
 }
 
-/// One source as the answer refers to it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Citation {
-    /// The number the prompt gave it (`[1]` is 1).
-    pub n: usize,
-    pub doc: String,
-    /// Byte offsets into the document as indexed.
-    pub start: usize,
-    pub end: usize,
-    pub score: f32,
-    pub text: String,
-    /// Whether the answer cites it.
-    pub cited: bool,
-}
+pub use outpost_protocol::retrieval::Citation;
 
 /// The user message: the sources, numbered, then the question.
 pub fn user_message(question: &str, hits: &[Hit]) -> String {

@@ -25,6 +25,7 @@ mod keep_alive;
 pub mod manifest;
 pub mod ollama;
 pub mod openai;
+pub mod retrieval;
 mod schema;
 pub mod signing;
 pub mod telemetry;

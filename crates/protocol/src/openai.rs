@@ -114,6 +114,8 @@ pub struct ChatCompletionRequest {
     pub tools: Option<Vec<Tool>>,
     pub tool_choice: Option<ToolChoice>,
     pub parallel_tool_calls: Option<bool>,
+    /// Outpost's extension (grounded answers from an on-device index).
+    pub outpost: Option<crate::retrieval::OutpostExtension>,
     // Known to OpenAI, not implemented here: refused by name in `validate`.
     pub functions: Option<serde_json::Value>,
     pub function_call: Option<serde_json::Value>,
@@ -231,6 +233,27 @@ impl ChatCompletionRequest {
             }
         }
         self.check_tool_history()?;
+        if let Some(r) = self.outpost.as_ref().and_then(|o| o.retrieve.as_ref()) {
+            r.validate()?;
+            for (name, present) in [
+                ("stream", self.stream),
+                ("tools", self.tools.is_some()),
+                ("response_format", self.response_format.is_some()),
+            ] {
+                if present {
+                    return Err(ProtocolError::unsupported(
+                        name,
+                        format!("{name} with outpost.retrieve: a grounded answer has its own shape (its citations); send one without the other"),
+                    ));
+                }
+            }
+            if self.messages.last().is_none_or(|m| m.role != "user") {
+                return Err(ProtocolError::invalid(
+                    "messages",
+                    "with outpost.retrieve the last message is the question: make it a user message",
+                ));
+            }
+        }
         for (name, present, why) in [
             (
                 "functions",
@@ -535,6 +558,9 @@ pub struct ChatCompletion {
     pub system_fingerprint: String,
     pub choices: Vec<ChatChoice>,
     pub usage: Usage,
+    /// Citations of a grounded answer (`outpost.retrieve`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outpost: Option<crate::retrieval::OutpostAnswer>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]

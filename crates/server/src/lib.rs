@@ -24,6 +24,7 @@ mod openai;
 pub mod openapi;
 pub mod registry;
 mod reqlog;
+mod retrieve;
 mod route;
 mod state;
 mod tools;

@@ -137,7 +137,8 @@ async fn routed(
     endpoint: Endpoint,
 ) -> Response {
     let local = match (&state.router, body) {
-        (Some(router), Ok(bytes)) => {
+        // A grounded request stays on the device with its index.
+        (Some(router), Ok(bytes)) if !retrieves(&bytes) => {
             let router = router.clone();
             return crate::route::handle(state, router, endpoint, headers, bytes).await;
         }
@@ -147,6 +148,12 @@ async fn routed(
         },
     };
     local.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Whether a chat body asks for `outpost.retrieve`.
+fn retrieves(bytes: &Bytes) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .is_ok_and(|v| !v["outpost"]["retrieve"].is_null())
 }
 
 /// Feeds a finished local generation's timings to the router's speeds.
@@ -164,9 +171,10 @@ fn measured(state: &AppState, done: &EngineCompletion) {
 /// Chat on the local model.
 pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let req: ChatCompletionRequest = parse(body)?;
+    let mut req: ChatCompletionRequest = parse(body)?;
     tracing::debug!(model = %req.model, stream = req.stream, messages = req.messages.len(), "chat completion");
     req.validate()?;
+    let grounding = crate::retrieve::prepare(&state, &mut req).await?;
     let lease = state.registry.acquire(&req.model, None).await?;
     let served = lease.model().clone();
     let plan = crate::tools::settle(
@@ -215,6 +223,9 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
     if let Some(plan) = &plan {
         g.grammar = Some(crate::tools::grammar(plan)?);
     }
+    if let Some(grounding) = &grounding {
+        g.grammar = Some(grounding.grammar.clone());
+    }
     let tooled = plan.is_some();
     let want_logprobs = req.logprobs == Some(true);
     if want_logprobs {
@@ -244,6 +255,13 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
         } else {
             (Some(done.text.clone()), None, finish(&done))
         };
+        let (content, outpost) = match &grounding {
+            Some(g) => {
+                let (text, answer) = g.finish(&done.text);
+                (Some(text), Some(answer))
+            }
+            None => (content, None),
+        };
         return Ok(Json(ChatCompletion {
             id,
             object: "chat.completion".into(),
@@ -261,6 +279,7 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
                 finish_reason,
             }],
             usage: usage(&done),
+            outpost,
         })
         .into_response());
     }

@@ -41,6 +41,8 @@ pub struct ServerConfig {
     /// pay. See `outpost_engine::SchedulerConfig::draft_max`.
     pub draft_max: usize,
     pub draft_always: bool,
+    /// Where `outpost.retrieve` finds indexes (`NAME.sqlite`); None: refused.
+    pub index_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +59,7 @@ impl Default for ServerConfig {
             grace: Duration::from_secs(10),
             draft_max: outpost_engine::MAX_DRAFT,
             draft_always: false,
+            index_dir: None,
         }
     }
 }
@@ -200,6 +203,8 @@ pub struct AppState {
     pub request_log: Option<crate::reqlog::RequestLog>,
     /// `--store`: the device store the models come from, and its spool.
     pub store: Option<Arc<crate::device::StoreLink>>,
+    /// Indexes opened for `outpost.retrieve`.
+    pub indexes: crate::retrieve::Indexes,
 }
 
 impl AppState {
@@ -229,6 +234,7 @@ impl AppState {
             router: None,
             request_log: None,
             store: None,
+            indexes: crate::retrieve::Indexes::default(),
         }
     }
 }
