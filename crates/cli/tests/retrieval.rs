@@ -1,0 +1,298 @@
+//! On-device retrieval end to end, on the real MiniLM (converted here) and
+//! news stories of the Lee corpus as documents: `outpost index`
+//! create/add/search/list/rm, a kill during an add leaving the index whole,
+//! `outpost ask` citing its sources, and `outpost serve`'s
+//! `outpost.retrieve` extension returning citations whose offsets point
+//! into the documents.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::server::{http, start_models};
+use common::{models_dir, outpost, stderr, stdout};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("retr-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// The converted MiniLM at `dir/minilm.gguf`.
+fn minilm(dir: &Path) -> PathBuf {
+    let out = dir.join("minilm.gguf");
+    let o = outpost(&[
+        "convert",
+        models_dir()
+            .join("all-minilm-l6-v2")
+            .to_str()
+            .expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "convert: {}", stderr(&o));
+    out
+}
+
+/// The first `n` stories of the Lee corpus, one file each (`story-NN.txt`).
+fn stories(dir: &Path, n: usize) -> Vec<(PathBuf, String)> {
+    let text =
+        std::fs::read_to_string(models_dir().join("eval/lee-background.txt")).expect("Lee corpus");
+    let docs = dir.join("docs");
+    std::fs::create_dir_all(&docs).expect("docs");
+    text.lines()
+        .filter(|l| l.split_whitespace().count() >= 40)
+        .take(n)
+        .enumerate()
+        .map(|(i, l)| {
+            let p = docs.join(format!("story-{i:02}.txt"));
+            std::fs::write(&p, l).expect("write story");
+            (p, l.to_string())
+        })
+        .collect()
+}
+
+fn ix(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut full = vec!["index", "--dir", dir.to_str().expect("utf-8"), "-t", "2"];
+    full.extend_from_slice(args);
+    outpost(&full)
+}
+
+/// The first sentence of a story.
+fn first_sentence(s: &str) -> &str {
+    s.find(". ").map_or(s, |i| &s[..=i])
+}
+
+#[test]
+fn index_adds_searches_replaces_removes_and_survives_a_kill() {
+    let dir = scratch("cli");
+    let model = minilm(&dir);
+    let idx = dir.join("ix");
+    let o = ix(
+        &idx,
+        &[
+            "create",
+            "news",
+            "--model",
+            model.to_str().expect("utf-8"),
+            "--chunk-tokens",
+            "96",
+            "--overlap",
+            "16",
+        ],
+    );
+    assert!(o.status.success(), "create: {}", stderr(&o));
+    let docs = stories(&dir, 12);
+    let mut args = vec!["add", "news"];
+    let paths: Vec<String> = docs.iter().map(|(p, _)| p.display().to_string()).collect();
+    args.extend(paths.iter().map(String::as_str));
+    let o = ix(&idx, &args);
+    assert!(o.status.success(), "add: {}", stderr(&o));
+    // Each story's first sentence finds that story first.
+    let mut top1 = 0;
+    for (i, (_, text)) in docs.iter().enumerate() {
+        let o = ix(
+            &idx,
+            &["search", "news", first_sentence(text), "-k", "3", "--json"],
+        );
+        assert!(o.status.success(), "search: {}", stderr(&o));
+        let hits: Vec<serde_json::Value> = stdout(&o)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(hits.len(), 3);
+        let (start, end) = (
+            hits[0]["start"].as_u64().expect("start") as usize,
+            hits[0]["end"].as_u64().expect("end") as usize,
+        );
+        let doc = hits[0]["doc"].as_str().expect("doc");
+        if doc == format!("story-{i:02}.txt") {
+            top1 += 1;
+            assert_eq!(
+                &text[start..end],
+                hits[0]["text"].as_str().expect("text"),
+                "offsets point into the document"
+            );
+        }
+    }
+    assert!(
+        top1 >= 11,
+        "only {top1}/12 stories found by their own first sentence"
+    );
+    // Adding a story again replaces it; removing drops it.
+    let list = |idx: &Path| stdout(&ix(idx, &["list", "news"]));
+    let before = list(&idx);
+    assert!(before.contains("12 documents"), "{before}");
+    assert!(ix(&idx, &["add", "news", &paths[0]]).status.success());
+    assert_eq!(list(&idx), before, "re-adding a document replaces it");
+    assert!(ix(&idx, &["rm", "news", "story-00.txt"]).status.success());
+    assert!(list(&idx).contains("11 documents"));
+    let o = ix(&idx, &["rm", "news", "story-00.txt"]);
+    assert!(stderr(&o).contains("not in the index"), "{}", stderr(&o));
+    // A kill in the middle of a large add leaves the index as it was.
+    let big = dir.join("all.txt");
+    std::fs::copy(models_dir().join("eval/lee-background.txt"), &big).expect("copy");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args([
+            "index",
+            "--dir",
+            idx.to_str().expect("utf-8"),
+            "-t",
+            "2",
+            "add",
+            "news",
+        ])
+        .arg(&big)
+        .env("OUTPOST_MODELS_DIR", models_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn add");
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let after = list(&idx);
+    assert!(
+        after.contains("11 documents") && !after.contains("all.txt"),
+        "after the kill: {after}"
+    );
+    let o = ix(&idx, &["search", "news", "bushfire", "-k", "1"]);
+    assert!(o.status.success(), "the index still opens: {}", stderr(&o));
+    // Refusals.
+    let o = ix(
+        &idx,
+        &["create", "news", "--model", model.to_str().expect("utf-8")],
+    );
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    let o = ix(&idx, &["search", "absent", "x"]);
+    assert!(
+        stderr(&o).contains("outpost index create"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ix(&idx, &["create", "x", "--model", "smollm2-135m"]);
+    assert!(
+        stderr(&o).contains("does not serve embeddings"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn ask_and_the_servers_retrieve_extension_cite_their_sources() {
+    let dir = scratch("ask");
+    let model = minilm(&dir);
+    let idx = dir.join("ix");
+    assert!(ix(
+        &idx,
+        &["create", "news", "--model", model.to_str().expect("utf-8")]
+    )
+    .status
+    .success());
+    let docs = stories(&dir, 8);
+    let mut args = vec!["add", "news"];
+    let paths: Vec<String> = docs.iter().map(|(p, _)| p.display().to_string()).collect();
+    args.extend(paths.iter().map(String::as_str));
+    assert!(ix(&idx, &args).status.success());
+    let text_of = |doc: &str| {
+        docs.iter()
+            .find(|(p, _)| p.file_name().is_some_and(|f| f == doc))
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(|| panic!("unknown document {doc}"))
+    };
+    let check_citations = |cs: &serde_json::Value| {
+        let cs = cs.as_array().expect("citations");
+        assert_eq!(cs.len(), 3, "{cs:?}");
+        assert!(
+            cs.iter().any(|c| c["cited"] == true),
+            "no source cited: {cs:?}"
+        );
+        for c in cs {
+            let t = text_of(c["doc"].as_str().expect("doc"));
+            let (s, e) = (
+                c["start"].as_u64().expect("start") as usize,
+                c["end"].as_u64().expect("end") as usize,
+            );
+            assert_eq!(&t[s..e], c["text"].as_str().expect("text"));
+        }
+    };
+    let q = "Why was the Hume Highway closed?";
+    let o = outpost(&[
+        "ask",
+        idx.join("news.sqlite").to_str().expect("utf-8"),
+        q,
+        "-k",
+        "3",
+        "--json",
+        "-t",
+        "2",
+    ]);
+    assert!(o.status.success(), "ask: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("ask json");
+    assert!(v["answer"].as_str().is_some_and(|a| !a.is_empty()), "{v}");
+    check_citations(&v["citations"]);
+    assert_eq!(
+        v["citations"][0]["doc"], "story-00.txt",
+        "the bushfire story ranks first: {v}"
+    );
+
+    let server = start_models(
+        &[model.to_str().expect("utf-8"), "smollm2-135m"],
+        &["--index-dir", idx.to_str().expect("utf-8")],
+    );
+    let body = serde_json::json!({
+        "model": "smollm2-135m", "temperature": 0, "max_tokens": 120,
+        "messages": [{"role": "user", "content": q}],
+        "outpost": {"retrieve": {"index": "news", "k": 3}}
+    });
+    let (status, answer) = http(
+        server.port,
+        "POST",
+        "/v1/chat/completions",
+        &body.to_string(),
+        None,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let v: serde_json::Value = serde_json::from_str(&answer).expect("json");
+    let content = v["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content");
+    assert!(
+        content.contains('['),
+        "the answer carries its citation marks: {content}"
+    );
+    check_citations(&v["outpost"]["citations"]);
+    for (patch, status, needle) in [
+        (
+            serde_json::json!({"index": "absent"}),
+            404,
+            "no index \\\"absent\\\"",
+        ),
+        (
+            serde_json::json!({"index": "news", "k": 0}),
+            400,
+            "outpost.retrieve.k",
+        ),
+        (
+            serde_json::json!({"index": "../news"}),
+            400,
+            "outpost.retrieve.index",
+        ),
+    ] {
+        let mut b = body.clone();
+        b["outpost"]["retrieve"] = patch;
+        let (s, text) = http(
+            server.port,
+            "POST",
+            "/v1/chat/completions",
+            &b.to_string(),
+            None,
+        );
+        assert_eq!(s, status, "{text}");
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+}
