@@ -36,6 +36,16 @@ step "...and replaces it with placeholders that come back in the answer" \
   bash -c "echo 'Email jane.doe@example.com the IBAN GB82 WEST 1234 5698 7654 32' | $outpost guard redact --action placeholder --vault /tmp/outpost-demo-vault.json; echo; echo 'Done: sent <IBAN_CODE_1> to <EMAIL_ADDRESS_1>.' | $outpost guard restore --vault /tmp/outpost-demo-vault.json"
 step "Convert the embedding model all-MiniLM-L6-v2 from full-precision safetensors to GGUF" \
   $outpost convert models/all-minilm-l6-v2 --out models/minilm-f32.gguf
+notes=/tmp/outpost-demo-notes
+rm -rf "$notes" && mkdir -p "$notes/docs"
+echo "Dentist appointment moved to Thursday at 3pm. Call Dr Smith at +1 (415) 555-0134 to confirm." >"$notes/docs/dentist.txt"
+echo "The car needs new winter tyres before December; the garage on Elm Street has them in stock." >"$notes/docs/car.txt"
+echo "Mum's birthday dinner is at the Italian place on Saturday at 7pm. Bring the photo album." >"$notes/docs/birthday.txt"
+step "An on-device index of three notes (chunked, personal data redacted, embedded, stored in SQLite)" \
+  bash -c "$outpost index --dir $notes/ix create notes --model minilm && $outpost index --dir $notes/ix add notes $notes/docs/*.txt --redact"
+step "Search it" $outpost index --dir "$notes/ix" search notes "when do I see the dentist?" -k 2
+step "Ask it: SmolLM2 answers from the nearest notes and cites them" \
+  $outpost ask notes "What should I bring to the birthday dinner?" --dir "$notes/ix" -k 2
 printf '\n== The server: one OpenAI client and one Ollama client, three models loaded on first use\n'
 python3 -c 'import openai' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check "openai==3.54.0"
 python3 -c 'import ollama' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check "ollama==0.6.1"

@@ -26,17 +26,20 @@ pub use store::{Doc, Hit, Index, IndexError, IndexInfo, NewChunk};
 
 /// Cosine similarity when both vectors are unit length: the dot product.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight accumulators let the compiler vectorise the loop.
-    let mut acc = [0f32; 8];
-    let chunks = a.len() / 8;
-    for i in 0..chunks {
-        for j in 0..8 {
-            acc[j] += a[i * 8 + j] * b[i * 8 + j];
+    const W: usize = 16;
+    // Fixed-width blocks and independent lanes let the compiler keep the
+    // loop in SIMD registers (no bounds checks, no serial dependency).
+    let mut acc = [0f32; W];
+    let (ca, cb) = (a.chunks_exact(W), b.chunks_exact(W));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        let (Ok(x), Ok(y)) = (<&[f32; W]>::try_from(x), <&[f32; W]>::try_from(y)) else {
+            continue;
+        };
+        for j in 0..W {
+            acc[j] += x[j] * y[j];
         }
     }
-    let mut sum: f32 = acc.iter().sum();
-    for i in chunks * 8..a.len().min(b.len()) {
-        sum += a[i] * b[i];
-    }
-    sum
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 mod embed_bench;
 mod fleet_bench;
+mod index_bench;
 mod progress;
 mod router_bench;
 mod serve_bench;
@@ -40,6 +41,9 @@ const USAGE: &str =
        cargo xtask bench-embed [--threads N]
   Embeddings/s on the converted all-MiniLM-L6-v2 at batch 1 and 32 beside
   llama-server --embedding (same GGUF and threads), and their cosine.
+       cargo xtask bench-index [--vectors N]
+  The on-device vector index at N vectors (default 100000): recall@10 vs
+  brute force, query p50/p99, open time, resident memory, file size.
        cargo xtask bench-variants [--threads N]
   Times `outpost variants build` (all default tiers) on both models and
   compares the reference perplexity with llama-perplexity's.
@@ -56,6 +60,7 @@ fn main() -> Result<()> {
         Some("bench") => bench(&args[1..]),
         Some("bench-serve") => bench_serve(&args[1..]),
         Some("bench-tools") => bench_tools(&args[1..]),
+        Some("bench-index") => index_bench::run(&args[1..]),
         Some("bench-embed") => {
             let (threads, ref_dir, outpost) = prepare(&args[1..])?;
             embed_bench::run(&ref_dir, &outpost, &root(), threads)
@@ -464,4 +469,17 @@ fn bench_fleet(args: &[String]) -> Result<()> {
 fn bench_variants(args: &[String]) -> Result<()> {
     let (threads, ref_dir, outpost) = prepare(args)?;
     variants_bench::run(&ref_dir, &outpost, &root(), threads)
+}
+
+/// The CPU's model name, for benchmark headers.
+pub(crate) fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
 }

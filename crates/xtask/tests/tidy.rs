@@ -343,6 +343,25 @@ fn convert_is_offline_file_work_and_links_no_engine() {
 }
 
 #[test]
+fn index_is_offline_storage_and_links_no_engine() {
+    assert_offline(
+        "crates/index",
+        "outpost-index",
+        &[
+            "tokio",
+            "reqwest",
+            "ureq",
+            "hyper",
+            "axum",
+            "outpost-engine",
+            "llama-cpp-2",
+            "outpost-server",
+        ],
+        "rusqlite",
+    );
+}
+
+#[test]
 fn fleet_links_no_ml_code_and_keeps_sql_in_its_db_module() {
     let deps = deps_of("outpost-fleet");
     assert_links_none(
