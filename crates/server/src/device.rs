@@ -17,9 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::Json;
 use outpost_engine::ChatTemplate;
 use outpost_protocol::manifest::Version;
 use outpost_protocol::telemetry::{EventData, TelemetryEvent};
@@ -27,9 +24,9 @@ use outpost_protocol::{ModelName, Timestamp};
 use outpost_store::spool::{Spool, DEFAULT_MAX_EVENTS};
 use outpost_store::Store;
 
-use crate::error::{ApiError, ServerError};
+use crate::error::ServerError;
 use crate::registry::ModelSpec;
-use crate::state::{AppState, ServerConfig};
+use crate::served::ServerConfig;
 
 /// The store a server follows, and its spool.
 pub struct StoreLink {
@@ -127,62 +124,5 @@ impl StoreLink {
                 tracing::error!(error = %e, "telemetry spool: writing failed (said once; requests go on)");
             }
         }
-    }
-}
-
-/// Re-reads the store's pointers into the registry.
-pub async fn reload(state: &Arc<AppState>) -> Result<crate::registry::ReloadReport, ServerError> {
-    let Some(link) = state.store.clone() else {
-        return Err(ServerError::NoStore);
-    };
-    let known: HashMap<String, outpost_protocol::Digest> = state
-        .registry
-        .specs()
-        .filter_map(|s| Some((s.name.clone(), s.release.as_ref()?.1)))
-        .collect();
-    let cfg = state.config.clone();
-    let specs = tokio::task::spawn_blocking(move || link.specs(&cfg, &known))
-        .await
-        .map_err(|e| ServerError::Interrupted(e.to_string()))??;
-    let report = state.registry.reload(specs).await;
-    tracing::info!(
-        replaced = ?report.replaced,
-        added = ?report.added,
-        "reloaded the store"
-    );
-    Ok(report)
-}
-
-/// `POST /admin/reload`'s answer: model names.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct Reloaded {
-    replaced: Vec<String>,
-    added: Vec<String>,
-    unchanged: Vec<String>,
-}
-
-/// `POST /admin/reload`.
-#[utoipa::path(post, path = "/admin/reload", tag = "ops",
-    summary = "Re-read the device store (`serve --store`)",
-    description = "New requests get newly installed files; requests in flight finish on the old ones.",
-    responses(
-        (status = 200, description = "What changed, by model name", body = Reloaded),
-        (status = 409, description = "No --store, or the store cannot be read: nothing changed", body = outpost_protocol::ApiErrorBody)))]
-pub async fn reload_handler(
-    State(state): State<Arc<AppState>>,
-) -> Result<Json<Reloaded>, ApiError> {
-    match reload(&state).await {
-        Ok(r) => Ok(Json(Reloaded {
-            replaced: r.replaced,
-            added: r.added,
-            unchanged: r.unchanged,
-        })),
-        Err(e) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_request_error",
-            "reload_failed",
-            None,
-            format!("reload refused, the models served stay as they were: {e}"),
-        )),
     }
 }

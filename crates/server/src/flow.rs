@@ -12,7 +12,8 @@ use outpost_engine::{Completion, Event, Piece, RequestHandle};
 
 use crate::error::ApiError;
 use crate::registry::Lease;
-use crate::state::{now, AppState};
+use crate::served::now;
+use crate::state::AppState;
 
 /// A blocking task that panicked or was cancelled.
 pub(crate) fn worker_died(e: tokio::task::JoinError) -> ApiError {

@@ -15,6 +15,7 @@
 //! ```
 
 mod device;
+mod dispatch;
 mod embeddings;
 mod error;
 mod flow;
@@ -22,10 +23,12 @@ mod metrics;
 mod ollama;
 mod openai;
 pub mod openapi;
+mod ops;
 pub mod registry;
 mod reqlog;
 mod retrieve;
 mod route;
+mod served;
 mod state;
 mod tools;
 
@@ -44,7 +47,8 @@ pub use device::StoreLink;
 pub use error::{ApiError, ServerError};
 pub use registry::{ModelSpec, Registry, ReloadReport};
 pub use reqlog::RequestLog;
-pub use state::{default_memory_budget, AppState, Metrics, ServedModel, ServerConfig};
+pub use served::{default_memory_budget, ServedModel, ServerConfig};
+pub use state::{AppState, Metrics};
 
 /// Serves `state` on `listener` until SIGTERM or Ctrl-C, then shuts down
 /// gracefully: stops accepting connections, lets requests in flight run
@@ -112,7 +116,7 @@ async fn reload_on_sighup(state: Arc<AppState>) {
             return;
         };
         while hup.recv().await.is_some() {
-            if let Err(e) = device::reload(&state).await {
+            if let Err(e) = ops::reload(&state).await {
                 tracing::error!(error = %e, "SIGHUP: reload refused, the models served stay as they were");
             }
         }
@@ -149,8 +153,8 @@ pub fn app(state: Arc<AppState>) -> Router {
     let limit = state.config.body_limit;
     let metrics = Arc::new(metrics::exposition(&state));
     let router = Router::new()
-        .route("/v1/chat/completions", post(openai::chat))
-        .route("/v1/completions", post(openai::completions))
+        .route("/v1/chat/completions", post(dispatch::chat))
+        .route("/v1/completions", post(dispatch::completions))
         .route("/v1/models", get(openai::models))
         .route("/v1/embeddings", post(embeddings::openai))
         .route("/api/embed", post(embeddings::ollama))
@@ -168,13 +172,10 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(outpost_web::metrics::serve).with_state(metrics.clone()),
         )
         .merge(outpost_web::docs::routes(&openapi::document()))
-        .route("/admin/reload", post(device::reload_handler))
+        .route("/admin/reload", post(ops::reload_handler))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            reqlog::log_body,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), ops::log_body))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state);
     outpost_web::observe(router, metrics)

@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -22,13 +21,13 @@ use outpost_protocol::openai::{
 };
 #[allow(unused_imports)] // named in the OpenAPI attributes only
 use outpost_protocol::ApiErrorBody;
-use outpost_router::Endpoint;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
 use crate::error::ApiError;
 use crate::flow::{forward, json, next_id, run_to_end, worker_died, Framing};
-use crate::state::{now, AppState};
+use crate::served::now;
+use crate::state::AppState;
 
 /// Server-sent events: errors in OpenAI's shape, then `[DONE]`.
 const SSE: Framing = Framing {
@@ -100,62 +99,6 @@ fn usage(done: &EngineCompletion) -> Usage {
     Usage::new(done.prompt_tokens, done.tokens.len(), done.cached_tokens)
 }
 
-/// `POST /v1/chat/completions`: through the router when there is one.
-#[utoipa::path(post, path = "/v1/chat/completions", tag = "OpenAI",
-    summary = "Chat completion (OpenAI)",
-    description = "Renders the messages with the model's chat template and generates an answer. With `stream: true` the answer comes as server-sent events of `ChatCompletionChunk`, ending in `data: [DONE]`.",
-    request_body = ChatCompletionRequest,
-    responses(
-        (status = 200, description = "The answer", content(
-            (ChatCompletion = "application/json"),
-            (String = "text/event-stream"))),
-        crate::error::OpenAiErrors,
-    ))]
-pub async fn chat(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
-    routed(state, headers, body, Endpoint::Chat).await
-}
-
-/// `POST /v1/completions`: through the router when there is one.
-#[utoipa::path(post, path = "/v1/completions", tag = "OpenAI",
-    summary = "Text completion (OpenAI, legacy)",
-    description = "Continues the prompt as it is. With `stream: true`: server-sent events of `Completion`, ending in `data: [DONE]`.",
-    request_body = CompletionRequest,
-    responses(
-        (status = 200, description = "The continuation", content(
-            (Completion = "application/json"),
-            (String = "text/event-stream"))),
-        crate::error::OpenAiErrors,
-    ))]
-pub async fn completions(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
-    routed(state, headers, body, Endpoint::Completions).await
-}
-
-async fn routed(
-    state: Arc<AppState>,
-    headers: HeaderMap,
-    body: Body,
-    endpoint: Endpoint,
-) -> Response {
-    let local = match (&state.router, body) {
-        // A grounded request stays on the device with its index.
-        (Some(router), Ok(bytes)) if !retrieves(&bytes) => {
-            let router = router.clone();
-            return crate::route::handle(state, router, endpoint, headers, bytes).await;
-        }
-        (_, body) => match endpoint {
-            Endpoint::Chat => chat_local(state, body).await,
-            Endpoint::Completions => completions_local(state, body).await,
-        },
-    };
-    local.unwrap_or_else(IntoResponse::into_response)
-}
-
-/// Whether a chat body asks for `outpost.retrieve`.
-fn retrieves(bytes: &Bytes) -> bool {
-    serde_json::from_slice::<serde_json::Value>(bytes)
-        .is_ok_and(|v| !v["outpost"]["retrieve"].is_null())
-}
-
 /// Feeds a finished local generation's timings to the router's speeds.
 fn measured(state: &AppState, done: &EngineCompletion) {
     if let Some(r) = &state.router {
@@ -174,7 +117,13 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
     let mut req: ChatCompletionRequest = parse(body)?;
     tracing::debug!(model = %req.model, stream = req.stream, messages = req.messages.len(), "chat completion");
     req.validate()?;
-    let grounding = crate::retrieve::prepare(&state, &mut req).await?;
+    let grounding = crate::retrieve::prepare(
+        &state.registry,
+        &state.indexes,
+        state.config.index_dir.as_deref(),
+        &mut req,
+    )
+    .await?;
     let lease = state.registry.acquire(&req.model, None).await?;
     let served = lease.model().clone();
     let plan = crate::tools::settle(

@@ -14,8 +14,8 @@ use utoipa::OpenApi;
         description = "OpenAI- and Ollama-compatible APIs over local llama.cpp models (`outpost serve`). With --api-key, every path but /health needs `Authorization: Bearer KEY` (401 otherwise). Unknown fields are refused (400), never ignored."
     ),
     paths(
-        crate::openai::chat,
-        crate::openai::completions,
+        crate::dispatch::chat,
+        crate::dispatch::completions,
         crate::openai::models,
         crate::embeddings::openai,
         crate::embeddings::ollama,
@@ -28,7 +28,7 @@ use utoipa::OpenApi;
         crate::ollama::version,
         crate::root,
         crate::health,
-        crate::device::reload_handler,
+        crate::ops::reload_handler,
         outpost_web::metrics::serve,
     ),
     components(schemas(

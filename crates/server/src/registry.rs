@@ -29,7 +29,7 @@ use outpost_engine::{
 use outpost_protocol::ollama::{KeepAlive, ModelDetails};
 
 use crate::error::{ApiError, ServerError};
-use crate::state::{file_digest, ServedModel, ServerConfig};
+use crate::served::{file_digest, ServedModel, ServerConfig};
 
 /// What is known of a model without loading it.
 #[derive(Debug, Clone)]
@@ -455,7 +455,13 @@ impl Registry {
             let started = Instant::now();
             let spec = entry.spec();
             let cfg = self.cfg.clone();
-            let for_load = spec.clone();
+            let for_load = crate::served::LoadSpec {
+                name: spec.name.clone(),
+                path: spec.path.clone(),
+                template: spec.template.clone(),
+                digest: spec.digest.clone(),
+                ctx_per_slot: spec.ctx_per_slot,
+            };
             let model = tokio::task::spawn_blocking(move || ServedModel::load(&for_load, &cfg))
                 .await
                 .map_err(|e| ApiError::internal("loading the model", e.to_string()))?

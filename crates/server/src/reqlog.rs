@@ -6,15 +6,9 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-
-use crate::error::ApiError;
-use crate::state::{now, AppState};
+use crate::served::now;
 
 /// An append-only JSON-lines file.
 #[derive(Debug)]
@@ -30,7 +24,7 @@ impl RequestLog {
         Ok(RequestLog(Mutex::new(f)))
     }
 
-    fn write(&self, method: &str, path: &str, body: &[u8]) {
+    pub(crate) fn write(&self, method: &str, path: &str, body: &[u8]) {
         let body = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_else(|_| {
             serde_json::Value::String(String::from_utf8_lossy(body).into_owned())
         });
@@ -41,34 +35,4 @@ impl RequestLog {
             let _ = f.flush();
         }
     }
-}
-
-/// Logs the body, then hands the request on unchanged.
-pub(crate) async fn log_body(
-    State(state): State<Arc<AppState>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let Some(log) = &state.request_log else {
-        return next.run(req).await;
-    };
-    let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, state.config.body_limit).await {
-        Ok(b) => b,
-        Err(e) => {
-            return ApiError::new(
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request_error",
-                "body_too_large_or_unreadable",
-                None,
-                format!("the request body could not be read: {e}"),
-            )
-            .into_response()
-        }
-    };
-    if !bytes.is_empty() {
-        log.write(parts.method.as_str(), parts.uri.path(), &bytes);
-    }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
 }

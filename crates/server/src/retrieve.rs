@@ -16,7 +16,7 @@ use outpost_index::{ground, Hit, Index};
 use outpost_protocol::openai::{ChatCompletionRequest, ChatMessage, Content};
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::registry::Registry;
 
 /// Open indexes by name, with the file stamp they were read at.
 #[derive(Default)]
@@ -89,27 +89,28 @@ impl Grounding {
 /// messages: the instructions join (or become) the system message, the
 /// last user message becomes the sources and the question.
 pub async fn prepare(
-    state: &Arc<AppState>,
+    registry: &Arc<Registry>,
+    indexes: &Indexes,
+    index_dir: Option<&std::path::Path>,
     req: &mut ChatCompletionRequest,
 ) -> Result<Option<Grounding>, ApiError> {
     let Some(r) = req.outpost.as_ref().and_then(|o| o.retrieve.clone()) else {
         return Ok(None);
     };
-    let dir = state.config.index_dir.clone().ok_or_else(|| {
+    let dir = index_dir.ok_or_else(|| {
         ApiError::bad_request(
             Some("outpost.retrieve"),
             "no_index_dir",
             "this server has no index folder: start it with --index-dir DIR (or OUTPOST_INDEX_DIR)",
         )
     })?;
-    let index = state.indexes.get(&dir, &r.index)?;
+    let index = indexes.get(dir, &r.index)?;
     let info = index
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .info()
         .clone();
-    let spec = state
-        .registry
+    let spec = registry
         .specs()
         .find(|s| s.digest == info.model_digest)
         .ok_or_else(|| {
@@ -122,7 +123,7 @@ pub async fn prepare(
                 ),
             )
         })?;
-    let lease = state.registry.acquire(&spec.name, None).await?;
+    let lease = registry.acquire(&spec.name, None).await?;
     let question = req
         .messages
         .last()
