@@ -744,6 +744,7 @@ mod tests {
                 finish_reason: "stop".into(),
             }],
             usage: Usage::new(3, 1, 2),
+            outpost: None,
         };
         assert_eq!(
             serde_json::to_string(&c).expect("json"),
