@@ -97,6 +97,8 @@ try:
     check(False, "truncate=false on a long input must fail")
 except ollama.ResponseError as err:
     check(err.status_code == 400 and "602 tokens" in str(err), f"truncate=false names the length: {err}")
+check(olla.show("minilm").capabilities == ["embedding"], "ollama show: an embedding model's capabilities")
+check("tools" in olla.show("smollm2-135m").capabilities, "ollama show: a chat model completes and calls tools")
 legacy = olla.embeddings(model="minilm", prompt=sentences[2])
 check(cos(legacy.embedding, reference[2]["embedding"]) >= 0.999, "ollama legacy /api/embeddings")
 try:

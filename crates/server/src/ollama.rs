@@ -465,7 +465,13 @@ pub async fn show(State(state): Shared, body: Body) -> Response {
             template,
             details: spec.details.clone(),
             model_info: spec.info.iter().cloned().collect(),
-            capabilities: vec!["completion".into()],
+            // As Ollama names them: an embedding model only embeds; the
+            // others complete and call tools (the generic tool format).
+            capabilities: if spec.embedding.is_some() {
+                vec!["embedding".into()]
+            } else {
+                vec!["completion".into(), "tools".into()]
+            },
             modified_at: rfc3339(since_epoch(spec.modified)),
         })
         .into_response())
