@@ -266,6 +266,56 @@ fn ask_and_the_servers_retrieve_extension_cite_their_sources() {
         "the answer carries its citation marks: {content}"
     );
     check_citations(&v["outpost"]["citations"]);
+    drop(server);
+
+    // With a router that sends everything to the cloud (cloud_only, and a
+    // cloud nobody listens on), a grounded request is still answered here:
+    // the index never leaves the device.
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        "mode = \"cloud_only\"\n[cloud]\nmodel = \"gpt-x\"\n[device]\nthermal_throttled = false\nbattery_percent = 100\n",
+    )
+    .expect("policy");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let server = start_models(
+        &[model.to_str().expect("utf-8"), "smollm2-135m"],
+        &[
+            "--index-dir",
+            idx.to_str().expect("utf-8"),
+            "--route-policy",
+            policy.to_str().expect("utf-8"),
+            "--cloud-url",
+            &format!("http://127.0.0.1:{dead}/v1"),
+        ],
+    );
+    let (status, answer) = http(
+        server.port,
+        "POST",
+        "/v1/chat/completions",
+        &body.to_string(),
+        None,
+    );
+    assert_eq!(status, 200, "a grounded request under cloud_only: {answer}");
+    let v: serde_json::Value = serde_json::from_str(&answer).expect("json");
+    check_citations(&v["outpost"]["citations"]);
+    let mut plain = body.clone();
+    plain.as_object_mut().expect("object").remove("outpost");
+    let (status, text) = http(
+        server.port,
+        "POST",
+        "/v1/chat/completions",
+        &plain.to_string(),
+        None,
+    );
+    assert_eq!(
+        status, 503,
+        "the same question without retrieval goes to the (dead) cloud: {text}"
+    );
     for (patch, status, needle) in [
         (
             serde_json::json!({"index": "absent"}),
