@@ -27,14 +27,18 @@ pub struct EmbedArgs {
     pub threads: Option<u32>,
 }
 
-pub fn embed(args: EmbedArgs) -> Result<()> {
-    let path = crate::models::resolve(&args.model)?;
-    let model = Arc::new(Model::load(&path, &LoadOptions::default())?);
+/// Loads the embedding model at `path` and starts its worker.
+pub fn start(path: &std::path::Path, threads: Option<u32>) -> Result<Embedder> {
+    let model = Arc::new(Model::load(path, &LoadOptions::default())?);
     let mut cfg = EmbedConfig::default();
-    if let Some(t) = args.threads {
+    if let Some(t) = threads {
         cfg.threads = t;
     }
-    let embedder = Embedder::start(model, cfg)?;
+    Ok(Embedder::start(model, cfg)?)
+}
+
+pub fn embed(args: EmbedArgs) -> Result<()> {
+    let embedder = start(&crate::models::resolve(&args.model)?, args.threads)?;
     let texts: Vec<String> = if !args.texts.is_empty() {
         args.texts
     } else {

@@ -5,11 +5,10 @@
 //! redacted by the guard first, embedded, and stored atomically.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use outpost_engine::{EmbedConfig, Embedder, LoadOptions, Model};
+use outpost_engine::Embedder;
 use outpost_index::{Hit, Index, NewChunk};
 
 #[derive(Debug, Args)]
@@ -118,13 +117,8 @@ pub fn start_embedder(spec: &str, threads: Option<u32>) -> Result<Embedding> {
         .with_context(|| format!("hashing {}", path.display()))?
         .0
         .to_string();
-    let model = Arc::new(Model::load(&path, &LoadOptions::default())?);
-    let mut cfg = EmbedConfig::default();
-    if let Some(t) = threads {
-        cfg.threads = t;
-    }
     Ok(Embedding {
-        embedder: Embedder::start(model, cfg)?,
+        embedder: crate::embed::start(&path, threads)?,
         spec: spec.to_string(),
         digest,
     })
@@ -140,9 +134,7 @@ pub fn open_with_model(path: &Path, threads: Option<u32>) -> Result<(Index, Embe
 
 /// Embeds `query` and searches.
 pub fn search(index: &Index, emb: &Embedding, query: &str, k: usize) -> Result<Vec<Hit>> {
-    let tokens = emb.embedder.tokenize(query, true)?;
-    let mut v = emb.embedder.embed(vec![tokens])?;
-    Ok(index.search(&v.pop().unwrap_or_default(), k)?)
+    Ok(index.search(&emb.embedder.embed_text(query)?, k)?)
 }
 
 pub fn index(a: IndexArgs) -> Result<()> {

@@ -42,19 +42,20 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
     };
     match models_dir() {
         Some(dir) if dir.join(file).is_file() => Ok(dir.join(file)),
-        Some(dir) if CONVERTED.iter().any(|c| c.0 == spec) => {
-            let src = CONVERTED.iter().find(|c| c.0 == spec).map_or("", |c| c.1);
+        Some(dir) => {
+            if let Some((_, src)) = CONVERTED.iter().find(|c| c.0 == spec) {
+                bail!(
+                    "model {spec} is not converted yet ({} is missing): run scripts/fetch-models.sh, then outpost convert {} --out {}",
+                    dir.join(file).display(),
+                    dir.join(src).display(),
+                    dir.join(file).display()
+                )
+            }
             bail!(
-                "model {spec} is not converted yet ({} is missing): run scripts/fetch-models.sh, then outpost convert {} --out {}",
-                dir.join(file).display(),
-                dir.join(src).display(),
+                "model {spec} is not fetched yet ({} is missing): run scripts/fetch-models.sh",
                 dir.join(file).display()
             )
         }
-        Some(dir) => bail!(
-            "model {spec} is not fetched yet ({} is missing): run scripts/fetch-models.sh",
-            dir.join(file).display()
-        ),
         None => bail!(
             "model {spec} is not fetched yet (no models/ folder here or above, and OUTPOST_MODELS_DIR is unset): run scripts/fetch-models.sh"
         ),

@@ -11,69 +11,17 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::minilm::{checkpoint, convert_into, scratch};
 use common::server::{metric, start_models};
 use common::{models_dir, outpost, run_python_client, stderr, stdout};
 
-/// The checkpoint folder scripts/fetch-models.sh unpacks.
-fn checkpoint() -> PathBuf {
-    let dir = models_dir().join("all-minilm-l6-v2");
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "{} is missing: run scripts/fetch-models.sh (these tests never skip)",
-        dir.display()
-    );
-    dir
-}
-
-/// A fresh folder for this test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("emb-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-/// Converts the checkpoint to `dir/minilm.gguf` (served as `minilm`).
-fn convert_into(dir: &Path) -> PathBuf {
-    let out = dir.join("minilm.gguf");
-    let o = outpost(&[
-        "convert",
-        checkpoint().to_str().expect("utf-8"),
-        "--out",
-        out.to_str().expect("utf-8"),
-    ]);
-    assert!(o.status.success(), "convert: {}", stderr(&o));
-    assert!(
-        stdout(&o).contains("bert encoder, 101 tensors"),
-        "{}",
-        stdout(&o)
-    );
-    out
-}
-
 /// 200 sentences of the Lee corpus (real news prose the tests did not
-/// write), at least five words each.
+/// write), split as `outpost variants build` splits its evaluation text.
 fn sentences(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(models_dir().join("eval/lee-background.txt"))
         .expect("models/eval/lee-background.txt: run scripts/fetch-models.sh");
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let mut start = 0;
-        let b = line.as_bytes();
-        for i in 0..b.len() {
-            let end = matches!(b[i], b'.' | b'!' | b'?') && b.get(i + 1).is_none_or(|c| *c == b' ');
-            if end {
-                let s = line[start..=i].trim();
-                if s.split_whitespace().count() >= 5 {
-                    out.push(s.to_string());
-                }
-                start = i + 1;
-            }
-        }
-    }
-    assert!(out.len() >= 200, "only {} sentences", out.len());
-    out.truncate(200);
+    let out = outpost_variants::embedding::sentences(&text, 200);
+    assert_eq!(out.len(), 200, "only {} sentences", out.len());
     let path = dir.join("sentences.txt");
     std::fs::write(&path, out.join("\n") + "\n").expect("write sentences");
     path
@@ -126,7 +74,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn converted_minilm_matches_an_independent_numpy_reference_on_200_sentences() {
-    let dir = scratch("reference");
+    let dir = scratch("emb-reference");
     let gguf = convert_into(&dir);
     let info = outpost(&["info", gguf.to_str().expect("utf-8")]);
     let info = stdout(&info);
@@ -172,7 +120,7 @@ fn converted_minilm_matches_an_independent_numpy_reference_on_200_sentences() {
 
 #[test]
 fn embeddings_through_the_official_clients_and_batched_across_clients() {
-    let dir = scratch("clients");
+    let dir = scratch("emb-clients");
     let gguf = convert_into(&dir);
     let sents = sentences(&dir);
     let refs = reference(&dir, &sents);
@@ -214,7 +162,7 @@ fn embeddings_through_the_official_clients_and_batched_across_clients() {
 
 #[test]
 fn convert_refuses_bad_checkpoints_by_name() {
-    let dir = scratch("refusals");
+    let dir = scratch("emb-refusals");
     let out = dir.join("x.gguf");
     let out_s = out.to_str().expect("utf-8");
     // No folder.
@@ -272,7 +220,7 @@ fn convert_refuses_bad_checkpoints_by_name() {
 
 #[test]
 fn variants_of_the_f32_checkpoint_are_scored_by_cosine() {
-    let dir = scratch("variants");
+    let dir = scratch("emb-variants");
     let gguf = convert_into(&dir);
     let out = dir.join("tiers");
     let o = outpost(&[

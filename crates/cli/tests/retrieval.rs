@@ -11,32 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::minilm::{convert_into, scratch};
 use common::server::{http, start_models};
 use common::{models_dir, outpost, stderr, stdout};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("retr-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-/// The converted MiniLM at `dir/minilm.gguf`.
-fn minilm(dir: &Path) -> PathBuf {
-    let out = dir.join("minilm.gguf");
-    let o = outpost(&[
-        "convert",
-        models_dir()
-            .join("all-minilm-l6-v2")
-            .to_str()
-            .expect("utf-8"),
-        "--out",
-        out.to_str().expect("utf-8"),
-    ]);
-    assert!(o.status.success(), "convert: {}", stderr(&o));
-    out
-}
 
 /// The first `n` stories of the Lee corpus, one file each (`story-NN.txt`).
 fn stories(dir: &Path, n: usize) -> Vec<(PathBuf, String)> {
@@ -69,8 +46,8 @@ fn first_sentence(s: &str) -> &str {
 
 #[test]
 fn index_adds_searches_replaces_removes_and_survives_a_kill() {
-    let dir = scratch("cli");
-    let model = minilm(&dir);
+    let dir = scratch("retr-cli");
+    let model = convert_into(&dir);
     let idx = dir.join("ix");
     let o = ix(
         &idx,
@@ -184,8 +161,8 @@ fn index_adds_searches_replaces_removes_and_survives_a_kill() {
 
 #[test]
 fn ask_and_the_servers_retrieve_extension_cite_their_sources() {
-    let dir = scratch("ask");
-    let model = minilm(&dir);
+    let dir = scratch("retr-ask");
+    let model = convert_into(&dir);
     let idx = dir.join("ix");
     assert!(ix(
         &idx,

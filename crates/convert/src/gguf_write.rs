@@ -17,24 +17,21 @@ pub const ALIGNMENT: u64 = 32;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     U32(u32),
-    I32(i32),
     F32(f32),
     Bool(bool),
     Str(String),
     StrArray(Vec<String>),
     I32Array(Vec<i32>),
-    F32Array(Vec<f32>),
 }
 
 impl Value {
     fn type_id(&self) -> u32 {
         match self {
             Value::U32(_) => 4,
-            Value::I32(_) => 5,
             Value::F32(_) => 6,
             Value::Bool(_) => 7,
             Value::Str(_) => 8,
-            Value::StrArray(_) | Value::I32Array(_) | Value::F32Array(_) => 9,
+            Value::StrArray(_) | Value::I32Array(_) => 9,
         }
     }
 }
@@ -103,10 +100,6 @@ impl GgufWriter {
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.kv.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-
     /// Adds a tensor; its element count must match its shape.
     pub fn add_tensor(&mut self, tensor: Tensor) -> Result<()> {
         let expected: u64 = tensor.shape.iter().product();
@@ -124,10 +117,6 @@ impl GgufWriter {
         }
         self.tensors.push(tensor);
         Ok(())
-    }
-
-    pub fn tensors(&self) -> &[Tensor] {
-        &self.tensors
     }
 
     /// Writes the file at `path` (through `path.partial` and a rename) and
@@ -225,7 +214,6 @@ fn write_str<W: Write>(w: &mut W, s: &str) -> std::io::Result<()> {
 fn write_value<W: Write>(w: &mut W, value: &Value) -> std::io::Result<()> {
     match value {
         Value::U32(v) => w.write_all(&v.to_le_bytes()),
-        Value::I32(v) => w.write_all(&v.to_le_bytes()),
         Value::F32(v) => w.write_all(&v.to_le_bytes()),
         Value::Bool(v) => w.write_all(&[u8::from(*v)]),
         Value::Str(s) => write_str(w, s),
@@ -236,11 +224,6 @@ fn write_value<W: Write>(w: &mut W, value: &Value) -> std::io::Result<()> {
         }
         Value::I32Array(items) => {
             w.write_all(&5u32.to_le_bytes())?;
-            w.write_all(&(items.len() as u64).to_le_bytes())?;
-            items.iter().try_for_each(|v| w.write_all(&v.to_le_bytes()))
-        }
-        Value::F32Array(items) => {
-            w.write_all(&6u32.to_le_bytes())?;
             w.write_all(&(items.len() as u64).to_le_bytes())?;
             items.iter().try_for_each(|v| w.write_all(&v.to_le_bytes()))
         }

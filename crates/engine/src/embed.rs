@@ -123,10 +123,6 @@ impl Embedder {
         })
     }
 
-    pub fn info(&self) -> EmbeddingInfo {
-        self.info
-    }
-
     pub fn stats(&self) -> &EmbedStats {
         &self.stats
     }
@@ -155,11 +151,6 @@ impl Embedder {
         self.model.tokenize(text, false).len()
     }
 
-    /// The model's `general.name` (or file path).
-    pub fn model_name(&self) -> String {
-        self.model.display_name()
-    }
-
     /// Checks (or truncates) ready-made tokens the same way.
     pub fn fit(&self, mut tokens: Vec<i32>, truncate: bool) -> Result<Vec<i32>> {
         let max = self.max_tokens();
@@ -179,6 +170,12 @@ impl Embedder {
             tokens.push(last);
         }
         Ok(tokens)
+    }
+
+    /// The vector of one text (a search query), cut to the context if longer.
+    pub fn embed_text(&self, text: &str) -> Result<Vec<f32>> {
+        let tokens = self.tokenize(text, true)?;
+        Ok(self.embed(vec![tokens])?.pop().unwrap_or_default())
     }
 
     /// Embeds every input (token lists from [`tokenize`](Self::tokenize) or
@@ -331,7 +328,6 @@ fn worker(
             }
             start = end;
         }
-        items.clear();
         for (job, result) in jobs.into_iter().zip(results) {
             stats.requests.fetch_add(1, Ordering::Relaxed);
             let _ = job.reply.send(result);
@@ -383,7 +379,7 @@ fn encode(
 }
 
 /// Scales `v` to unit length (a zero vector stays zero).
-pub fn l2_normalize(v: &mut [f32]) {
+fn l2_normalize(v: &mut [f32]) {
     let norm = v
         .iter()
         .map(|x| f64::from(*x) * f64::from(*x))

@@ -39,7 +39,7 @@ pub use bench::{
     BenchStat, DecodeBound, ParallelStat,
 };
 pub use draft::MAX_DRAFT;
-pub use embed::{cosine, l2_normalize, EmbedConfig, EmbedStats, Embedder};
+pub use embed::{cosine, EmbedConfig, EmbedStats, Embedder};
 pub use error::{EngineError, Result};
 pub use evaluate::ChunkEval;
 pub use generate::default_threads;

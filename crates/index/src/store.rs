@@ -120,6 +120,14 @@ fn check_id(id: &str) -> Result<(), IndexError> {
     Ok(())
 }
 
+/// Turns a SQLite error into one that names the index file.
+fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> IndexError + Copy + '_ {
+    move |source| IndexError::Db {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// Chunk row ids of document `id`.
 fn rows_of(conn: &Connection, id: &str) -> rusqlite::Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached("SELECT id FROM chunks WHERE doc = ?1")?;
@@ -132,18 +140,8 @@ fn blob(v: &[f32]) -> Vec<u8> {
 }
 
 impl Index {
-    fn db(&self) -> impl Fn(rusqlite::Error) -> IndexError + '_ {
-        move |source| IndexError::Db {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
     fn connect(path: &Path) -> Result<Connection, IndexError> {
-        let db = |source| IndexError::Db {
-            path: path.to_path_buf(),
-            source,
-        };
+        let db = db_err(path);
         let conn = Connection::open(path).map_err(db)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -176,10 +174,7 @@ impl Index {
             let _ = std::fs::create_dir_all(parent);
         }
         let mut conn = Index::connect(path)?;
-        let db = |source| IndexError::Db {
-            path: path.to_path_buf(),
-            source,
-        };
+        let db = db_err(path);
         let tx = conn.transaction().map_err(db)?;
         for (k, v) in [
             ("model", model.to_string()),
@@ -207,10 +202,7 @@ impl Index {
             });
         }
         let conn = Index::connect(path)?;
-        let db = |source| IndexError::Db {
-            path: path.to_path_buf(),
-            source,
-        };
+        let db = db_err(path);
         let meta = |key: &str| -> Result<String, IndexError> {
             conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
                 .optional()
@@ -301,11 +293,7 @@ impl Index {
                 model: self.info.model.clone(),
             });
         }
-        let path = self.path.clone();
-        let db = |source| IndexError::Db {
-            path: path.clone(),
-            source,
-        };
+        let db = db_err(&self.path);
         let tx = self.conn.transaction().map_err(db)?;
         let removed = rows_of(&tx, id).map_err(db)?;
         let replaced = tx
@@ -367,11 +355,7 @@ impl Index {
 
     /// Removes document `id` and every chunk of it, in one transaction.
     pub fn remove(&mut self, id: &str) -> Result<(), IndexError> {
-        let path = self.path.clone();
-        let db = |source| IndexError::Db {
-            path: path.clone(),
-            source,
-        };
+        let db = db_err(&self.path);
         let tx = self.conn.transaction().map_err(db)?;
         let removed = rows_of(&tx, id).map_err(db)?;
         let n = tx
@@ -395,7 +379,7 @@ impl Index {
                 "SELECT d.id, d.source, d.bytes, d.metadata, COUNT(c.id) FROM docs d
                  LEFT JOIN chunks c ON c.doc = d.id GROUP BY d.id ORDER BY d.id",
             )
-            .map_err(self.db())?;
+            .map_err(db_err(&self.path))?;
         let rows = stmt
             .query_map([], |r| {
                 let meta: String = r.get(3)?;
@@ -407,8 +391,8 @@ impl Index {
                     chunks: r.get::<_, i64>(4)? as usize,
                 })
             })
-            .map_err(self.db())?;
-        rows.collect::<Result<_, _>>().map_err(self.db())
+            .map_err(db_err(&self.path))?;
+        rows.collect::<Result<_, _>>().map_err(db_err(&self.path))
     }
 
     /// The `k` chunks nearest to `query` (exact), best first; vectors are
@@ -421,7 +405,7 @@ impl Index {
                 "SELECT c.doc, c.start, c.end, c.text, d.metadata FROM chunks c
                  JOIN docs d ON d.id = c.doc WHERE c.id = ?1",
             )
-            .map_err(self.db())?;
+            .map_err(db_err(&self.path))?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, row) in top {
             let hit = stmt
@@ -436,7 +420,7 @@ impl Index {
                         metadata: serde_json::from_str(&meta).unwrap_or(serde_json::Value::Null),
                     })
                 })
-                .map_err(self.db())?;
+                .map_err(db_err(&self.path))?;
             hits.push(hit);
         }
         Ok(hits)

@@ -123,15 +123,21 @@ impl EmbeddingRequest {
 
     /// Refuses `dimensions` other than the model's width, by name.
     pub fn check_dimensions(&self, width: usize) -> Result<(), ProtocolError> {
-        match self.dimensions {
-            Some(d) if d as usize != width => Err(ProtocolError::unsupported(
-                "dimensions",
-                format!(
-                    "dimensions = {d}: this model's vectors have {width} dimensions and it was not trained to be shortened; leave dimensions out or give {width}"
-                ),
-            )),
-            _ => Ok(()),
-        }
+        check_dimensions(self.dimensions, width)
+    }
+}
+
+/// `dimensions` (both APIs): only the model's own width; the model was not
+/// trained to be shortened.
+pub fn check_dimensions(asked: Option<u32>, width: usize) -> Result<(), ProtocolError> {
+    match asked {
+        Some(d) if d as usize != width => Err(ProtocolError::unsupported(
+            "dimensions",
+            format!(
+                "dimensions = {d}: this model's vectors have {width} dimensions and it was not trained to be shortened; leave dimensions out or give {width}"
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

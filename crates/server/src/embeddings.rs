@@ -112,16 +112,10 @@ async fn ollama_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiE
     let req: EmbedRequest = parse(body)?;
     let inputs = req.inputs()?.into_iter().map(Input::Text).collect();
     let lease = state.registry.acquire(&req.model, req.keep_alive).await?;
-    if let Some(d) = req.dimensions {
-        let width = lease.model().embedder()?.dimensions();
-        if d as usize != width {
-            return Err(ApiError::bad_request(
-                Some("dimensions"),
-                "unsupported_parameter",
-                format!("dimensions = {d}: this model's vectors have {width} dimensions and it was not trained to be shortened; leave dimensions out"),
-            ));
-        }
-    }
+    outpost_protocol::embeddings::check_dimensions(
+        req.dimensions,
+        lease.model().embedder()?.dimensions(),
+    )?;
     let load = lease.load_duration;
     let (embeddings, tokens) = run(lease, inputs, req.truncate()).await?;
     Ok(Json(EmbedResponse {

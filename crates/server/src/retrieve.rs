@@ -18,10 +18,13 @@ use outpost_protocol::openai::{ChatCompletionRequest, ChatMessage, Content};
 use crate::error::ApiError;
 use crate::registry::Registry;
 
+/// An open index, shared by the requests that search it.
+type Shared = Arc<Mutex<Index>>;
+
 /// Open indexes by name, with the file stamp they were read at.
 #[derive(Default)]
 pub struct Indexes {
-    open: Mutex<HashMap<String, (Option<SystemTime>, Arc<Mutex<Index>>)>>,
+    open: Mutex<HashMap<String, (Option<SystemTime>, Shared)>>,
 }
 
 /// The newest modification time of an index's files (the WAL holds
@@ -35,7 +38,7 @@ fn stamp(path: &std::path::Path) -> Option<SystemTime> {
 }
 
 impl Indexes {
-    fn get(&self, dir: &std::path::Path, name: &str) -> Result<Arc<Mutex<Index>>, ApiError> {
+    fn get(&self, dir: &std::path::Path, name: &str) -> Result<Shared, ApiError> {
         let path: PathBuf = dir.join(format!("{name}.sqlite"));
         if !path.is_file() {
             return Err(ApiError::new(
@@ -130,10 +133,10 @@ pub async fn prepare(
         .map(ChatMessage::text)
         .unwrap_or_default();
     let k = r.k();
+    let query = question.clone();
     let hits = tokio::task::spawn_blocking(move || -> Result<Vec<Hit>, ApiError> {
         let embedder = lease.model().embedder()?;
-        let tokens = embedder.tokenize(&question, true)?;
-        let v = embedder.embed(vec![tokens])?.pop().unwrap_or_default();
+        let v = embedder.embed_text(&query)?;
         drop(lease);
         index
             .lock()
@@ -143,11 +146,6 @@ pub async fn prepare(
     })
     .await
     .map_err(|e| ApiError::internal("retrieval", e.to_string()))??;
-    let question = req
-        .messages
-        .last()
-        .map(ChatMessage::text)
-        .unwrap_or_default();
     if let Some(last) = req.messages.last_mut() {
         last.content = Some(Content::Text(ground::user_message(&question, &hits)));
     }

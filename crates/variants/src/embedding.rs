@@ -48,14 +48,20 @@ pub fn sentences(text: &str, n: usize) -> Vec<String> {
     out
 }
 
-/// Vectors of `inputs` with `model`, the time it took, and the load time.
-fn embed_all(
-    path: &Path,
-    texts: &[String],
-    threads: u32,
-) -> Result<(Vec<Vec<f32>>, f64, f64, u64), VariantsError> {
+/// One model's pass over the sentences.
+struct Run {
+    vectors: Vec<Vec<f32>>,
+    per_s: f64,
+    load_ms: f64,
+    tokens: u64,
+    info: outpost_engine::ModelInfo,
+}
+
+/// Loads `path`, embeds `texts` in batches of 32, and times both.
+fn embed_all(path: &Path, texts: &[String], threads: u32) -> Result<Run, VariantsError> {
     let t = Instant::now();
     let model = Arc::new(Model::load(path, &LoadOptions::default())?);
+    let info = model.info().clone();
     let embedder = Embedder::start(
         model,
         EmbedConfig {
@@ -74,8 +80,13 @@ fn embed_all(
     for chunk in tokens.chunks(32) {
         vectors.extend(embedder.embed(chunk.to_vec())?);
     }
-    let per_s = texts.len() as f64 / t.elapsed().as_secs_f64();
-    Ok((vectors, per_s, load_ms, n_tokens))
+    Ok(Run {
+        vectors,
+        per_s: texts.len() as f64 / t.elapsed().as_secs_f64(),
+        load_ms,
+        tokens: n_tokens,
+        info,
+    })
 }
 
 /// Builds and scores the tiers of the embedding model `o.source`.
@@ -106,10 +117,9 @@ pub fn build(
         chunk: 0,
         of: o.tiers.len() + 1,
     });
-    let (reference, src_speed, _, n_tokens) = embed_all(&o.source, &texts, threads)?;
-    let info = Model::load(&o.source, &LoadOptions::default())?
-        .info()
-        .clone();
+    // The source's vectors are the reference; its load gives the model facts.
+    let source = embed_all(&o.source, &texts, threads)?;
+    let info = &source.info;
     let mut tiers = Vec::new();
     for (i, tier) in o.tiers.iter().enumerate() {
         on(Step::Quantizing {
@@ -126,10 +136,11 @@ pub fn build(
             chunk: i + 1,
             of: o.tiers.len() + 1,
         });
-        let (vectors, per_s, load_ms, _) = embed_all(&path, &texts, threads)?;
-        let mut cos: Vec<f64> = vectors
+        let run = embed_all(&path, &texts, threads)?;
+        let mut cos: Vec<f64> = run
+            .vectors
             .iter()
-            .zip(&reference)
+            .zip(&source.vectors)
             .map(|(a, b)| cosine(a, b))
             .collect();
         cos.sort_by(f64::total_cmp);
@@ -145,8 +156,8 @@ pub fn build(
             cosine_mean: cos.iter().sum::<f64>() / cos.len() as f64,
             cosine_p01: cos[cos.len() / 100],
             cosine_min: cos[0],
-            embeddings_per_s: per_s,
-            load_ms,
+            embeddings_per_s: run.per_s,
+            load_ms: run.load_ms,
         });
     }
     let build = outpost_engine::build_info();
@@ -173,8 +184,8 @@ pub fn build(
             text: o.eval_text.display().to_string(),
             text_digest: outpost_protocol::Digest::sha256(text.as_bytes()).to_string(),
             sentences: texts.len() as u32,
-            tokens: n_tokens,
-            source_embeddings_per_s: src_speed,
+            tokens: source.tokens,
+            source_embeddings_per_s: source.per_s,
         },
         host: HostInfo {
             cpu: cpu_name(),

@@ -417,7 +417,7 @@ pub fn build(
 }
 
 /// The CPU model name (Linux), for the report.
-pub(crate) fn cpu_name() -> String {
+pub fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {

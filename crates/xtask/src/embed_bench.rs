@@ -14,23 +14,11 @@ use serde_json::{json, Value};
 
 use crate::serve_bench::{free_port, start_server};
 
-/// 200 sentences of five words or more.
+/// 200 sentences, split as `outpost variants build` splits them.
 fn sentences(root: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(root.join("models/eval/lee-background.txt"))
         .context("models/eval/lee-background.txt: run scripts/fetch-models.sh")?;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let mut rest = line;
-        while let Some(i) = rest.find(['.', '!', '?']) {
-            let s = rest[..=i].trim();
-            if s.split_whitespace().count() >= 5 {
-                out.push(s.to_string());
-            }
-            rest = &rest[i + 1..];
-        }
-    }
-    out.truncate(200);
-    Ok(out)
+    Ok(outpost_variants::embedding::sentences(&text, 200))
 }
 
 fn embed(base: &str, model: &str, inputs: &[String]) -> Result<Vec<Vec<f32>>> {
@@ -81,16 +69,6 @@ fn measure(
         vectors = got;
     }
     Ok((best, vectors))
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    let n = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    dot / (n(a) * n(b))
 }
 
 pub fn run(ref_dir: &Path, outpost: &Path, root: &Path, threads: u32) -> Result<()> {
@@ -171,7 +149,7 @@ pub fn run(ref_dir: &Path, outpost: &Path, root: &Path, threads: u32) -> Result<
         r.3.iter()
             .zip(&o.3)
             .chain(r.4.iter().zip(&o.4))
-            .map(|(a, b)| cosine(a, b))
+            .map(|(a, b)| outpost_engine::cosine(a, b))
             .fold(1.0f64, f64::min);
     println!("min cosine between the two servers' vectors: {worst:.6}");
     Ok(())

@@ -128,7 +128,7 @@ pub fn run(args: &[String]) -> Result<()> {
         + std::fs::metadata(dir.join("bench.sqlite-wal")).map_or(0, |m| m.len());
     println!(
         "outpost-index, {n} vectors x {DIMS} dims, exact top-10, one thread, {}\n",
-        crate::cpu_name()
+        outpost_variants::pipeline::cpu_name()
     );
     println!("| measure | value |\n| --- | ---: |");
     println!(

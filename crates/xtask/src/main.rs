@@ -470,16 +470,3 @@ fn bench_variants(args: &[String]) -> Result<()> {
     let (threads, ref_dir, outpost) = prepare(args)?;
     variants_bench::run(&ref_dir, &outpost, &root(), threads)
 }
-
-/// The CPU's model name, for benchmark headers.
-pub(crate) fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
