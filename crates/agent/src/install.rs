@@ -21,6 +21,7 @@ use outpost_protocol::{Digest, Manifest, ModelName, Timestamp, VerifyError};
 use outpost_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::canary::{CanaryResult, CanaryRunner, CanarySet};
 use crate::identity::{read_json, write_json};
 use crate::{Agent, AgentError, Fetched, Profile};
 
@@ -46,7 +47,7 @@ pub enum Outcome {
     /// Installed, failed its canary, put back to the previous version.
     Reverted { version: String, reason: String },
     /// The canary re-ran after an engine or app update and passed.
-    CanaryPassed { version: String, kld: f64 },
+    CanaryPassed { version: String, detail: String },
     /// Not now (download conditions, an earlier canary failure).
     Waiting { reason: String },
     /// The fleet gives this device no release of the model.
@@ -91,8 +92,8 @@ impl fmt::Display for ModelOutcome {
                     "{m}: {version} failed its canary ({reason}); reverted to the previous version"
                 )
             }
-            Outcome::CanaryPassed { version, kld } => {
-                write!(f, "{m}: canary re-run on {version} passed (KLD {kld:.4})")
+            Outcome::CanaryPassed { version, detail } => {
+                write!(f, "{m}: canary re-run on {version} passed ({detail})")
             }
             Outcome::Waiting { reason } => write!(f, "{m}: waiting: {reason}"),
             Outcome::NoRelease { note } => write!(f, "{m}: no release for this device: {note}"),
@@ -221,51 +222,46 @@ impl Agent {
         let Some(runner) = &self.cfg.canary else {
             return Ok(None);
         };
-        if m.canaries.is_empty() {
+        let Some(set) = CanarySet::of(m) else {
             return Ok(None);
-        }
+        };
         let r = runner
-            .run(&self.store.blob_path(&m.variant.digest), &m.canaries)
+            .run(&self.store.blob_path(&m.variant.digest), set)
             .unwrap_or_else(|e| {
                 // A model that crashes or cannot load fails its canary.
                 tracing::warn!(error = %e, "canary of {} {} could not run", m.model, m.model_version);
-                crate::CanaryResult {
-                    kld: f64::INFINITY,
-                    same_top: 0.0,
-                }
+                CanaryResult::failed(set)
             });
         let pass = runner.passes(&r);
-        self.report(
-            m,
-            EventData::Canary(CanaryEvent {
-                kld: if r.kld.is_finite() {
-                    r.kld.max(0.0)
-                } else {
-                    1e9
-                },
-                same_top: r.same_top.clamp(0.0, 1.0),
+        let event = match r {
+            CanaryResult::LogProbs { kld, same_top } => CanaryEvent {
+                kld: Some(if kld.is_finite() { kld.max(0.0) } else { 1e9 }),
+                same_top: Some(same_top.clamp(0.0, 1.0)),
+                min_cosine: None,
                 pass,
-            }),
-        )?;
+            },
+            CanaryResult::Vectors { min_cosine } => CanaryEvent {
+                kld: None,
+                same_top: None,
+                min_cosine: Some(if min_cosine.is_finite() {
+                    min_cosine.clamp(-1.0, 1.0)
+                } else {
+                    -1.0
+                }),
+                pass,
+            },
+        };
+        self.report(m, EventData::Canary(event))?;
         if pass {
             let mut st = State::load(&self.cfg.store_root)?;
             st.canaries
                 .insert(m.model.to_string(), self.canary_record(m));
             st.save(&self.cfg.store_root)?;
         }
-        let kld = if r.kld.is_finite() {
-            format!("{:.4}", r.kld)
-        } else {
-            "infinite (NaN or infinite log-probs)".into()
-        };
         Ok(Some(Verdict {
             pass,
-            kld: r.kld,
-            reason: format!(
-                "KLD {kld} against the limit {} (same top token at {:.0} % of positions)",
-                runner.max_kld,
-                r.same_top * 100.0
-            ),
+            code: CanaryRunner::revert_code(&r),
+            reason: runner.describe(&r),
         }))
     }
 }
@@ -273,7 +269,9 @@ impl Agent {
 /// A canary run's result.
 struct Verdict {
     pass: bool,
-    kld: f64,
+    /// The short reason sent to the fleet on a revert.
+    code: &'static str,
+    /// What was measured against which limit.
     reason: String,
 }
 
@@ -372,8 +370,8 @@ pub(crate) fn apply(
     store.activate(&m.model, &digest)?;
     if let Some(Verdict {
         pass: false,
+        code,
         reason,
-        ..
     }) = agent.canary(&m)?
     {
         match store.rollback(&m.model) {
@@ -390,7 +388,7 @@ pub(crate) fn apply(
         st.failed
             .insert(m.model.to_string(), verified.payload_digest);
         st.save(&agent.cfg.store_root)?;
-        agent.report_install(&m, InstallOutcome::Reverted, Some("canary-kld"))?;
+        agent.report_install(&m, InstallOutcome::Reverted, Some(code))?;
         return Ok(out(Outcome::Reverted { version, reason }));
     }
     agent.report_install(&m, InstallOutcome::Installed, None)?;
@@ -428,21 +426,21 @@ pub(crate) fn recheck_canaries(
         };
         let st = State::load(&agent.cfg.store_root)?;
         if st.canaries.get(m.model.as_str()) == Some(&agent.canary_record(&m))
-            || m.canaries.is_empty()
+            || CanarySet::of(&m).is_none()
         {
             continue;
         }
         let outcome = match agent.canary(&m)? {
             None => continue,
             Some(Verdict {
-                pass: true, kld, ..
+                pass: true, reason, ..
             }) => Outcome::CanaryPassed {
                 version: m.model_version.clone(),
-                kld,
+                detail: reason,
             },
-            Some(Verdict { reason, .. }) => match agent.store.rollback(&m.model) {
+            Some(Verdict { code, reason, .. }) => match agent.store.rollback(&m.model) {
                 Ok(_) => {
-                    agent.report_install(&m, InstallOutcome::Reverted, Some("canary-kld"))?;
+                    agent.report_install(&m, InstallOutcome::Reverted, Some(code))?;
                     Outcome::Reverted {
                         version: m.model_version.clone(),
                         reason,

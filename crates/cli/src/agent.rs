@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use outpost_agent::{Agent, AgentConfig, CanaryRunner, EngineFacts, Overrides};
-use outpost_protocol::manifest::{Canary, Version};
+use outpost_protocol::manifest::{Canary, EmbeddingCanary, Version};
 use outpost_protocol::signing::PinnedKey;
 use outpost_protocol::Keyring;
 
@@ -106,6 +106,10 @@ struct RunArgs {
     /// Worst KL divergence (nats) the canary accepts before reverting.
     #[arg(long, default_value_t = outpost_agent::canary::DEFAULT_MAX_KLD)]
     canary_max_kld: f64,
+    /// Worst cosine (device vectors to the build host's) an embedding
+    /// model's canary accepts before reverting.
+    #[arg(long, default_value_t = outpost_agent::canary::DEFAULT_MIN_COSINE)]
+    canary_min_cosine: f64,
     /// The local server to tell after an install or revert, e.g.
     /// http://127.0.0.1:8642 (it gets POST /admin/reload).
     #[arg(long, value_name = "URL")]
@@ -184,12 +188,19 @@ fn run(r: RunArgs, once: bool) -> Result<()> {
             r.canary_max_kld
         );
     }
+    if !(r.canary_min_cosine > 0.0 && r.canary_min_cosine <= 1.0) {
+        bail!(
+            "--canary-min-cosine {} must be a cosine in (0, 1]",
+            r.canary_min_cosine
+        );
+    }
     let canary = (!r.no_canary)
         .then(|| -> Result<CanaryRunner> {
             Ok(CanaryRunner {
                 program: std::env::current_exe().context("finding this program for the canary")?,
                 args: vec!["agent".into(), "canary".into()],
                 max_kld: r.canary_max_kld,
+                min_cosine: r.canary_min_cosine,
             })
         })
         .transpose()?;
@@ -295,21 +306,55 @@ fn status(store: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// The canary child: reads the agent's tagged canary set on stdin, runs it
+/// through the model and prints what it measured (see
+/// `outpost_agent::canary`).
 fn canary(model: &std::path::Path, threads: Option<u32>) -> Result<()> {
+    /// What `outpost_agent::CanarySet` writes.
+    #[derive(serde::Deserialize)]
+    #[serde(tag = "kind", content = "canaries", rename_all = "snake_case")]
+    enum Set {
+        Generate(Vec<Canary>),
+        Embedding(Vec<EmbeddingCanary>),
+    }
     let mut input = Vec::new();
     std::io::stdin().read_to_end(&mut input)?;
-    let canaries: Vec<Canary> = serde_json::from_slice(&input).context("canaries on stdin")?;
-    let m = outpost_engine::Model::load(model, &outpost_engine::LoadOptions::default())
-        .with_context(|| format!("loading {}", model.display()))?;
-    let c = outpost_variants::fingerprint::check(&m, &canaries, threads)?;
-    let kld = if c.kld.is_finite() {
-        serde_json::json!(c.kld)
-    } else {
-        serde_json::json!(1e300)
-    };
-    println!(
-        "{}",
-        serde_json::json!({"kld": kld, "same_top": c.same_top})
-    );
+    let set: Set = serde_json::from_slice(&input).context("canaries on stdin")?;
+    match set {
+        Set::Generate(canaries) => {
+            let m = outpost_engine::Model::load(model, &outpost_engine::LoadOptions::default())
+                .with_context(|| format!("loading {}", model.display()))?;
+            let c = outpost_variants::fingerprint::check(&m, &canaries, threads)?;
+            let kld = if c.kld.is_finite() {
+                serde_json::json!(c.kld)
+            } else {
+                serde_json::json!(1e300)
+            };
+            println!(
+                "{}",
+                serde_json::json!({"kld": kld, "same_top": c.same_top})
+            );
+        }
+        Set::Embedding(canaries) => {
+            let e = crate::embed::start(model, threads)
+                .with_context(|| format!("loading {}", model.display()))?;
+            let inputs = canaries
+                .iter()
+                .map(|c| e.tokenize(&c.text, true))
+                .collect::<Result<Vec<_>, _>>()?;
+            let vectors = e.embed(inputs)?;
+            // The worst pair; a vector of another width or not finite
+            // makes the whole result null (a failure).
+            let mut worst = Some(1.0f64);
+            for (c, v) in canaries.iter().zip(&vectors) {
+                let cos = outpost_engine::cosine(&c.vector, v);
+                worst = match worst {
+                    Some(w) if c.vector.len() == v.len() && cos.is_finite() => Some(w.min(cos)),
+                    _ => None,
+                };
+            }
+            println!("{}", serde_json::json!({ "min_cosine": worst }));
+        }
+    }
     Ok(())
 }

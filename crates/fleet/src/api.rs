@@ -243,7 +243,10 @@ pub struct ReleaseTelemetry {
     /// per class and channel it reported from; since the fleet started).
     pub devices: u64,
     pub inferences: u64,
-    /// Failed inferences per inference.
+    /// Embedding requests (an embedding release serves only these).
+    #[serde(default)]
+    pub embeddings: u64,
+    /// Failed requests per request (generations and embedding requests).
     pub error_rate: f64,
     pub latency_ms_p95: Option<f64>,
     pub tok_s_p50: Option<f64>,

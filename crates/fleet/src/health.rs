@@ -6,8 +6,9 @@
 //! the last `window_minutes`: the rollout's release (the candidate) and the
 //! previous release (the baseline), both on the rollout's channel and in
 //! that class. A class is judged only when both cohorts have at least
-//! `min_devices` reporting devices and `min_inferences` inferences. It
-//! regresses when any of these holds (rates per inference, see
+//! `min_devices` reporting devices and `min_inferences` requests
+//! (generations, or embedding requests for an embedding model). It
+//! regresses when any of these holds (rates per request, see
 //! [`crate::telemetry::CohortView`]):
 //! - error rate above the baseline's by more than `max_error_rate_delta`;
 //! - crash rate above the baseline's by more than `max_crash_rate_delta`;
@@ -38,6 +39,7 @@ pub struct HaltPolicy {
     pub rollback: bool,
     pub window_minutes: u64,
     pub min_devices: u64,
+    /// Requests: generations plus embedding requests.
     pub min_inferences: u64,
     pub max_error_rate_delta: f64,
     pub max_crash_rate_delta: f64,
@@ -68,7 +70,7 @@ impl HaltPolicy {
     /// has too little data to judge).
     pub fn regression(&self, cand: &CohortView, base: &CohortView) -> Option<String> {
         let enough = |c: &CohortView| {
-            c.devices >= self.min_devices && c.agg.inferences >= self.min_inferences
+            c.devices >= self.min_devices && c.agg.requests() >= self.min_inferences
         };
         if !enough(cand) || !enough(base) {
             return None;

@@ -39,14 +39,20 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use outpost_protocol::manifest::{
-    Canary, KvCacheType, Manifest, ModelName, Requirements, RuntimeConfig, Variant, Version,
+    Canary, EmbeddingCanary, KvCacheType, Manifest, ModelKind, ModelName, Requirements,
+    RuntimeConfig, Variant, Version,
 };
 use outpost_protocol::{Digest, Timestamp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+mod embedding;
 mod variants;
 
+pub use embedding::{
+    from_embedding_variants, load_embedding_dir, BUFFER_BYTES as EMBEDDING_BUFFER_BYTES,
+    EMBEDDING_VARIANTS_FILE,
+};
 pub use variants::{from_variants, load_variants_dir, Minimums, VARIANTS_FILE};
 
 /// The file `load_release_dir` reads in a release folder.
@@ -61,6 +67,10 @@ pub const DEFAULT_CLASS: &str = "default";
 #[serde(deny_unknown_fields)]
 pub struct ReleaseMeta {
     pub model: ModelName,
+    /// `generate` (the default, not written) or `embedding`; decides which
+    /// canaries the variants carry.
+    #[serde(default, skip_serializing_if = "ModelKind::is_generate")]
+    pub kind: ModelKind,
     /// Free text such as `2025-06` or `v3` (1-64 printable ASCII, no spaces).
     pub version: String,
     /// Oldest app that may install this release.
@@ -101,8 +111,13 @@ pub struct VariantMeta {
     /// `same_top_pct`, `ppl_ratio`, ...).
     #[serde(default)]
     pub quality: BTreeMap<String, f64>,
-    /// Canary prompts the agent runs before switching to this variant.
+    /// Canary prompts the agent runs before switching to this variant
+    /// (generative models).
+    #[serde(default)]
     pub fingerprints: Vec<Canary>,
+    /// Canary texts and vectors (embedding models).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub embedding_fingerprints: Vec<EmbeddingCanary>,
 }
 
 /// What a device class runs.
@@ -182,6 +197,30 @@ impl ReleaseMeta {
             }
             if v.quality.values().any(|q| !q.is_finite()) {
                 return Err(invalid(f("quality"), "not finite (NaN or infinity)"));
+            }
+            let (needed, other) = match self.kind {
+                ModelKind::Generate => (
+                    v.fingerprints.is_empty(),
+                    !v.embedding_fingerprints.is_empty(),
+                ),
+                ModelKind::Embedding => (
+                    v.embedding_fingerprints.is_empty(),
+                    !v.fingerprints.is_empty(),
+                ),
+            };
+            if needed || other {
+                let (want, not) = match self.kind {
+                    ModelKind::Generate => ("fingerprints", "embedding_fingerprints"),
+                    ModelKind::Embedding => ("embedding_fingerprints", "fingerprints"),
+                };
+                return Err(invalid(
+                    f(if needed { want } else { not }),
+                    format!(
+                        "{}: a release of kind {} has canaries in `{want}` (and none in `{not}`)",
+                        if needed { "empty" } else { "given" },
+                        self.kind.as_str()
+                    ),
+                ));
             }
         }
         if self.classes.is_empty() {
@@ -269,6 +308,7 @@ impl ReleaseMeta {
             expires_at,
             model: self.model.clone(),
             model_version: self.version.clone(),
+            kind: self.kind,
             device_class: device_class.to_string(),
             variant: Variant {
                 digest: v.digest?,
@@ -286,6 +326,7 @@ impl ReleaseMeta {
                 ggml_types: v.ggml_types.clone(),
             },
             canaries: v.fingerprints.clone(),
+            embedding_canaries: v.embedding_fingerprints.clone(),
             encryption: None,
         })
     }
@@ -300,20 +341,19 @@ pub struct ReleaseDir {
 }
 
 /// Reads a release folder: `variants.json` (with `mins`, see
-/// [`load_variants_dir`]) or `release.json` (see [`load_release_dir`]; it
-/// names its own versions, so `mins` must be empty). Both at once is refused.
+/// [`load_variants_dir`]), `embedding-variants.json` (the same for an
+/// embedding model, see [`load_embedding_dir`]) or `release.json` (see
+/// [`load_release_dir`]; it names its own versions, so `mins` must be
+/// empty). More than one of them is refused.
 pub fn load_dir(dir: &Path, mins: &Minimums) -> Result<ReleaseDir, MetaError> {
-    let has_variants = dir.join(VARIANTS_FILE).exists();
-    let has_release = dir.join(RELEASE_FILE).exists();
-    match (has_variants, has_release) {
-        (true, true) => Err(MetaError::File {
-            path: dir.to_path_buf(),
-            problem: format!(
-                "holds both {VARIANTS_FILE} and {RELEASE_FILE}; keep the one to publish"
-            ),
-        }),
-        (true, false) => load_variants_dir(dir, mins),
-        (false, _) => {
+    let present: Vec<&str> = [VARIANTS_FILE, EMBEDDING_VARIANTS_FILE, RELEASE_FILE]
+        .into_iter()
+        .filter(|f| dir.join(f).exists())
+        .collect();
+    match present.as_slice() {
+        [VARIANTS_FILE] => load_variants_dir(dir, mins),
+        [EMBEDDING_VARIANTS_FILE] => load_embedding_dir(dir, mins),
+        [] | [RELEASE_FILE] => {
             if mins.version.is_some()
                 || mins.min_app_version.is_some()
                 || mins.min_engine_version.is_some()
@@ -321,12 +361,16 @@ pub fn load_dir(dir: &Path, mins: &Minimums) -> Result<ReleaseDir, MetaError> {
                 return Err(MetaError::File {
                     path: dir.join(RELEASE_FILE),
                     problem: format!(
-                        "names its own version and minimum versions; --version and --min-*-version are for folders with {VARIANTS_FILE}"
+                        "names its own version and minimum versions; --version and --min-*-version are for folders with {VARIANTS_FILE} or {EMBEDDING_VARIANTS_FILE}"
                     ),
                 });
             }
             load_release_dir(dir)
         }
+        many => Err(MetaError::File {
+            path: dir.to_path_buf(),
+            problem: format!("holds {}; keep the one to publish", many.join(" and ")),
+        }),
     }
 }
 

@@ -110,6 +110,15 @@ pub struct Agg {
     pub installs: u64,
     #[serde(default)]
     pub install_failures: u64,
+    /// Embedding requests, the inputs and tokens they carried. Their
+    /// engine failures count in `errors` and their latency in
+    /// `latency_ms` (a cohort is one model: generative or embedding).
+    #[serde(default)]
+    pub embeddings: u64,
+    #[serde(default)]
+    pub embedding_inputs: u64,
+    #[serde(default)]
+    pub embedding_tokens: u64,
     pub ttft_ms: Histogram,
     pub latency_ms: Histogram,
     pub tok_s: Histogram,
@@ -134,6 +143,9 @@ impl Agg {
         self.feedback += o.feedback;
         self.installs += o.installs;
         self.install_failures += o.install_failures;
+        self.embeddings += o.embeddings;
+        self.embedding_inputs += o.embedding_inputs;
+        self.embedding_tokens += o.embedding_tokens;
         self.ttft_ms.merge(&o.ttft_ms);
         self.latency_ms.merge(&o.latency_ms);
         self.tok_s.merge(&o.tok_s);
@@ -153,6 +165,16 @@ impl Agg {
                     self.ttft_ms.record(i.ttft_ms);
                     self.latency_ms.record(i.latency_ms);
                     self.tok_s.record(i.tok_s);
+                }
+            }
+            EventData::Embedding(e) => {
+                self.embeddings += 1;
+                self.embedding_inputs += u64::from(e.inputs);
+                self.embedding_tokens += u64::from(e.tokens);
+                if e.error.is_some() {
+                    self.errors += 1;
+                } else {
+                    self.latency_ms.record(e.latency_ms);
                 }
             }
             EventData::Crash(_) => self.crashes += 1,
@@ -194,9 +216,16 @@ fn ratio(a: u64, b: u64) -> f64 {
     }
 }
 
+impl Agg {
+    /// Requests the cohort served: generations plus embedding requests.
+    pub fn requests(&self) -> u64 {
+        self.inferences + self.embeddings
+    }
+}
+
 /// A cohort over a window, as the admin API shows it. Rates: errors and
-/// crashes per inference, canary failures per canary run, cloud routes
-/// per route decision. Percentiles are exact to the histogram's bucket
+/// crashes per request (generations and embedding requests), canary
+/// failures per canary run, cloud routes per route decision. Percentiles are exact to the histogram's bucket
 /// (within 4.4 %); `null` without data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CohortView {
@@ -225,8 +254,8 @@ impl CohortView {
         CohortView {
             key,
             devices,
-            error_rate: ratio(agg.errors, agg.inferences),
-            crash_rate: ratio(agg.crashes, agg.inferences),
+            error_rate: ratio(agg.errors, agg.requests()),
+            crash_rate: ratio(agg.crashes, agg.requests()),
             canary_fail_rate: ratio(agg.canary_fails, agg.canary_runs),
             cloud_route_share: ratio(agg.route_cloud, agg.route_cloud + agg.route_local),
             ttft_ms_p50: agg.ttft_ms.quantile(0.5),

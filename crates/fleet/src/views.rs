@@ -233,10 +233,11 @@ impl Fleet {
                     minutes,
                     devices,
                     inferences: agg.inferences,
-                    error_rate: if agg.inferences == 0 {
+                    embeddings: agg.embeddings,
+                    error_rate: if agg.requests() == 0 {
                         0.0
                     } else {
-                        agg.errors as f64 / agg.inferences as f64
+                        agg.errors as f64 / agg.requests() as f64
                     },
                     latency_ms_p95: agg.latency_ms.quantile(0.95),
                     tok_s_p50: agg.tok_s.quantile(0.5),

@@ -9,7 +9,9 @@
 //!
 //! Compatibility events so far: the canary changed from greedy expected
 //! tokens to the variant pipeline's log-prob fingerprint (`Canary` =
-//! [`crate::variants::Fingerprint`]), and `runtime.threads` became optional.
+//! [`crate::variants::Fingerprint`]), `runtime.threads` became optional,
+//! and `kind` + `embedding_canaries` came with embedding models (both are
+//! left out of a generative model's JSON, so its bytes did not change).
 
 use std::fmt;
 
@@ -33,13 +35,20 @@ pub struct Manifest {
     pub model: ModelName,
     /// The release of the model, free text such as `2025-06` or `v3`.
     pub model_version: String,
+    /// What the model does; `generate` (the default) is not written.
+    #[serde(default, skip_serializing_if = "ModelKind::is_generate")]
+    pub kind: ModelKind,
     /// The device class this runtime config is for, e.g. `phone-8gb`.
     pub device_class: String,
     pub variant: Variant,
     pub runtime: RuntimeConfig,
     pub requires: Requirements,
-    /// At least one; the agent runs them before switching the active pointer.
+    /// At least one for a generative model (empty for an embedding model);
+    /// the agent runs them before switching the active pointer.
     pub canaries: Vec<Canary>,
+    /// At least one for an embedding model, none for a generative one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub embedding_canaries: Vec<EmbeddingCanary>,
     /// Reserved for sealed (encrypted) blobs: must be `null` (or absent) in
     /// this format; any other value is refused with a clear error.
     #[serde(default)]
@@ -112,6 +121,37 @@ pub type Canary = crate::variants::Fingerprint;
 
 /// Most top entries a canary may carry.
 pub const MAX_CANARY_TOP: usize = 64;
+
+/// An embedding model's canary: a text and the vector its tier gave on the
+/// build host. Shared with `embedding-variants.json`.
+pub type EmbeddingCanary = crate::variants::EmbeddingFingerprint;
+
+/// Longest embedding canary vector (dimensions).
+pub const MAX_CANARY_DIMENSIONS: usize = 8192;
+
+/// What a model does, which decides how the device checks and serves it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Text generation (chat, completions); checked by log-prob canaries.
+    #[default]
+    Generate,
+    /// Sentence embeddings; checked by cosine to the build host's vectors.
+    Embedding,
+}
+
+impl ModelKind {
+    pub fn is_generate(&self) -> bool {
+        *self == ModelKind::Generate
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ModelKind::Generate => "generate",
+            ModelKind::Embedding => "embedding",
+        }
+    }
+}
 
 /// A value that cannot exist: `encryption` must be null until sealed blobs
 /// are specified. Deserializing anything but null fails with that reason.
@@ -319,12 +359,7 @@ impl Manifest {
                 c.is_ascii_alphanumeric() || c == '_'
             })?;
         }
-        if self.canaries.is_empty() {
-            return Err(ManifestError::invalid(
-                "canaries",
-                "empty: give at least one canary so an install can be checked",
-            ));
-        }
+        self.validate_canaries_of_kind()?;
         for (i, c) in self.canaries.iter().enumerate() {
             if c.prompt.is_empty() {
                 return Err(ManifestError::invalid(
@@ -377,6 +412,82 @@ impl Manifest {
     }
 }
 
+impl Manifest {
+    /// The canaries that fit the kind: log-prob ones for a generative
+    /// model, vectors (finite, not zero, all of one length) for an
+    /// embedding model; never both.
+    fn validate_canaries_of_kind(&self) -> Result<(), ManifestError> {
+        match self.kind {
+            ModelKind::Generate => {
+                if self.canaries.is_empty() {
+                    return Err(ManifestError::invalid(
+                        "canaries",
+                        "empty: give at least one canary so an install can be checked",
+                    ));
+                }
+                if !self.embedding_canaries.is_empty() {
+                    return Err(ManifestError::invalid(
+                        "embedding_canaries",
+                        "given for a generative model: they belong to `kind: embedding`",
+                    ));
+                }
+            }
+            ModelKind::Embedding => {
+                if self.embedding_canaries.is_empty() {
+                    return Err(ManifestError::invalid(
+                        "embedding_canaries",
+                        "empty: an embedding model needs at least one (text, vector) canary",
+                    ));
+                }
+                if !self.canaries.is_empty() {
+                    return Err(ManifestError::invalid(
+                        "canaries",
+                        "given for an embedding model, which predicts no tokens: use `embedding_canaries`",
+                    ));
+                }
+                let dims = self.embedding_canaries[0].vector.len();
+                for (i, c) in self.embedding_canaries.iter().enumerate() {
+                    let f = |name: &str| format!("embedding_canaries[{i}].{name}");
+                    if c.text.trim().is_empty() {
+                        return Err(ManifestError::invalid(f("text"), "empty"));
+                    }
+                    if c.vector.is_empty() || c.vector.len() > MAX_CANARY_DIMENSIONS {
+                        return Err(ManifestError::invalid(
+                            f("vector"),
+                            format!(
+                                "{} numbers long; give 1-{MAX_CANARY_DIMENSIONS}",
+                                c.vector.len()
+                            ),
+                        ));
+                    }
+                    if c.vector.len() != dims {
+                        return Err(ManifestError::invalid(
+                            f("vector"),
+                            format!(
+                                "{} numbers long, but embedding_canaries[0] has {dims}",
+                                c.vector.len()
+                            ),
+                        ));
+                    }
+                    if c.vector.iter().any(|x| !x.is_finite()) {
+                        return Err(ManifestError::invalid(
+                            f("vector"),
+                            "not finite (NaN or infinity)",
+                        ));
+                    }
+                    if c.vector.iter().all(|x| *x == 0.0) {
+                        return Err(ManifestError::invalid(
+                            f("vector"),
+                            "all zeros, which no cosine can be taken against",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn check_label(
     field: &str,
     value: &str,
@@ -399,207 +510,5 @@ fn check_label(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// A valid manifest, shared with the signing tests.
-    pub(crate) fn sample() -> Manifest {
-        Manifest {
-            manifest_version: 7,
-            key_id: "fleet-2026a".into(),
-            expires_at: Timestamp::parse("2030-01-01T00:00:00Z").expect("time"),
-            model: ModelName::parse("smollm2-135m").expect("name"),
-            model_version: "2025-06".into(),
-            device_class: "phone-8gb".into(),
-            variant: Variant {
-                digest: Digest::sha256(b"gguf"),
-                length: 105_000_000,
-                quantization: "Q4_K_M".into(),
-            },
-            runtime: RuntimeConfig {
-                n_ctx: 4096,
-                kv_cache_type: KvCacheType::Q8_0,
-                threads: Some(4),
-            },
-            requires: Requirements {
-                min_app_version: Version::parse("0.2.0").expect("v"),
-                min_engine_version: Version::parse("0.1.0").expect("v"),
-                ggml_types: vec!["f32".into(), "q4_K".into(), "q6_K".into()],
-            },
-            canaries: vec![Canary {
-                prompt: "The capital of France is".into(),
-                position: 6,
-                top: vec![(7042, -0.25), (30, -2.5), (378, -3.125)],
-            }],
-            encryption: None,
-        }
-    }
-
-    const SNAPSHOT: &str = r#"{"manifest_version":7,"key_id":"fleet-2026a","expires_at":"2030-01-01T00:00:00Z","model":"smollm2-135m","model_version":"2025-06","device_class":"phone-8gb","variant":{"digest":"sha256:1cb1b7e0f8b96cee3445e317b8064d8805bf35c7dc7de82cddcb9f78d4c95e0e","length":105000000,"quantization":"Q4_K_M"},"runtime":{"n_ctx":4096,"kv_cache_type":"q8_0","threads":4},"requires":{"min_app_version":"0.2.0","min_engine_version":"0.1.0","ggml_types":["f32","q4_K","q6_K"]},"canaries":[{"prompt":"The capital of France is","position":6,"top":[[7042,-0.25],[30,-2.5],[378,-3.125]]}],"encryption":null}"#;
-
-    #[test]
-    fn snapshot() {
-        // A compatibility snapshot: a change here is a change of the signed
-        // format every deployed device parses.
-        let m = sample();
-        assert_eq!(serde_json::to_string(&m).expect("json"), SNAPSHOT);
-        assert_eq!(Manifest::from_json(SNAPSHOT.as_bytes()), Ok(m));
-    }
-
-    fn with(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
-        let mut v: serde_json::Value = serde_json::from_str(SNAPSHOT).expect("json");
-        edit(&mut v);
-        serde_json::to_vec(&v).expect("json")
-    }
-
-    fn err(bytes: &[u8]) -> String {
-        Manifest::from_json(bytes)
-            .expect_err("must be refused")
-            .to_string()
-    }
-
-    #[test]
-    fn unknown_fields_are_refused_by_name() {
-        let e = err(&with(|v| v["priority"] = 1.into()));
-        assert!(e.contains("unknown field `priority`"), "{e}");
-        let e = err(&with(|v| v["runtime"]["flash_attn"] = true.into()));
-        assert!(e.contains("unknown field `flash_attn`"), "{e}");
-    }
-
-    #[test]
-    fn encryption_is_reserved() {
-        let absent = with(|v| {
-            v.as_object_mut().map(|o| o.remove("encryption"));
-        });
-        assert!(Manifest::from_json(&absent).is_ok());
-        let e = err(&with(|v| v["encryption"] = serde_json::json!({"alg": "x"})));
-        assert!(e.contains("reserved"), "{e}");
-    }
-
-    #[test]
-    fn invalid_values_name_the_field() {
-        for (edit, field) in [
-            (
-                with(|v| v["variant"]["digest"] = "sha256:ABC".into()),
-                "lowercase",
-            ),
-            (
-                with(|v| v["variant"]["length"] = 0.into()),
-                "variant.length",
-            ),
-            (with(|v| v["runtime"]["n_ctx"] = 0.into()), "runtime.n_ctx"),
-            (
-                with(|v| v["runtime"]["threads"] = 0.into()),
-                "runtime.threads",
-            ),
-            (
-                with(|v| v["runtime"]["kv_cache_type"] = "q3".into()),
-                "unknown variant `q3`",
-            ),
-            (with(|v| v["model"] = "../etc".into()), "model name"),
-            (with(|v| v["model"] = "Big".into()), "model name"),
-            (
-                with(|v| v["requires"]["min_app_version"] = "1.02.0".into()),
-                "MAJOR.MINOR.PATCH",
-            ),
-            (
-                with(|v| v["requires"]["ggml_types"] = serde_json::json!([])),
-                "requires.ggml_types",
-            ),
-            (
-                with(|v| v["requires"]["ggml_types"] = serde_json::json!(["q4 K"])),
-                "requires.ggml_types[0]",
-            ),
-            (with(|v| v["canaries"] = serde_json::json!([])), "canaries"),
-            (
-                with(|v| v["canaries"][0]["position"] = 0.into()),
-                "canaries[0].position",
-            ),
-            (
-                with(|v| v["canaries"][0]["top"] = serde_json::json!([])),
-                "canaries[0].top",
-            ),
-            (
-                with(|v| v["canaries"][0]["top"][1] = serde_json::json!([30, 0.5])),
-                "canaries[0].top[1]",
-            ),
-            (
-                with(|v| v["canaries"][0]["top"][1] = serde_json::json!([30, -0.1])),
-                "most likely first",
-            ),
-            (
-                with(|v| v["canaries"][0]["top"][1] = serde_json::json!([-3, -2.5])),
-                "negative",
-            ),
-            (
-                with(|v| v["canaries"][0]["expected_tokens"] = serde_json::json!([1])),
-                "unknown field `expected_tokens`",
-            ),
-            (with(|v| v["key_id"] = "a/b".into()), "key_id"),
-            (
-                with(|v| v["expires_at"] = "2030-01-01T00:00:00+02:00".into()),
-                "RFC 3339",
-            ),
-            (
-                with(|v| v["manifest_version"] = (-1).into()),
-                "expected u64",
-            ),
-        ] {
-            let e = err(&edit);
-            assert!(e.contains(field), "expected {field:?} in {e}");
-        }
-    }
-
-    #[test]
-    fn versions_parse_strictly() {
-        assert_eq!(
-            Version::parse("10.0.3"),
-            Ok(Version {
-                major: 10,
-                minor: 0,
-                patch: 3
-            })
-        );
-        for s in [
-            "",
-            "1",
-            "1.2",
-            "1.2.3.4",
-            "01.2.3",
-            "1.2.x",
-            "1.2.3-rc1",
-            " 1.2.3",
-        ] {
-            assert!(Version::parse(s).is_err(), "{s}");
-        }
-        assert!(Version::parse("1.10.0").expect("v") > Version::parse("1.9.9").expect("v"));
-    }
-
-    proptest! {
-        #[test]
-        fn model_names_are_safe_file_names(s in "\\PC{0,70}") {
-            if let Ok(n) = ModelName::parse(&s) {
-                prop_assert!(!n.as_str().contains(['/', '\\']));
-                prop_assert!(!n.as_str().starts_with('.'));
-                prop_assert!(!n.as_str().contains(".."));
-            }
-        }
-
-        #[test]
-        fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
-            let _ = Manifest::from_json(&bytes);
-        }
-
-        #[test]
-        fn any_valid_manifest_round_trips(version in any::<u64>(), secs in 0u64..253_402_300_800, n_ctx in 1u32.., len in 1u64..) {
-            let mut m = sample();
-            m.manifest_version = version;
-            m.expires_at = Timestamp::from_unix_seconds(secs);
-            m.runtime.n_ctx = n_ctx;
-            m.variant.length = len;
-            let bytes = serde_json::to_vec(&m).expect("json");
-            prop_assert_eq!(Manifest::from_json(&bytes), Ok(m));
-        }
-    }
-}
+#[path = "manifest_tests.rs"]
+pub(crate) mod tests;

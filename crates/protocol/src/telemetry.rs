@@ -8,7 +8,10 @@
 //! and app versions, and when it happened; its `kind` and `data` say what.
 //! `feedback` is reserved: accepted and counted, not yet analysed.
 //! `install` is the device agent's report on a manifest (installed,
-//! rejected or reverted, with a short reason code).
+//! rejected or reverted, with a short reason code). `embedding` is one
+//! embedding request (inputs, tokens, latency; never text). A `canary`
+//! carries `kld` + `same_top` for a generative model and `min_cosine` for
+//! an embedding model.
 //!
 //! The request denies unknown fields and unknown kinds (serde names the
 //! kind); [`TelemetryBatch::validate`] checks what serde cannot (label
@@ -54,6 +57,8 @@ pub struct TelemetryEvent {
 #[serde(tag = "kind", content = "data", rename_all = "snake_case")]
 pub enum EventData {
     Inference(Inference),
+    /// One embedding request.
+    Embedding(EmbeddingRequest),
     Crash(Crash),
     MemoryPeak(MemoryPeak),
     Thermal(Thermal),
@@ -70,6 +75,7 @@ impl EventData {
     pub fn kind(&self) -> &'static str {
         match self {
             EventData::Inference(_) => "inference",
+            EventData::Embedding(_) => "embedding",
             EventData::Crash(_) => "crash",
             EventData::MemoryPeak(_) => "memory_peak",
             EventData::Thermal(_) => "thermal",
@@ -97,6 +103,21 @@ pub struct Inference {
     #[serde(default)]
     pub cached_tokens: u32,
     /// Set when the request failed (a short code, e.g. `oom`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One embedding request (all its inputs, one encoder pass or more).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingRequest {
+    /// Texts or token lists embedded.
+    pub inputs: u32,
+    /// Tokens over all inputs.
+    pub tokens: u32,
+    /// Whole request, from its tokens to its vectors.
+    pub latency_ms: f64,
+    /// Set when the engine failed it (a short code, e.g. `engine`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -153,13 +174,21 @@ pub struct Route {
     pub reason: String,
 }
 
-/// An on-device canary check against the release's fingerprint.
+/// An on-device canary check against the release's fingerprint: `kld`
+/// and `same_top` for a generative model, `min_cosine` for an embedding
+/// model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Canary {
-    pub kld: f64,
+    /// Worst KLD (nats) over the canary positions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kld: Option<f64>,
     /// Share of positions whose top token matched, 0-1.
-    pub same_top: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_top: Option<f64>,
+    /// Worst cosine of the device's vectors to the build host's, -1..1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_cosine: Option<f64>,
     pub pass: bool,
 }
 
@@ -286,11 +315,35 @@ impl TelemetryBatch {
                 EventData::Install(Install {
                     reason: Some(r), ..
                 }) => label(&f("data.reason"), r, 64)?,
+                EventData::Embedding(x) => {
+                    number(f("data.latency_ms"), x.latency_ms)?;
+                    if let Some(err) = &x.error {
+                        label(&f("data.error"), err, 64)?;
+                    }
+                }
                 EventData::Canary(c) => {
-                    number(f("data.kld"), c.kld)?;
-                    number(f("data.same_top"), c.same_top)?;
-                    if c.same_top > 1.0 {
-                        return Err(bad(f("data.same_top"), "above 1; it is a share"));
+                    match (c.kld, c.same_top, c.min_cosine) {
+                        (Some(kld), Some(same_top), None) => {
+                            number(f("data.kld"), kld)?;
+                            number(f("data.same_top"), same_top)?;
+                            if same_top > 1.0 {
+                                return Err(bad(f("data.same_top"), "above 1; it is a share"));
+                            }
+                        }
+                        (None, None, Some(cos)) => {
+                            if !(cos.is_finite() && (-1.0 - 1e-6..=1.0 + 1e-6).contains(&cos)) {
+                                return Err(bad(
+                                    f("data.min_cosine"),
+                                    format!("{cos}; a cosine is a finite number in -1..1"),
+                                ));
+                            }
+                        }
+                        _ => {
+                            return Err(bad(
+                                f("data"),
+                                "not a canary result: give `kld` and `same_top` (a generative model) or `min_cosine` (an embedding model)",
+                            ))
+                        }
                     }
                 }
                 _ => {}
@@ -387,11 +440,48 @@ mod tests {
         );
         let mut b = sample();
         b.events[0] = event(EventData::Canary(Canary {
-            kld: 0.1,
-            same_top: 1.5,
+            kld: Some(0.1),
+            same_top: Some(1.5),
+            min_cosine: None,
             pass: true,
         }));
         assert!(b.validate().is_err());
+        // An embedding canary: a cosine, nothing else.
+        let canary = |kld: Option<f64>, min_cosine: Option<f64>| {
+            let mut b = sample();
+            b.events[0] = event(EventData::Canary(Canary {
+                kld,
+                same_top: kld,
+                min_cosine,
+                pass: true,
+            }));
+            b.validate()
+        };
+        assert_eq!(canary(None, Some(0.9999)), Ok(()));
+        assert_eq!(canary(Some(0.01), None), Ok(()));
+        assert_eq!(
+            canary(None, Some(1.5)).expect_err("range").field,
+            "events[0].data.min_cosine"
+        );
+        assert_eq!(
+            canary(Some(0.1), Some(0.9)).expect_err("both").field,
+            "events[0].data"
+        );
+        assert_eq!(
+            canary(None, None).expect_err("none").field,
+            "events[0].data"
+        );
+        let mut b = sample();
+        b.events[0] = event(EventData::Embedding(EmbeddingRequest {
+            inputs: 2,
+            tokens: 17,
+            latency_ms: f64::NAN,
+            error: None,
+        }));
+        assert_eq!(
+            b.validate().expect_err("nan").field,
+            "events[0].data.latency_ms"
+        );
         let mut b = sample();
         b.events.clear();
         assert!(b.validate().is_err());

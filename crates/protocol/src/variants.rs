@@ -149,6 +149,16 @@ pub struct Fingerprint {
     pub top: Vec<(i32, f32)>,
 }
 
+/// An embedding model's fingerprint: a fixed text and the vector the tier
+/// gave for it on the build host (pooled and normalised as the model says).
+/// The device embeds the same text and compares by cosine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingFingerprint {
+    pub text: String,
+    pub vector: Vec<f32>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Merged {
@@ -235,4 +245,8 @@ pub struct EmbeddingTier {
     /// Sentences embedded per second (batches of 32) on this host.
     pub embeddings_per_s: f64,
     pub load_ms: f64,
+    /// The tier's own vectors for a few of the sentences: what a device
+    /// checks its install against.
+    #[serde(default)]
+    pub fingerprints: Vec<EmbeddingFingerprint>,
 }

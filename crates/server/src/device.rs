@@ -10,7 +10,8 @@
 //! - Every finished request appends an `inference` event (TTFT, latency,
 //!   tokens, tok/s, cached tokens; never text) to the store's telemetry
 //!   spool, tagged with the release the store installed; the agent ships
-//!   the spool to the fleet.
+//!   the spool to the fleet. An embedding request appends an `embedding`
+//!   event (inputs, tokens, latency) instead.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

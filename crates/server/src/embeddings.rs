@@ -14,6 +14,7 @@ use outpost_protocol::embeddings::{
     EmbedRequest, EmbedResponse, Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage,
     EmbeddingVector, Input, LegacyEmbeddingsRequest, LegacyEmbeddingsResponse,
 };
+use outpost_protocol::telemetry::{EmbeddingRequest as Telemetry, EventData};
 #[allow(unused_imports)] // named in the OpenAPI attributes only
 use outpost_protocol::{ollama::ErrorResponse, ApiErrorBody};
 
@@ -25,12 +26,18 @@ use crate::state::AppState;
 type Shared = State<Arc<AppState>>;
 
 /// Tokenizes and embeds on a blocking thread; vectors and token counts.
+/// Under `serve --store` each request that reached the encoder appends an
+/// `embedding` event (inputs, tokens, latency; never text) to the spool;
+/// one refused for its input (a 4xx) does not.
 async fn run(
+    state: &AppState,
     lease: Lease,
     inputs: Vec<Input>,
     truncate: bool,
 ) -> Result<(Vec<Vec<f32>>, u64), ApiError> {
+    let link = state.store.clone();
     tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
         let embedder = lease.model().embedder()?;
         let mut tokens = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.into_iter().enumerate() {
@@ -41,10 +48,22 @@ async fn run(
             .map_err(|e| ApiError::from(e).at_input(i))?;
             tokens.push(t);
         }
-        let count = tokens.iter().map(|t| t.len() as u64).sum();
-        let vectors = embedder.embed(tokens)?;
+        let count: u64 = tokens.iter().map(|t| t.len() as u64).sum();
+        let n = tokens.len() as u32;
+        let vectors = embedder.embed(tokens);
+        if let Some(link) = &link {
+            link.record(
+                &lease.spec_arc(),
+                EventData::Embedding(Telemetry {
+                    inputs: n,
+                    tokens: u32::try_from(count).unwrap_or(u32::MAX),
+                    latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    error: vectors.is_err().then(|| "engine".to_string()),
+                }),
+            );
+        }
         drop(lease);
-        Ok((vectors, count))
+        Ok((vectors?, count))
     })
     .await
     .map_err(|e| ApiError::internal("embedding", e.to_string()))?
@@ -71,7 +90,7 @@ async fn openai_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiE
     let base64 = req.encoding()?;
     let lease = state.registry.acquire(&req.model, None).await?;
     req.check_dimensions(lease.model().embedder()?.dimensions())?;
-    let (vectors, tokens) = run(lease, inputs, false).await?;
+    let (vectors, tokens) = run(&state, lease, inputs, false).await?;
     Ok(Json(EmbeddingResponse {
         object: "list".into(),
         data: vectors
@@ -117,7 +136,7 @@ async fn ollama_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiE
         lease.model().embedder()?.dimensions(),
     )?;
     let load = lease.load_duration;
-    let (embeddings, tokens) = run(lease, inputs, req.truncate()).await?;
+    let (embeddings, tokens) = run(&state, lease, inputs, req.truncate()).await?;
     Ok(Json(EmbedResponse {
         model: req.model,
         embeddings,
@@ -153,7 +172,7 @@ async fn legacy_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiE
         ));
     }
     let lease = state.registry.acquire(&req.model, req.keep_alive).await?;
-    let (mut vectors, _) = run(lease, vec![Input::Text(req.prompt)], true).await?;
+    let (mut vectors, _) = run(&state, lease, vec![Input::Text(req.prompt)], true).await?;
     Ok(Json(LegacyEmbeddingsResponse {
         embedding: vectors.pop().unwrap_or_default(),
     })

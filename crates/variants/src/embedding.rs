@@ -13,7 +13,8 @@ use std::time::Instant;
 use outpost_engine::gguf::GgufHeader;
 use outpost_engine::{cosine, EmbedConfig, Embedder, LoadOptions, Model};
 use outpost_protocol::variants::{
-    EmbeddingEval, EmbeddingTier, EmbeddingVariantsFile, HostInfo, SourceInfo, FORMAT_VERSION,
+    EmbeddingEval, EmbeddingFingerprint, EmbeddingTier, EmbeddingVariantsFile, HostInfo,
+    SourceInfo, FORMAT_VERSION,
 };
 
 use crate::pipeline::{bits, cpu_name, sha256_file, BuildOptions, Step};
@@ -24,6 +25,22 @@ pub const DEFAULT_TIERS: &[&str] = &["f16", "q8_0", "q5_0", "q4_0"];
 
 /// Sentences scored per tier.
 pub const SENTENCES: usize = 200;
+
+/// Sentences per tier whose vectors become its fingerprints (the device's
+/// install check), spread over the scored ones.
+pub const FINGERPRINTS: usize = 3;
+
+/// The tier's fingerprints: its own vectors for [`FINGERPRINTS`] of the
+/// sentences, evenly spread.
+fn fingerprints(texts: &[String], vectors: &[Vec<f32>]) -> Vec<EmbeddingFingerprint> {
+    (0..FINGERPRINTS)
+        .map(|i| i * texts.len() / FINGERPRINTS)
+        .map(|i| EmbeddingFingerprint {
+            text: texts[i].clone(),
+            vector: vectors[i].clone(),
+        })
+        .collect()
+}
 
 /// Sentences of five words or more, in order, at most `n`.
 pub fn sentences(text: &str, n: usize) -> Vec<String> {
@@ -158,6 +175,7 @@ pub fn build(
             cosine_min: cos[0],
             embeddings_per_s: run.per_s,
             load_ms: run.load_ms,
+            fingerprints: fingerprints(&texts, &run.vectors),
         });
     }
     let build = outpost_engine::build_info();

@@ -154,6 +154,7 @@ pub fn status(v: &Value) {
                 format!("{}@{}", s(&t["model"]), s(&t["model_version"])),
                 s(&t["devices"]),
                 s(&t["inferences"]),
+                s(&t["embeddings"]),
                 pct(&t["error_rate"]),
                 num(&t["latency_ms_p95"]),
                 num(&t["tok_s_p50"]),
@@ -161,7 +162,9 @@ pub fn status(v: &Value) {
         })
         .collect();
     table(
-        &["RELEASE", "DEVICES", "INFER", "ERR", "LAT95", "TOK/S50"],
+        &[
+            "RELEASE", "DEVICES", "INFER", "EMBED", "ERR", "LAT95", "TOK/S50",
+        ],
         rows,
     );
 }
@@ -263,6 +266,7 @@ pub fn cohorts(v: &Value) {
                 format!("{}@{}", s(&c["model"]), s(&c["model_version"])),
                 s(&c["devices"]),
                 s(&c["inferences"]),
+                s(&c["embeddings"]),
                 pct(&c["error_rate"]),
                 pct(&c["crash_rate"]),
                 pct(&c["canary_fail_rate"]),
@@ -282,6 +286,7 @@ pub fn cohorts(v: &Value) {
             "RELEASE",
             "DEVICES",
             "INFER",
+            "EMBED",
             "ERR",
             "CRASH",
             "CANARY-FAIL",

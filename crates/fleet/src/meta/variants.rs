@@ -17,9 +17,9 @@
 //! versions: the publisher gives them ([`Minimums`]).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use outpost_protocol::manifest::{KvCacheType, ModelName, Version};
+use outpost_protocol::manifest::{KvCacheType, ModelKind, ModelName, Version};
 use outpost_protocol::variants::{VariantsFile, FORMAT_VERSION};
 use outpost_protocol::Digest;
 
@@ -106,6 +106,7 @@ pub fn from_variants(file: &VariantsFile, mins: &Minimums) -> Result<ReleaseMeta
             min_engine_version,
             quality,
             fingerprints: t.fingerprints.clone(),
+            embedding_fingerprints: Vec::new(),
         });
     }
 
@@ -159,6 +160,7 @@ pub fn from_variants(file: &VariantsFile, mins: &Minimums) -> Result<ReleaseMeta
     }
     let meta = ReleaseMeta {
         model,
+        kind: ModelKind::Generate,
         version,
         min_app_version: mins.min_app_version.unwrap_or(FIRST_VERSION),
         variants,
@@ -190,29 +192,67 @@ pub fn load_variants_dir(dir: &Path, mins: &Minimums) -> Result<ReleaseDir, Meta
         )
     })?;
     let meta = from_variants(&file, mins)?;
-    let mut files = Vec::with_capacity(file.tiers.len());
-    for (t, v) in file.tiers.iter().zip(&meta.variants) {
-        let name = &t.file;
+    let tiers: Vec<TierFile> = file
+        .tiers
+        .iter()
+        .map(|t| TierFile {
+            name: &t.name,
+            file: &t.file,
+            size: t.size,
+            digest: &t.digest,
+        })
+        .collect();
+    let files = check_tier_files(dir, &path, &tiers, &meta.variants)?;
+    Ok(ReleaseDir { meta, files })
+}
+
+/// A tier file as a build listing names it.
+pub(super) struct TierFile<'a> {
+    pub name: &'a str,
+    pub file: &'a str,
+    pub size: u64,
+    pub digest: &'a str,
+}
+
+/// Checks each tier file in `dir` against the listing at `listing` (a
+/// plain file name, that size, that SHA-256; `variants[i]` holds the parsed
+/// claims of `tiers[i]`) and returns the files by digest. A missing,
+/// truncated or altered file is refused, naming it.
+pub(super) fn check_tier_files(
+    dir: &Path,
+    listing: &Path,
+    tiers: &[TierFile],
+    variants: &[VariantMeta],
+) -> Result<Vec<(Digest, PathBuf)>, MetaError> {
+    let file_err = |path: &Path, problem: String| MetaError::File {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let shown = listing
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let mut files = Vec::with_capacity(tiers.len());
+    for (t, v) in tiers.iter().zip(variants) {
+        let name = t.file;
         if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
             return Err(file_err(
-                &path,
+                listing,
                 format!("tier {}: file {name:?} is not a plain file name", t.name),
             ));
         }
         let fpath = dir.join(name);
         let (digest, length) = hash_gguf(&fpath)
-            .map_err(|p| file_err(&fpath, format!("{p} (tier {} of {VARIANTS_FILE})", t.name)))?;
-        let (want_digest, want_length) = (v.digest, v.length);
-        if Some(length) != want_length || Some(digest) != want_digest {
+            .map_err(|p| file_err(&fpath, format!("{p} (tier {} of {shown})", t.name)))?;
+        if Some(length) != v.length || Some(digest) != v.digest {
             return Err(file_err(
                 &fpath,
                 format!(
-                    "{length} bytes hashing to {digest}, but {VARIANTS_FILE} says tier {} is {} bytes with {}; the file is damaged or from another build",
+                    "{length} bytes hashing to {digest}, but {shown} says tier {} is {} bytes with {}; the file is damaged or from another build",
                     t.name, t.size, t.digest
                 ),
             ));
         }
         files.push((digest, fpath));
     }
-    Ok(ReleaseDir { meta, files })
+    Ok(files)
 }
