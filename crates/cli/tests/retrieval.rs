@@ -3,7 +3,8 @@
 //! create/add/search/list/rm, a kill during an add leaving the index whole,
 //! `outpost ask` citing its sources, and `outpost serve`'s
 //! `outpost.retrieve` extension returning citations whose offsets point
-//! into the documents.
+//! into the documents — on `/v1/chat/completions` and Ollama's `/api/chat`,
+//! whole and streamed (the streamed words joined equal the whole answer).
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::minilm::{convert_into, scratch};
-use common::server::{http, start_models};
+use common::server::{http, start_models, Stream};
 use common::{models_dir, outpost, stderr, stdout};
 
 /// The first `n` stories of the Lee corpus, one file each (`story-NN.txt`).
@@ -243,6 +244,90 @@ fn ask_and_the_servers_retrieve_extension_cite_their_sources() {
         "the answer carries its citation marks: {content}"
     );
     check_citations(&v["outpost"]["citations"]);
+
+    // Streamed: the same words, as they are decoded from the JSON the
+    // answer is written in; the citations ride on the finishing chunk.
+    // Compared with the same request answered whole a second time: from
+    // then on both find the prompt in the KV cache (a cached prefix gives
+    // slightly different floats, and greedy text parts after ~25 tokens).
+    let (status, again) = http(
+        server.port,
+        "POST",
+        "/v1/chat/completions",
+        &body.to_string(),
+        None,
+    );
+    assert_eq!(status, 200, "{again}");
+    let again: serde_json::Value = serde_json::from_str(&again).expect("json");
+    let content = again["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content");
+    let mut streamed = body.clone();
+    streamed["stream"] = serde_json::json!(true);
+    let mut s = Stream::open(server.port, "/v1/chat/completions", &streamed.to_string());
+    assert_eq!(s.status, 200);
+    let (mut text, mut pieces, mut finished) = (String::new(), 0, None);
+    while let Some(l) = s.next_line() {
+        let d = l.trim_start_matches("data:").trim();
+        if d == "[DONE]" {
+            break;
+        }
+        let c: serde_json::Value = serde_json::from_str(d).expect("chunk");
+        if let Some(t) = c["choices"][0]["delta"]["content"].as_str() {
+            assert!(!t.contains("\"sources\""), "no raw JSON in the stream: {t}");
+            if !t.is_empty() {
+                text.push_str(t);
+                pieces += 1;
+            }
+        }
+        if !c["choices"][0]["finish_reason"].is_null() {
+            finished = Some(c);
+        }
+    }
+    assert_eq!(text, content, "the streamed and the whole answer agree");
+    assert!(pieces > 3, "the answer came in {pieces} pieces");
+    let fin = finished.expect("a finishing chunk");
+    assert_eq!(fin["outpost"], v["outpost"], "{fin}");
+
+    // Ollama's /api/chat takes the same extension, whole and streamed.
+    let mut ollama = serde_json::json!({
+        "model": "smollm2-135m", "stream": false,
+        "options": {"temperature": 0, "num_predict": 120},
+        "messages": [{"role": "user", "content": q}],
+        "outpost": {"retrieve": {"index": "news", "k": 3}}
+    });
+    let (status, answer) = http(server.port, "POST", "/api/chat", &ollama.to_string(), None);
+    assert_eq!(status, 200, "{answer}");
+    let ov: serde_json::Value = serde_json::from_str(&answer).expect("json");
+    let whole = ov["message"]["content"]
+        .as_str()
+        .expect("content")
+        .to_string();
+    assert!(whole.contains('['), "{whole}");
+    check_citations(&ov["outpost"]["citations"]);
+    ollama["stream"] = serde_json::json!(true);
+    let mut s = Stream::open(server.port, "/api/chat", &ollama.to_string());
+    assert_eq!(s.status, 200);
+    let (mut text, mut last) = (String::new(), serde_json::Value::Null);
+    while let Some(l) = s.next_line() {
+        let c: serde_json::Value = serde_json::from_str(&l).expect("line");
+        text.push_str(c["message"]["content"].as_str().unwrap_or(""));
+        last = c;
+    }
+    assert_eq!(
+        text, whole,
+        "the streamed and the whole Ollama answer agree"
+    );
+    assert_eq!(last["done"], true, "{last}");
+    assert_eq!(last["outpost"], ov["outpost"], "{last}");
+    ollama["outpost"]["retrieve"]["index"] = serde_json::json!("absent");
+    ollama["stream"] = serde_json::json!(false);
+    let (status, answer) = http(server.port, "POST", "/api/chat", &ollama.to_string(), None);
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        answer.starts_with("{\"error\""),
+        "Ollama's error shape: {answer}"
+    );
     drop(server);
 
     // With a router that sends everything to the cloud (cloud_only, and a

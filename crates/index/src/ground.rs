@@ -2,12 +2,16 @@
 //! chat model as numbered sources, the JSON schema that makes it name the
 //! sources it uses before it answers (so a citation is there by
 //! construction, not by luck: small models rarely write `[1]` on their
-//! own), and the citations read back. Shared by `outpost ask` and the
-//! server's `outpost.retrieve` extension.
+//! own), and the citations read back, whole or as the answer streams
+//! ([`AnswerStream`]). Shared by `outpost ask` and the server's
+//! `outpost.retrieve` extension.
 
 use serde::Deserialize;
 
 use crate::Hit;
+
+mod stream;
+pub use stream::AnswerStream;
 
 /// The system message of a grounded answer.
 pub const SYSTEM: &str = "Answer the question using only the numbered sources given with it. \

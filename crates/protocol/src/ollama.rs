@@ -264,6 +264,9 @@ pub struct ChatRequest {
     pub think: Option<Value>,
     pub logprobs: Option<bool>,
     pub top_logprobs: Option<i64>,
+    /// Outpost's extension (grounded answers from an on-device index), as
+    /// on `/v1/chat/completions`.
+    pub outpost: Option<crate::retrieval::OutpostExtension>,
 }
 
 impl ChatRequest {
@@ -295,6 +298,26 @@ impl ChatRequest {
                 "JSON output and tools cannot be asked together: the answer is constrained to calls or text",
             ));
         }
+        if let Some(r) = self.retrieve() {
+            r.validate()?;
+            for (name, present) in [
+                ("tools", self.tools.is_some()),
+                ("format", self.format.is_some()),
+            ] {
+                if present {
+                    return Err(ProtocolError::unsupported(
+                        name,
+                        format!("{name} with outpost.retrieve: a grounded answer has its own shape (its citations); send one without the other"),
+                    ));
+                }
+            }
+            if self.messages.last().is_none_or(|m| m.role != "user") {
+                return Err(ProtocolError::invalid(
+                    "messages",
+                    "with outpost.retrieve the last message is the question: make it a user message",
+                ));
+            }
+        }
         generation_fields(&self.think, self.logprobs, &self.format, &self.options)
     }
 
@@ -304,6 +327,11 @@ impl ChatRequest {
 
     pub fn streaming(&self) -> bool {
         self.stream.unwrap_or(true)
+    }
+
+    /// `outpost.retrieve`, when asked.
+    pub fn retrieve(&self) -> Option<&crate::retrieval::Retrieve> {
+        self.outpost.as_ref().and_then(|o| o.retrieve.as_ref())
     }
 }
 
@@ -402,6 +430,10 @@ pub struct ChatResponse {
     pub done_reason: Option<String>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub timings: Option<Timings>,
+    /// Citations of a grounded answer (`outpost.retrieve`): on the line
+    /// with `done: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outpost: Option<crate::retrieval::OutpostAnswer>,
 }
 
 /// One line of `/api/generate`'s answer.

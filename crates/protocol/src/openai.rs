@@ -236,7 +236,6 @@ impl ChatCompletionRequest {
         if let Some(r) = self.outpost.as_ref().and_then(|o| o.retrieve.as_ref()) {
             r.validate()?;
             for (name, present) in [
-                ("stream", self.stream),
                 ("tools", self.tools.is_some()),
                 ("response_format", self.response_format.is_some()),
             ] {
@@ -592,6 +591,10 @@ pub struct ChatCompletionChunk {
     pub choices: Vec<ChunkChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// Citations of a streamed grounded answer (`outpost.retrieve`): on
+    /// the chunk that carries `finish_reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outpost: Option<crate::retrieval::OutpostAnswer>,
 }
 
 /// Legacy completion logprobs.

@@ -1,10 +1,11 @@
 //! Outpost's chat-request extension for grounded answers:
 //! `"outpost": {"retrieve": {"index": "notes", "k": 4}}` on
-//! `/v1/chat/completions`. The last user message is the question; the
-//! index's nearest chunks go in front of the model as numbered sources,
-//! and the answer carries `"outpost": {"citations": [...]}` with each
-//! source's document id and byte offsets. The index never leaves the
-//! device: such requests are always answered locally.
+//! `/v1/chat/completions` and Ollama's `/api/chat`. The last user message
+//! is the question; the index's nearest chunks go in front of the model as
+//! numbered sources, and the answer carries `"outpost": {"citations":
+//! [...]}` with each source's document id and byte offsets (streamed: on
+//! the last chunk or line). The index never leaves the device: such
+//! requests are always answered locally.
 
 use serde::{Deserialize, Serialize};
 

@@ -3,7 +3,8 @@
 //! clients work unchanged. Streams are newline-delimited JSON (Ollama
 //! streams unless `"stream": false`); errors are `{"error": "..."}`.
 //! Sampling defaults are Ollama's (temperature 0.8, top-k 40, top-p 0.9,
-//! repeat penalty 1.1 over 64 tokens).
+//! repeat penalty 1.1 over 64 tokens). `/api/chat` takes Outpost's
+//! `outpost.retrieve` extension as `/v1/chat/completions` does.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use axum::Json;
 use outpost_engine::{
     ChatTemplate, Completion, Event, FinishReason, GenerateRequest, Message, Prompt,
 };
+use outpost_index::ground::AnswerStream;
 #[allow(unused_imports)] // named in the OpenAPI attributes only
 use outpost_protocol::ollama::ErrorResponse;
 use outpost_protocol::ollama::{
@@ -24,6 +26,7 @@ use outpost_protocol::ollama::{
     GenerateResponse, KeepAlive, ListedModel, Options, PsResponse, RunningModel, ShowRequest,
     ShowResponse, TagsResponse, Timings, ToolCall, ToolCallFunction, VersionResponse,
 };
+use outpost_protocol::retrieval::{OutpostAnswer, Retrieve};
 use outpost_protocol::tool_stream::StreamEvent;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
@@ -32,6 +35,7 @@ use crate::error::ApiError;
 use crate::flow::{forward, json, run_to_end, Framing};
 use crate::openai::{parse, Body};
 use crate::registry::{Lease, ModelSpec};
+use crate::retrieve::Grounding;
 use crate::state::AppState;
 
 type Shared = State<Arc<AppState>>;
@@ -144,36 +148,75 @@ async fn load_or_unload(
     }
 }
 
-/// Runs `g` under `lease` and answers with `line(text, done_reason,
-/// timings)` objects: one when not streaming, NDJSON lines when streaming.
+/// One line of an answer, before it takes its endpoint's shape.
+#[derive(Default)]
+struct Reply {
+    text: String,
+    calls: Vec<ToolCall>,
+    /// Set on the last line.
+    done_reason: Option<String>,
+    timings: Option<Timings>,
+    /// A grounded answer's citations, on the last line.
+    outpost: Option<OutpostAnswer>,
+}
+
+impl Reply {
+    fn text(text: String) -> Reply {
+        Reply {
+            text,
+            ..Reply::default()
+        }
+    }
+}
+
+/// How the answer's raw text is read back.
+enum Shape {
+    Text,
+    /// Calls or text (`tools`).
+    Tools,
+    /// Sources and an answer (`outpost.retrieve`).
+    Grounded(Grounding),
+}
+
+/// Runs `g` under `lease` and answers with `line(reply)` objects: one when
+/// not streaming, NDJSON lines when streaming.
 async fn answer<T: serde::Serialize + Send + 'static>(
     state: Arc<AppState>,
     started: Instant,
     lease: Lease,
     g: GenerateRequest,
-    (stream, tooled): (bool, bool),
-    line: impl Fn(String, Vec<ToolCall>, Option<String>, Option<Timings>) -> T + Send + 'static,
+    (stream, shape): (bool, Shape),
+    line: impl Fn(Reply) -> T + Send + 'static,
 ) -> Result<Response, ApiError> {
     let load = lease.load_duration;
     let handle = lease.submit(g)?;
     if !stream {
         let (done, _) = run_to_end(state, started, lease, handle).await?;
-        let t = timings(&done, started, load);
-        let (text, calls) = if tooled {
-            let (content, calls) = crate::tools::finished(&done.text);
-            (content.unwrap_or_default(), ollama_calls(calls))
-        } else {
-            (done.text.clone(), Vec::new())
+        let mut r = Reply {
+            done_reason: Some(done_reason(done.finish_reason)),
+            timings: Some(timings(&done, started, load)),
+            ..Reply::default()
         };
-        return Ok(Json(line(
-            text,
-            calls,
-            Some(done_reason(done.finish_reason)),
-            Some(t),
-        ))
-        .into_response());
+        match &shape {
+            Shape::Text => r.text = done.text.clone(),
+            Shape::Tools => {
+                let (content, calls) = crate::tools::finished(&done.text);
+                r.text = content.unwrap_or_default();
+                r.calls = ollama_calls(calls);
+            }
+            Shape::Grounded(g) => {
+                let (text, answer) = g.finish(&done.text);
+                r.text = text;
+                r.outpost = Some(answer);
+            }
+        }
+        return Ok(Json(line(r)).into_response());
     }
-    let mut reader = tooled.then(crate::tools::Reader::default);
+    let mut reader = matches!(shape, Shape::Tools).then(crate::tools::Reader::default);
+    let mut grounded = match shape {
+        Shape::Grounded(g) => Some((AnswerStream::default(), g)),
+        _ => None,
+    };
     let lines =
         ReceiverStream::new(forward(
             state,
@@ -191,29 +234,50 @@ async fn answer<T: serde::Serialize + Send + 'static>(
                     .unwrap_or_default()
                     .into_iter()
                     .filter_map(|e| match e {
-                        StreamEvent::Content(t) => Some(json(&line(t, Vec::new(), None, None))),
+                        StreamEvent::Content(t) => Some(json(&line(Reply::text(t)))),
                         _ => None,
                     })
                     .collect(),
-                Event::Piece(p) => vec![json(&line(p.text, Vec::new(), None, None))],
+                // A grounded answer's words as they are decoded.
+                Event::Piece(p) if grounded.is_some() => {
+                    let t = grounded
+                        .as_mut()
+                        .map(|(a, _)| a.feed(&p.text))
+                        .unwrap_or_default();
+                    if t.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![json(&line(Reply::text(t)))]
+                    }
+                }
+                Event::Piece(p) => vec![json(&line(Reply::text(p.text)))],
                 Event::Done(done) => {
-                    let t = timings(&done, started, load);
+                    let mut last = Reply {
+                        done_reason: Some(done_reason(done.finish_reason)),
+                        timings: Some(timings(&done, started, load)),
+                        ..Reply::default()
+                    };
                     let mut v = Vec::new();
                     if let Some(r) = &reader {
                         if let Some(text) = r.unsaid() {
-                            v.push(json(&line(text, Vec::new(), None, None)));
+                            v.push(json(&line(Reply::text(text))));
                         }
                         let (_, calls) = crate::tools::finished(&done.text);
                         if !calls.is_empty() {
-                            v.push(json(&line(String::new(), ollama_calls(calls), None, None)));
+                            v.push(json(&line(Reply {
+                                calls: ollama_calls(calls),
+                                ..Reply::default()
+                            })));
                         }
                     }
-                    v.push(json(&line(
-                        String::new(),
-                        Vec::new(),
-                        Some(done_reason(done.finish_reason)),
-                        Some(t),
-                    )));
+                    if let Some((a, g)) = grounded.take() {
+                        let (rest, cited) = a.finish();
+                        if !rest.is_empty() {
+                            v.push(json(&line(Reply::text(rest))));
+                        }
+                        last.outpost = Some(g.answer(&cited));
+                    }
+                    v.push(json(&line(last)));
                     v
                 }
                 Event::Started { .. } | Event::Failed(_) => Vec::new(),
@@ -254,22 +318,28 @@ struct Ask<'a> {
     stream: bool,
     /// Chat with tools: the answer is calls or text.
     tools: Option<outpost_protocol::tools::ToolPlan>,
+    /// A grounded chat (`outpost.retrieve`): sources, then the answer.
+    grounding: Option<Grounding>,
 }
 
 /// The path `/api/chat` and `/api/generate` share: no prompt loads or
 /// unloads the model; otherwise the model is leased, `prompt` is built
 /// with its chat template, options and format are applied, and the answer
-/// is made of `reply(text, done_reason, timings)` objects.
+/// is made of `reply(..)` objects.
 async fn generate_with<T: serde::Serialize + Send + 'static>(
     state: Arc<AppState>,
     started: Instant,
     ask: Ask<'_>,
     prompt: Option<impl FnOnce(Option<Arc<ChatTemplate>>) -> Prompt>,
-    reply: impl Fn(String, Vec<ToolCall>, Option<String>, Option<Timings>) -> T + Send + 'static,
+    reply: impl Fn(Reply) -> T + Send + 'static,
 ) -> Result<Response, ApiError> {
     let Some(prompt) = prompt else {
         let why = load_or_unload(&state, ask.model, ask.keep_alive).await?;
-        return Ok(Json(reply(String::new(), Vec::new(), Some(why.into()), None)).into_response());
+        return Ok(Json(reply(Reply {
+            done_reason: Some(why.into()),
+            ..Reply::default()
+        }))
+        .into_response());
     };
     let lease = state.registry.acquire(ask.model, ask.keep_alive).await?;
     let mut g = GenerateRequest::new(prompt(lease.model().template.clone()));
@@ -278,8 +348,15 @@ async fn generate_with<T: serde::Serialize + Send + 'static>(
     if let Some(plan) = &ask.tools {
         g.grammar = Some(crate::tools::grammar(plan)?);
     }
-    let tooled = ask.tools.is_some();
-    answer(state, started, lease, g, (ask.stream, tooled), reply).await
+    let shape = match (ask.grounding, ask.tools.is_some()) {
+        (Some(grounding), _) => {
+            g.grammar = Some(grounding.grammar.clone());
+            Shape::Grounded(grounding)
+        }
+        (None, true) => Shape::Tools,
+        (None, false) => Shape::Text,
+    };
+    answer(state, started, lease, g, (ask.stream, shape), reply).await
 }
 
 #[utoipa::path(post, path = "/api/chat", tag = "Ollama",
@@ -298,24 +375,28 @@ pub async fn chat(State(state): Shared, body: Body) -> Response {
 
 async fn chat_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let req: ChatRequest = parse(body)?;
+    let mut req: ChatRequest = parse(body)?;
     tracing::debug!(model = %req.model, messages = req.messages.len(), "ollama chat");
     req.validate()?;
+    let grounding = match req.retrieve().cloned() {
+        Some(r) => Some(ground(&state, &r, &mut req.messages).await?),
+        None => None,
+    };
     let name = req.model.clone();
-    let reply =
-        move |content, calls: Vec<ToolCall>, done_reason: Option<String>, timings| ChatResponse {
-            model: name.clone(),
-            created_at: created_at(),
-            message: ChatMessage {
-                role: "assistant".into(),
-                content,
-                tool_calls: (!calls.is_empty()).then_some(calls),
-                ..ChatMessage::default()
-            },
-            done: done_reason.is_some(),
-            done_reason,
-            timings,
-        };
+    let reply = move |r: Reply| ChatResponse {
+        model: name.clone(),
+        created_at: created_at(),
+        message: ChatMessage {
+            role: "assistant".into(),
+            content: r.text,
+            tool_calls: (!r.calls.is_empty()).then_some(r.calls),
+            ..ChatMessage::default()
+        },
+        done: r.done_reason.is_some(),
+        done_reason: r.done_reason,
+        timings: r.timings,
+        outpost: r.outpost,
+    };
     let plan = crate::tools::settle(
         req.tool_plan()?,
         req.messages.last().map(|m| m.role.as_str()),
@@ -348,8 +429,48 @@ async fn chat_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiErr
         schema: req.json_schema()?,
         stream: req.streaming(),
         tools: plan,
+        grounding,
     };
     generate_with(state, started, ask, prompt, reply).await
+}
+
+/// Retrieves for a grounded chat and rewrites its messages: the
+/// instructions join (or become) the system message, the last user
+/// message becomes the sources and the question.
+async fn ground(
+    state: &AppState,
+    r: &Retrieve,
+    messages: &mut Vec<ChatMessage>,
+) -> Result<Grounding, ApiError> {
+    let question = messages
+        .last()
+        .map(|m| m.content.clone())
+        .unwrap_or_default();
+    let (grounding, user) = crate::retrieve::prepare(
+        &state.registry,
+        &state.indexes,
+        state.config.index_dir.as_deref(),
+        r,
+        question,
+    )
+    .await?;
+    if let Some(last) = messages.last_mut() {
+        last.content = user;
+    }
+    match messages.first_mut() {
+        Some(first) if first.role == "system" => {
+            first.content = crate::retrieve::system_text(Some(&first.content));
+        }
+        _ => messages.insert(
+            0,
+            ChatMessage {
+                role: "system".into(),
+                content: crate::retrieve::system_text(None),
+                ..ChatMessage::default()
+            },
+        ),
+    }
+    Ok(grounding)
 }
 
 #[utoipa::path(post, path = "/api/generate", tag = "Ollama",
@@ -372,15 +493,14 @@ async fn generate_inner(state: Arc<AppState>, body: Body) -> Result<Response, Ap
     tracing::debug!(model = %req.model, "ollama generate");
     req.validate()?;
     let name = req.model.clone();
-    let reply =
-        move |response, _: Vec<ToolCall>, done_reason: Option<String>, timings| GenerateResponse {
-            model: name.clone(),
-            created_at: created_at(),
-            response,
-            done: done_reason.is_some(),
-            done_reason,
-            timings,
-        };
+    let reply = move |r: Reply| GenerateResponse {
+        model: name.clone(),
+        created_at: created_at(),
+        response: r.text,
+        done: r.done_reason.is_some(),
+        done_reason: r.done_reason,
+        timings: r.timings,
+    };
     let prompt = (!req.prompt.is_empty()).then_some(|template| {
         if req.raw == Some(true) {
             return Prompt::Text(req.prompt.clone());
@@ -399,6 +519,7 @@ async fn generate_inner(state: Arc<AppState>, body: Body) -> Result<Response, Ap
         schema: req.json_schema()?,
         stream: req.streaming(),
         tools: None,
+        grounding: None,
     };
     generate_with(state, started, ask, prompt, reply).await
 }

@@ -117,7 +117,7 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
     let mut req: ChatCompletionRequest = parse(body)?;
     tracing::debug!(model = %req.model, stream = req.stream, messages = req.messages.len(), "chat completion");
     req.validate()?;
-    let grounding = crate::retrieve::prepare(
+    let grounding = crate::retrieve::prepare_openai(
         &state.registry,
         &state.indexes,
         state.config.index_dir.as_deref(),
@@ -256,6 +256,7 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
             system_fingerprint: fingerprint.clone(),
             choices,
             usage,
+            outpost: None,
         }
     };
     let first = chunk(
@@ -270,6 +271,9 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
     );
     let state2 = state.clone();
     let mut reader = tooled.then(crate::tools::Reader::default);
+    // A grounded answer streams its words as they are decoded from the
+    // JSON it is written in; its citations come on the finishing chunk.
+    let mut grounded = grounding.map(|g| (outpost_index::ground::AnswerStream::default(), g));
     let events = ReceiverStream::new(forward(
         state.clone(),
         started,
@@ -277,6 +281,25 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
         handle,
         SSE,
         move |ev| match ev {
+            Event::Piece(p) if grounded.is_some() => {
+                let text = grounded
+                    .as_mut()
+                    .map(|(g, _)| g.feed(&p.text))
+                    .unwrap_or_default();
+                if text.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![json(&chunk(
+                        Delta {
+                            content: Some(text),
+                            ..Delta::default()
+                        },
+                        None,
+                        None,
+                        None,
+                    ))]
+                }
+            }
             Event::Piece(p) if reader.is_some() => {
                 let events = reader.as_mut().map(|r| r.feed(&p.text)).unwrap_or_default();
                 events
@@ -325,7 +348,23 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
                         reason = "tool_calls".into();
                     }
                 }
-                v.push(json(&chunk(Delta::default(), None, Some(reason), None)));
+                let mut last = chunk(Delta::default(), None, Some(reason), None);
+                if let Some((g, grounding)) = grounded.take() {
+                    let (rest, cited) = g.finish();
+                    if !rest.is_empty() {
+                        v.push(json(&chunk(
+                            Delta {
+                                content: Some(rest),
+                                ..Delta::default()
+                            },
+                            None,
+                            None,
+                            None,
+                        )));
+                    }
+                    last.outpost = Some(grounding.answer(&cited));
+                }
+                v.push(json(&last));
                 if include_usage {
                     v.push(json(&chunk(
                         Delta::default(),

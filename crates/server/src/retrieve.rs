@@ -1,5 +1,6 @@
-//! `outpost.retrieve` on `/v1/chat/completions`: grounded answers from an
-//! on-device index (`outpost_index`). The index's own embedding model —
+//! `outpost.retrieve` on `/v1/chat/completions` and Ollama's `/api/chat`:
+//! grounded answers from an on-device index (`outpost_index`), streamed or
+//! not. The index's own embedding model —
 //! found among the served models by the digest the index recorded — embeds
 //! the question, the nearest chunks become numbered sources in the prompt,
 //! the answer is constrained to name its sources first
@@ -14,6 +15,7 @@ use std::time::SystemTime;
 use axum::http::StatusCode;
 use outpost_index::{ground, Hit, Index};
 use outpost_protocol::openai::{ChatCompletionRequest, ChatMessage, Content};
+use outpost_protocol::retrieval::{OutpostAnswer, Retrieve};
 
 use crate::error::ApiError;
 use crate::registry::Registry;
@@ -78,28 +80,31 @@ pub struct Grounding {
 
 impl Grounding {
     /// The answer text (citations written after it) and its citations.
-    pub fn finish(&self, raw: &str) -> (String, outpost_protocol::retrieval::OutpostAnswer) {
+    pub fn finish(&self, raw: &str) -> (String, OutpostAnswer) {
         let (text, cited) = ground::read_answer(raw);
-        let citations = ground::citations(&cited, &self.hits);
-        (
-            text,
-            outpost_protocol::retrieval::OutpostAnswer { citations },
-        )
+        (text, self.answer(&cited))
+    }
+
+    /// The citations, the sources numbered `cited` marked.
+    pub fn answer(&self, cited: &[usize]) -> OutpostAnswer {
+        OutpostAnswer {
+            citations: ground::citations(cited, &self.hits),
+        }
     }
 }
 
-/// Retrieves for `req` when it asks (`outpost.retrieve`), rewriting its
-/// messages: the instructions join (or become) the system message, the
-/// last user message becomes the sources and the question.
+/// Retrieves the `r.k` chunks nearest to `question` from `r.index` with
+/// the index's own embedding model, and gives the grounding: the user
+/// message that replaces the question and the answer's grammar. Each API
+/// puts [`ground::SYSTEM`] in front of its system message
+/// ([`system_text`]).
 pub async fn prepare(
     registry: &Arc<Registry>,
     indexes: &Indexes,
     index_dir: Option<&std::path::Path>,
-    req: &mut ChatCompletionRequest,
-) -> Result<Option<Grounding>, ApiError> {
-    let Some(r) = req.outpost.as_ref().and_then(|o| o.retrieve.clone()) else {
-        return Ok(None);
-    };
+    r: &Retrieve,
+    question: String,
+) -> Result<(Grounding, String), ApiError> {
     let dir = index_dir.ok_or_else(|| {
         ApiError::bad_request(
             Some("outpost.retrieve"),
@@ -127,11 +132,6 @@ pub async fn prepare(
             )
         })?;
     let lease = registry.acquire(&spec.name, None).await?;
-    let question = req
-        .messages
-        .last()
-        .map(ChatMessage::text)
-        .unwrap_or_default();
     let k = r.k();
     let query = question.clone();
     let hits = tokio::task::spawn_blocking(move || -> Result<Vec<Hit>, ApiError> {
@@ -146,25 +146,55 @@ pub async fn prepare(
     })
     .await
     .map_err(|e| ApiError::internal("retrieval", e.to_string()))??;
+    let user = ground::user_message(&question, &hits);
+    let grammar = outpost_engine::json_schema_grammar(&ground::answer_schema(hits.len()))?;
+    Ok((Grounding { hits, grammar }, user))
+}
+
+/// A grounded request's system message: the grounding instructions, then
+/// the caller's own system text if it had one.
+pub fn system_text(own: Option<&str>) -> String {
+    match own {
+        Some(own) => format!("{}\n\n{own}", ground::SYSTEM),
+        None => ground::SYSTEM.to_string(),
+    }
+}
+
+/// [`prepare`] for an OpenAI chat request that asks (`outpost.retrieve`),
+/// rewriting its messages: the instructions join (or become) the system
+/// message, the last user message becomes the sources and the question.
+pub async fn prepare_openai(
+    registry: &Arc<Registry>,
+    indexes: &Indexes,
+    index_dir: Option<&std::path::Path>,
+    req: &mut ChatCompletionRequest,
+) -> Result<Option<Grounding>, ApiError> {
+    let Some(r) = req.outpost.as_ref().and_then(|o| o.retrieve.clone()) else {
+        return Ok(None);
+    };
+    let question = req
+        .messages
+        .last()
+        .map(ChatMessage::text)
+        .unwrap_or_default();
+    let (grounding, user) = prepare(registry, indexes, index_dir, &r, question).await?;
     if let Some(last) = req.messages.last_mut() {
-        last.content = Some(Content::Text(ground::user_message(&question, &hits)));
+        last.content = Some(Content::Text(user));
     }
     match req.messages.first_mut() {
         Some(first) if first.role == "system" || first.role == "developer" => {
-            let own = first.text();
-            first.content = Some(Content::Text(format!("{}\n\n{own}", ground::SYSTEM)));
+            first.content = Some(Content::Text(system_text(Some(&first.text()))));
         }
         _ => req.messages.insert(
             0,
             ChatMessage {
                 role: "system".into(),
-                content: Some(Content::Text(ground::SYSTEM.into())),
+                content: Some(Content::Text(system_text(None))),
                 name: None,
                 tool_calls: None,
                 tool_call_id: None,
             },
         ),
     }
-    let grammar = outpost_engine::json_schema_grammar(&ground::answer_schema(hits.len()))?;
-    Ok(Some(Grounding { hits, grammar }))
+    Ok(Some(grounding))
 }
