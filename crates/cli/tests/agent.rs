@@ -5,8 +5,9 @@
 //! never leave a bad install and resume without re-fetching; tampered,
 //! over-long, forged, older and expired artifacts or manifests are each
 //! refused with their own reason; telemetry survives an offline fleet and
-//! a crash between send and acknowledgement and is counted once; a
-//! perturbed tier fails its canary and is reverted.
+//! a crash between send and acknowledgement and is counted once; user
+//! feedback counts for the release that gave the answer; a perturbed tier
+//! fails its canary and is reverted.
 
 mod common;
 #[path = "agent_support/fake_fleet.rs"]
@@ -38,6 +39,12 @@ fn ok(o: &std::process::Output) -> String {
 
 /// The digest of the file that answers a chat request now.
 fn answering(port: u16) -> String {
+    answer(port).0
+}
+
+/// The digest of the file that answers a chat request now, and the
+/// answer's id.
+fn answer(port: u16) -> (String, String) {
     let (status, body) = http(
         port,
         "POST",
@@ -47,10 +54,8 @@ fn answering(port: u16) -> String {
     );
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).expect("json");
-    v["system_fingerprint"]
-        .as_str()
-        .expect("fingerprint")
-        .to_string()
+    let s = |k: &str| v[k].as_str().expect(k).to_string();
+    (s("system_fingerprint"), s("id"))
 }
 
 fn count(c: &Value, field: &str) -> u64 {
@@ -136,13 +141,33 @@ fn rollout_rollback_and_revoke_reach_the_server_and_its_telemetry_reaches_the_fl
     fleet.release_to_stable("1.1.0");
     let out = ok(&run(agent(&fleet, &store, &with_reload, &[])));
     assert!(out.contains("installed 1.1.0"), "{out}");
-    assert_eq!(answering(port), d8);
+    let (on, answer_1_1) = answer(port);
+    assert_eq!(on, d8);
     on_1_1 += 1;
     fleet.admin(&["revoke", "smollm2-135m@1.1.0", "--reason", "agent test"]);
     let out = ok(&run(agent(&fleet, &store, &with_reload, &[])));
     assert!(out.contains("installed 1.0.0"), "{out}");
     assert_eq!(answering(port), d4);
     on_1_0 += 1;
+
+    // Feedback on the 1.1.0 answer counts for 1.1.0, though 1.0.0 serves
+    // now: a vote once (again: not counted; the other vote: 409), a
+    // regeneration once; an id the server never gave: 404.
+    for (id, signal, status, counted) in [
+        (answer_1_1.as_str(), "thumbs_down", 200, Some(true)),
+        (answer_1_1.as_str(), "thumbs_down", 200, Some(false)),
+        (answer_1_1.as_str(), "thumbs_up", 409, None),
+        (answer_1_1.as_str(), "regenerate", 200, Some(true)),
+        ("chatcmpl-never", "thumbs_up", 404, None),
+    ] {
+        let body = json!({"id": id, "signal": signal, "reason": "inaccurate"}).to_string();
+        let (got, text) = http(port, "POST", "/v1/feedback", &body, None);
+        assert_eq!(got, status, "{signal} on {id}: {text}");
+        if let Some(c) = counted {
+            let v: Value = serde_json::from_str(&text).expect("json");
+            assert_eq!(v["counted"], c, "{text}");
+        }
+    }
 
     // Every request's inference event reached the fleet, under the release
     // that answered it; installs and canaries too.
@@ -163,6 +188,16 @@ fn rollout_rollback_and_revoke_reach_the_server_and_its_telemetry_reaches_the_fl
         count(&c0, "canary_runs") >= 1 && count(&c0, "canary_fails") == 0,
         "{c0}"
     );
+    assert_eq!(
+        (
+            count(&c1, "thumbs_down"),
+            count(&c1, "regenerates"),
+            count(&c1, "feedback")
+        ),
+        (1, 1, 2),
+        "{c1}"
+    );
+    assert_eq!(count(&c0, "feedback"), 0, "{c0}");
     drop(server);
 }
 

@@ -471,18 +471,38 @@ fn a_variants_build_publishes_and_devices_get_their_tier() {
 
 #[test]
 fn fleet_cli_simulate_halts_a_regressing_rollout() {
-    simulate(true);
+    simulate(Some(Regression::Slower));
 }
 
 #[test]
 fn fleet_cli_simulate_without_a_regression_completes() {
-    simulate(false);
+    simulate(None);
 }
 
-/// 1,000 simulated devices in two classes, a rollout of v2 at 50 %; with
-/// `regress`, phone-4gb on v2 is three times slower.
-fn simulate(regress: bool) {
-    let root = temp(if regress { "simulate" } else { "simulate-ok" });
+#[test]
+fn fleet_cli_simulate_halts_a_rollout_users_like_less() {
+    simulate(Some(Regression::ThumbsDown));
+}
+
+/// What the simulator does wrong on phone-4gb with v2.
+#[derive(Clone, Copy, PartialEq)]
+enum Regression {
+    /// Three times slower.
+    Slower,
+    /// As fast, but thumbs-down on 12 % of answers instead of 2 %.
+    ThumbsDown,
+}
+
+/// 1,000 simulated devices in two classes, a rollout of v2 at 50 %; every
+/// class gives thumbs-down to 2 % of answers and regenerates 1 %; with
+/// `regression`, phone-4gb on v2 does worse.
+fn simulate(regression: Option<Regression>) {
+    let regress = regression.is_some();
+    let root = temp(match regression {
+        None => "simulate-ok",
+        Some(Regression::Slower) => "simulate",
+        Some(Regression::ThumbsDown) => "simulate-down",
+    });
     let data = root.0.join("data");
     let server = start(&data, free_port());
     let url = server.url.clone();
@@ -514,9 +534,11 @@ fn simulate(regress: bool) {
     let id = r["id"].as_u64().expect("id");
     let mix = root.0.join("mix.json");
     let mix_json = json!({"classes": [
-        {"class": "phone-8gb", "latency_ms": 400, "tok_s": 50, "error_rate": 0.005},
+        {"class": "phone-8gb", "latency_ms": 400, "tok_s": 50, "error_rate": 0.005,
+            "thumbs_down_rate": 0.02, "regenerate_rate": 0.01},
         {"class": "phone-4gb", "latency_ms": 700, "tok_s": 25, "error_rate": 0.005,
-            "crash_rate": 0.01, "offline_rate": 0.1, "offline_rounds": 2}
+            "crash_rate": 0.01, "offline_rate": 0.1, "offline_rounds": 2,
+            "thumbs_down_rate": 0.02, "regenerate_rate": 0.01}
     ]});
     std::fs::write(&mix, mix_json.to_string()).expect("mix");
     let mut args = vec![
@@ -528,6 +550,9 @@ fn simulate(regress: bool) {
     ];
     if regress {
         args.extend(["--regress-class", "phone-4gb", "--regress-version", "v2"]);
+    }
+    if regression == Some(Regression::ThumbsDown) {
+        args.extend(["--regress-factor", "1", "--regress-thumbs-down", "0.12"]);
     }
     let sim = ok_json(&data, &url, &args);
     // Ground truth from the simulator = the fleet's fragmentation view.
@@ -583,6 +608,14 @@ fn simulate(regress: bool) {
         sim["inferences"].as_u64().expect("n")
     );
     assert_eq!(sum(&cohorts, "events"), sim["events"].as_u64().expect("n"));
+    for (cohort_field, sim_field) in [
+        ("thumbs_down", "thumbs_down"),
+        ("regenerates", "regenerates"),
+    ] {
+        let n = sim[sim_field].as_u64().expect("n");
+        assert!(n > 0, "{sim}");
+        assert_eq!(sum(&cohorts, cohort_field), n, "{cohort_field}");
+    }
     let status = ok_json(&data, &url, &["status"]);
     let tel = &status["telemetry"];
     assert_eq!(
@@ -679,6 +712,11 @@ fn simulate(regress: bool) {
     assert_eq!(halts, 1, "{audit}");
     let reason = halted["reason"].as_str().expect("reason");
     assert!(reason.contains("phone-4gb"), "{reason}");
+    let metric = match regression {
+        Some(Regression::ThumbsDown) => "thumbs-down rate",
+        _ => "latency",
+    };
+    assert!(reason.contains(metric), "{metric} in {reason}");
     let status = cli(&data, &url, &["rollout", "list"]);
     let table = String::from_utf8_lossy(&status.stdout);
     assert!(

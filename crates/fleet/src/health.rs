@@ -15,7 +15,12 @@
 //! - canary failure rate above the baseline's by more than
 //!   `max_canary_fail_delta`;
 //! - p95 latency above `max_p95_latency_ratio` × the baseline's;
-//! - median tok/s below `min_tok_s_ratio` × the baseline's.
+//! - median tok/s below `min_tok_s_ratio` × the baseline's;
+//! - thumbs-down or regenerate rate (user feedback per request) above the
+//!   baseline's by at least `min_feedback_rate_delta` *and* significantly:
+//!   a one-sided two-proportion z-test ([`crate::stats`]) at z ≥
+//!   `feedback_z` (3.5: a false alarm in ~1 of 4 300 looks at equal rates,
+//!   few enough for a test re-run every tick).
 //!
 //! The first regressing class pauses the rollout as actor `auto-halt`;
 //! the reason (class, metric, both values, the threshold) is the
@@ -46,6 +51,10 @@ pub struct HaltPolicy {
     pub max_canary_fail_delta: f64,
     pub max_p95_latency_ratio: f64,
     pub min_tok_s_ratio: f64,
+    /// A feedback rate must be this much above the baseline's...
+    pub min_feedback_rate_delta: f64,
+    /// ...and this significant (one-sided z).
+    pub feedback_z: f64,
 }
 
 impl Default for HaltPolicy {
@@ -61,6 +70,8 @@ impl Default for HaltPolicy {
             max_canary_fail_delta: 0.05,
             max_p95_latency_ratio: 1.25,
             min_tok_s_ratio: 0.8,
+            min_feedback_rate_delta: 0.01,
+            feedback_z: 3.5,
         }
     }
 }
@@ -129,6 +140,32 @@ impl HaltPolicy {
                 self.min_tok_s_ratio,
                 false,
             )
+        })
+        .or_else(|| {
+            let (nc, nb) = (cand.agg.requests(), base.agg.requests());
+            [
+                (
+                    "thumbs-down rate",
+                    cand.agg.thumbs_down,
+                    base.agg.thumbs_down,
+                ),
+                (
+                    "regenerate rate",
+                    cand.agg.regenerates,
+                    base.agg.regenerates,
+                ),
+            ]
+            .into_iter()
+            .find_map(|(name, xc, xb)| {
+                let (c, b) = (xc as f64 / nc as f64, xb as f64 / nb as f64);
+                let z = crate::stats::two_proportion_z(xc, nc, xb, nb);
+                (c - b >= self.min_feedback_rate_delta && z >= self.feedback_z).then(|| {
+                    format!(
+                        "{name} {c:.4} vs baseline {b:.4} (z {z:.1} ≥ {}, at least +{} above)",
+                        self.feedback_z, self.min_feedback_rate_delta
+                    )
+                })
+            })
         })
     }
 }
@@ -261,6 +298,36 @@ mod tests {
             .regression(&view(50, agg(500, 5, 400.0, 20.0)), &base)
             .expect("speed");
         assert!(e.starts_with("median tok/s"), "{e}");
+        // Feedback: a clear rise halts, a small or noisy one does not.
+        let with_downs = |downs: u64, regens: u64| {
+            let mut a = agg(500, 5, 400.0, 50.0);
+            a.thumbs_down = downs;
+            a.regenerates = regens;
+            view(50, a)
+        };
+        let base = with_downs(10, 10);
+        let e = p
+            .regression(&with_downs(40, 10), &base)
+            .expect("thumbs down");
+        assert!(e.starts_with("thumbs-down rate 0.0800"), "{e}");
+        let e = p
+            .regression(&with_downs(10, 45), &base)
+            .expect("regenerations");
+        assert!(e.starts_with("regenerate rate"), "{e}");
+        assert_eq!(
+            p.regression(&with_downs(16, 10), &base),
+            None,
+            "not significant"
+        );
+        let small = HaltPolicy {
+            min_feedback_rate_delta: 0.2,
+            ..HaltPolicy::default()
+        };
+        assert_eq!(
+            small.regression(&with_downs(40, 10), &base),
+            None,
+            "below the delta"
+        );
         // Too few devices: not judged.
         assert_eq!(
             p.regression(&view(5, agg(500, 400, 900.0, 1.0)), &base),

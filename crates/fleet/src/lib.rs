@@ -40,6 +40,7 @@ pub mod meta;
 pub mod metrics;
 pub mod rollout;
 pub mod state;
+pub mod stats;
 pub mod telemetry;
 pub mod views;
 mod writer;

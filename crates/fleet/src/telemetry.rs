@@ -41,7 +41,7 @@ use std::hash::{Hash, Hasher};
 
 use outpost_protocol::manifest::ModelName;
 use outpost_protocol::telemetry::{
-    EventData, TelemetryAck, TelemetryBatch, ThermalState, MAX_EVENTS,
+    EventData, FeedbackSignal, TelemetryAck, TelemetryBatch, ThermalState, MAX_EVENTS,
 };
 use serde::{Deserialize, Serialize};
 
@@ -105,6 +105,17 @@ pub struct Agg {
     pub memory_events: u64,
     pub battery_events: u64,
     pub feedback: u64,
+    /// Feedback by signal (`feedback` is their sum).
+    #[serde(default)]
+    pub thumbs_up: u64,
+    #[serde(default)]
+    pub thumbs_down: u64,
+    #[serde(default)]
+    pub regenerates: u64,
+    #[serde(default)]
+    pub edits: u64,
+    #[serde(default)]
+    pub copies: u64,
     /// Agent install reports: releases installed, and refused or reverted.
     #[serde(default)]
     pub installs: u64,
@@ -141,6 +152,11 @@ impl Agg {
         self.memory_events += o.memory_events;
         self.battery_events += o.battery_events;
         self.feedback += o.feedback;
+        self.thumbs_up += o.thumbs_up;
+        self.thumbs_down += o.thumbs_down;
+        self.regenerates += o.regenerates;
+        self.edits += o.edits;
+        self.copies += o.copies;
         self.installs += o.installs;
         self.install_failures += o.install_failures;
         self.embeddings += o.embeddings;
@@ -199,7 +215,16 @@ impl Agg {
                     self.canary_fails += 1;
                 }
             }
-            EventData::Feedback(_) => self.feedback += 1,
+            EventData::Feedback(f) => {
+                self.feedback += 1;
+                match f.signal {
+                    FeedbackSignal::ThumbsUp => self.thumbs_up += 1,
+                    FeedbackSignal::ThumbsDown => self.thumbs_down += 1,
+                    FeedbackSignal::Regenerate => self.regenerates += 1,
+                    FeedbackSignal::Edited => self.edits += 1,
+                    FeedbackSignal::Copied => self.copies += 1,
+                }
+            }
             EventData::Install(i) => match i.outcome {
                 outpost_protocol::telemetry::InstallOutcome::Installed => self.installs += 1,
                 _ => self.install_failures += 1,
@@ -223,9 +248,10 @@ impl Agg {
     }
 }
 
-/// A cohort over a window, as the admin API shows it. Rates: errors and
-/// crashes per request (generations and embedding requests), canary
-/// failures per canary run, cloud routes per route decision. Percentiles are exact to the histogram's bucket
+/// A cohort over a window, as the admin API shows it. Rates: errors,
+/// crashes, thumbs-down votes and regenerations per request (generations
+/// and embedding requests), canary failures per canary run, cloud routes
+/// per route decision. Percentiles are exact to the histogram's bucket
 /// (within 4.4 %); `null` without data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CohortView {
@@ -238,6 +264,11 @@ pub struct CohortView {
     pub crash_rate: f64,
     pub canary_fail_rate: f64,
     pub cloud_route_share: f64,
+    /// Thumbs-down votes and regenerations per request.
+    #[serde(default)]
+    pub thumbs_down_rate: f64,
+    #[serde(default)]
+    pub regenerate_rate: f64,
     pub ttft_ms_p50: Option<f64>,
     pub ttft_ms_p95: Option<f64>,
     pub latency_ms_p50: Option<f64>,
@@ -258,6 +289,8 @@ impl CohortView {
             crash_rate: ratio(agg.crashes, agg.requests()),
             canary_fail_rate: ratio(agg.canary_fails, agg.canary_runs),
             cloud_route_share: ratio(agg.route_cloud, agg.route_cloud + agg.route_local),
+            thumbs_down_rate: ratio(agg.thumbs_down, agg.requests()),
+            regenerate_rate: ratio(agg.regenerates, agg.requests()),
             ttft_ms_p50: agg.ttft_ms.quantile(0.5),
             ttft_ms_p95: agg.ttft_ms.quantile(0.95),
             latency_ms_p50: agg.latency_ms.quantile(0.5),

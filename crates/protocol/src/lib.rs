@@ -20,6 +20,7 @@
 pub mod digest;
 pub mod embeddings;
 pub mod error;
+pub mod feedback;
 pub mod fleet;
 mod keep_alive;
 pub mod manifest;

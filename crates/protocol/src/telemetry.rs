@@ -6,7 +6,8 @@
 //! freely after a timeout) and up to [`MAX_EVENTS`] events. Every event
 //! names the model release it is about (model, version, digest), the engine
 //! and app versions, and when it happened; its `kind` and `data` say what.
-//! `feedback` is reserved: accepted and counted, not yet analysed.
+//! `feedback` is what a user did with one answer (`POST /v1/feedback` on
+//! the server: a signal and an optional reason from a fixed list).
 //! `install` is the device agent's report on a manifest (installed,
 //! rejected or reverted, with a short reason code). `embedding` is one
 //! embedding request (inputs, tokens, latency; never text). A `canary`
@@ -192,18 +193,75 @@ pub struct Canary {
     pub pass: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// What a user did with an answer.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FeedbackSignal {
     ThumbsUp,
     ThumbsDown,
+    /// Asked for the answer again.
     Regenerate,
+    /// Changed the answer before using it.
+    Edited,
+    /// Copied the answer out.
+    Copied,
+}
+
+impl FeedbackSignal {
+    pub const ALL: [FeedbackSignal; 5] = [
+        FeedbackSignal::ThumbsUp,
+        FeedbackSignal::ThumbsDown,
+        FeedbackSignal::Regenerate,
+        FeedbackSignal::Edited,
+        FeedbackSignal::Copied,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedbackSignal::ThumbsUp => "thumbs_up",
+            FeedbackSignal::ThumbsDown => "thumbs_down",
+            FeedbackSignal::Regenerate => "regenerate",
+            FeedbackSignal::Edited => "edited",
+            FeedbackSignal::Copied => "copied",
+        }
+    }
+
+    /// Thumbs up and down are one vote per answer; the others are acts.
+    pub fn is_vote(self) -> bool {
+        matches!(self, FeedbackSignal::ThumbsUp | FeedbackSignal::ThumbsDown)
+    }
+}
+
+/// Why, from a fixed list (free text could carry personal data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedbackReason {
+    Inaccurate,
+    Unhelpful,
+    Harmful,
+    TooSlow,
+    WrongLanguage,
+    Other,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Feedback {
     pub signal: FeedbackSignal,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<FeedbackReason>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -390,6 +448,7 @@ mod tests {
                 })),
                 event(EventData::Feedback(Feedback {
                     signal: FeedbackSignal::Regenerate,
+                    reason: None,
                 })),
             ],
         }

@@ -18,6 +18,7 @@ mod device;
 mod dispatch;
 mod embeddings;
 mod error;
+mod feedback;
 mod flow;
 mod metrics;
 mod ollama;
@@ -157,6 +158,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/completions", post(dispatch::completions))
         .route("/v1/models", get(openai::models))
         .route("/v1/embeddings", post(embeddings::openai))
+        .route("/v1/feedback", post(feedback::feedback))
         .route("/api/embed", post(embeddings::ollama))
         .route("/api/embeddings", post(embeddings::legacy))
         .route("/api/chat", post(ollama::chat))

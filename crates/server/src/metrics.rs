@@ -2,7 +2,8 @@
 //! `prometheus-client`). HTTP counts and latency per endpoint come from
 //! `outpost-web`; this module adds the time-to-first-token and inter-token
 //! histograms, cancelled streams, and what is read at scrape time: memory,
-//! model loads, and per loaded model its scheduler's counters.
+//! model loads, per loaded model its scheduler's counters, and the user
+//! feedback taken.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -206,6 +207,16 @@ impl Collector for Live {
                 .collect();
             out.counters(name, help, &rows)?;
         }
+        let rows: Vec<(Labels, u64)> = state
+            .answers
+            .counts()
+            .map(|(s, n)| (vec![("signal", s.as_str().to_string())], n))
+            .collect();
+        out.counters(
+            "outpost_feedback",
+            "User feedback taken by POST /v1/feedback, once per answer and signal",
+            &rows,
+        )?;
         if let Some(router) = &state.router {
             let rows: Vec<(Labels, u64)> = router
                 .decisions()

@@ -182,6 +182,7 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
     }
     let handle = lease.submit(g)?;
     let id = format!("chatcmpl-{}", next_id());
+    state.answers.issued(&id, lease.spec_arc());
     let model = served.model.clone();
     let (name, fingerprint) = (served.name.clone(), served.digest.clone());
     if !req.stream {
@@ -432,6 +433,7 @@ pub(crate) async fn completions_local(
     let model = served.model.clone();
     let (name, fingerprint) = (served.name.clone(), served.digest.clone());
     let id = format!("cmpl-{}", next_id());
+    state.answers.issued(&id, lease.spec_arc());
     let make = move |text: String,
                      logprobs: Option<CompletionLogprobs>,
                      finish_reason: Option<String>,

@@ -18,6 +18,7 @@ use utoipa::OpenApi;
         crate::dispatch::completions,
         crate::openai::models,
         crate::embeddings::openai,
+        crate::feedback::feedback,
         crate::embeddings::ollama,
         crate::embeddings::legacy,
         crate::ollama::chat,

@@ -1,6 +1,6 @@
 //! The server's shared state: the registry of models, the configuration,
-//! the optional router, request log, device store and open indexes, and
-//! the counters behind /metrics.
+//! the optional router, request log, device store, open indexes and recent
+//! answers (for feedback), and the counters behind /metrics.
 
 use std::sync::Arc;
 
@@ -50,6 +50,8 @@ pub struct AppState {
     pub store: Option<Arc<crate::device::StoreLink>>,
     /// Indexes opened for `outpost.retrieve`.
     pub indexes: crate::retrieve::Indexes,
+    /// Recent answers, for `POST /v1/feedback`.
+    pub answers: crate::feedback::Answers,
 }
 
 impl AppState {
@@ -80,6 +82,7 @@ impl AppState {
             request_log: None,
             store: None,
             indexes: crate::retrieve::Indexes::default(),
+            answers: crate::feedback::Answers::default(),
         }
     }
 }

@@ -2,8 +2,9 @@
 //! HTTP. Every device registers with the app key, then lives through
 //! `--rounds` rounds: in each it checks in with a profile of its class and
 //! sends that round's telemetry for every release it runs (inference
-//! events at its class's speed, some failing at its error rate; a crash
-//! at its crash rate). A share of devices (the class's `offline_rate`)
+//! events at its class's speed, some failing at its error rate, some
+//! followed by a thumbs-down or a regeneration at its feedback rates; a
+//! crash at its crash rate). A share of devices (the class's `offline_rate`)
 //! has one offline period (a start round and a length of 1 to
 //! `offline_rounds` rounds): while offline it does not check in and keeps
 //! each round's telemetry as a pending batch with its own id; when it
@@ -13,7 +14,7 @@
 //! offline period ends before the last round, so every device checks in
 //! at the end. Classes come from `--mix FILE` or `--classes` (equal
 //! shares, default speeds). One class can be given a regression on one
-//! release (slower by a factor). Prints the ground truth: devices per
+//! release (slower by a factor, and/or a higher thumbs-down rate). Prints the ground truth: devices per
 //! release × class after the last round, offline periods, events sent and
 //! duplicates acknowledged, plus the run's numbers (check-ins/s, check-in
 //! latency, events/s, peak memory). Draws are a hash of the device number,
@@ -51,6 +52,12 @@ pub struct ClassMix {
     /// Share of devices that send a crash.
     #[serde(default)]
     pub crash_rate: f64,
+    /// Share of inferences the user gives a thumbs-down.
+    #[serde(default)]
+    pub thumbs_down_rate: f64,
+    /// Share of inferences the user regenerates.
+    #[serde(default)]
+    pub regenerate_rate: f64,
     /// Share of devices that go offline once during the run.
     #[serde(default)]
     pub offline_rate: f64,
@@ -85,7 +92,13 @@ impl Mix {
             bail!("the mix has no classes; give at least one {{\"class\": NAME}}");
         }
         for c in &self.classes {
-            let rates = [c.error_rate, c.crash_rate, c.offline_rate];
+            let rates = [
+                c.error_rate,
+                c.crash_rate,
+                c.offline_rate,
+                c.thumbs_down_rate,
+                c.regenerate_rate,
+            ];
             if !(c.weight > 0.0 && c.latency_ms > 0.0 && c.tok_s > 0.0)
                 || rates.iter().any(|r| !(0.0..=1.0).contains(r))
             {
@@ -169,6 +182,7 @@ pub struct SimulateArgs {
     /// A JSON file of classes with weights, speeds and rates, e.g.
     /// {"classes": [{"class": "phone-4gb", "weight": 2, "latency_ms": 800,
     /// "tok_s": 20, "error_rate": 0.01, "crash_rate": 0.001,
+    /// "thumbs_down_rate": 0.02, "regenerate_rate": 0.01,
     /// "offline_rate": 0.1, "offline_rounds": 2}]}
     /// offline_rate: share of devices with one offline period; it starts at
     /// a random round and lasts 1 to offline_rounds rounds (default 1),
@@ -187,9 +201,13 @@ pub struct SimulateArgs {
     /// ...on this release version only.
     #[arg(long, value_name = "VERSION")]
     regress_version: Option<String>,
-    /// How much slower the regressed devices are.
+    /// How much slower the regressed devices are (1: not slower).
     #[arg(long, default_value_t = 3.0)]
     regress_factor: f64,
+    /// The regressed devices' thumbs-down rate (per inference) instead of
+    /// their class's.
+    #[arg(long, value_name = "RATE")]
+    regress_thumbs_down: Option<f64>,
     /// Concurrent simulated devices (connections). 32 or more for
     /// --devices 100000.
     #[arg(long, default_value_t = 8)]
@@ -261,6 +279,8 @@ struct Tally {
     check_in_ms: Histogram,
     events: u64,
     inferences: u64,
+    thumbs_down: u64,
+    regenerates: u64,
     late_batches: u64,
     duplicates: u64,
 }
@@ -274,6 +294,10 @@ fn events_of(a: &SimulateArgs, mix: &ClassMix, i: usize, p: &Pending) -> Vec<Val
         let bad = a.regress_class.as_deref() == Some(mix.class.as_str())
             && a.regress_version.as_deref().is_none_or(|v| v == version);
         let factor = if bad { a.regress_factor.max(1.0) } else { 1.0 };
+        let thumbs_down = match a.regress_thumbs_down {
+            Some(r) if bad => r,
+            _ => mix.thumbs_down_rate,
+        };
         let event = |kind: &str, data: Value| {
             json!({
                 "at": at, "model": model, "model_version": version,
@@ -291,6 +315,13 @@ fn events_of(a: &SimulateArgs, mix: &ClassMix, i: usize, p: &Pending) -> Vec<Val
                 data["error"] = json!("simulated");
             }
             events.push(event("inference", data));
+            // What the user did with the answer (draws of their own).
+            if draw_in(i, p.round, (1 << 23) + 2 * k) < thumbs_down {
+                events.push(event("feedback", json!({"signal": "thumbs_down"})));
+            }
+            if draw_in(i, p.round, (1 << 23) + 2 * k + 1) < mix.regenerate_rate {
+                events.push(event("feedback", json!({"signal": "regenerate"})));
+            }
         }
         if p.round == crash_round && draw(i, 1) < mix.crash_rate {
             events.push(event("crash", json!({"reason": "simulated"})));
@@ -330,6 +361,14 @@ fn send(
         }
         tally.events += accepted;
         tally.inferences += chunk.iter().filter(|e| e["kind"] == "inference").count() as u64;
+        let signal = |s: &str| {
+            chunk
+                .iter()
+                .filter(|e| e["kind"] == "feedback" && e["data"]["signal"] == s)
+                .count() as u64
+        };
+        tally.thumbs_down += signal("thumbs_down");
+        tally.regenerates += signal("regenerate");
     }
     Ok(())
 }
@@ -451,6 +490,8 @@ where
                 t.check_in_ms.merge(&mine.check_in_ms);
                 t.events += mine.events;
                 t.inferences += mine.inferences;
+                t.thumbs_down += mine.thumbs_down;
+                t.regenerates += mine.regenerates;
                 t.late_batches += mine.late_batches;
                 t.duplicates += mine.duplicates;
             });
@@ -487,6 +528,8 @@ fn load_mix(a: &SimulateArgs) -> Result<Mix> {
                     tok_s: speed(),
                     error_rate: 0.0,
                     crash_rate: 0.0,
+                    thumbs_down_rate: 0.0,
+                    regenerate_rate: 0.0,
                     offline_rate: 0.0,
                     offline_rounds: one_round(),
                 })
@@ -494,6 +537,11 @@ fn load_mix(a: &SimulateArgs) -> Result<Mix> {
         },
     };
     mix.validate(a.rounds)?;
+    if let Some(r) = a.regress_thumbs_down {
+        if !(0.0..=1.0).contains(&r) {
+            bail!("--regress-thumbs-down {r} is a share of inferences: give 0 to 1");
+        }
+    }
     Ok(mix)
 }
 
@@ -588,6 +636,8 @@ pub fn run(url: &str, data: Option<&Path>, a: &SimulateArgs) -> Result<Value> {
         "duplicates_acknowledged": t.duplicates,
         "events": t.events,
         "inferences": t.inferences,
+        "thumbs_down": t.thumbs_down,
+        "regenerates": t.regenerates,
         "seconds": t0.elapsed().as_secs_f64(),
         "register_seconds": registered_s,
         "rounds_seconds": rounds_s,
