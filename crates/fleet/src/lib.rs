@@ -454,7 +454,7 @@ pub async fn serve(
             }
         })
     };
-    let result = axum::serve(listener, router(fleet))
+    let result = axum::serve(outpost_web::no_delay(listener), router(fleet))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| FleetError::Internal(format!("server stopped: {e}")));

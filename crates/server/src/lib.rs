@@ -67,7 +67,7 @@ pub async fn run(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std
     };
     let hangup = tokio::spawn(reload_on_sighup(state.clone()));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app(state.clone()))
+    let server = axum::serve(outpost_web::no_delay(listener), app(state.clone()))
         .with_graceful_shutdown(async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         })

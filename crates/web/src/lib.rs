@@ -11,6 +11,11 @@
 //! - every request is counted and timed per route into the process's
 //!   Prometheus [`metrics::Metrics`], which `GET /metrics` serves.
 //!
+//! - every accepted connection has `TCP_NODELAY` ([`no_delay`]): answers
+//!   are small and written in pieces (head, body, SSE events), and Nagle's
+//!   algorithm would hold each piece until the previous one is
+//!   acknowledged.
+//!
 //! It knows no handler and no service state: [`observe`] wraps a finished
 //! router.
 
@@ -18,6 +23,20 @@ pub mod docs;
 pub mod metrics;
 
 pub use metrics::Metrics;
+
+/// `listener` with `TCP_NODELAY` set on every connection it accepts (axum
+/// leaves it off).
+pub fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY could not be set");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
+}
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
