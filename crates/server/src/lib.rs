@@ -14,6 +14,7 @@
 //! # }
 //! ```
 
+mod answers;
 mod device;
 mod dispatch;
 mod embeddings;

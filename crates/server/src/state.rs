@@ -51,7 +51,7 @@ pub struct AppState {
     /// Indexes opened for `outpost.retrieve`.
     pub indexes: crate::retrieve::Indexes,
     /// Recent answers, for `POST /v1/feedback`.
-    pub answers: crate::feedback::Answers,
+    pub answers: crate::answers::Answers,
 }
 
 impl AppState {
@@ -82,7 +82,7 @@ impl AppState {
             request_log: None,
             store: None,
             indexes: crate::retrieve::Indexes::default(),
-            answers: crate::feedback::Answers::default(),
+            answers: crate::answers::Answers::default(),
         }
     }
 }
