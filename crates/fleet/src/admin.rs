@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use outpost_protocol::manifest::ModelName;
 
 use crate::api::{AppKeyView, CreateRollout, KillSwitch, ReleaseRef, RolloutView};
-use crate::db::Change;
 use crate::error::{FleetError, FleetResult};
 use crate::keys::{new_token, secret_hash};
 use crate::meta::ReleaseMeta;
 use crate::rollout::{stages_from_percent, Rollout, RolloutAction, RolloutState};
+use crate::state::Change;
 use crate::state::{ChannelEntry, FleetState, Freeze, Release, Revocation};
 use crate::Fleet;
 

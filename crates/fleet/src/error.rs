@@ -8,7 +8,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use outpost_protocol::fleet::{FleetErrorBody, FleetErrorDetail};
 
-use crate::db::DbError;
+use crate::db::error::DbError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {

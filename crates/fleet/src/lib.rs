@@ -58,8 +58,9 @@ pub use error::{FleetError, FleetResult};
 pub use http::router;
 
 use db::sqlite::SqliteDb;
-use db::{Change, Db};
+use db::Db;
 use keys::{secret_hash, Signer};
+use state::Change;
 use state::{Channel, Device, Devices, FleetState, BUILTIN_CHANNELS};
 use writer::Writer;
 

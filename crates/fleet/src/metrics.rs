@@ -12,7 +12,9 @@ use outpost_web::Metrics;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use crate::db::{AuditRecord, Change, Db, DbFuture, DeviceWrite, Snapshot, TelemetryRows};
+use crate::db::{AuditRecord, Db, DbFuture, DeviceWrite, Snapshot};
+use crate::state::Change;
+use crate::telemetry::TelemetryRows;
 
 /// Counters the fleet's logic and handlers update.
 #[derive(Debug, Clone)]

@@ -12,9 +12,45 @@ use outpost_protocol::signing::SignedManifest;
 use outpost_protocol::{Digest, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::db::Change;
 use crate::meta::ReleaseMeta;
 use crate::rollout::Rollout;
+
+/// An admin change, as committed and then applied in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    PutRelease(Release),
+    Revoke {
+        model: ModelName,
+        version: String,
+        revocation: Revocation,
+    },
+    PutChannel {
+        name: String,
+        created_at: Timestamp,
+    },
+    ChannelRelease {
+        channel: String,
+        entry: ChannelEntry,
+    },
+    /// Insert or replace.
+    PutRollout(Rollout),
+    /// `None` removes the pin.
+    Pin {
+        device_id: String,
+        model: ModelName,
+        version: Option<String>,
+    },
+    DeviceChannel {
+        device_id: String,
+        channel: String,
+    },
+    Freeze(Option<Freeze>),
+    PutAppKey {
+        hash: Digest,
+        label: String,
+        created_at: Timestamp,
+    },
+}
 
 /// A published model version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -45,7 +45,6 @@ use outpost_protocol::telemetry::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::db::{BatchRecord, MinuteRow, TelemetryRows};
 use crate::error::{FleetError, FleetResult};
 use crate::hist::Histogram;
 use crate::state::lock;
@@ -73,6 +72,31 @@ impl Default for TelemetryConfig {
             rollup_after_s: 2 * 3600,
         }
     }
+}
+
+/// One cohort's telemetry aggregate for one minute (unix seconds / 60).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinuteRow {
+    pub minute: u64,
+    pub key: CohortKey,
+    pub agg: Agg,
+}
+
+/// Telemetry rows: per-minute aggregates, hourly ones (`minute` is the
+/// hour's first minute) and counted batch ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TelemetryRows {
+    pub minutes: Vec<MinuteRow>,
+    pub hours: Vec<MinuteRow>,
+    pub batches: Vec<BatchRecord>,
+}
+
+/// A telemetry batch counted: its id is never counted again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRecord {
+    pub device_id: String,
+    pub batch_id: String,
+    pub received_at: u64,
 }
 
 /// A cohort: devices of one class on one channel running one release.

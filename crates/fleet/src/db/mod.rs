@@ -1,7 +1,9 @@
 //! The fleet's storage, behind one trait: [`Db`]. Every SQL statement of
 //! the crate lives under this module (`sqlite.rs` today); handlers and the
 //! fleet logic speak in [`Change`]s and [`DeviceWrite`]s, so another
-//! backend (PostgreSQL) is one more implementation of the trait.
+//! backend (PostgreSQL) is one more implementation of the trait. Storage
+//! depends on the domain's types (`state`, `telemetry`, `rollout`), never
+//! the reverse.
 //!
 //! Writes come in two kinds:
 //! - admin changes: [`Db::commit`] writes a list of changes and their audit
@@ -10,6 +12,7 @@
 //!   batch in one transaction; the group-commit writer (`writer.rs`) fills
 //!   the batches from concurrent requests.
 
+pub mod error;
 pub mod sqlite;
 mod sqlite_telemetry;
 
@@ -21,71 +24,11 @@ use outpost_protocol::manifest::ModelName;
 use outpost_protocol::{Digest, Timestamp};
 use serde::{Deserialize, Serialize};
 
+pub use error::{DbError, DbResult};
+
 use crate::rollout::Rollout;
-use crate::state::{Channel, ChannelEntry, Freeze, Issued, Release, Revocation};
-use crate::telemetry::{Agg, CohortKey};
-
-/// One cohort's telemetry aggregate for one minute (unix seconds / 60).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MinuteRow {
-    pub minute: u64,
-    pub key: CohortKey,
-    pub agg: Agg,
-}
-
-/// Telemetry rows: per-minute aggregates, hourly ones (`minute` is the
-/// hour's first minute) and counted batch ids.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TelemetryRows {
-    pub minutes: Vec<MinuteRow>,
-    pub hours: Vec<MinuteRow>,
-    pub batches: Vec<BatchRecord>,
-}
-
-/// A telemetry batch counted: its id is never counted again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchRecord {
-    pub device_id: String,
-    pub batch_id: String,
-    pub received_at: u64,
-}
-
-/// An admin change, as committed and then applied in memory.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Change {
-    PutRelease(Release),
-    Revoke {
-        model: ModelName,
-        version: String,
-        revocation: Revocation,
-    },
-    PutChannel {
-        name: String,
-        created_at: Timestamp,
-    },
-    ChannelRelease {
-        channel: String,
-        entry: ChannelEntry,
-    },
-    /// Insert or replace.
-    PutRollout(Rollout),
-    /// `None` removes the pin.
-    Pin {
-        device_id: String,
-        model: ModelName,
-        version: Option<String>,
-    },
-    DeviceChannel {
-        device_id: String,
-        channel: String,
-    },
-    Freeze(Option<Freeze>),
-    PutAppKey {
-        hash: Digest,
-        label: String,
-        created_at: Timestamp,
-    },
-}
+use crate::state::{Change, Channel, Freeze, Issued, Release};
+use crate::telemetry::TelemetryRows;
 
 /// One line of the audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -159,23 +102,6 @@ pub struct Snapshot {
     pub version_reserved: u64,
 }
 
-/// Why storage failed. Bad input never gets here: the fleet validates
-/// first, so these are server-side faults (answered 500).
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("database error while {doing}: {source}")]
-    Sql {
-        doing: &'static str,
-        #[source]
-        source: sqlx::Error,
-    },
-    #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("stored {what} cannot be read back ({problem}); the database is damaged or from a newer version")]
-    Corrupt { what: &'static str, problem: String },
-}
-
-pub type DbResult<T> = Result<T, DbError>;
 pub type DbFuture<'a, T> = Pin<Box<dyn Future<Output = DbResult<T>> + Send + 'a>>;
 
 /// The fleet's storage. Implementations keep every write atomic: a

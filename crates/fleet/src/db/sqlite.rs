@@ -18,12 +18,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{
-    AuditRecord, Change, Db, DbError, DbFuture, DbResult, DeviceWrite, NewDevice, Snapshot,
-    StoredDevice, TelemetryRows,
-};
+use super::error::{DbError, DbResult};
+use super::{AuditRecord, Db, DbFuture, DeviceWrite, NewDevice, Snapshot, StoredDevice};
 use crate::rollout::Rollout;
-use crate::state::{Channel, ChannelEntry, Freeze, Issued, Release, Revocation};
+use crate::state::{Change, Channel, ChannelEntry, Freeze, Issued, Release, Revocation};
+use crate::telemetry::TelemetryRows;
 
 const MIGRATIONS: [(i64, &str, &str); 4] = [
     (1, "init", include_str!("../../migrations/0001_init.sql")),

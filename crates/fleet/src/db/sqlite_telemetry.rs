@@ -5,9 +5,9 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
+use super::error::DbResult;
 use super::sqlite::{corrupt, model, sql, to_json, SqliteDb};
-use super::{BatchRecord, DbResult, MinuteRow, TelemetryRows};
-use crate::telemetry::CohortKey;
+use crate::telemetry::{BatchRecord, CohortKey, MinuteRow, TelemetryRows};
 
 fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
