@@ -162,15 +162,19 @@ device_server=$!
 trap 'kill $server $fleet_pid $device_server 2>/dev/null || true' EXIT
 wait_for 8652
 echo '$ curl -s :8652/v1/chat/completions (outpost serve --store: the installed tier answers)'
-curl -s http://127.0.0.1:8652/v1/chat/completions \
+answer_id=$(curl -s http://127.0.0.1:8652/v1/chat/completions \
   -d '{"model":"smollm2-135m","messages":[{"role":"user","content":"Which city is the capital of France?"}],"max_tokens":16,"temperature":0}' \
-  | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  ", d["system_fingerprint"], "->", d["choices"][0]["message"]["content"])'
-step "The device's store and its telemetry spool (the request above is waiting in it)" \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  ", d["system_fingerprint"], "->", d["choices"][0]["message"]["content"], file=sys.stderr); print(d["id"])')
+echo "\$ curl -s :8652/v1/feedback -d '{\"id\": \"$answer_id\", \"signal\": \"thumbs_up\"}' (the user liked it)"
+curl -s http://127.0.0.1:8652/v1/feedback -H 'content-type: application/json' \
+  -d "{\"id\": \"$answer_id\", \"signal\": \"thumbs_up\"}"
+echo
+step "The device's store and its telemetry spool (the request and the vote above are waiting in it)" \
   $outpost agent status --store "$device"
 step "The next check-in ships the spool" \
   $outpost agent once --fleet http://127.0.0.1:8700 --store "$device" --profile /tmp/outpost-demo-phone.toml \
   --pin "$fleet/signing.pub.json" --serve-url http://127.0.0.1:8652
-step "The fleet sees the device's inference, canary and install per cohort" \
+step "The fleet sees the device's inference, canary, install and feedback per cohort" \
   $outpost fleet cohorts --data "$fleet"
 kill $device_server 2>/dev/null; wait $device_server 2>/dev/null || true
 kill $fleet_pid 2>/dev/null; wait $fleet_pid 2>/dev/null || true
