@@ -14,7 +14,8 @@
 //!   crash rate by more than `max_crash_rate_delta`, thumbs-down or
 //!   regenerate rate (user feedback) by at least `min_feedback_rate_delta`
 //!   — each per request and each only when the rise is also significant:
-//!   a one-sided two-proportion z-test ([`crate::stats`]) at z ≥ `rate_z`
+//!   a one-sided z-test ([`crate::stats`]: two proportions, or two Poisson
+//!   rates for crashes, which may outnumber requests) at z ≥ `rate_z`
 //!   (3.5: a false alarm in ~1 of 4 300 looks at equal rates, few enough
 //!   for a test re-run every tick). Without it the fixed error delta halted
 //!   3.6 % of identical releases by chance at 100 requests a side (the
@@ -97,7 +98,12 @@ impl HaltPolicy {
         let (nc, nb) = (cand.agg.requests(), base.agg.requests());
         let rate = |name: &str, xc: u64, xb: u64, max: f64, strict: bool| {
             let (c, b) = (xc as f64 / nc as f64, xb as f64 / nb as f64);
-            let z = crate::stats::two_proportion_z(xc, nc, xb, nb);
+            // Crashes are events of their own and may outnumber requests.
+            let z = if name == "crash rate" {
+                crate::stats::two_rate_z(xc, nc, xb, nb)
+            } else {
+                crate::stats::two_proportion_z(xc, nc, xb, nb)
+            };
             let above = if strict { c - b > max } else { c - b >= max };
             (above && z >= self.rate_z).then(|| {
                 format!(
@@ -338,6 +344,13 @@ mod tests {
             None,
             "below the delta"
         );
+        // A crash loop (more crashes than requests) halts, however bad.
+        let mut looping = agg(100, 1, 400.0, 50.0);
+        looping.crashes = 250;
+        let e = p
+            .regression(&view(50, looping), &view(50, agg(100, 1, 400.0, 50.0)))
+            .expect("crash loop");
+        assert!(e.starts_with("crash rate 2.5000"), "{e}");
         // Too few devices: not judged.
         assert_eq!(
             p.regression(&view(5, agg(500, 400, 900.0, 1.0)), &base),

@@ -109,7 +109,12 @@ fn next_char(s: &str) -> Option<(Option<char>, usize)> {
             if let Some(c) = simple {
                 return Some((Some(c), 2));
             }
-            let hi = hex4(s.get(2..6)?)?;
+            // Wait for the four digits; digits that are not hex (only
+            // unconstrained text has them) are a replacement character and
+            // the decoding goes on after `\u`.
+            let Some(hi) = hex4(s.as_bytes().get(2..6)?) else {
+                return Some((Some(char::REPLACEMENT_CHARACTER), 2));
+            };
             if (0xD800..0xDC00).contains(&hi) {
                 // A surrogate pair, `\uD83D\uDE00`: wait for its second
                 // half; a lone half is the replacement character.
@@ -118,6 +123,7 @@ fn next_char(s: &str) -> Option<(Option<char>, usize)> {
                     return None;
                 }
                 let code = tail
+                    .as_bytes()
                     .get(2..6)
                     .filter(|_| tail.starts_with("\\u"))
                     .and_then(hex4)
@@ -140,10 +146,13 @@ fn next_char(s: &str) -> Option<(Option<char>, usize)> {
     }
 }
 
-fn hex4(s: &str) -> Option<u32> {
-    (s.len() == 4)
-        .then(|| u32::from_str_radix(s, 16).ok())
-        .flatten()
+/// Four ASCII hex digits as a number (no sign, unlike `from_str_radix`).
+fn hex4(b: &[u8]) -> Option<u32> {
+    if b.len() != 4 || !b.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    b.iter()
+        .try_fold(0u32, |n, d| Some(n * 16 + char::from(*d).to_digit(16)?))
 }
 
 #[cfg(test)]
@@ -193,6 +202,35 @@ mod tests {
             read_answer(raws[0]).0,
             "It is \"Thursday\",\n\tsee été 😀 \\ / [2][1]"
         );
+    }
+
+    #[test]
+    fn bad_escapes_never_stall_the_stream() {
+        for (raw, want) in [
+            (
+                r#"{"sources": [1], "answer": "ab\uZZZZ cd"}"#,
+                "ab\u{fffd}ZZZZ cd",
+            ),
+            (
+                r#"{"sources": [1], "answer": "ab\u+041 cd"}"#,
+                "ab\u{fffd}+041 cd",
+            ),
+            (
+                r#"{"sources": [1], "answer": "ab\u00é9 cd"}"#,
+                "ab\u{fffd}00é9 cd",
+            ),
+            (
+                r#"{"sources": [1], "answer": "lone \ud83d!"}"#,
+                "lone \u{fffd}!",
+            ),
+        ] {
+            let mut s = AnswerStream::default();
+            let mut got = String::new();
+            for c in raw.chars() {
+                got.push_str(&s.feed(&c.to_string()));
+            }
+            assert_eq!(got, want, "{raw}");
+        }
     }
 
     #[test]
