@@ -96,14 +96,15 @@ impl HaltPolicy {
         };
         // A per-request rate: above by more than `max` and significantly.
         let (nc, nb) = (cand.agg.requests(), base.agg.requests());
-        let rate = |name: &str, xc: u64, xb: u64, max: f64, strict: bool| {
+        // `test`: two proportions for what happens at most once per request,
+        // two Poisson rates for crashes, which may outnumber requests.
+        let rate = |name: &str,
+                    test: fn(u64, u64, u64, u64) -> f64,
+                    (xc, xb): (u64, u64),
+                    max: f64,
+                    strict: bool| {
             let (c, b) = (xc as f64 / nc as f64, xb as f64 / nb as f64);
-            // Crashes are events of their own and may outnumber requests.
-            let z = if name == "crash rate" {
-                crate::stats::two_rate_z(xc, nc, xb, nb)
-            } else {
-                crate::stats::two_proportion_z(xc, nc, xb, nb)
-            };
+            let z = test(xc, nc, xb, nb);
             let above = if strict { c - b > max } else { c - b >= max };
             (above && z >= self.rate_z).then(|| {
                 format!(
@@ -125,16 +126,16 @@ impl HaltPolicy {
             };
         rate(
             "error rate",
-            cand.agg.errors,
-            base.agg.errors,
+            crate::stats::two_proportion_z,
+            (cand.agg.errors, base.agg.errors),
             self.max_error_rate_delta,
             true,
         )
         .or_else(|| {
             rate(
                 "crash rate",
-                cand.agg.crashes,
-                base.agg.crashes,
+                crate::stats::two_rate_z,
+                (cand.agg.crashes, base.agg.crashes),
                 self.max_crash_rate_delta,
                 true,
             )
@@ -168,8 +169,8 @@ impl HaltPolicy {
         .or_else(|| {
             rate(
                 "thumbs-down rate",
-                cand.agg.thumbs_down,
-                base.agg.thumbs_down,
+                crate::stats::two_proportion_z,
+                (cand.agg.thumbs_down, base.agg.thumbs_down),
                 self.min_feedback_rate_delta,
                 false,
             )
@@ -177,8 +178,8 @@ impl HaltPolicy {
         .or_else(|| {
             rate(
                 "regenerate rate",
-                cand.agg.regenerates,
-                base.agg.regenerates,
+                crate::stats::two_proportion_z,
+                (cand.agg.regenerates, base.agg.regenerates),
                 self.min_feedback_rate_delta,
                 false,
             )

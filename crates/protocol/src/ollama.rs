@@ -299,24 +299,13 @@ impl ChatRequest {
             ));
         }
         if let Some(r) = self.retrieve() {
-            r.validate()?;
-            for (name, present) in [
-                ("tools", self.tools.is_some()),
-                ("format", self.format.is_some()),
-            ] {
-                if present {
-                    return Err(ProtocolError::unsupported(
-                        name,
-                        format!("{name} with outpost.retrieve: a grounded answer has its own shape (its citations); send one without the other"),
-                    ));
-                }
-            }
-            if self.messages.last().is_none_or(|m| m.role != "user") {
-                return Err(ProtocolError::invalid(
-                    "messages",
-                    "with outpost.retrieve the last message is the question: make it a user message",
-                ));
-            }
+            r.check_request(
+                &[
+                    ("tools", self.tools.is_some()),
+                    ("format", self.format.is_some()),
+                ],
+                self.messages.last().map(|m| m.role.as_str()),
+            )?;
         }
         generation_fields(&self.think, self.logprobs, &self.format, &self.options)
     }

@@ -234,24 +234,13 @@ impl ChatCompletionRequest {
         }
         self.check_tool_history()?;
         if let Some(r) = self.outpost.as_ref().and_then(|o| o.retrieve.as_ref()) {
-            r.validate()?;
-            for (name, present) in [
-                ("tools", self.tools.is_some()),
-                ("response_format", self.response_format.is_some()),
-            ] {
-                if present {
-                    return Err(ProtocolError::unsupported(
-                        name,
-                        format!("{name} with outpost.retrieve: a grounded answer has its own shape (its citations); send one without the other"),
-                    ));
-                }
-            }
-            if self.messages.last().is_none_or(|m| m.role != "user") {
-                return Err(ProtocolError::invalid(
-                    "messages",
-                    "with outpost.retrieve the last message is the question: make it a user message",
-                ));
-            }
+            r.check_request(
+                &[
+                    ("tools", self.tools.is_some()),
+                    ("response_format", self.response_format.is_some()),
+                ],
+                self.messages.last().map(|m| m.role.as_str()),
+            )?;
         }
         for (name, present, why) in [
             (

@@ -32,6 +32,30 @@ pub struct Retrieve {
 }
 
 impl Retrieve {
+    /// Checks a chat request that asks for retrieval: this extension, none
+    /// of the `conflicts` that are present (fields with a shape of their
+    /// own, e.g. tools), and a user message last (the question).
+    pub fn check_request(
+        &self,
+        conflicts: &[(&str, bool)],
+        last_role: Option<&str>,
+    ) -> Result<(), ProtocolError> {
+        self.validate()?;
+        if let Some((name, _)) = conflicts.iter().find(|(_, present)| *present) {
+            return Err(ProtocolError::unsupported(
+                name,
+                format!("{name} with outpost.retrieve: a grounded answer has its own shape (its citations); send one without the other"),
+            ));
+        }
+        if last_role != Some("user") {
+            return Err(ProtocolError::invalid(
+                "messages",
+                "with outpost.retrieve the last message is the question: make it a user message",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn k(&self) -> usize {
         self.k.unwrap_or(4) as usize
     }

@@ -281,102 +281,92 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
         lease,
         handle,
         SSE,
-        move |ev| match ev {
-            Event::Piece(p) if grounded.is_some() => {
-                let text = grounded
-                    .as_mut()
-                    .map(|(g, _)| g.feed(&p.text))
-                    .unwrap_or_default();
-                if text.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![json(&chunk(
-                        Delta {
-                            content: Some(text),
-                            ..Delta::default()
-                        },
-                        None,
-                        None,
-                        None,
-                    ))]
+        move |ev| {
+            // A chunk of text alone.
+            let say = |text: String| {
+                json(&chunk(
+                    Delta {
+                        content: Some(text),
+                        ..Delta::default()
+                    },
+                    None,
+                    None,
+                    None,
+                ))
+            };
+            match ev {
+                Event::Piece(p) if grounded.is_some() => {
+                    let text = grounded
+                        .as_mut()
+                        .map(|(g, _)| g.feed(&p.text))
+                        .unwrap_or_default();
+                    if text.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![say(text)]
+                    }
                 }
-            }
-            Event::Piece(p) if reader.is_some() => {
-                let events = reader.as_mut().map(|r| r.feed(&p.text)).unwrap_or_default();
-                events
-                    .into_iter()
-                    .map(|e| json(&chunk(tool_delta(e), None, None, None)))
-                    .collect()
-            }
-            Event::Piece(p) => {
-                let lp = if want_logprobs {
-                    token_logprob(&model, &p).map(|t| ChoiceLogprobs { content: vec![t] })
-                } else {
-                    None
-                };
-                if p.text.is_empty() && lp.is_none() {
-                    Vec::new()
-                } else {
-                    vec![json(&chunk(
-                        Delta {
-                            role: None,
-                            content: Some(p.text),
-                            tool_calls: None,
-                        },
-                        lp,
-                        None,
-                        None,
-                    ))]
+                Event::Piece(p) if reader.is_some() => {
+                    let events = reader.as_mut().map(|r| r.feed(&p.text)).unwrap_or_default();
+                    events
+                        .into_iter()
+                        .map(|e| json(&chunk(tool_delta(e), None, None, None)))
+                        .collect()
                 }
-            }
-            Event::Done(done) => {
-                measured(&state2, &done);
-                let mut v = Vec::new();
-                let mut reason = finish(&done);
-                if let Some(r) = &reader {
-                    if let Some(text) = r.unsaid() {
-                        v.push(json(&chunk(
+                Event::Piece(p) => {
+                    let lp = if want_logprobs {
+                        token_logprob(&model, &p).map(|t| ChoiceLogprobs { content: vec![t] })
+                    } else {
+                        None
+                    };
+                    if p.text.is_empty() && lp.is_none() {
+                        Vec::new()
+                    } else {
+                        vec![json(&chunk(
                             Delta {
-                                content: Some(text),
-                                ..Delta::default()
+                                role: None,
+                                content: Some(p.text),
+                                tool_calls: None,
                             },
+                            lp,
                             None,
                             None,
+                        ))]
+                    }
+                }
+                Event::Done(done) => {
+                    measured(&state2, &done);
+                    let mut v = Vec::new();
+                    let mut reason = finish(&done);
+                    if let Some(r) = &reader {
+                        if let Some(text) = r.unsaid() {
+                            v.push(say(text));
+                        }
+                        if r.calls > 0 {
+                            reason = "tool_calls".into();
+                        }
+                    }
+                    let mut last = chunk(Delta::default(), None, Some(reason), None);
+                    if let Some((g, grounding)) = grounded.take() {
+                        let (rest, cited) = g.finish();
+                        if !rest.is_empty() {
+                            v.push(say(rest));
+                        }
+                        last.outpost = Some(grounding.answer(&cited));
+                    }
+                    v.push(json(&last));
+                    if include_usage {
+                        v.push(json(&chunk(
+                            Delta::default(),
                             None,
+                            None,
+                            Some(usage(&done)),
                         )));
                     }
-                    if r.calls > 0 {
-                        reason = "tool_calls".into();
-                    }
+                    v
                 }
-                let mut last = chunk(Delta::default(), None, Some(reason), None);
-                if let Some((g, grounding)) = grounded.take() {
-                    let (rest, cited) = g.finish();
-                    if !rest.is_empty() {
-                        v.push(json(&chunk(
-                            Delta {
-                                content: Some(rest),
-                                ..Delta::default()
-                            },
-                            None,
-                            None,
-                            None,
-                        )));
-                    }
-                    last.outpost = Some(grounding.answer(&cited));
-                }
-                v.push(json(&last));
-                if include_usage {
-                    v.push(json(&chunk(
-                        Delta::default(),
-                        None,
-                        None,
-                        Some(usage(&done)),
-                    )));
-                }
-                v
+                Event::Started { .. } | Event::Failed(_) => Vec::new(),
             }
-            Event::Started { .. } | Event::Failed(_) => Vec::new(),
         },
     ));
     let stream = tokio_stream::once(json(&first))

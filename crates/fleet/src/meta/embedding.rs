@@ -22,7 +22,7 @@ use outpost_protocol::manifest::{KvCacheType, ModelKind, ModelName};
 use outpost_protocol::variants::{EmbeddingVariantsFile, FORMAT_VERSION};
 use outpost_protocol::Digest;
 
-use super::variants::{check_tier_files, TierFile, FIRST_VERSION};
+use super::variants::{check_tier_files, read_listing, TierFile, FIRST_VERSION};
 use super::DEFAULT_CLASS;
 use super::{invalid, ClassConfig, MetaError, Minimums, ReleaseDir, ReleaseMeta, VariantMeta};
 
@@ -148,16 +148,8 @@ pub fn from_embedding_variants(
 /// and maps it with [`from_embedding_variants`].
 pub fn load_embedding_dir(dir: &Path, mins: &Minimums) -> Result<ReleaseDir, MetaError> {
     let path = dir.join(EMBEDDING_VARIANTS_FILE);
-    let file_err = |problem: String| MetaError::File {
-        path: path.clone(),
-        problem,
-    };
-    let text = std::fs::read(&path).map_err(|e| file_err(format!("cannot read it: {e}")))?;
-    let file: EmbeddingVariantsFile = serde_json::from_slice(&text).map_err(|e| {
-        file_err(format!(
-            "not an {EMBEDDING_VARIANTS_FILE} of `outpost variants build`: {e}"
-        ))
-    })?;
+    let file: EmbeddingVariantsFile =
+        read_listing(&path, &format!("an {EMBEDDING_VARIANTS_FILE}"))?;
     let meta = from_embedding_variants(&file, mins)?;
     let tiers: Vec<TierFile> = file
         .tiers

@@ -180,17 +180,7 @@ pub fn from_variants(file: &VariantsFile, mins: &Minimums) -> Result<ReleaseMeta
 /// and maps it with [`from_variants`].
 pub fn load_variants_dir(dir: &Path, mins: &Minimums) -> Result<ReleaseDir, MetaError> {
     let path = dir.join(VARIANTS_FILE);
-    let file_err = |path: &Path, problem: String| MetaError::File {
-        path: path.to_path_buf(),
-        problem,
-    };
-    let text = std::fs::read(&path).map_err(|e| file_err(&path, format!("cannot read it: {e}")))?;
-    let file: VariantsFile = serde_json::from_slice(&text).map_err(|e| {
-        file_err(
-            &path,
-            format!("not a variants.json of `outpost variants build`: {e}"),
-        )
-    })?;
+    let file: VariantsFile = read_listing(&path, "a variants.json")?;
     let meta = from_variants(&file, mins)?;
     let tiers: Vec<TierFile> = file
         .tiers
@@ -204,6 +194,20 @@ pub fn load_variants_dir(dir: &Path, mins: &Minimums) -> Result<ReleaseDir, Meta
         .collect();
     let files = check_tier_files(dir, &path, &tiers, &meta.variants)?;
     Ok(ReleaseDir { meta, files })
+}
+
+/// Reads the build listing at `path` (`what` names it in the error).
+pub(super) fn read_listing<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+) -> Result<T, MetaError> {
+    let file_err = |problem: String| MetaError::File {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let text = std::fs::read(path).map_err(|e| file_err(format!("cannot read it: {e}")))?;
+    serde_json::from_slice(&text)
+        .map_err(|e| file_err(format!("not {what} of `outpost variants build`: {e}")))
 }
 
 /// A tier file as a build listing names it.
