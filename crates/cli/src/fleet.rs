@@ -11,6 +11,8 @@ use outpost_fleet::meta::{load_dir, Minimums};
 use outpost_protocol::manifest::Version;
 use serde_json::{json, Value};
 
+mod economics;
+mod experiment;
 mod print;
 mod simulate;
 
@@ -106,6 +108,10 @@ enum FleetCommand {
     /// rollback.
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// A/B experiments between two releases: create, list, status, stop,
+    /// ship (per-class results with always-valid intervals).
+    #[command(subcommand)]
+    Experiment(experiment::ExperimentCommand),
     /// Pin a device to a release (it gets it whatever its channel runs), or
     /// --clear the pin of a model.
     ///
@@ -188,6 +194,14 @@ enum FleetCommand {
         #[arg(long, default_value_t = 60)]
         minutes: u64,
     },
+    /// The edge-vs-cloud report from route telemetry: requests, tokens and
+    /// latency per route and cohort, cloud spend, what the device saved,
+    /// battery per 1 000 local tokens, and --what-if thresholds replayed.
+    ///
+    /// Examples:
+    ///   outpost fleet economics --prices prices.toml --minutes 1440 --what-if 0.4,0.7
+    #[command(verbatim_doc_comment)]
+    Economics(economics::EconomicsArgs),
     /// How the fleet is spread: devices per release × channel × class,
     /// devices not seen for --stale-days, devices blocked by compatibility,
     /// and for each live or completed rollout how many targeted devices
@@ -588,6 +602,8 @@ fn run(api: &Api, cmd: &FleetCommand, json_out: bool) -> Result<()> {
             out(&v, &|_| println!("{channel} now runs {r}"));
         }
         FleetCommand::Rollout(rc) => rollout(api, rc, &out)?,
+        FleetCommand::Experiment(c) => experiment::run(api, c, &out)?,
+        FleetCommand::Economics(e) => economics::run(api, e, &out)?,
         FleetCommand::Pin {
             device,
             release,

@@ -214,6 +214,17 @@ impl Fleet {
         actor: &str,
         req: CreateRollout,
     ) -> FleetResult<RolloutView> {
+        self.create_rollout_of(actor, req, None).await
+    }
+
+    /// A rollout, or (with `experiment`) an experiment, whose control must
+    /// be the channel's release.
+    pub(crate) async fn create_rollout_of(
+        &self,
+        actor: &str,
+        req: CreateRollout,
+        experiment: Option<crate::experiment::ExperimentSpec>,
+    ) -> FleetResult<RolloutView> {
         let stages = stages_from_percent(&req.stages)
             .map_err(|e| FleetError::BadRequest(format!("stages: {e}")))?;
         req.target.validate().map_err(FleetError::BadRequest)?;
@@ -250,6 +261,17 @@ impl Fleet {
                     req.channel, req.model, req.version
                 )));
             }
+            if let Some(e) = &experiment {
+                if previous.as_deref() != Some(e.control.as_str()) {
+                    return Err(FleetError::Conflict(format!(
+                        "the control {}@{} is not what channel {} runs ({}); an experiment compares a treatment against the channel's release: set it with `outpost fleet release {}@{} --channel {}` or name {} as the control",
+                        req.model, e.control, req.channel,
+                        previous.as_deref().map_or("nothing".to_string(), |v| format!("{}@{v}", req.model)),
+                        req.model, e.control, req.channel,
+                        previous.as_deref().unwrap_or("the channel's release")
+                    )));
+                }
+            }
             let seed =
                 u64::from_be_bytes(crate::keys::random32()?[..8].try_into().unwrap_or([0; 8]));
             let now = self.now();
@@ -269,12 +291,18 @@ impl Fleet {
                 stage_started_at: now,
                 updated_at: now,
                 reason: None,
+                experiment,
             }
         };
         let detail = serde_json::to_value(&rollout).unwrap_or_default();
+        let what = if rollout.experiment.is_some() {
+            "experiment.create"
+        } else {
+            "rollout.create"
+        };
         self.apply_admin(
             actor,
-            "rollout.create",
+            what,
             format!("rollout/{}", rollout.id),
             detail,
             vec![Change::PutRollout(rollout.clone())],
@@ -315,6 +343,14 @@ impl Fleet {
             let mut next = r.after(action, now).map_err(FleetError::Conflict)?;
             if reason.is_some() {
                 next.reason = reason.clone();
+            }
+            if !next.state.is_live() {
+                // An ended experiment keeps the analysis it ended on.
+                if let Some(e) = next.experiment.as_mut() {
+                    if e.result.is_none() {
+                        e.result = Some(self.experiment_analysis(r));
+                    }
+                }
             }
             let mut changes = vec![Change::PutRollout(next.clone())];
             let entry = |version: &str| Change::ChannelRelease {

@@ -223,6 +223,7 @@ mod tests {
                 stage_started_at: t,
                 updated_at: t,
                 reason: None,
+                experiment: None,
             },
         );
         let d = decide(&s, "dev-1", "stable", &none, &p, &m);

@@ -48,11 +48,35 @@ pub fn bounds(b: u16) -> (f64, f64) {
     (at(b - 1), at(b))
 }
 
-/// Counts per bucket (sparse: only buckets that were hit).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// Counts per bucket (sparse: only buckets that were hit). In JSON a map
+/// of bucket numbers (as strings, JSON's keys) to counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 #[schema(value_type = BTreeMap<String, u64>)]
 pub struct Histogram(BTreeMap<u16, u64>);
+
+/// Keys read as strings and parsed, so a histogram also reads back inside
+/// a `#[serde(flatten)]` struct (`CohortView`), where serde hands map keys
+/// over as strings.
+impl<'de> Deserialize<'de> for Histogram {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = BTreeMap::<String, u64>::deserialize(d)?;
+        raw.into_iter()
+            .map(|(k, n)| {
+                k.parse::<u16>()
+                    .ok()
+                    .filter(|&b| b <= BUCKETS)
+                    .map(|b| (b, n))
+                    .ok_or_else(|| {
+                        serde::de::Error::custom(format!(
+                            "histogram bucket {k:?} is not a bucket number 0-{BUCKETS}"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map(Histogram)
+    }
+}
 
 impl Histogram {
     pub fn record(&mut self, v: f64) {
@@ -63,6 +87,11 @@ impl Histogram {
         for (&b, &n) in &other.0 {
             *self.0.entry(b).or_insert(0) += n;
         }
+    }
+
+    /// (bucket, count) of every bucket hit, in bucket order.
+    pub fn buckets(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.0.iter().map(|(&b, &c)| (b, c))
     }
 
     pub fn count(&self) -> u64 {
@@ -127,6 +156,28 @@ mod tests {
                 prop_assert!((truth >= lo && truth < hi) || b == 0, "{} not in [{}, {})", truth, lo, hi);
             }
         }
+    }
+
+    #[test]
+    fn json_round_trips_also_when_flattened() {
+        let mut h = Histogram::default();
+        [0.0, 1.0, 450.0, 1e12].iter().for_each(|&v| h.record(v));
+        let text = serde_json::to_string(&h).expect("json");
+        assert_eq!(serde_json::from_str::<Histogram>(&text).expect("back"), h);
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Outer {
+            #[serde(flatten)]
+            inner: Inner,
+        }
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Inner {
+            h: Histogram,
+        }
+        let o = Outer { inner: Inner { h } };
+        let text = serde_json::to_string(&o).expect("json");
+        assert_eq!(serde_json::from_str::<Outer>(&text).expect("flattened"), o);
+        let e = serde_json::from_str::<Histogram>(r#"{"x": 1}"#).expect_err("bad key");
+        assert!(e.to_string().contains("\"x\""), "{e}");
     }
 
     #[test]

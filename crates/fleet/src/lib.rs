@@ -12,6 +12,9 @@
 //! - device telemetry: batches ingested, aggregated per cohort and minute
 //!   into mergeable histograms ([`telemetry`], [`hist`]), and the automatic
 //!   halt of a rollout whose cohort regresses ([`health`]);
+//! - the edge-vs-cloud cost report from route telemetry ([`economics`]);
+//! - A/B experiments between two releases, with always-valid intervals
+//!   per class and metric ([`experiment`], [`stats`]);
 //! - storage behind the [`db::Db`] trait (SQLite today), an audit log of
 //!   every admin action, and an axum router ([`http::router`]).
 //!
@@ -30,7 +33,9 @@ pub mod api;
 pub mod assign;
 pub mod checkin;
 pub mod db;
+pub mod economics;
 pub mod error;
+pub mod experiment;
 pub mod fragmentation;
 pub mod health;
 pub mod hist;

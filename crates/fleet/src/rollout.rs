@@ -14,7 +14,8 @@
 //! `paused` (keeps its devices, does not advance), and the ends:
 //! `completed` (the release became the channel's release), `rolled_back`
 //! (its devices went back to the channel's release), `aborted` (its
-//! release was revoked).
+//! release was revoked). An experiment is a rollout too (see
+//! [`crate::experiment`]).
 
 use outpost_protocol::fleet::DeviceProfile;
 use outpost_protocol::manifest::{ModelName, Version};
@@ -162,7 +163,7 @@ impl RolloutState {
 /// A release moving onto a channel. A stored record and part of
 /// `RolloutView` (flattened), so unknown fields are not refused: the
 /// document could not describe the view otherwise.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rollout {
     pub id: u64,
     pub model: ModelName,
@@ -187,6 +188,10 @@ pub struct Rollout {
     /// Why it is paused or ended, when someone said.
     #[serde(default)]
     pub reason: Option<String>,
+    /// Set when the rollout is an A/B experiment (`experiment/`): one
+    /// stage, no soak, judged against `control`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<crate::experiment::ExperimentSpec>,
 }
 
 /// What an operator (or the soak timer) asks of a rollout.
@@ -325,6 +330,7 @@ mod tests {
             stage_started_at: t,
             updated_at: t,
             reason: None,
+            experiment: None,
         }
     }
 

@@ -15,7 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::meta::ReleaseMeta;
 use crate::rollout::Rollout;
 
-/// An admin change, as committed and then applied in memory.
+/// An admin change, as committed and then applied in memory. Short-lived
+/// (one admin request), so the size of a rollout with its experiment's
+/// analysis does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     PutRelease(Release),

@@ -41,7 +41,7 @@ use std::hash::{Hash, Hasher};
 
 use outpost_protocol::manifest::ModelName;
 use outpost_protocol::telemetry::{
-    EventData, FeedbackSignal, TelemetryAck, TelemetryBatch, ThermalState, MAX_EVENTS,
+    Battery, EventData, FeedbackSignal, TelemetryAck, TelemetryBatch, ThermalState, MAX_EVENTS,
 };
 use serde::{Deserialize, Serialize};
 
@@ -154,6 +154,10 @@ pub struct Agg {
     pub embedding_inputs: u64,
     #[serde(default)]
     pub embedding_tokens: u64,
+    /// Route events: tokens, latency and decision signals per route, and
+    /// battery drain (see [`crate::economics`]).
+    #[serde(default)]
+    pub routes: crate::economics::RouteAgg,
     pub ttft_ms: Histogram,
     pub latency_ms: Histogram,
     pub tok_s: Histogram,
@@ -190,6 +194,14 @@ impl Agg {
         self.latency_ms.merge(&o.latency_ms);
         self.tok_s.merge(&o.tok_s);
         self.memory_peak_mib.merge(&o.memory_peak_mib);
+        self.routes.merge(&o.routes);
+    }
+
+    /// Counts one event; `drain`: battery points lost since the device's
+    /// previous discharging report.
+    fn record_with(&mut self, data: &EventData, drain: u64) {
+        self.record(data);
+        self.routes.battery_drain_pct += drain;
     }
 
     fn record(&mut self, data: &EventData) {
@@ -229,10 +241,13 @@ impl Agg {
                 }
             }
             EventData::Battery(_) => self.battery_events += 1,
-            EventData::Route(r) => match r.target {
-                outpost_protocol::telemetry::RouteTarget::Local => self.route_local += 1,
-                outpost_protocol::telemetry::RouteTarget::Cloud => self.route_cloud += 1,
-            },
+            EventData::Route(r) => {
+                match r.target {
+                    outpost_protocol::telemetry::RouteTarget::Local => self.route_local += 1,
+                    outpost_protocol::telemetry::RouteTarget::Cloud => self.route_cloud += 1,
+                }
+                self.routes.record(r);
+            }
             EventData::Canary(c) => {
                 self.canary_runs += 1;
                 if !c.pass {
@@ -343,6 +358,9 @@ pub(crate) struct Telemetry {
     devices: HashMap<CohortKey, HashMap<u64, u64>>,
     /// (device id, batch id) → received at (unix seconds).
     batches: HashMap<(String, String), u64>,
+    /// Hashed device id → its last battery report (level, unix seconds),
+    /// for the drain between discharging reports (memory only).
+    battery: HashMap<u64, (u8, u64)>,
     new_batches: Vec<BatchRecord>,
 }
 
@@ -361,10 +379,28 @@ impl Telemetry {
         t
     }
 
+    /// Battery points lost since this device's last report, counted when
+    /// both reports are discharging and this one is not older.
+    fn battery_drain(&mut self, device: u64, b: &Battery, at: u64) -> u64 {
+        let prev = self.battery.get(&device).copied();
+        if prev.is_some_and(|(_, t)| at < t) {
+            return 0;
+        }
+        let level = if b.charging { u8::MAX } else { b.level_pct };
+        self.battery.insert(device, (level, at));
+        match prev {
+            Some((was, _)) if !b.charging && was != u8::MAX && b.level_pct < was => {
+                u64::from(was - b.level_pct)
+            }
+            _ => 0,
+        }
+    }
+
     fn prune(&mut self, oldest_minute: u64, oldest_s: u64) {
         self.minutes = self.minutes.split_off(&oldest_minute);
         self.hours = self.hours.split_off(&(oldest_minute / 60 * 60));
         self.batches.retain(|_, at| *at >= oldest_s);
+        self.battery.retain(|_, (_, at)| *at >= oldest_s);
         for seen in self.devices.values_mut() {
             seen.retain(|_, m| *m >= oldest_minute);
         }
@@ -478,6 +514,10 @@ impl Fleet {
                 model_version: e.model_version.clone(),
             };
             let minute = at / 60;
+            let drain = match &e.data {
+                EventData::Battery(b) => t.battery_drain(dh, b, at),
+                _ => 0,
+            };
             t.devices
                 .entry(key.clone())
                 .or_default()
@@ -492,7 +532,7 @@ impl Fleet {
                     .or_default()
                     .entry(key)
                     .or_default()
-                    .record(&e.data);
+                    .record_with(&e.data, drain);
             } else {
                 t.dirty.insert((minute, key.clone()));
                 t.minutes
@@ -500,7 +540,7 @@ impl Fleet {
                     .or_default()
                     .entry(key)
                     .or_default()
-                    .record(&e.data);
+                    .record_with(&e.data, drain);
             }
             ack.accepted += 1;
         }

@@ -160,19 +160,44 @@ pub struct Battery {
     pub charging: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RouteTarget {
+    #[default]
     Local,
     Cloud,
 }
 
-/// Where a request was run, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// Where a request was run, and why; with what it cost (tokens, time)
+/// and the signals the decision saw, so the fleet's economics report can
+/// price it and replay the decision at other thresholds. Every field but
+/// `target` and `reason` is optional (older devices send none).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     pub target: RouteTarget,
     pub reason: String,
+    /// Prompt tokens, as the answer reported them (else the estimate the
+    /// decision used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u32>,
+    /// Tokens generated (a stream without usage: its text chunks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens: Option<u32>,
+    /// The whole request, as the client saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// The prompt's complexity score, 0-1, and the threshold it was held
+    /// to (at or above: the cloud).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complexity: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complexity_threshold: Option<f64>,
+    /// The predicted latency of each route when the decision was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_predicted_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_predicted_ms: Option<f64>,
 }
 
 /// An on-device canary check against the release's fingerprint: `kld`
@@ -369,7 +394,31 @@ impl TelemetryBatch {
                 EventData::Battery(b) if b.level_pct > 100 => {
                     return Err(bad(f("data.level_pct"), "above 100"));
                 }
-                EventData::Route(r) => label(&f("data.reason"), &r.reason, 64)?,
+                EventData::Route(r) => {
+                    label(&f("data.reason"), &r.reason, 64)?;
+                    for (name, v) in [
+                        ("latency_ms", r.latency_ms),
+                        ("local_predicted_ms", r.local_predicted_ms),
+                        ("cloud_predicted_ms", r.cloud_predicted_ms),
+                    ] {
+                        if let Some(v) = v {
+                            number(f(&format!("data.{name}")), v)?;
+                        }
+                    }
+                    for (name, v) in [
+                        ("complexity", r.complexity),
+                        ("complexity_threshold", r.complexity_threshold),
+                    ] {
+                        if let Some(v) = v {
+                            if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+                                return Err(bad(
+                                    f(&format!("data.{name}")),
+                                    format!("{v}; a complexity score is in 0-1"),
+                                ));
+                            }
+                        }
+                    }
+                }
                 EventData::Install(Install {
                     reason: Some(r), ..
                 }) => label(&f("data.reason"), r, 64)?,
@@ -445,6 +494,7 @@ mod tests {
                 event(EventData::Route(Route {
                     target: RouteTarget::Cloud,
                     reason: "low-battery".into(),
+                    ..Route::default()
                 })),
                 event(EventData::Feedback(Feedback {
                     signal: FeedbackSignal::Regenerate,
@@ -516,6 +566,36 @@ mod tests {
             }));
             b.validate()
         };
+        // A route event's numbers: latencies finite and >= 0, complexity 0-1.
+        let route = |r: Route| {
+            let mut b = sample();
+            b.events[0] = event(EventData::Route(r));
+            b.validate()
+        };
+        let full = Route {
+            target: RouteTarget::Local,
+            reason: "simple".into(),
+            prompt_tokens: Some(120),
+            completion_tokens: Some(64),
+            latency_ms: Some(900.0),
+            complexity: Some(0.3),
+            complexity_threshold: Some(0.6),
+            local_predicted_ms: Some(850.0),
+            cloud_predicted_ms: Some(1200.0),
+        };
+        assert_eq!(route(full.clone()), Ok(()));
+        let e = route(Route {
+            complexity: Some(1.5),
+            ..full.clone()
+        })
+        .expect_err("range");
+        assert_eq!(e.field, "events[0].data.complexity");
+        let e = route(Route {
+            cloud_predicted_ms: Some(-1.0),
+            ..full
+        })
+        .expect_err("negative");
+        assert_eq!(e.field, "events[0].data.cloud_predicted_ms");
         assert_eq!(canary(None, Some(0.9999)), Ok(()));
         assert_eq!(canary(Some(0.01), None), Ok(()));
         assert_eq!(

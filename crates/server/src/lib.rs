@@ -30,6 +30,7 @@ pub mod registry;
 mod reqlog;
 mod retrieve;
 mod route;
+mod route_cost;
 mod served;
 mod state;
 mod tools;

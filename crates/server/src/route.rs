@@ -67,6 +67,11 @@ fn parse(endpoint: Endpoint, body: &Bytes) -> Result<Parsed, ApiError> {
     })
 }
 
+/// A latency worth sending: finite and >= 0.
+fn finite(ms: f64) -> Option<f64> {
+    (ms.is_finite() && ms >= 0.0).then_some(ms)
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -133,18 +138,36 @@ async fn route(
             reason: d.reason,
         });
         // With --store, the decision also goes to the telemetry spool (the
-        // agent ships it to the fleet): target and reason, never the text.
+        // agent ships it to the fleet) once the answer is sent: target,
+        // reason, tokens, latency and the decision's signals (for the
+        // fleet's economics report), never the text.
         if let Some(link) = &state.store {
-            link.record(
-                &spec,
-                EventData::Route(TelemetryRoute {
-                    target: match d.target {
-                        Target::Local => RouteTarget::Local,
-                        Target::Cloud => RouteTarget::Cloud,
-                    },
-                    reason: d.reason.as_str().to_string(),
-                }),
-            );
+            let (link, spec) = (link.clone(), spec.clone());
+            let event = TelemetryRoute {
+                target: match d.target {
+                    Target::Local => RouteTarget::Local,
+                    Target::Cloud => RouteTarget::Cloud,
+                },
+                reason: d.reason.as_str().to_string(),
+                prompt_tokens: Some(signals.prompt_tokens),
+                completion_tokens: None,
+                latency_ms: None,
+                complexity: Some(f64::from(signals.complexity).clamp(0.0, 1.0)),
+                complexity_threshold: Some(f64::from(signals.complexity_threshold).clamp(0.0, 1.0)),
+                local_predicted_ms: finite(signals.local_predicted_ms),
+                cloud_predicted_ms: finite(signals.cloud_predicted_ms),
+            };
+            res = crate::route_cost::watch(res, started, move |c| {
+                link.record(
+                    &spec,
+                    EventData::Route(TelemetryRoute {
+                        prompt_tokens: c.prompt_tokens.or(event.prompt_tokens),
+                        completion_tokens: c.completion_tokens,
+                        latency_ms: finite(c.latency_ms),
+                        ..event
+                    }),
+                );
+            });
         }
         let mut v = format!("{}; reason={}", d.target.as_str(), d.reason.as_str());
         if redacted > 0 {

@@ -387,6 +387,34 @@ fn fleet_links_no_ml_code_and_keeps_sql_in_its_db_module() {
     }
 }
 
+/// The fleet's decision maths (halt statistics, experiments' analysis,
+/// the economics report) is pure: aggregates in, numbers out; no HTTP, no
+/// storage, no clock or lock of the fleet.
+#[test]
+fn fleet_decision_maths_is_pure() {
+    for rel in [
+        "crates/fleet/src/stats.rs",
+        "crates/fleet/src/experiment/mod.rs",
+        "crates/fleet/src/economics.rs",
+    ] {
+        let text = std::fs::read_to_string(root().join(rel)).expect("read");
+        for banned in [
+            "axum",
+            "crate::db",
+            "crate::http",
+            "crate::Fleet",
+            "tokio",
+            "std::fs",
+            "Mutex",
+        ] {
+            assert!(
+                !text.contains(banned),
+                "{rel} uses {banned}: keep the maths pure (Fleet methods go in experiment/admin.rs, HTTP in http/)"
+            );
+        }
+    }
+}
+
 #[test]
 fn variants_is_offline_and_links_no_server_or_fleet() {
     assert_offline(

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 /// Prints rows under `header` (comfy-table; numbers right-aligned).
-fn table(header: &[&str], rows: Vec<Vec<String>>) {
+pub(super) fn table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut t = crate::table::table(header);
     for r in rows {
         t.add_row(r);
@@ -11,7 +11,7 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
     crate::table::print(t);
 }
 
-fn s(v: &Value) -> String {
+pub(super) fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -19,7 +19,7 @@ fn s(v: &Value) -> String {
     }
 }
 
-fn list(v: &Value) -> Vec<Value> {
+pub(super) fn list(v: &Value) -> Vec<Value> {
     v.as_array().cloned().unwrap_or_default()
 }
 

@@ -4,7 +4,9 @@
 //! sends that round's telemetry for every release it runs (inference
 //! events at its class's speed, some failing at its error rate, some
 //! followed by a thumbs-down or a regeneration at its feedback rates; a
-//! crash at its crash rate). A share of devices (the class's `offline_rate`)
+//! crash at its crash rate; with `--route-threshold`, a route event per
+//! request, local or cloud as the router's complexity rule would pick;
+//! with `--battery-drain`, a discharging battery report). A share of devices (the class's `offline_rate`)
 //! has one offline period (a start round and a length of 1 to
 //! `offline_rounds` rounds): while offline it does not check in and keeps
 //! each round's telemetry as a pending batch with its own id; when it
@@ -14,9 +16,10 @@
 //! offline period ends before the last round, so every device checks in
 //! at the end. Classes come from `--mix FILE` or `--classes` (equal
 //! shares, default speeds). One class can be given a regression on one
-//! release (slower by a factor, and/or a higher thumbs-down rate). Prints the ground truth: devices per
-//! release × class after the last round, offline periods, events sent and
-//! duplicates acknowledged, plus the run's numbers (check-ins/s, check-in
+//! release (slower by a factor, and/or a higher thumbs-down rate). Prints
+//! the ground truth: devices per release × class after the last round,
+//! offline periods, events sent and duplicates acknowledged, requests and
+//! tokens per route, battery points lost, plus the run's numbers (check-ins/s, check-in
 //! latency, events/s, peak memory). Draws are a hash of the device number,
 //! so a run is reproducible.
 
@@ -208,6 +211,21 @@ pub struct SimulateArgs {
     /// their class's.
     #[arg(long, value_name = "RATE")]
     regress_thumbs_down: Option<f64>,
+    /// Route every request as the hybrid router would at this complexity
+    /// threshold: each gets a complexity score (uniform 0-1) and a route
+    /// event with its tokens, latency and both routes' predicted latency;
+    /// 10 % are `sensitive` (kept local whatever the score), the rest go to
+    /// the cloud at or above the threshold (`complexity`; no on-device
+    /// inference event then) and stay local below it (`simple`).
+    #[arg(long, value_name = "0-1")]
+    route_threshold: Option<f64>,
+    /// The cloud's median latency for routed requests (ms).
+    #[arg(long, default_value_t = 900.0)]
+    cloud_latency_ms: f64,
+    /// Each device reports its battery once a round, discharging, this many
+    /// points lower than the round before (0: no battery events).
+    #[arg(long, default_value_t = 0)]
+    battery_drain: u8,
     /// Concurrent simulated devices (connections). 32 or more for
     /// --devices 100000.
     #[arg(long, default_value_t = 8)]
@@ -262,6 +280,8 @@ struct Device {
     token: String,
     runs: Vec<Release>,
     pending: Vec<Pending>,
+    /// The battery level last sent.
+    last_battery: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -283,7 +303,16 @@ struct Tally {
     regenerates: u64,
     late_batches: u64,
     duplicates: u64,
+    /// Route events by reason (simple, sensitive, complexity): requests,
+    /// prompt and completion tokens.
+    routes: [[u64; 3]; 3],
+    /// Battery points lost between a device's reports, as sent.
+    battery_drain: u64,
 }
+
+/// The simulated router's reasons: local `simple`, local `sensitive`,
+/// cloud `complexity`.
+const ROUTE_REASONS: [&str; 3] = ["simple", "sensitive", "complexity"];
 
 /// Device `i`'s telemetry of one round for the releases it ran then.
 fn events_of(a: &SimulateArgs, mix: &ClassMix, i: usize, p: &Pending) -> Vec<Value> {
@@ -305,11 +334,41 @@ fn events_of(a: &SimulateArgs, mix: &ClassMix, i: usize, p: &Pending) -> Vec<Val
                 "engine_version": "0.1.0", "app_version": "2.0.0", "kind": kind, "data": data
             })
         };
+        if a.battery_drain > 0 && Some((model, version)) == p.runs.first().map(|r| (&r.0, &r.1)) {
+            let level =
+                100u8.saturating_sub(a.battery_drain.saturating_mul(p.round.min(100) as u8));
+            events.push(event(
+                "battery",
+                json!({"level_pct": level, "charging": false}),
+            ));
+        }
         for k in 0..a.events {
             // Spread ±33 % around the class's medians.
             let spread = 0.67 + 0.66 * draw_in(i, p.round, 2 * k);
+            let latency = mix.latency_ms * spread * factor;
+            if let Some(threshold) = a.route_threshold {
+                let complexity = draw_in(i, p.round, (1 << 22) + 3 * k);
+                let sensitive = draw_in(i, p.round, (1 << 22) + 3 * k + 1) < 0.1;
+                let prompt = 50 + (draw_in(i, p.round, (1 << 22) + 3 * k + 2) * 450.0) as u32;
+                let cloud = !sensitive && complexity >= threshold;
+                let reason = match (sensitive, cloud) {
+                    (true, _) => "sensitive",
+                    (false, true) => "complexity",
+                    (false, false) => "simple",
+                };
+                events.push(event("route", json!({
+                    "target": if cloud { "cloud" } else { "local" }, "reason": reason,
+                    "prompt_tokens": prompt, "completion_tokens": 64,
+                    "latency_ms": if cloud { a.cloud_latency_ms * spread } else { latency },
+                    "complexity": complexity, "complexity_threshold": threshold,
+                    "local_predicted_ms": mix.latency_ms, "cloud_predicted_ms": a.cloud_latency_ms,
+                })));
+                if cloud {
+                    continue;
+                }
+            }
             let mut data = json!({"ttft_ms": mix.latency_ms * 0.1 * spread * factor,
-                "latency_ms": mix.latency_ms * spread * factor,
+                "latency_ms": latency,
                 "tokens": 64, "tok_s": mix.tok_s / spread / factor});
             if draw_in(i, p.round, 2 * k + 1) < mix.error_rate {
                 data["error"] = json!("simulated");
@@ -335,7 +394,7 @@ fn events_of(a: &SimulateArgs, mix: &ClassMix, i: usize, p: &Pending) -> Vec<Val
 fn send(
     agent: &ureq::Agent,
     url: &str,
-    d: &Device,
+    d: &mut Device,
     events: &[Value],
     batch_id: &str,
     tally: &mut Tally,
@@ -360,6 +419,12 @@ fn send(
             bail!("batch {id} of {}: the fleet accepted {accepted} of {} events ({ack}); the simulator sends only current, published releases", d.id, chunk.len());
         }
         tally.events += accepted;
+        for e in chunk.iter().filter(|e| e["kind"] == "battery") {
+            let level = e["data"]["level_pct"].as_u64().unwrap_or(0);
+            if let Some(was) = d.last_battery.replace(level) {
+                tally.battery_drain += was.saturating_sub(level);
+            }
+        }
         tally.inferences += chunk.iter().filter(|e| e["kind"] == "inference").count() as u64;
         let signal = |s: &str| {
             chunk
@@ -369,6 +434,15 @@ fn send(
         };
         tally.thumbs_down += signal("thumbs_down");
         tally.regenerates += signal("regenerate");
+        for e in chunk.iter().filter(|e| e["kind"] == "route") {
+            let Some(r) = ROUTE_REASONS.iter().position(|r| e["data"]["reason"] == *r) else {
+                continue;
+            };
+            let t = &mut tally.routes[r];
+            t[0] += 1;
+            t[1] += e["data"]["prompt_tokens"].as_u64().unwrap_or(0);
+            t[2] += e["data"]["completion_tokens"].as_u64().unwrap_or(0);
+        }
     }
     Ok(())
 }
@@ -494,6 +568,12 @@ where
                 t.regenerates += mine.regenerates;
                 t.late_batches += mine.late_batches;
                 t.duplicates += mine.duplicates;
+                t.battery_drain += mine.battery_drain;
+                for (a, b) in t.routes.iter_mut().zip(mine.routes) {
+                    for (x, y) in a.iter_mut().zip(b) {
+                        *x += y;
+                    }
+                }
             });
         }
     });
@@ -537,6 +617,14 @@ fn load_mix(a: &SimulateArgs) -> Result<Mix> {
         },
     };
     mix.validate(a.rounds)?;
+    if let Some(t) = a.route_threshold {
+        if !(0.0..=1.0).contains(&t) {
+            bail!("--route-threshold {t} is a complexity score: give 0 to 1");
+        }
+    }
+    if !(a.cloud_latency_ms > 0.0 && a.cloud_latency_ms.is_finite()) {
+        bail!("--cloud-latency-ms {} must be above 0", a.cloud_latency_ms);
+    }
     if let Some(r) = a.regress_thumbs_down {
         if !(0.0..=1.0).contains(&r) {
             bail!("--regress-thumbs-down {r} is a share of inferences: give 0 to 1");
@@ -581,6 +669,7 @@ pub fn run(url: &str, data: Option<&Path>, a: &SimulateArgs) -> Result<Value> {
             token: reg["token"].as_str().context("token")?.to_string(),
             runs: Vec::new(),
             pending: Vec::new(),
+            last_battery: None,
         };
         *devices[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(d);
         Ok(())
@@ -638,6 +727,10 @@ pub fn run(url: &str, data: Option<&Path>, a: &SimulateArgs) -> Result<Value> {
         "inferences": t.inferences,
         "thumbs_down": t.thumbs_down,
         "regenerates": t.regenerates,
+        "routes": ROUTE_REASONS.iter().zip(t.routes).map(|(r, [n, p, c])| {
+            (r.to_string(), json!({"requests": n, "prompt_tokens": p, "completion_tokens": c}))
+        }).collect::<serde_json::Map<String, Value>>(),
+        "battery_drain_pct": t.battery_drain,
         "seconds": t0.elapsed().as_secs_f64(),
         "register_seconds": registered_s,
         "rounds_seconds": rounds_s,

@@ -27,6 +27,7 @@
 mod admin;
 mod artifacts;
 mod device;
+mod experiments;
 pub mod openapi;
 
 use std::sync::Arc;
@@ -85,6 +86,12 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
         .route("/audit", get(admin::audit))
         .route("/cohorts", get(admin::cohorts))
         .route("/fragmentation", get(admin::fragmentation))
+        .route(
+            "/experiments",
+            get(experiments::list).post(experiments::create),
+        )
+        .route("/experiments/{id}", get(experiments::one))
+        .route("/experiments/{id}/{action}", post(experiments::action))
         .layer(middleware::from_fn_with_state(fleet.clone(), admin_auth))
         .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT));
     let device = Router::new()

@@ -72,6 +72,10 @@ impl Modify for Tokens {
         super::admin::audit,
         super::admin::cohorts,
         super::admin::fragmentation,
+        super::experiments::create,
+        super::experiments::list,
+        super::experiments::one,
+        super::experiments::action,
         outpost_web::metrics::serve,
     ),
     components(schemas(FleetErrorBody))
