@@ -3,7 +3,8 @@
 //! the caller learns the latency and the tokens — from `usage` when the
 //! answer has it (JSON, or a stream's usage chunk), else a stream's text
 //! chunks (about one token each, as the router's own speed estimates
-//! count them). The body passes through unchanged.
+//! count them). The body passes through unchanged; a body whose size is
+//! known (a JSON answer) keeps its Content-Length.
 
 use std::time::Instant;
 
@@ -108,6 +109,12 @@ pub(crate) fn watch(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let (parts, body) = res.into_parts();
+    // Streamed on, a body loses the length it had: say it in the head,
+    // so a JSON answer keeps its Content-Length.
+    let mut parts = parts;
+    if let Some(n) = axum::body::HttpBody::size_hint(&body).exact() {
+        parts.headers.insert(header::CONTENT_LENGTH, n.into());
+    }
     let mut w = Watch {
         sse,
         buf: Vec::new(),
@@ -154,6 +161,13 @@ mod tests {
         let (c, body) = cost_of(res).await;
         assert_eq!((c.prompt_tokens, c.completion_tokens), (Some(12), Some(3)));
         assert_eq!(body, json.as_bytes());
+        // A whole body keeps its length (clients see Content-Length).
+        let res = Response::new(Body::from(json));
+        let res = watch(res, Instant::now(), |_| {});
+        assert_eq!(
+            res.headers()[header::CONTENT_LENGTH],
+            json.len().to_string().as_str()
+        );
         // A stream split mid-line: three text chunks, a role chunk, [DONE].
         let sse = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\ndata: {\"choices\":[{\"text\":\"c\"}]}\n\ndata: [DONE]\n\n";
         let (a, b) = sse.split_at(70);
