@@ -158,19 +158,15 @@ fn a_devices_routed_answers_reach_the_economics_report_with_their_tokens() {
     // is in a complexity bin, so the what-if can replay it.
     let cohorts = fleet.admin(&["cohorts", "--minutes", "60"]);
     let bins = &cohorts[0]["routes"]["bins"];
-    let in_bins: u64 = bins
+    let (in_bins, pred) = bins
         .as_object()
         .expect("bins")
         .values()
-        .map(|b| b[0]["requests"].as_u64().unwrap_or(0))
-        .sum();
+        .fold((0, 0), |(n, p), b| {
+            let count = |k: &str| b[0][k].as_u64().unwrap_or(0);
+            (n + count("requests"), p + count("predicted"))
+        });
     assert!(in_bins >= 1, "{bins}");
-    let pred: u64 = bins
-        .as_object()
-        .expect("bins")
-        .values()
-        .map(|b| b[0]["predicted"].as_u64().unwrap_or(0))
-        .sum();
     assert_eq!(
         pred, in_bins,
         "the cloud's predicted latency is logged: {bins}"
