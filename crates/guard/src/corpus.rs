@@ -99,6 +99,9 @@ fn iban_check(country: &str, bban: &str) -> String {
 
 /// A valid value of `entity`.
 pub fn value(rng: &mut Rng, entity: Entity) -> String {
+    if let Some(v) = crate::corpus_ids::value(rng, entity) {
+        return v;
+    }
     match entity {
         Entity::EmailAddress => format!(
             "{}.{}{}@{}",
@@ -250,11 +253,16 @@ pub fn value(rng: &mut Rng, entity: Entity) -> String {
                 _ => format!("{} {d}, {y}", MONTHS[(m - 1) as usize]),
             }
         }
+        // National IDs come from `corpus_ids` above.
+        _ => String::new(),
     }
 }
 
 /// Sentence templates per entity; `{}` is the value.
 fn templates(entity: Entity) -> &'static [&'static str] {
+    if let Some(t) = crate::corpus_ids::templates(entity) {
+        return t;
+    }
     match entity {
         Entity::EmailAddress => &[
             "Please write to {} with the details.",
@@ -327,6 +335,7 @@ fn templates(entity: Entity) -> &'static [&'static str] {
             "Date of birth: {}",
             "DOB {} (verified)",
         ],
+        _ => &["{}"],
     }
 }
 

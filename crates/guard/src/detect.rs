@@ -1,16 +1,20 @@
 //! Detection: one multi-pattern scan over the text, then per match a
 //! validator (checksums, ranges, entropy) and context words, Presidio-style:
 //! a base score per pattern, a passing checksum makes it certain, a failing
-//! one drops the match, context words nearby raise the score.
+//! one drops the match, context words nearby raise the score. The text is
+//! first normalized (Unicode digits, zero-width characters, look-alikes,
+//! `[at]`) and findings are mapped back to the text as written.
 
 use std::ops::Range;
 
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::syntax;
-use regex_automata::{Anchored, Input};
+use regex_automata::{Anchored, Input, MatchKind, PatternSet};
 
 use crate::entity::Entity;
-use crate::validate;
+use crate::normalize::normalize;
+use crate::patterns::{Check, PATTERNS};
+use crate::phone::{self, Region};
 
 /// One piece of personal data found in a text.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,136 +30,6 @@ pub struct Finding {
     pub value: String,
 }
 
-/// A validator turns a candidate into a base score, or drops it.
-type Validator = fn(&str) -> Option<f32>;
-
-struct Pattern {
-    entity: Entity,
-    regex: &'static str,
-    validate: Validator,
-    context: &'static [&'static str],
-}
-
-const PHONE_CTX: &[&str] = &[
-    "phone", "call", "tel", "mobile", "cell", "fax", "contact", "number", "whatsapp",
-];
-const SSN_CTX: &[&str] = &["ssn", "social security", "social-security", "taxpayer"];
-const SECRET_CTX: &[&str] = &[
-    "key",
-    "token",
-    "password",
-    "passwd",
-    "pwd",
-    "secret",
-    "credential",
-    "auth",
-    "bearer",
-];
-const DOB_CTX: &[&str] = &["born", "birth", "dob", "birthday", "b-day", "age"];
-const IP_CTX: &[&str] = &["ip", "address", "host", "server", "client", "connect"];
-const CARD_CTX: &[&str] = &["card", "visa", "mastercard", "amex", "payment", "credit"];
-
-/// Order matters: at the same start position the earlier pattern wins, so
-/// the most specific patterns come first and the generic secret last.
-const PATTERNS: &[Pattern] = &[
-    Pattern {
-        entity: Entity::PrivateKey,
-        regex: r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
-        validate: |_| Some(1.0),
-        context: &[],
-    },
-    Pattern {
-        entity: Entity::Url,
-        regex: r"\b[A-Za-z][A-Za-z0-9+.-]+://[^\s:/@]+:[^\s@/]+@[^\s/?#]+[^\s]*",
-        validate: |_| Some(0.95),
-        context: &[],
-    },
-    Pattern {
-        entity: Entity::EmailAddress,
-        regex: r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b",
-        validate: validate::email,
-        context: &[],
-    },
-    Pattern {
-        entity: Entity::AwsAccessKey,
-        regex: r"\b(?:AKIA|ASIA|AIDA|AROA)[0-9A-Z]{16}\b",
-        validate: |_| Some(1.0),
-        context: &[],
-    },
-    Pattern {
-        entity: Entity::GithubToken,
-        regex: r"\b(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{60,})",
-        validate: |_| Some(1.0),
-        context: &[],
-    },
-    Pattern {
-        entity: Entity::SlackToken,
-        regex: r"\bxox[abprs]-[A-Za-z0-9-]{10,}",
-        validate: |_| Some(0.95),
-        context: &[],
-    },
-    Pattern {
-        entity: Entity::Jwt,
-        regex: r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}",
-        validate: |_| Some(0.95),
-        context: &[],
-    },
-    Pattern {
-        entity: Entity::IbanCode,
-        regex: r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
-        validate: validate::iban,
-        context: &["iban", "account", "bank"],
-    },
-    Pattern {
-        entity: Entity::MacAddress,
-        regex: r"\b[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}\b",
-        validate: |_| Some(0.85),
-        context: &["mac", "device", "interface"],
-    },
-    Pattern {
-        entity: Entity::IpAddress,
-        regex: r"\b(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})",
-        validate: validate::ipv6,
-        context: IP_CTX,
-    },
-    Pattern {
-        entity: Entity::IpAddress,
-        regex: r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b",
-        validate: validate::ipv4,
-        context: IP_CTX,
-    },
-    Pattern {
-        entity: Entity::UsSsn,
-        regex: r"\b[0-9]{3}([- ]?)[0-9]{2}([- ]?)[0-9]{4}\b",
-        validate: validate::ssn,
-        context: SSN_CTX,
-    },
-    Pattern {
-        entity: Entity::CreditCard,
-        regex: r"\b[0-9][0-9 -]{11,26}[0-9]\b",
-        validate: validate::credit_card,
-        context: CARD_CTX,
-    },
-    Pattern {
-        entity: Entity::DateOfBirth,
-        regex: r"\b(?:(?:19|20)[0-9]{2}-[01][0-9]-[0-3][0-9]|[0-3]?[0-9][/.][01]?[0-9][/.](?:19|20)[0-9]{2}|[0-3]?[0-9] (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]{0,6}\.? (?:19|20)[0-9]{2}|(?:January|February|March|April|May|June|July|August|September|October|November|December) [0-3]?[0-9],? (?:19|20)[0-9]{2})\b",
-        validate: validate::date,
-        context: DOB_CTX,
-    },
-    Pattern {
-        entity: Entity::PhoneNumber,
-        regex: r"(?:\+[1-9][0-9]{0,2}[ .-]?(?:\(?[0-9]{1,4}\)?[ .-]?){1,4}[0-9]{2,4}|\(?\b[2-9][0-9]{2}\)?[ .-]?[2-9][0-9]{2}[ .-]?[0-9]{4}|\b0[1-9][0-9]{1,3}[ -]?[0-9]{3,4}[ -]?[0-9]{3,4})\b",
-        validate: validate::phone,
-        context: PHONE_CTX,
-    },
-    Pattern {
-        entity: Entity::Secret,
-        regex: r"\b[A-Za-z0-9][A-Za-z0-9+/_=-]{19,}",
-        validate: validate::secret,
-        context: SECRET_CTX,
-    },
-];
-
 /// Bytes before a match searched for context words, and after it.
 const CONTEXT_BEFORE: usize = 48;
 const CONTEXT_AFTER: usize = 16;
@@ -166,9 +40,15 @@ const CONTEXT_BOOST: f32 = 0.35;
 #[derive(Debug)]
 pub struct Scanner {
     all: Regex,
+    /// The same patterns, reporting every one that matches (the fallback
+    /// when the first fails its check).
+    any: Regex,
     one: Vec<Regex>,
     /// Findings below this score are not reported.
     pub threshold: f32,
+    /// The regions whose national phone formats are read (numbers written
+    /// with `+` or `00` are read in every region).
+    pub regions: Vec<Region>,
 }
 
 impl Default for Scanner {
@@ -177,12 +57,13 @@ impl Default for Scanner {
     }
 }
 
-fn ascii_regex(patterns: &[&str]) -> Regex {
+fn ascii_regex(patterns: &[&str], kind: MatchKind) -> Regex {
     // ASCII semantics keep the scan in the lazy DFA (Unicode \b would not).
     Regex::builder()
         .syntax(syntax::Config::new().unicode(false).utf8(false))
         .configure(
             meta::Config::new()
+                .match_kind(kind)
                 .utf8_empty(false)
                 .hybrid_cache_capacity(16 << 20),
         )
@@ -191,33 +72,81 @@ fn ascii_regex(patterns: &[&str]) -> Regex {
 }
 
 impl Scanner {
-    /// All detectors, threshold 0.5.
+    /// All detectors, threshold 0.5, national phone numbers of the US (the
+    /// `C` locale's region; see [`Scanner::with_regions`]).
     pub fn new() -> Scanner {
         let patterns: Vec<&str> = PATTERNS.iter().map(|p| p.regex).collect();
         Scanner {
-            all: ascii_regex(&patterns),
-            one: patterns.iter().map(|p| ascii_regex(&[p])).collect(),
+            all: ascii_regex(&patterns, MatchKind::LeftmostFirst),
+            any: ascii_regex(&patterns, MatchKind::All),
+            one: patterns
+                .iter()
+                .map(|p| ascii_regex(&[p], MatchKind::LeftmostFirst))
+                .collect(),
             threshold: 0.5,
+            regions: vec![Region::US],
         }
+    }
+
+    /// All detectors, reading national phone numbers of `regions`.
+    pub fn with_regions(regions: Vec<Region>) -> Scanner {
+        Scanner {
+            regions,
+            ..Scanner::new()
+        }
+    }
+
+    /// Finds personal data in `text`, in order of position, reading
+    /// national phone numbers of `regions` instead of the scanner's own
+    /// (a request's override).
+    pub fn scan_in(&self, text: &str, regions: &[Region]) -> Vec<Finding> {
+        let Some(n) = normalize(text) else {
+            return self.scan_plain(text, regions);
+        };
+        let mut chars = CharIndex::new(text);
+        self.scan_plain(&n.text, regions)
+            .into_iter()
+            .map(|f| {
+                let bytes = n.original(&f.bytes);
+                Finding {
+                    start: chars.at(bytes.start),
+                    end: chars.at(bytes.end),
+                    value: text[bytes.clone()].to_string(),
+                    bytes,
+                    ..f
+                }
+            })
+            .collect()
     }
 
     /// Finds personal data in `text`, in order of position.
     pub fn scan(&self, text: &str) -> Vec<Finding> {
+        self.scan_in(text, &self.regions)
+    }
+
+    fn scan_plain(&self, text: &str, regions: &[Region]) -> Vec<Finding> {
         let mut out = Vec::new();
         let mut chars = CharIndex::new(text);
         let mut at = 0;
         while let Some(m) = self.all.search(&Input::new(text).range(at..)) {
             let start = m.start();
-            let mut found = self.judge(text, m.pattern().as_usize(), m.range());
+            let mut found = self.judge(text, m.pattern().as_usize(), m.range(), regions);
             if found.is_none() {
                 // The first pattern failed its check: another may fit here
                 // (a failed card number can be a phone number).
-                found = (0..PATTERNS.len())
+                let mut set = PatternSet::new(PATTERNS.len());
+                self.any.which_overlapping_matches(
+                    &Input::new(text).range(start..).anchored(Anchored::Yes),
+                    &mut set,
+                );
+                found = set
+                    .iter()
+                    .map(|p| p.as_usize())
                     .filter(|&j| j != m.pattern().as_usize())
                     .find_map(|j| {
                         let hit = self.one[j]
                             .search(&Input::new(text).range(start..).anchored(Anchored::Yes))?;
-                        self.judge(text, j, hit.range())
+                        self.judge(text, j, hit.range(), regions)
                     });
             }
             at = match &found {
@@ -264,16 +193,38 @@ impl Scanner {
         &self,
         text: &str,
         pattern: usize,
-        range: Range<usize>,
+        mut range: Range<usize>,
+        regions: &[Region],
     ) -> Option<(Entity, Range<usize>, f32)> {
         let p = &PATTERNS[pattern];
         let value = text.get(range.clone())?;
-        let mut score = (p.validate)(value)?;
+        let mut score = match p.check {
+            Check::Score(_) if continues(text, &range) => return None,
+            Check::Score(f) => f(value)?,
+            Check::Phone => {
+                let (len, score) = phone::judge(value, regions)?;
+                range.end = range.start + len;
+                score
+            }
+        };
         if score < 1.0 && has_context(text, &range, p.context) {
             score = (score + CONTEXT_BOOST).min(1.0);
         }
         (score >= self.threshold).then_some((p.entity, range, score))
     }
+}
+
+/// Whether a digit match is part of a longer number: a digit just one
+/// space or dash beyond either end (the first 12 digits of a card are no
+/// Aadhaar number).
+fn continues(text: &str, range: &Range<usize>) -> bool {
+    let b = text.as_bytes();
+    let digit_at = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    let sep_at = |i: usize| b.get(i).is_some_and(|c| matches!(c, b' ' | b'-'));
+    let (s, e) = (range.start, range.end);
+    let after = e > s && digit_at(e - 1) && sep_at(e) && digit_at(e + 1);
+    let before = digit_at(s) && s >= 2 && sep_at(s - 1) && digit_at(s - 2);
+    after || before
 }
 
 fn has_context(text: &str, range: &Range<usize>, words: &[&str]) -> bool {

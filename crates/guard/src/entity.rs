@@ -23,11 +23,29 @@ pub enum Entity {
     /// A high-entropy token next to "key", "token", "password", ...
     Secret,
     DateOfBirth,
+    /// UK National Insurance number.
+    UkNino,
+    /// UK NHS number (mod-11 check digit).
+    UkNhs,
+    /// Spanish DNI/NIF (check letter).
+    EsNif,
+    /// Spanish foreigner's number (check letter).
+    EsNie,
+    /// Italian codice fiscale (check letter).
+    ItFiscalCode,
+    /// French social security number, NIR or "numéro INSEE" (mod-97 key).
+    FrNir,
+    /// German tax identification number, Steuer-ID (ISO 7064 check digit).
+    DeTaxId,
+    /// Indian Aadhaar number (Verhoeff check digit).
+    InAadhaar,
+    /// Polish PESEL (weighted check digit, birth date inside).
+    PlPesel,
 }
 
 impl Entity {
     /// Every entity, in a fixed order.
-    pub const ALL: [Entity; 15] = [
+    pub const ALL: [Entity; 24] = [
         Entity::EmailAddress,
         Entity::PhoneNumber,
         Entity::CreditCard,
@@ -43,6 +61,15 @@ impl Entity {
         Entity::PrivateKey,
         Entity::Secret,
         Entity::DateOfBirth,
+        Entity::UkNino,
+        Entity::UkNhs,
+        Entity::EsNif,
+        Entity::EsNie,
+        Entity::ItFiscalCode,
+        Entity::FrNir,
+        Entity::DeTaxId,
+        Entity::InAadhaar,
+        Entity::PlPesel,
     ];
 
     /// The upper-case name (Presidio's, where it has one).
@@ -63,6 +90,15 @@ impl Entity {
             Entity::PrivateKey => "PRIVATE_KEY",
             Entity::Secret => "SECRET",
             Entity::DateOfBirth => "DATE_OF_BIRTH",
+            Entity::UkNino => "UK_NINO",
+            Entity::UkNhs => "UK_NHS",
+            Entity::EsNif => "ES_NIF",
+            Entity::EsNie => "ES_NIE",
+            Entity::ItFiscalCode => "IT_FISCAL_CODE",
+            Entity::FrNir => "FR_NIR",
+            Entity::DeTaxId => "DE_TAX_ID",
+            Entity::InAadhaar => "IN_AADHAAR",
+            Entity::PlPesel => "PL_PESEL",
         }
     }
 

@@ -15,13 +15,20 @@
 //! ```
 
 pub mod corpus;
+mod corpus_ids;
 mod detect;
 mod entity;
+mod ids;
+mod normalize;
+mod patterns;
+mod phone;
+mod phone_rules;
 mod redact;
 mod validate;
 
 pub use detect::{Finding, Scanner};
 pub use entity::Entity;
+pub use phone::{locale_region, Region};
 pub use redact::{
     apply, redact, redact_texts, Action, GuardError, Redacted, Restorer, Texts, Vault,
 };

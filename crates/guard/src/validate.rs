@@ -1,6 +1,6 @@
 //! Checks that turn a pattern match into a score or drop it: checksums
-//! (Luhn, IBAN mod-97), number ranges (SSN, IPv4, dates), parsing (IPv6),
-//! digit counts (phones) and character entropy (secrets).
+//! (Luhn and card schemes' prefixes, IBAN mod-97), number ranges (SSN,
+//! IPv4, dates), parsing (IPv6) and character entropy (secrets).
 
 /// Luhn checksum over the digits of `s`.
 pub fn luhn_ok(s: &str) -> bool {
@@ -52,17 +52,120 @@ pub fn email(s: &str) -> Option<f32> {
     ok.then_some(0.9)
 }
 
+/// A card scheme's issuer prefixes (inclusive ranges of the first digits,
+/// all of one width) and the lengths its numbers have.
+struct Scheme {
+    name: &'static str,
+    ranges: &'static [(u32, u32)],
+    lengths: std::ops::RangeInclusive<usize>,
+}
+
+/// The major schemes' IIN ranges and lengths, as the schemes and ISO/IEC
+/// 7812 list them. Overlaps (Maestro's broad 5x/6x) are fine: a number
+/// needs one scheme that takes both its prefix and its length.
+const SCHEMES: &[Scheme] = &[
+    Scheme {
+        name: "Visa",
+        ranges: &[(4, 4)],
+        lengths: 13..=19,
+    },
+    Scheme {
+        name: "Mastercard",
+        ranges: &[(51, 55), (2221, 2720)],
+        lengths: 16..=16,
+    },
+    Scheme {
+        name: "American Express",
+        ranges: &[(34, 34), (37, 37)],
+        lengths: 15..=15,
+    },
+    Scheme {
+        name: "Maestro",
+        ranges: &[(50, 50), (56, 69)],
+        lengths: 12..=19,
+    },
+    Scheme {
+        name: "UnionPay",
+        ranges: &[(62, 62), (81, 81)],
+        lengths: 16..=19,
+    },
+    Scheme {
+        name: "JCB",
+        ranges: &[(3528, 3589)],
+        lengths: 16..=19,
+    },
+    Scheme {
+        name: "Discover",
+        ranges: &[(6011, 6011), (644, 649), (65, 65)],
+        lengths: 16..=19,
+    },
+    Scheme {
+        name: "Diners Club",
+        ranges: &[(300, 305), (3095, 3095), (36, 36), (38, 39)],
+        lengths: 14..=19,
+    },
+    Scheme {
+        name: "Mir",
+        ranges: &[(2200, 2204)],
+        lengths: 16..=19,
+    },
+    Scheme {
+        name: "RuPay",
+        ranges: &[(60, 60), (508, 508), (81, 82), (353, 353), (356, 356)],
+        lengths: 16..=16,
+    },
+    Scheme {
+        name: "Troy",
+        ranges: &[(9792, 9792)],
+        lengths: 16..=16,
+    },
+];
+
+/// The scheme a number of these digits belongs to, if any takes both its
+/// prefix and its length.
+pub fn card_scheme(d: &str) -> Option<&'static str> {
+    SCHEMES
+        .iter()
+        .find(|s| {
+            s.lengths.contains(&d.len())
+                && s.ranges.iter().any(|&(lo, hi)| {
+                    let w = lo.to_string().len();
+                    d.get(..w)
+                        .and_then(|p| p.parse::<u32>().ok())
+                        .is_some_and(|p| (lo..=hi).contains(&p))
+                })
+        })
+        .map(|s| s.name)
+}
+
+/// Card numbers: Luhn, and a scheme whose prefix and length fit (then
+/// certain). A Luhn-valid 13–19 digit number of no known scheme is weak and
+/// needs a context word. Separators: one kind (space, dash or dot), single,
+/// between groups of 3–6 digits.
 pub fn credit_card(s: &str) -> Option<f32> {
-    // Separators: single spaces or dashes between digits.
-    if s.contains("  ") || s.contains("--") || s.contains(" -") || s.contains("- ") {
+    let seps: Vec<char> = s.chars().filter(|c| !c.is_ascii_digit()).collect();
+    if seps.windows(2).any(|w| w[0] != w[1]) {
+        return None;
+    }
+    if !seps.is_empty()
+        && s.split(seps[0])
+            .any(|g| !(3..=6).contains(&g.len()) || !g.bytes().all(|b| b.is_ascii_digit()))
+    {
         return None;
     }
     let d = digits(s);
-    if !(13..=19).contains(&d.len()) || !luhn_ok(&d) || isbn13_ok(&d) {
+    if !(12..=19).contains(&d.len()) || !luhn_ok(&d) || isbn13_ok(&d) {
         return None;
     }
-    // Separators must be consistent groups, not random punctuation.
-    Some(1.0)
+    match card_scheme(&d) {
+        // Only Maestro has 12 digits, and 12 digits in fours is how an
+        // Aadhaar number is written: then the word "card" decides.
+        Some(_) if d.len() == 12 && !seps.is_empty() => Some(0.45),
+        Some(_) if d.len() == 12 => Some(0.7),
+        Some(_) => Some(1.0),
+        None if d.len() >= 13 => Some(0.4),
+        None => None,
+    }
 }
 
 /// IBAN: country letters, check digits, mod-97 == 1.
@@ -122,20 +225,6 @@ pub fn ipv6(s: &str) -> Option<f32> {
         return None;
     }
     s.parse::<std::net::Ipv6Addr>().ok().map(|_| 0.8)
-}
-
-/// Phone numbers: 7 to 15 digits (E.164). International (+) and
-/// separated national formats are medium matches, bare digit runs weak.
-pub fn phone(s: &str) -> Option<f32> {
-    let d = digits(s);
-    if !(7..=15).contains(&d.len()) {
-        return None;
-    }
-    if s.starts_with('+') {
-        return (d.len() >= 8).then_some(0.7);
-    }
-    let separated = s.chars().any(|c| matches!(c, ' ' | '-' | '.' | '(' | ')'));
-    Some(if separated { 0.55 } else { 0.3 })
 }
 
 /// A date that could be a birth date: real month and day. Weak on its own;
@@ -220,6 +309,11 @@ mod tests {
             None,
             "an ISBN is not a card"
         );
+        assert_eq!(card_scheme("5020123456789017"), Some("Maestro"));
+        assert_eq!(card_scheme("2221000000000009"), Some("Mastercard"));
+        assert_eq!(card_scheme("378282246310005"), Some("American Express"));
+        assert_eq!(card_scheme("4111111111111"), Some("Visa"));
+        assert_eq!(card_scheme("3711111111111111"), None, "Amex is 15 digits");
     }
 
     #[test]
