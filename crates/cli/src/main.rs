@@ -8,6 +8,7 @@ mod convert;
 mod embed;
 mod fleet;
 mod guard;
+mod guard_bench;
 mod index;
 mod logging;
 mod models;

@@ -6,6 +6,7 @@
 
 use crate::detect::Scanner;
 use crate::entity::Entity;
+use crate::phone::Region;
 
 /// One labelled text.
 #[derive(Debug, Clone)]
@@ -13,6 +14,9 @@ pub struct Sample {
     pub text: String,
     /// (entity, start, end) in character offsets.
     pub labels: Vec<(Entity, usize, usize)>,
+    /// The region whose national phone formats the text uses, when it is
+    /// not the scanner's.
+    pub region: Option<Region>,
 }
 
 /// A small deterministic generator (SplitMix64).
@@ -428,6 +432,7 @@ pub fn generate(n_per_type: usize, seed: u64) -> Vec<Sample> {
             out.push(Sample {
                 labels: vec![(entity, start, start + v.chars().count())],
                 text,
+                region: None,
             });
         }
     }
@@ -435,6 +440,7 @@ pub fn generate(n_per_type: usize, seed: u64) -> Vec<Sample> {
         out.push(Sample {
             text: negative(&mut rng),
             labels: Vec::new(),
+            region: None,
         });
     }
     out
@@ -506,7 +512,10 @@ pub fn evaluate(scanner: &Scanner, samples: &[Sample]) -> Vec<(Entity, Score)> {
         Entity::ALL.iter().map(|&e| (e, Score::default())).collect();
     let idx = |e: Entity| Entity::ALL.iter().position(|&x| x == e).unwrap_or(0);
     for s in samples {
-        let found = scanner.scan(&s.text);
+        let found = match s.region {
+            Some(r) => scanner.scan_in(&s.text, &[r]),
+            None => scanner.scan(&s.text),
+        };
         let mut matched = vec![false; s.labels.len()];
         for f in &found {
             let hit = s

@@ -96,6 +96,8 @@ pub(crate) fn value(rng: &mut Rng, entity: Entity) -> Option<String> {
                 );
                 complete(body, D, ids::pl_pesel)
             }
+            Entity::BrCpf => complete(digits(rng, 10), D, ids::br_cpf)
+                .map(|v| format!("{}.{}.{}-{}", &v[..3], &v[3..6], &v[6..9], &v[9..])),
             _ => return None,
         };
         if let Some(v) = v {
@@ -117,6 +119,7 @@ pub(crate) fn templates(entity: Entity) -> Option<&'static [&'static str]> {
         Entity::DeTaxId => &["Meine Steuer-ID ist {}.", "Steueridentifikationsnummer: {}"],
         Entity::InAadhaar => &["My Aadhaar number is {}.", "Aadhaar: {}"],
         Entity::PlPesel => &["Mój PESEL to {}.", "PESEL: {}"],
+        Entity::BrCpf => &["Meu CPF é {}.", "CPF: {}"],
         _ => return None,
     })
 }

@@ -13,7 +13,7 @@ use regex_automata::{Anchored, Input, MatchKind, PatternSet};
 
 use crate::entity::Entity;
 use crate::normalize::normalize;
-use crate::patterns::{Check, PATTERNS};
+use crate::patterns::{Check, ID_WORDS, PATTERNS};
 use crate::phone::{self, Region};
 
 /// One piece of personal data found in a text.
@@ -36,8 +36,9 @@ const CONTEXT_AFTER: usize = 16;
 /// Presidio's context enhancement.
 const CONTEXT_BOOST: f32 = 0.35;
 
-/// The detector set, compiled once; cheap to share across threads.
-#[derive(Debug)]
+/// The detector set, compiled once; cheap to share across threads and to
+/// clone (the compiled patterns are shared).
+#[derive(Debug, Clone)]
 pub struct Scanner {
     all: Regex,
     /// The same patterns, reporting every one that matches (the fallback
@@ -201,13 +202,30 @@ impl Scanner {
         let mut score = match p.check {
             Check::Score(_) if continues(text, &range) => return None,
             Check::Score(f) => f(value)?,
+            Check::Phone if inside_figure(text, &range) => return None,
             Check::Phone => {
                 let (len, score) = phone::judge(value, regions)?;
                 range.end = range.start + len;
                 score
             }
         };
-        if score < 1.0 && has_context(text, &range, p.context) {
+        let national_id = matches!(
+            p.entity,
+            Entity::UkNino
+                | Entity::UkNhs
+                | Entity::EsNif
+                | Entity::EsNie
+                | Entity::ItFiscalCode
+                | Entity::FrNir
+                | Entity::DeTaxId
+                | Entity::InAadhaar
+                | Entity::PlPesel
+                | Entity::BrCpf
+        );
+        if score < 1.0
+            && (has_context(text, &range, p.context)
+                || (national_id && has_context(text, &range, ID_WORDS)))
+        {
             score = (score + CONTEXT_BOOST).min(1.0);
         }
         (score >= self.threshold).then_some((p.entity, range, score))
@@ -225,6 +243,16 @@ fn continues(text: &str, range: &Range<usize>) -> bool {
     let after = e > s && digit_at(e - 1) && sep_at(e) && digit_at(e + 1);
     let before = digit_at(s) && s >= 2 && sep_at(s - 1) && digit_at(s - 2);
     after || before
+}
+
+/// Whether digits are the tail of a time or a decimal (`10:22:31.793988`,
+/// `3,141592`) or run on into one: not a phone number.
+fn inside_figure(text: &str, range: &Range<usize>) -> bool {
+    let b = text.as_bytes();
+    let digit_at = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    let mark_at = |i: usize| b.get(i).is_some_and(|c| matches!(c, b':' | b'.' | b','));
+    let (s, e) = (range.start, range.end);
+    (s >= 2 && mark_at(s - 1) && digit_at(s - 2)) || (mark_at(e) && digit_at(e + 1))
 }
 
 fn has_context(text: &str, range: &Range<usize>, words: &[&str]) -> bool {

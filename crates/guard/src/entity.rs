@@ -41,11 +41,13 @@ pub enum Entity {
     InAadhaar,
     /// Polish PESEL (weighted check digit, birth date inside).
     PlPesel,
+    /// Brazilian CPF (two mod-11 check digits).
+    BrCpf,
 }
 
 impl Entity {
     /// Every entity, in a fixed order.
-    pub const ALL: [Entity; 24] = [
+    pub const ALL: [Entity; 25] = [
         Entity::EmailAddress,
         Entity::PhoneNumber,
         Entity::CreditCard,
@@ -70,6 +72,7 @@ impl Entity {
         Entity::DeTaxId,
         Entity::InAadhaar,
         Entity::PlPesel,
+        Entity::BrCpf,
     ];
 
     /// The upper-case name (Presidio's, where it has one).
@@ -99,6 +102,7 @@ impl Entity {
             Entity::DeTaxId => "DE_TAX_ID",
             Entity::InAadhaar => "IN_AADHAAR",
             Entity::PlPesel => "PL_PESEL",
+            Entity::BrCpf => "BR_CPF",
         }
     }
 

@@ -1,6 +1,7 @@
 //! National identity numbers with a check digit or a strict structure:
 //! UK NINO and NHS, Spanish NIF/NIE, Italian codice fiscale, French NIR,
-//! German Steuer-ID, Indian Aadhaar (Verhoeff), Polish PESEL. Each
+//! German Steuer-ID, Indian Aadhaar (Verhoeff), Polish PESEL, Brazilian
+//! CPF. Each
 //! validator turns a pattern match into a base score or drops it; numbers
 //! that are only digits and whose check passes by chance one time in ten
 //! are weak alone and need a context word.
@@ -218,6 +219,31 @@ pub fn pl_pesel(s: &str) -> Option<f32> {
     ((1..=12).contains(&month) && (1..=31).contains(&day)).then_some(0.4)
 }
 
+/// Brazilian CPF: nine digits and two mod-11 check digits; written
+/// `000.000.000-00` it is certain, as one run weak.
+pub fn br_cpf(s: &str) -> Option<f32> {
+    let d = digits(s);
+    if d.len() != 11 || d.iter().all(|&x| x == d[0]) {
+        return None;
+    }
+    let check = |n: usize| {
+        let sum: u32 = d[..n]
+            .iter()
+            .zip((2..=n as u32 + 1).rev())
+            .map(|(x, w)| x * w)
+            .sum();
+        (sum * 10) % 11 % 10
+    };
+    if check(9) != d[9] || check(10) != d[10] {
+        return None;
+    }
+    Some(if s.contains('.') && s.contains('-') {
+        0.9
+    } else {
+        0.4
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +265,8 @@ mod tests {
         assert!(uk_nino("GB 12 34 56 C").is_none(), "GB is never issued");
         assert!(pl_pesel("44051401359").is_some());
         assert!(pl_pesel("44051401358").is_none());
+        assert_eq!(br_cpf("529.982.247-25"), Some(0.9));
+        assert!(br_cpf("529.982.247-26").is_none());
+        assert!(br_cpf("111.111.111-11").is_none());
     }
 }

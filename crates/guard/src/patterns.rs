@@ -55,6 +55,17 @@ const NIR_CTX: &[&str] = &[
 const DE_TAX_CTX: &[&str] = &["steuer", "tax", "idnr", "identifikationsnummer", "tin"];
 const AADHAAR_CTX: &[&str] = &["aadhaar", "aadhar", "uidai", "uid"];
 const PESEL_CTX: &[&str] = &["pesel"];
+const CPF_CTX: &[&str] = &["cpf", "cadastro"];
+/// Words that announce any national identity number, whatever the
+/// country ("his social security number is …").
+pub(crate) const ID_WORDS: &[&str] = &[
+    "social security",
+    "ssn",
+    "national id",
+    "id number",
+    "identity number",
+    "identification number",
+];
 const CARD_CTX: &[&str] = &["card", "visa", "mastercard", "amex", "payment", "credit"];
 
 /// the most specific patterns come first and the generic secret last.
@@ -126,12 +137,6 @@ pub(crate) const PATTERNS: &[Pattern] = &[
         context: ES_CTX,
     },
     Pattern {
-        entity: Entity::FrNir,
-        regex: r"\b[1-478] ?[0-9]{2} ?[0-9]{2} ?(?:[0-9]{2}|2[AB]) ?[0-9]{3} ?[0-9]{3} ?[0-9]{2}\b",
-        check: Check::Score(ids::fr_nir),
-        context: NIR_CTX,
-    },
-    Pattern {
         entity: Entity::IbanCode,
         regex: r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
         check: Check::Score(validate::iban),
@@ -166,6 +171,18 @@ pub(crate) const PATTERNS: &[Pattern] = &[
         regex: r"\b[0-9](?:[0-9]|[ .-][0-9]){11,18}\b",
         check: Check::Score(validate::credit_card),
         context: CARD_CTX,
+    },
+    Pattern {
+        entity: Entity::FrNir,
+        regex: r"\b[1278] ?[0-9]{2} ?[0-9]{2} ?(?:[0-9]{2}|2[AB]) ?[0-9]{3} ?[0-9]{3} ?[0-9]{2}\b",
+        check: Check::Score(ids::fr_nir),
+        context: NIR_CTX,
+    },
+    Pattern {
+        entity: Entity::BrCpf,
+        regex: r"\b[0-9]{3}\.?[0-9]{3}\.?[0-9]{3}-?[0-9]{2}\b",
+        check: Check::Score(ids::br_cpf),
+        context: CPF_CTX,
     },
     Pattern {
         entity: Entity::InAadhaar,

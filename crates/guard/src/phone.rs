@@ -13,7 +13,7 @@ use std::str::FromStr;
 use phonenumber::country::Id;
 use phonenumber::metadata::DATABASE;
 
-use crate::phone_rules;
+use crate::phone_rules::{self, Verdict};
 
 /// A region whose national formats the scanner reads (CLDR code, `US`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,30 +61,41 @@ pub fn locale_region(locale: &str) -> Option<Region> {
 /// How a candidate is written.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Shape {
-    /// `+…` or `00…`: any region's number.
-    International,
     /// Digit groups, parentheses or an extension: written as a phone number.
     Formatted,
     /// One run of digits.
     Bare,
 }
 
-/// Score of a candidate of `shape`, valid or only of a possible length.
-fn score(shape: Shape, valid: bool) -> f32 {
-    match (shape, valid) {
-        (Shape::International, true) => 0.9,
-        (Shape::International, false) => 0.6,
-        (Shape::Formatted, true) => 0.8,
-        (Shape::Formatted, false) => 0.55,
-        (Shape::Bare, true) => 0.45,
-        (Shape::Bare, false) => 0.3,
+/// Base score of a national number of `shape` with verdict `v`: a valid
+/// formatted number is a finding alone, a bare one when it carries its
+/// trunk prefix or is valid; lengths alone need a context word.
+fn score(shape: Shape, v: Verdict, digits: usize) -> Option<f32> {
+    use Verdict::*;
+    Some(match (shape, v) {
+        (_, ValidInternational) => 0.85,
+        (Shape::Formatted, Valid | ValidWithPrefix) => 0.8,
+        (Shape::Formatted, Possible) if digits >= 7 => 0.55,
+        (Shape::Bare, ValidWithPrefix) => 0.6,
+        (Shape::Bare, Valid) => 0.5,
+        (_, Possible) if digits >= 7 => 0.3,
+        (_, LocalOnly) if digits >= 7 => 0.3,
+        _ => return None,
+    })
+}
+
+/// Score of a number written with `+` or `00`.
+fn score_international(valid: bool, digits: usize) -> Option<f32> {
+    match valid {
+        true => Some(0.9),
+        false => (digits >= 8).then_some(0.6),
     }
 }
 
 /// Judges a candidate: the byte length of the accepted prefix (a candidate
 /// may have run into a neighbouring number) and its base score.
 pub(crate) fn judge(candidate: &str, regions: &[Region]) -> Option<(usize, f32)> {
-    if looks_like_date(candidate) {
+    if looks_like_date(candidate) || starts_with_date(candidate) {
         return None;
     }
     let mut end = candidate.len();
@@ -127,6 +138,19 @@ fn split_extension(s: &str) -> (&str, bool) {
     (s, false)
 }
 
+/// `2024-03-05 10…`: a timestamp's date and hour.
+fn starts_with_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    let d = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    b.len() > 10
+        && (0..4).all(d)
+        && b[4] == b'-'
+        && d(5)
+        && d(6)
+        && b[7] == b'-'
+        && looks_like_date(&s[..10])
+}
+
 /// `2024-03-05`, `05.03.2024`, `3/5/24`: a date, not a phone number.
 fn looks_like_date(s: &str) -> bool {
     if s.len() > 10 {
@@ -137,7 +161,7 @@ fn looks_like_date(s: &str) -> bool {
         .filter(|g| !g.is_empty())
         .collect();
     let seps: Vec<char> = s.chars().filter(|c| !c.is_ascii_digit()).collect();
-    if groups.len() != 3 || seps.len() != 2 || seps[0] != seps[1] {
+    if groups.len() != 3 || seps.len() != 2 || seps[0] != seps[1] || seps[0] == ' ' {
         return false;
     }
     let n: Vec<u32> = groups.iter().filter_map(|g| g.parse().ok()).collect();
@@ -165,25 +189,22 @@ fn judge_whole(candidate: &str, regions: &[Region]) -> Option<f32> {
         } else {
             &digits[2..]
         };
-        return phone_rules::international(after).map(|valid| score(Shape::International, valid));
+        return phone_rules::international(after)
+            .and_then(|valid| score_international(valid, digits.len()));
     }
     let shape = if has_ext || number.bytes().any(|b| !b.is_ascii_digit()) {
         Shape::Formatted
     } else {
         Shape::Bare
     };
-    let mut best: Option<f32> = None;
+    let mut best: Option<Verdict> = None;
     for r in regions {
         let Some(rules) = phone_rules::rules(r.0.as_ref()) else {
             continue;
         };
-        match phone_rules::national(&digits, &rules) {
-            Some(true) => return Some(score(shape, true)),
-            Some(false) if digits.len() >= 6 => best = Some(score(shape, false)),
-            _ => {}
-        }
+        best = best.max(phone_rules::national(&digits, &rules));
     }
-    best
+    score(shape, best?, digits.len())
 }
 
 #[cfg(test)]

@@ -44,7 +44,10 @@ pub(crate) struct Rules {
     national_prefix: Option<Regex>,
     transform: Option<String>,
     general: Option<Pattern>,
-    possible: Vec<u16>,
+    /// The lengths of fixed-line and mobile numbers, the ones people write
+    /// (a length only special services have, like Brazil's 8-digit 4004
+    /// numbers, is no evidence: it is every Brazilian postcode's too).
+    common: Vec<u16>,
     local: Vec<u16>,
     types: Vec<Pattern>,
 }
@@ -90,6 +93,16 @@ impl Rules {
         };
         let possible = union(Descriptor::possible_length, g.possible_length());
         let local = union(Descriptor::possible_local_length, g.possible_local_length());
+        let mut common: Vec<u16> = [d.fixed_line(), d.mobile()]
+            .into_iter()
+            .flatten()
+            .flat_map(|t| t.possible_length().iter().copied())
+            .collect();
+        common.sort_unstable();
+        common.dedup();
+        if common.is_empty() {
+            common = possible.clone();
+        }
         let types = descs
             .iter()
             .filter_map(|t| Pattern::new(t, &possible))
@@ -105,7 +118,7 @@ impl Rules {
             transform: m.national_prefix_transform_rule().map(str::to_string),
             general: Pattern::new(g, &possible),
             local,
-            possible,
+            common,
             types,
         }
     }
@@ -120,7 +133,7 @@ impl Rules {
     /// also the length of a number dialled within its area only.
     pub fn possible(&self, nsn: &str, local: bool) -> bool {
         let n = nsn.len() as u16;
-        self.possible.contains(&n) || (local && self.local.contains(&n))
+        self.common.contains(&n) || (local && self.local.contains(&n))
     }
 
     /// The international prefix at the start of `digits` (`011` in the US,
@@ -232,35 +245,63 @@ pub(crate) fn international(digits: &str) -> Option<bool> {
     best
 }
 
-/// Whether `digits`, written as a number of `region`, is a phone number
-/// there (same answer as [`international`]).
-pub(crate) fn national(digits: &str, r: &Rules) -> Option<bool> {
+/// What a national reading of a number came to, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Verdict {
+    /// Only the length of a number dialled within its area (7 in the US).
+    LocalOnly,
+    /// A length numbers of the region have, but no number range fits.
+    Possible,
+    /// Valid as written.
+    Valid,
+    /// Valid once the national prefix (`0` in most of Europe) is taken
+    /// off: a number written with its trunk prefix is almost surely one.
+    ValidWithPrefix,
+    /// Written with the international prefix (`011` in the US) and valid.
+    ValidInternational,
+}
+
+/// What `digits`, written as a number of region `r`, is there.
+pub(crate) fn national(digits: &str, r: &Rules) -> Option<Verdict> {
     if let Some(rest) = r.strip_international(digits) {
-        if let v @ Some(_) = international(rest) {
-            return v;
+        match international(rest) {
+            Some(true) => return Some(Verdict::ValidInternational),
+            Some(false) => return Some(Verdict::Possible),
+            None => {}
         }
     }
-    let mut best = None;
     let own = r.code.to_string();
-    let mut readings = r.national_readings(digits);
+    // (reading, whether a national prefix or the country code came off)
+    let mut readings: Vec<(String, bool)> = r
+        .national_readings(digits)
+        .into_iter()
+        .map(|n| {
+            let cut = n != digits;
+            (n, cut)
+        })
+        .collect();
     // `1 555 …` in the US: the country code written without `+`.
     if let Some(rest) = digits.strip_prefix(own.as_str()) {
-        readings.extend(r.national_readings(rest));
+        readings.extend(r.national_readings(rest).into_iter().map(|n| (n, true)));
     }
-    for nsn in &readings {
-        if r.valid(nsn) {
-            return Some(true);
-        }
-        // An area-local length only as written, not after taking a prefix
-        // off (that reads any 8 digits starting with 1 as a US number).
-        if r.possible(nsn, nsn.as_str() == digits) {
-            best = Some(false);
-        }
-    }
-    // A number of another region sharing the code (Canada for the US).
-    for other in rules_for_code(r.code).iter() {
-        if readings.iter().any(|n| other.valid(n)) {
-            return Some(true);
+    let mut best: Option<Verdict> = None;
+    let mut note = |v: Verdict| best = best.max(Some(v));
+    // Regions sharing the code count too (Canada's numbers for the US).
+    let shared = rules_for_code(r.code);
+    for (nsn, cut) in &readings {
+        let valid = r.valid(nsn) || shared.iter().any(|o| o.valid(nsn));
+        if valid {
+            note(if *cut {
+                Verdict::ValidWithPrefix
+            } else {
+                Verdict::Valid
+            });
+        } else if r.possible(nsn, false) {
+            note(Verdict::Possible);
+        } else if !cut && r.possible(nsn, true) {
+            // An area-local length only as written: taking a prefix off
+            // would read any 8 digits starting with 1 as a US number.
+            note(Verdict::LocalOnly);
         }
     }
     best

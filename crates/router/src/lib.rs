@@ -32,14 +32,17 @@ use std::time::Instant;
 
 use outpost_guard::{redact_texts, Action, GuardError, Redacted, Scanner, Vault};
 
+pub use outpost_guard::Region;
+
 pub use cloud::{CloudAnswer, CloudBody, CloudClient, CloudError, Endpoint};
 pub use complexity::{complexity, estimate_tokens};
 pub use decide::{decide, Decision, Reason, Signals, Target};
 pub use device::{read_sysfs, DeviceMonitor, DeviceState};
 pub use health::{Breaker, Speeds, Spend};
 pub use policy::{
-    AppConfig, AutoConfig, BreakerConfig, CascadeConfig, CloudConfig, DeviceConfig, LocalConfig,
-    Mode, Policy, PolicyError, Sensitive, SpendConfig,
+    locale_default, parse_regions, AppConfig, AutoConfig, BreakerConfig, CascadeConfig,
+    CloudConfig, DeviceConfig, GuardConfig, LocalConfig, Mode, Policy, PolicyError, Sensitive,
+    SpendConfig,
 };
 pub use restore::{restore_answer, restore_stream, total_tokens, StreamStats};
 
@@ -47,6 +50,9 @@ pub use restore::{restore_answer, restore_stream, total_tokens, StreamStats};
 pub const HEADER_APP: &str = "x-outpost-app";
 pub const HEADER_MODE: &str = "x-outpost-route-mode";
 pub const HEADER_BUDGET: &str = "x-outpost-latency-budget-ms";
+/// Regions whose national phone formats the guard reads in this request
+/// (`NL,DE`), instead of the policy's.
+pub const HEADER_REGION: &str = "x-outpost-region";
 /// The response header that explains the decision.
 pub const HEADER_ROUTE: &str = "x-outpost-route";
 
@@ -57,6 +63,8 @@ pub struct RequestInfo<'a> {
     pub bearer: Option<&'a str>,
     pub mode: Option<&'a str>,
     pub latency_budget_ms: Option<&'a str>,
+    /// The `x-outpost-region` header.
+    pub region: Option<&'a str>,
     /// All of the request's texts, joined.
     pub text: &'a str,
     pub max_tokens: Option<u32>,
@@ -75,6 +83,8 @@ pub enum HeaderError {
     Budget(String),
     #[error("{HEADER_APP}: no app {0:?} in the route policy; known apps: {1}")]
     App(String, String),
+    #[error("{HEADER_REGION}: {0}")]
+    Region(String),
 }
 
 impl HeaderError {
@@ -83,6 +93,7 @@ impl HeaderError {
             HeaderError::Mode(_) => HEADER_MODE,
             HeaderError::Budget(_) => HEADER_BUDGET,
             HeaderError::App(..) => HEADER_APP,
+            HeaderError::Region(_) => HEADER_REGION,
         }
     }
 }
@@ -148,7 +159,7 @@ impl Router {
             speeds: Speeds::new(&policy.local, &policy.cloud),
             spend: Spend::new(policy.spend.cap_usd, policy.spend.usd_per_1k_tokens),
             device: DeviceMonitor::new(policy.device.clone()),
-            scanner: Scanner::new(),
+            scanner: Scanner::with_regions(policy.guard.regions()),
             counts: Mutex::new(BTreeMap::new()),
             cloud,
             policy,
@@ -175,8 +186,18 @@ impl Router {
         Ok(found)
     }
 
+    /// The regions whose phone formats the guard reads for a request: its
+    /// `x-outpost-region` header's, else the policy's (or the locale's).
+    pub fn regions(&self, header: Option<&str>) -> Result<Vec<Region>, HeaderError> {
+        match header {
+            Some(h) => parse_regions(h).map_err(HeaderError::Region),
+            None => Ok(self.scanner.regions.clone()),
+        }
+    }
+
     /// Gathers the decision's inputs for one request.
     pub fn signals(&self, info: &RequestInfo<'_>) -> Result<Signals, HeaderError> {
+        let regions = self.regions(info.region)?;
         let app = self.app(info)?;
         let mut mode = app.map_or(self.policy.mode, |(_, a)| a.mode);
         if let Some(m) = info.mode {
@@ -202,7 +223,7 @@ impl Router {
         Ok(Signals {
             mode,
             sensitive,
-            findings: self.scanner.scan(info.text).len(),
+            findings: self.scanner.scan_in(info.text, &regions).len(),
             prompt_tokens,
             local_ctx: info.local_ctx,
             complexity: complexity(info.text, info.max_tokens, auto),
@@ -220,19 +241,18 @@ impl Router {
         })
     }
 
-    /// Replaces personal data in every text of `body` with placeholders;
-    /// the vault restores them in the answer.
+    /// Replaces personal data in every text of `body` with placeholders,
+    /// reading national phone numbers of `regions`; the vault restores them
+    /// in the answer.
     pub fn redact(
         &self,
         body: serde_json::Value,
+        regions: &[Region],
     ) -> Result<(Redacted<CloudBody>, Vault, usize), GuardError> {
         let mut vault = Vault::new();
-        let (r, n) = redact_texts(
-            &self.scanner,
-            CloudBody(body),
-            &Action::Placeholder,
-            &mut vault,
-        )?;
+        let mut scanner = self.scanner.clone();
+        scanner.regions = regions.to_vec();
+        let (r, n) = redact_texts(&scanner, CloudBody(body), &Action::Placeholder, &mut vault)?;
         Ok((r, vault, n))
     }
 

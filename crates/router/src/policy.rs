@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use outpost_guard::{locale_region, Region};
 use serde::Deserialize;
 
 /// Where a request may run.
@@ -86,8 +87,55 @@ pub struct Policy {
     pub breaker: BreakerConfig,
     pub spend: SpendConfig,
     pub cascade: CascadeConfig,
+    pub guard: GuardConfig,
     /// Per-app sections, `[apps.NAME]`.
     pub apps: BTreeMap<String, AppConfig>,
+}
+
+/// `[guard]`: how the guard reads the texts it checks.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    /// Regions whose national phone formats are read (`["US", "GB"]`).
+    /// Empty: the region of the server's locale (LC_ALL, LC_TELEPHONE,
+    /// LANG), else the US. A request can name others in `x-outpost-region`.
+    pub regions: Vec<String>,
+}
+
+impl GuardConfig {
+    /// The configured regions, or the locale's.
+    pub fn regions(&self) -> Vec<Region> {
+        let parsed: Vec<Region> = self.regions.iter().filter_map(|r| r.parse().ok()).collect();
+        if parsed.is_empty() {
+            vec![locale_default()]
+        } else {
+            parsed
+        }
+    }
+}
+
+/// The region of the process's locale (LC_ALL, then LC_TELEPHONE, then
+/// LANG), or the US when none names one (the C locale).
+pub fn locale_default() -> Region {
+    ["LC_ALL", "LC_TELEPHONE", "LANG"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|v| !v.is_empty())
+        .and_then(|v| locale_region(&v))
+        .unwrap_or(Region::US)
+}
+
+/// Parses `US,GB`: every code one libphonenumber has metadata for.
+pub fn parse_regions(list: &str) -> Result<Vec<Region>, String> {
+    let out: Vec<Region> = list
+        .split(',')
+        .filter(|c| !c.trim().is_empty())
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    if out.is_empty() {
+        return Err("give at least one region code, such as US".into());
+    }
+    Ok(out)
 }
 
 impl Default for Policy {
@@ -101,6 +149,7 @@ impl Default for Policy {
             breaker: BreakerConfig::default(),
             spend: SpendConfig::default(),
             cascade: CascadeConfig::default(),
+            guard: GuardConfig::default(),
             apps: BTreeMap::new(),
         }
     }
@@ -347,6 +396,11 @@ impl Policy {
                 "spend values must not be negative".into(),
             ));
         }
+        for r in &policy.guard.regions {
+            if let Err(e) = r.parse::<Region>() {
+                return Err(invalid(line_of("regions"), format!("[guard] regions: {e}")));
+            }
+        }
         if policy.breaker.failures == 0 {
             return Err(invalid(
                 line_of("failures"),
@@ -430,5 +484,58 @@ mod tests {
             .expect_err("mode")
             .to_string();
         assert!(e.contains("line 1") && e.contains("local_only"), "{e}");
+    }
+
+    #[test]
+    fn guard_regions_are_checked_and_read() {
+        let e = parse("[guard]\nregions = [\"US\", \"ZQ\"]\n")
+            .expect_err("unknown region")
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("ZQ"), "{e}");
+        let p = parse("[guard]\nregions = [\"gb\", \"DE\"]\n").expect("valid");
+        let names: Vec<String> = p.guard.regions().iter().map(|r| r.to_string()).collect();
+        assert_eq!(names, ["GB", "DE"]);
+        assert!(parse_regions("US,,NL").is_ok_and(|r| r.len() == 2));
+        assert!(parse_regions(" , ").is_err());
+    }
+
+    #[test]
+    fn a_request_reads_the_regions_it_names() {
+        use crate::{HeaderError, RequestInfo, Router};
+        let p = parse("[guard]\nregions = [\"GB\"]\n").expect("valid");
+        let router = Router::new(p, None).expect("router");
+        // A London number written nationally: a phone number in the UK,
+        // eleven digits that no US number has.
+        let text = "ring me on 020 7946 0958 tonight";
+        let info = |region| RequestInfo {
+            text,
+            region,
+            local_ctx: 2048,
+            ..Default::default()
+        };
+        assert_eq!(router.signals(&info(None)).expect("signals").findings, 1);
+        assert_eq!(
+            router.signals(&info(Some("US"))).expect("signals").findings,
+            0
+        );
+        let e = router
+            .signals(&info(Some("US,XX")))
+            .expect_err("bad header");
+        assert!(
+            matches!(e, HeaderError::Region(_)) && e.to_string().contains("XX"),
+            "{e}"
+        );
+        let (safe, _, n) = router
+            .redact(
+                serde_json::json!({"messages": [{"role": "user", "content": text}]}),
+                &router.regions(None).expect("regions"),
+            )
+            .expect("redact");
+        assert_eq!(n, 1);
+        assert!(
+            !safe.as_inner().0.to_string().contains("7946"),
+            "{:?}",
+            safe.as_inner().0
+        );
     }
 }

@@ -17,7 +17,7 @@ use outpost_protocol::telemetry::{EventData, Route as TelemetryRoute, RouteTarge
 use outpost_router::{
     decide, restore_answer, restore_stream, total_tokens, CloudAnswer, Decision, Endpoint, Mode,
     Reason, RequestInfo, RouteEvent, Router, Target, HEADER_APP, HEADER_BUDGET, HEADER_MODE,
-    HEADER_ROUTE,
+    HEADER_REGION, HEADER_ROUTE,
 };
 use serde_json::Value;
 
@@ -123,6 +123,7 @@ async fn route(
             .and_then(|v| v.strip_prefix("Bearer ")),
         mode: header(headers, HEADER_MODE),
         latency_budget_ms: header(headers, HEADER_BUDGET),
+        region: header(headers, HEADER_REGION),
         text: &p.text,
         max_tokens: p.max_tokens,
         local_ctx,
@@ -130,6 +131,9 @@ async fn route(
     };
     let signals = router
         .signals(&info)
+        .map_err(|e| ApiError::bad_request(Some(e.header()), "invalid_header", e.to_string()))?;
+    let regions = router
+        .regions(info.region)
         .map_err(|e| ApiError::bad_request(Some(e.header()), "invalid_header", e.to_string()))?;
     let decision = decide(&signals);
     let explain = |d: Decision, redacted: usize, mut res: Response| {
@@ -192,7 +196,9 @@ async fn route(
                         target: Target::Cloud,
                         reason: Reason::Cascade,
                     };
-                    if let Ok((res, n)) = cloud(router, endpoint, &bytes, &p, started).await {
+                    if let Ok((res, n)) =
+                        cloud(router, endpoint, &bytes, &p, &regions, started).await
+                    {
                         return Ok(explain(d, n, res));
                     }
                 }
@@ -200,7 +206,7 @@ async fn route(
         }
         return Ok(explain(decision, 0, local(state, endpoint, bytes).await));
     }
-    match cloud(router, endpoint, &bytes, &p, started).await {
+    match cloud(router, endpoint, &bytes, &p, &regions, started).await {
         Ok((res, n)) => Ok(explain(decision, n, res)),
         Err(e) if signals.mode == Mode::CloudOnly => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -298,6 +304,7 @@ async fn cloud(
     endpoint: Endpoint,
     bytes: &Bytes,
     p: &Parsed,
+    regions: &[outpost_router::Region],
     started: Instant,
 ) -> Result<(Response, usize), String> {
     let Some(client) = &router.cloud else {
@@ -306,7 +313,7 @@ async fn cloud(
     let mut body: Value =
         serde_json::from_slice(bytes).map_err(|e| format!("request body: {e}"))?;
     body["model"] = Value::String(client.model_for(&p.model));
-    let (guarded, vault, redacted) = router.redact(body).map_err(|e| e.to_string())?;
+    let (guarded, vault, redacted) = router.redact(body, regions).map_err(|e| e.to_string())?;
     let answer = client.send(endpoint, &guarded, p.stream).await;
     let answer = match answer {
         Ok(a) => a,
