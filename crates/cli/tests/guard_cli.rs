@@ -8,6 +8,10 @@ fn guard(args: &[&str], stdin: &str) -> Output {
         .arg("guard")
         .args(args)
         .env_remove("OUTPOST_GUARD_KEY")
+        // The region comes from the locale when --region is not given.
+        .env_remove("LC_ALL")
+        .env_remove("LC_TELEPHONE")
+        .env("LANG", "C.UTF-8")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -98,4 +102,72 @@ fn placeholders_round_trip_through_a_vault_file() {
         "Wrote to <EMAIL_ADDRESS_2>, cc <EMAIL_ADDRESS_1>.",
     );
     assert_eq!(out(&o), "Wrote to bob@example.org, cc jane@example.com.");
+}
+
+#[test]
+fn regions_come_from_the_flag_or_the_locale() {
+    let text = "ring 020 7946 0958 tonight";
+    let count = |o: &Output| {
+        let v: serde_json::Value = serde_json::from_str(out(o).trim()).expect("json");
+        v["findings"].as_array().expect("findings").len()
+    };
+    assert_eq!(
+        count(&guard(&["scan"], text)),
+        0,
+        "C locale: US numbers only"
+    );
+    assert_eq!(count(&guard(&["scan", "--region", "GB"], text)), 1);
+    let o = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(["guard", "scan"])
+        .env("LANG", "en_GB.UTF-8")
+        .env_remove("LC_ALL")
+        .env_remove("LC_TELEPHONE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().expect("stdin").write_all(text.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("run");
+    assert_eq!(count(&o), 1, "en_GB locale reads UK numbers");
+    let bad = guard(&["scan", "--region", "US,ZQ"], text);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--region") && err.contains("ZQ"), "{err}");
+}
+
+#[test]
+fn bench_corpus_names_the_bad_line() {
+    let dir = std::env::temp_dir().join(format!("outpost-guard-corpus-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let f = dir.join("c.jsonl");
+    std::fs::write(
+        &f,
+        "{\"text\": \"mail jane@example.com\", \"spans\": [{\"type\": \"EMAIL_ADDRESS\", \"start\": 5, \"end\": 21}]}\n{\"text\": \"short\", \"spans\": [{\"type\": \"EMAIL_ADDRESS\", \"start\": 2, \"end\": 40}]}\n",
+    )
+    .expect("write");
+    let o = guard(&["bench", "--corpus", f.to_str().expect("utf-8")], "");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("line 2") && err.contains("2..40"), "{err}");
+    std::fs::write(
+        &f,
+        "{\"text\": \"mail jane@example.com or call 555-108-7442\", \"spans\": [{\"type\": \"EMAIL_ADDRESS\", \"start\": 5, \"end\": 21}, {\"type\": \"PERSON\", \"start\": 0, \"end\": 4}]}\n",
+    )
+    .expect("write");
+    let o = guard(
+        &["bench", "--corpus", f.to_str().expect("utf-8"), "--json"],
+        "",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(out(&o).trim()).expect("json");
+    let file = &v[f.to_str().expect("utf-8")];
+    assert_eq!(file["types"]["EMAIL_ADDRESS"]["tp"], 1);
+    assert_eq!(
+        file["types"]["PHONE_NUMBER"]["fp"], 1,
+        "an unlabelled phone number is a false positive"
+    );
+    assert_eq!(file["not_detected_types"]["PERSON"], 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }

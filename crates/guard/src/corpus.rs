@@ -429,10 +429,15 @@ pub fn generate(n_per_type: usize, seed: u64) -> Vec<Sample> {
             let at = t.find("{}").unwrap_or(0);
             let start = t[..at].chars().count();
             let text = t.replacen("{}", &v, 1);
+            // The one national format that is not North American: a London
+            // number, written for a reader in the UK.
+            let region = (entity == Entity::PhoneNumber && v.starts_with("020 "))
+                .then(|| "GB".parse().ok())
+                .flatten();
             out.push(Sample {
                 labels: vec![(entity, start, start + v.chars().count())],
                 text,
-                region: None,
+                region,
             });
         }
     }
