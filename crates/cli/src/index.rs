@@ -190,7 +190,9 @@ pub fn index(a: IndexArgs) -> Result<()> {
                 None => serde_json::Value::Null,
             };
             let (mut ix, emb) = open_with_model(&index_path(dir, &name)?, a.threads)?;
-            let scanner = outpost_guard::Scanner::new();
+            // National phone formats of the user's locale, as `guard scan`.
+            let scanner =
+                outpost_guard::Scanner::with_regions(vec![outpost_router::locale_default()]);
             for file in &files {
                 let raw =
                     std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;

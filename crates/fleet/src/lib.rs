@@ -44,6 +44,7 @@ pub mod keys;
 pub mod meta;
 pub mod metrics;
 pub mod rollout;
+pub mod route_agg;
 pub mod state;
 pub mod stats;
 pub mod telemetry;

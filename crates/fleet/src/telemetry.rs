@@ -157,7 +157,7 @@ pub struct Agg {
     /// Route events: tokens, latency and decision signals per route, and
     /// battery drain (see [`crate::economics`]).
     #[serde(default)]
-    pub routes: crate::economics::RouteAgg,
+    pub routes: crate::route_agg::RouteAgg,
     pub ttft_ms: Histogram,
     pub latency_ms: Histogram,
     pub tok_s: Histogram,

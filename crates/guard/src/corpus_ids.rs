@@ -3,9 +3,9 @@
 //! character the guard's own validator accepts. (The external corpora in
 //! `scripts/pii-corpora.py` take theirs from Faker and python-stdnum.)
 
-use crate::corpus::Rng;
 use crate::entity::Entity;
 use crate::ids;
+use crate::rng::Rng;
 
 const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 

@@ -24,6 +24,7 @@ mod patterns;
 mod phone;
 mod phone_rules;
 mod redact;
+mod rng;
 mod validate;
 
 pub use detect::{Finding, Scanner};

@@ -2,6 +2,7 @@
 //! out here by hand.
 
 use outpost_protocol::manifest::ModelName;
+use outpost_protocol::telemetry::{Route, RouteTarget};
 
 use super::*;
 use crate::telemetry::Agg;
