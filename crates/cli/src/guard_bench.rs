@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use outpost_guard::corpus::{evaluate, Sample};
+use outpost_guard::corpus::{evaluate, table, Sample};
 use outpost_guard::{Entity, Scanner};
 use serde_json::{json, Value};
 
@@ -89,7 +89,7 @@ pub fn score_files(scanner: &Scanner, files: &[PathBuf], as_json: bool) -> Resul
         let loaded = load(path)?;
         let scores = evaluate(scanner, &loaded.samples);
         let seen: Vec<_> = scores
-            .iter()
+            .into_iter()
             .filter(|(_, s)| s.tp + s.fp + s.fn_ > 0)
             .collect();
         if as_json {
@@ -110,18 +110,7 @@ pub fn score_files(scanner: &Scanner, files: &[PathBuf], as_json: bool) -> Resul
             continue;
         }
         println!("{} ({} texts)\n", path.display(), loaded.samples.len());
-        println!("| entity | precision | recall | F2 | tp | fp | fn |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-        for (e, s) in &seen {
-            println!(
-                "| {e} | {:.3} | {:.3} | {:.3} | {} | {} | {} |",
-                s.precision(),
-                s.recall(),
-                s.f2(),
-                s.tp,
-                s.fp,
-                s.fn_
-            );
-        }
+        print!("{}", table(&seen));
         if !loaded.foreign.is_empty() {
             let list: Vec<String> = loaded
                 .foreign

@@ -209,23 +209,12 @@ impl Scanner {
                 score
             }
         };
-        let national_id = matches!(
-            p.entity,
-            Entity::UkNino
-                | Entity::UkNhs
-                | Entity::EsNif
-                | Entity::EsNie
-                | Entity::ItFiscalCode
-                | Entity::FrNir
-                | Entity::DeTaxId
-                | Entity::InAadhaar
-                | Entity::PlPesel
-                | Entity::BrCpf
-        );
-        if score < 1.0
-            && (has_context(text, &range, p.context)
-                || (national_id && has_context(text, &range, ID_WORDS)))
-        {
+        let shared: &[&str] = if p.entity.is_national_id() {
+            ID_WORDS
+        } else {
+            &[]
+        };
+        if score < 1.0 && has_context(text, &range, &[p.context, shared]) {
             score = (score + CONTEXT_BOOST).min(1.0);
         }
         (score >= self.threshold).then_some((p.entity, range, score))
@@ -255,8 +244,10 @@ fn inside_figure(text: &str, range: &Range<usize>) -> bool {
     (s >= 2 && mark_at(s - 1) && digit_at(s - 2)) || (mark_at(e) && digit_at(e + 1))
 }
 
-fn has_context(text: &str, range: &Range<usize>, words: &[&str]) -> bool {
-    if words.is_empty() {
+/// Whether a word of any of `lists` stands near the match (the window is
+/// cut and lowered once for all of them).
+fn has_context(text: &str, range: &Range<usize>, lists: &[&[&str]]) -> bool {
+    if lists.iter().all(|l| l.is_empty()) {
         return false;
     }
     let mut lo = range.start.saturating_sub(CONTEXT_BEFORE);
@@ -273,7 +264,10 @@ fn has_context(text: &str, range: &Range<usize>, words: &[&str]) -> bool {
         &text[range.end..hi]
     ))
     .to_ascii_lowercase();
-    words.iter().any(|w| window.contains(w))
+    lists
+        .iter()
+        .flat_map(|l| l.iter())
+        .any(|w| window.contains(w))
 }
 
 /// Removes the guard's own labels (`<PHONE_NUMBER>`, `<SECRET_2>`,

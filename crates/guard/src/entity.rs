@@ -106,6 +106,24 @@ impl Entity {
         }
     }
 
+    /// A national identity number (the words that announce any of them,
+    /// "social security number", count as their context).
+    pub fn is_national_id(self) -> bool {
+        matches!(
+            self,
+            Entity::UkNino
+                | Entity::UkNhs
+                | Entity::EsNif
+                | Entity::EsNie
+                | Entity::ItFiscalCode
+                | Entity::FrNir
+                | Entity::DeTaxId
+                | Entity::InAadhaar
+                | Entity::PlPesel
+                | Entity::BrCpf
+        )
+    }
+
     /// Parses a name as [`Entity::name`] writes it.
     pub fn from_name(name: &str) -> Option<Entity> {
         Entity::ALL.into_iter().find(|e| e.name() == name)

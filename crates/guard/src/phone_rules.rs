@@ -40,6 +40,8 @@ impl Pattern {
 /// A region's rules, compiled.
 pub(crate) struct Rules {
     pub code: u16,
+    /// The country code as digits (`44`), to find it written without `+`.
+    code_digits: String,
     international_prefix: Option<Regex>,
     national_prefix: Option<Regex>,
     transform: Option<String>,
@@ -109,6 +111,7 @@ impl Rules {
             .collect();
         Rules {
             code: m.country_code(),
+            code_digits: m.country_code().to_string(),
             international_prefix: prefix_regex(m.international_prefix().map(|r| r.as_str())),
             national_prefix: prefix_regex(
                 m.national_prefix_for_parsing()
@@ -270,7 +273,6 @@ pub(crate) fn national(digits: &str, r: &Rules) -> Option<Verdict> {
             None => {}
         }
     }
-    let own = r.code.to_string();
     // (reading, whether a national prefix or the country code came off)
     let mut readings: Vec<(String, bool)> = r
         .national_readings(digits)
@@ -281,7 +283,7 @@ pub(crate) fn national(digits: &str, r: &Rules) -> Option<Verdict> {
         })
         .collect();
     // `1 555 …` in the US: the country code written without `+`.
-    if let Some(rest) = digits.strip_prefix(own.as_str()) {
+    if let Some(rest) = digits.strip_prefix(r.code_digits.as_str()) {
         readings.extend(r.national_readings(rest).into_iter().map(|n| (n, true)));
     }
     let mut best: Option<Verdict> = None;
