@@ -8,7 +8,10 @@
 # ~/.cache/outpost/reference/llama-cpp-python-<version>, outside any clone so
 # fresh clones and CI reuse it) and is reused when its stamp file is present.
 #
-# Usage: scripts/build-reference.sh [--print-dir]
+# Also keeps llama.cpp's collection of real models' chat templates
+# (models/templates) for the tool-calling tests.
+#
+# Usage: scripts/build-reference.sh [--print-dir | --print-templates]
 set -euo pipefail
 
 version="${OUTPOST_REFERENCE_VERSION:-0.3.36}"
@@ -16,7 +19,31 @@ dir="${OUTPOST_REFERENCE_DIR:-$HOME/.cache/outpost/reference/llama-cpp-python-$v
 stamp="$dir/bin/.complete"
 tools=(llama-bench llama-server llama-perplexity llama-quantize)
 
+templates="${OUTPOST_REFERENCE_DIR:-$HOME/.cache/outpost/reference/llama-cpp-python-$version}-templates"
 if [[ "${1:-}" == "--print-dir" ]]; then echo "$dir/bin"; exit 0; fi
+if [[ "${1:-}" == "--print-templates" ]]; then echo "$templates"; exit 0; fi
+
+# The chat templates of real models that llama.cpp keeps for its own tests
+# (models/templates/*.jinja in the same source package): the tool-calling
+# tests render and answer with them. Kept apart from the tools' stamp so
+# that a cached build gets them too.
+if [[ ! -f "$templates/.complete" ]]; then
+  tmp="$templates.partial"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  echo "reference templates: downloading llama-cpp-python==$version source from PyPI"
+  python3 -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation \
+    -d "$tmp" "llama-cpp-python==$version" 2>/dev/null \
+    || python3 -m pip download --quiet --no-deps --no-binary :all: -d "$tmp" "llama-cpp-python==$version"
+  tar -xzf "$tmp"/llama_cpp_python-"$version".tar.gz -C "$tmp" --wildcards \
+    "llama_cpp_python-$version/vendor/llama.cpp/models/templates/*.jinja"
+  mv "$tmp/llama_cpp_python-$version/vendor/llama.cpp/models/templates/"*.jinja "$tmp/"
+  rm -rf "$tmp/llama_cpp_python-$version" "$tmp"/*.tar.gz
+  echo "llama-cpp-python $version" >"$tmp/.complete"
+  rm -rf "$templates"
+  mv "$tmp" "$templates"
+  echo "reference templates: $(ls "$templates" | wc -l) in $templates"
+fi
 if [[ -f "$stamp" ]]; then
   echo "reference tools: $dir/bin (cached, $(cat "$stamp"))"
   exit 0

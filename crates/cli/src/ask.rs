@@ -50,6 +50,7 @@ pub fn ask(a: AskArgs) -> Result<()> {
     let mut req = GenerateRequest::new(Prompt::Chat {
         messages,
         template: None,
+        tools: Vec::new(),
     });
     req.sampling = SamplingParams::greedy();
     req.max_tokens = Some(a.max_tokens);

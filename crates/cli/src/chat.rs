@@ -114,6 +114,7 @@ pub fn chat(a: ChatArgs) -> Result<()> {
         let mut req = GenerateRequest::new(Prompt::Chat {
             messages,
             template: template.clone(),
+            tools: Vec::new(),
         });
         a.sampling.apply(&mut req);
         let handle = match sched.submit(req) {

@@ -127,7 +127,11 @@ pub fn run(a: RunArgs) -> Result<()> {
             // Say it before anything else happens: never guess a template.
             model.render_chat(&messages, None, true)?;
         }
-        Prompt::Chat { messages, template }
+        Prompt::Chat {
+            messages,
+            template,
+            tools: Vec::new(),
+        }
     };
     let mut req = GenerateRequest::new(prompt);
     a.sampling.apply(&mut req);

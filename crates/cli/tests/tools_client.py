@@ -12,7 +12,7 @@ import ollama
 import openai
 
 import client_checks
-from client_checks import check
+from client_checks import check, random_schema
 
 BASE = os.environ["OUTPOST_BASE_URL"]
 client = openai.OpenAI(base_url=BASE + "/v1", api_key="unused")
@@ -119,41 +119,13 @@ except openai.BadRequestError as e:
     check(e.body.get("param") == "messages[1].tool_call_id", f"400 names the tool_call_id: {e.body}")
 
 
-# Property: random parameter schemas (nested objects, arrays, enums,
-# bounded integers, required and optional keys); every call validates.
-def schema(rng, depth):
-    props = {}
-    for i in range(rng.randint(1, 3)):
-        kind = rng.choice(["string", "integer", "boolean", "enum", "array", "object"] if depth < 2 else ["string", "integer", "enum"])
-        if kind == "string":
-            s = {"type": "string", "maxLength": rng.randint(1, 12)}
-            if rng.random() < 0.3:
-                s["minLength"] = 1
-        elif kind == "integer":
-            lo = rng.randint(-50, 50)
-            s = {"type": "integer", "minimum": lo, "maximum": lo + rng.randint(0, 500)}
-        elif kind == "boolean":
-            s = {"type": "boolean"}
-        elif kind == "enum":
-            s = {"enum": rng.sample(["red", "green", "blue", "north", "south", "low", "high"], rng.randint(1, 4))}
-        elif kind == "array":
-            s = {"type": "array", "items": rng.choice([{"type": "integer", "minimum": 0, "maximum": 9}, {"enum": ["a", "b", "c"]}]),
-                 "minItems": rng.randint(0, 1), "maxItems": rng.randint(1, 3)}
-        else:
-            s = schema(rng, depth + 1)
-        props[f"{kind}_{i}"] = s
-    keys = list(props)
-    out = {"type": "object", "properties": props, "required": rng.sample(keys, rng.randint(0, len(keys)))}
-    if rng.random() < 0.5:
-        out["additionalProperties"] = False
-    return out
-
-
+# Property: random parameter schemas (client_checks.random_schema);
+# every call validates.
 rng = random.Random(20261203)
 cases = 0
 for model, n in [("smollm2-135m", 10), ("gemma3-270m", 6)]:
     for k in range(n):
-        params = schema(rng, 0)
+        params = random_schema(rng, 0)
         tool = {"type": "function", "function": {"name": f"tool_{k}", "description": "Records what the user asked for", "parameters": params}}
         r = client.chat.completions.create(
             model=model, temperature=0.8, seed=k, max_tokens=400,

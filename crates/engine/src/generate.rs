@@ -25,8 +25,13 @@ impl Model {
     pub fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<i32>> {
         let tokens = match prompt {
             Prompt::Text(t) => self.tokenize(t, true),
-            Prompt::Chat { messages, template } => {
-                let text = self.render_chat(messages, template.as_deref(), true)?;
+            Prompt::Chat {
+                messages,
+                template,
+                tools,
+            } => {
+                let text =
+                    self.render_chat_with_tools(messages, tools, template.as_deref(), true)?;
                 self.tokenize_chat_prompt(&text)
             }
             Prompt::Tokens(t) => t.clone(),
@@ -105,7 +110,7 @@ impl Model {
             });
         }
         if let Some(g) = &req.grammar {
-            crate::sequence::grammar_sampler(self, g)?;
+            crate::sequence::grammar_sampler(self, g, &req.grammar_triggers)?;
         }
         let tokens = self.prompt_tokens(&req.prompt)?;
         if tokens.len() + 1 > n_ctx as usize {

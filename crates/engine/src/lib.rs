@@ -33,6 +33,7 @@ mod sequence;
 mod stream;
 mod system;
 mod template;
+mod template_json;
 
 pub use bench::{
     bench_parallel, bench_parallel_bound, parallel_bench_prompt, BenchParams, BenchResult,
@@ -46,6 +47,9 @@ pub use generate::default_threads;
 pub use grammar::json_schema_grammar;
 pub use logs::quantize_progress;
 pub use memory::{estimate_memory, MemoryEstimate};
+/// Values handed to chat templates (tool calls' arguments, `tools`):
+/// `TemplateValue::from_serialize(&json)`.
+pub use minijinja::Value as TemplateValue;
 pub use model::{EmbeddingInfo, LoadOptions, Model, ModelInfo, SpecialToken};
 pub use quantize::{quant_ftype, quantize, QUANT_TIERS};
 pub use request::{
@@ -54,4 +58,4 @@ pub use request::{
 };
 pub use scheduler::{Event, RequestHandle, Scheduler, SchedulerConfig, SchedulerStats};
 pub use system::{build_info, BuildInfo};
-pub use template::{builtin_names, ChatTemplate, Message, BUILTIN_TEMPLATES};
+pub use template::{builtin_names, ChatTemplate, Message, MessageCall, BUILTIN_TEMPLATES};

@@ -371,6 +371,17 @@ impl Model {
         template: Option<&ChatTemplate>,
         add_generation_prompt: bool,
     ) -> Result<String> {
+        self.render_chat_with_tools(messages, &[], template, add_generation_prompt)
+    }
+
+    /// [`Model::render_chat`] with `tools` handed to the template.
+    pub fn render_chat_with_tools(
+        &self,
+        messages: &[Message],
+        tools: &[crate::TemplateValue],
+        template: Option<&ChatTemplate>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let tmpl =
             template
                 .or(self.template.as_ref())
@@ -384,7 +395,7 @@ impl Model {
                 })?;
         let bos = self.info.bos.as_ref().map_or("", |t| t.text.as_str());
         let eos = self.info.eos.as_ref().map_or("", |t| t.text.as_str());
-        tmpl.render(messages, add_generation_prompt, bos, eos)
+        tmpl.render_with_tools(messages, tools, add_generation_prompt, bos, eos)
     }
 
     /// Tokens of a rendered chat prompt. A template that writes the BOS text

@@ -115,6 +115,9 @@ pub enum Prompt {
         messages: Vec<Message>,
         /// None: the model's own template.
         template: Option<Arc<ChatTemplate>>,
+        /// OpenAI `tools[]` objects for templates that render tools
+        /// themselves (empty: none).
+        tools: Vec<crate::TemplateValue>,
     },
     /// Already tokenized.
     Tokens(Vec<i32>),
@@ -140,6 +143,10 @@ pub struct GenerateRequest {
     /// Constrain the output to this GBNF grammar (rule `root`); see
     /// [`crate::json_schema_grammar`] for JSON schemas.
     pub grammar: Option<String>,
+    /// Non-empty: the grammar is lazy, free text until one of these
+    /// regular expressions (ECMAScript) matches the output, constrained
+    /// from the match (or its first capture group) on.
+    pub grammar_triggers: Vec<String>,
 }
 
 impl GenerateRequest {
@@ -155,6 +162,7 @@ impl GenerateRequest {
             top_logprobs: None,
             ignore_eos: false,
             grammar: None,
+            grammar_triggers: Vec::new(),
         }
     }
 }

@@ -41,7 +41,7 @@ impl Sequence {
         let grammar = req
             .grammar
             .as_deref()
-            .map(|g| grammar_sampler(model, g))
+            .map(|g| grammar_sampler(model, g, &req.grammar_triggers))
             .transpose()?;
         let mut sampler = build_sampler(&req.sampling, seed, model.info().n_vocab);
         // The last prompt tokens feed the repetition penalty.
@@ -147,12 +147,23 @@ fn random_seed() -> u32 {
     nanos ^ std::process::id().rotate_left(16)
 }
 
-/// A GBNF grammar sampler (rule `root`), or why the grammar is unusable.
-pub(crate) fn grammar_sampler(model: &Model, grammar: &str) -> Result<LlamaSampler> {
-    LlamaSampler::grammar(&model.inner, grammar, "root").map_err(|e| EngineError::InvalidParam {
+/// A GBNF grammar sampler (rule `root`), lazy when `triggers` are given
+/// (llama.cpp applies it from the first match on), or why the grammar is
+/// unusable.
+pub(crate) fn grammar_sampler(
+    model: &Model,
+    grammar: &str,
+    triggers: &[String],
+) -> Result<LlamaSampler> {
+    let sampler = if triggers.is_empty() {
+        LlamaSampler::grammar(&model.inner, grammar, "root")
+    } else {
+        LlamaSampler::grammar_lazy_patterns(&model.inner, grammar, "root", triggers, &[])
+    };
+    sampler.map_err(|e| EngineError::InvalidParam {
         name: "grammar",
         value: format!("{e}"),
-        expected: "a GBNF grammar with a `root` rule",
+        expected: "a GBNF grammar with a `root` rule (and valid trigger patterns)",
     })
 }
 

@@ -2,6 +2,7 @@
 //! the way the model's authors wrote it (not llama.cpp's built-in template
 //! matching, which drops parts of real templates).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use minijinja::{context, Environment, Error, ErrorKind, Value};
@@ -14,6 +15,21 @@ pub struct Message {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
     pub content: String,
+    /// An assistant turn's tool calls, for templates that render them.
+    pub tool_calls: Vec<MessageCall>,
+    /// A `tool` turn: the call it answers, and that call's function.
+    pub tool_call_id: Option<String>,
+    pub name: Option<String>,
+}
+
+/// A tool call in the history, as chat templates read it
+/// (`tool_call.id`, `tool_call.function.name`, `.arguments` as an object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments object (`TemplateValue::from_serialize` of JSON).
+    pub arguments: Value,
 }
 
 impl Message {
@@ -21,6 +37,9 @@ impl Message {
         Message {
             role: role.into(),
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            name: None,
         }
     }
     pub fn system(content: impl Into<String>) -> Self {
@@ -88,6 +107,7 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_filter("tojson", crate::template_json::tojson);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_template_owned("chat", source.clone())
@@ -131,28 +151,78 @@ impl ChatTemplate {
         bos_token: &str,
         eos_token: &str,
     ) -> Result<String> {
+        self.render_with_tools(messages, &[], add_generation_prompt, bos_token, eos_token)
+    }
+
+    /// Renders `messages` with `tools` (OpenAI's `tools[]` objects) given
+    /// to the template as `tools`, as Hugging Face does; with no tools the
+    /// variable is left undefined, which templates test for. A message
+    /// carries `tool_calls` (assistant) and `tool_call_id` / `name` (tool)
+    /// only when it has them: templates test `'tool_calls' in message`.
+    pub fn render_with_tools(
+        &self,
+        messages: &[Message],
+        tools: &[Value],
+        add_generation_prompt: bool,
+        bos_token: &str,
+        eos_token: &str,
+    ) -> Result<String> {
         if messages.is_empty() {
             return Err(EngineError::Template {
                 name: self.name.clone(),
                 problem: "no messages to render: give at least one message".into(),
             });
         }
-        let msgs: Vec<Value> = messages
-            .iter()
-            .map(|m| context! { role => m.role, content => m.content })
-            .collect();
+        let msgs: Vec<Value> = messages.iter().map(message_value).collect();
         let tmpl = self
             .env
             .get_template("chat")
             .map_err(|e| template_error(&self.name, &e))?;
-        tmpl.render(context! {
+        let base = context! {
             messages => msgs,
             add_generation_prompt => add_generation_prompt,
             bos_token => bos_token,
             eos_token => eos_token,
-        })
-        .map_err(|e| template_error(&self.name, &e))
+        };
+        let ctx = if tools.is_empty() {
+            base
+        } else {
+            context! { tools => tools, ..base }
+        };
+        tmpl.render(ctx).map_err(|e| template_error(&self.name, &e))
     }
+}
+
+/// A message as templates see it: keys only for what it has.
+fn message_value(m: &Message) -> Value {
+    let mut v: BTreeMap<&str, Value> = BTreeMap::new();
+    v.insert("role", Value::from(m.role.as_str()));
+    v.insert("content", Value::from(m.content.as_str()));
+    if !m.tool_calls.is_empty() {
+        let calls: Vec<Value> = m
+            .tool_calls
+            .iter()
+            .map(|c| {
+                let function = BTreeMap::from([
+                    ("name", Value::from(c.name.as_str())),
+                    ("arguments", c.arguments.clone()),
+                ]);
+                Value::from_serialize(BTreeMap::from([
+                    ("id", Value::from(c.id.as_str())),
+                    ("type", Value::from("function")),
+                    ("function", Value::from_serialize(function)),
+                ]))
+            })
+            .collect();
+        v.insert("tool_calls", Value::from(calls));
+    }
+    if let Some(id) = &m.tool_call_id {
+        v.insert("tool_call_id", Value::from(id.as_str()));
+    }
+    if let Some(name) = &m.name {
+        v.insert("name", Value::from(name.as_str()));
+    }
+    Value::from_serialize(v)
 }
 
 fn template_error(name: &str, e: &Error) -> EngineError {

@@ -64,6 +64,7 @@ fn same_seed_same_text_other_seed_other_text() {
         let mut r = GenerateRequest::new(Prompt::Chat {
             messages: vec![Message::user("Tell me a short story about a robot.")],
             template: None,
+            tools: Vec::new(),
         });
         r.sampling = SamplingParams {
             temperature: 1.0,
@@ -153,6 +154,7 @@ fn cancellation_from_another_thread_stops_generation() {
             "Write a very long essay about the history of bread.",
         )],
         template: None,
+        tools: Vec::new(),
     };
     let mut sent = false;
     let done = m
@@ -226,6 +228,7 @@ fn a_chat_answer_ends_at_end_of_turn() {
     let mut r = GenerateRequest::new(Prompt::Chat {
         messages: vec![Message::user("What is 2+2? Answer with just the number.")],
         template: None,
+        tools: Vec::new(),
     });
     r.sampling = SamplingParams::greedy();
     r.max_tokens = Some(64);
@@ -368,6 +371,7 @@ fn a_json_schema_grammar_makes_output_parse_and_follow_the_schema() {
             "When was the Eiffel Tower built, and where? Answer in JSON.",
         )],
         template: None,
+        tools: Vec::new(),
     });
     r.grammar = Some(outpost_engine::json_schema_grammar(schema).expect("grammar"));
     r.max_tokens = Some(120);

@@ -31,6 +31,7 @@ fn chat(messages: &[Message], max_tokens: u32) -> GenerateRequest {
         Prompt::Chat {
             messages: messages.to_vec(),
             template: None,
+            tools: Vec::new(),
         },
         max_tokens,
     )

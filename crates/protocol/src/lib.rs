@@ -31,6 +31,7 @@ mod schema;
 pub mod signing;
 pub mod telemetry;
 pub mod time;
+pub mod tool_native;
 pub mod tool_stream;
 pub mod tools;
 pub mod variants;

@@ -66,7 +66,10 @@ impl ToolStream {
             {
                 match k.as_str() {
                     "name" => (Where::Name(*index), None),
-                    "arguments" => (Where::Other, Some(*index)),
+                    // `parameters`: Llama 3's name for them (see
+                    // `tool_native`); the generic format's grammar allows
+                    // only `arguments`.
+                    "arguments" | "parameters" => (Where::Other, Some(*index)),
                     _ => (Where::Other, None),
                 }
             }

@@ -394,11 +394,30 @@ impl ToolPlan {
     /// grammar keeps the properties in the order written, and a call must
     /// name its function before its arguments (a `Value` would sort them).
     pub fn output_schema(&self) -> String {
+        let item = self.call_schema("arguments");
+        let max = self.max_calls();
+        let with_calls = format!(
+            r#"{{"type":"object","properties":{{"tool_calls":{{"type":"array","items":{item},"minItems":1,"maxItems":{max}}}}},"required":["tool_calls"],"additionalProperties":false}}"#
+        );
+        match self.mode {
+            Mode::Auto => format!(
+                r#"{{"anyOf":[{with_calls},{{"type":"object","properties":{{"response":{{"type":"string"}}}},"required":["response"],"additionalProperties":false}}]}}"#
+            ),
+            _ => with_calls,
+        }
+    }
+
+    /// The JSON Schema of one call, as text: `{"name": .., <args_key>:
+    /// {..}}` for each function the mode allows (name first; see
+    /// [`ToolPlan::output_schema`]).
+    pub fn call_schema(&self, args_key: &str) -> String {
         let call = |f: &FunctionDef| {
             format!(
-                r#"{{"type":"object","properties":{{"name":{{"const":{}}},"arguments":{}}},"required":["name","arguments"],"additionalProperties":false}}"#,
+                r#"{{"type":"object","properties":{{"name":{{"const":{}}},{}:{}}},"required":["name",{}],"additionalProperties":false}}"#,
                 Value::from(f.name.as_str()),
-                parameters(f)
+                Value::from(args_key),
+                parameters(f),
+                Value::from(args_key),
             )
         };
         let items: Vec<String> = match &self.mode {
@@ -410,27 +429,21 @@ impl ToolPlan {
                 .collect(),
             _ => self.functions.iter().map(call).collect(),
         };
-        let item = if items.len() == 1 {
+        if items.len() == 1 {
             items.concat()
         } else {
             format!(r#"{{"anyOf":[{}]}}"#, items.join(","))
-        };
-        // Parallel calls: at most two per function and MAX_CALLS in all, so
-        // that a small model that repeats itself cannot list calls until
-        // the context is full.
-        let max = if self.parallel {
+        }
+    }
+
+    /// The most calls one answer may hold: at most two per function and
+    /// [`MAX_CALLS`] in all with parallel calls (so that a small model that
+    /// repeats itself cannot list calls until the context is full), else 1.
+    pub fn max_calls(&self) -> usize {
+        if self.parallel {
             (2 * self.functions.len()).min(MAX_CALLS)
         } else {
             1
-        };
-        let with_calls = format!(
-            r#"{{"type":"object","properties":{{"tool_calls":{{"type":"array","items":{item},"minItems":1,"maxItems":{max}}}}},"required":["tool_calls"],"additionalProperties":false}}"#
-        );
-        match self.mode {
-            Mode::Auto => format!(
-                r#"{{"anyOf":[{with_calls},{{"type":"object","properties":{{"response":{{"type":"string"}}}},"required":["response"],"additionalProperties":false}}]}}"#
-            ),
-            _ => with_calls,
         }
     }
 

@@ -15,9 +15,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use outpost_engine::{
-    ChatTemplate, Completion, Event, FinishReason, GenerateRequest, Message, Prompt,
-};
+use outpost_engine::{Completion, Event, FinishReason, GenerateRequest, Message, Prompt};
 use outpost_index::ground::AnswerStream;
 #[allow(unused_imports)] // named in the OpenAPI attributes only
 use outpost_protocol::ollama::ErrorResponse;
@@ -27,6 +25,7 @@ use outpost_protocol::ollama::{
     ShowResponse, TagsResponse, Timings, ToolCall, ToolCallFunction, VersionResponse,
 };
 use outpost_protocol::retrieval::{OutpostAnswer, Retrieve};
+use outpost_protocol::tool_native::Family;
 use outpost_protocol::tool_stream::StreamEvent;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
@@ -36,6 +35,7 @@ use crate::flow::{forward, json, run_to_end, Framing};
 use crate::openai::{parse, Body};
 use crate::registry::{Lease, ModelSpec};
 use crate::retrieve::Grounding;
+use crate::served::ServedModel;
 use crate::state::AppState;
 
 type Shared = State<Arc<AppState>>;
@@ -172,8 +172,8 @@ impl Reply {
 /// How the answer's raw text is read back.
 enum Shape {
     Text,
-    /// Calls or text (`tools`).
-    Tools,
+    /// Calls or text (`tools`), in the generic format or a family's.
+    Tools(Option<Family>),
     /// Sources and an answer (`outpost.retrieve`).
     Grounded(Grounding),
 }
@@ -199,8 +199,8 @@ async fn answer<T: serde::Serialize + Send + 'static>(
         };
         match &shape {
             Shape::Text => r.text = done.text.clone(),
-            Shape::Tools => {
-                let (content, calls) = crate::tools::finished(&done.text);
+            Shape::Tools(family) => {
+                let (content, calls) = crate::tools::finished(&done.text, *family);
                 r.text = content.unwrap_or_default();
                 r.calls = ollama_calls(calls);
             }
@@ -212,7 +212,10 @@ async fn answer<T: serde::Serialize + Send + 'static>(
         }
         return Ok(Json(line(r)).into_response());
     }
-    let mut reader = matches!(shape, Shape::Tools).then(crate::tools::Reader::default);
+    let mut reader = match &shape {
+        Shape::Tools(family) => Some(crate::tools::Reader::new(*family)),
+        _ => None,
+    };
     let mut grounded = match shape {
         Shape::Grounded(g) => Some((AnswerStream::default(), g)),
         _ => None,
@@ -258,11 +261,13 @@ async fn answer<T: serde::Serialize + Send + 'static>(
                         ..Reply::default()
                     };
                     let mut v = Vec::new();
-                    if let Some(r) = &reader {
-                        if let Some(text) = r.unsaid() {
-                            v.push(json(&line(Reply::text(text))));
+                    if let Some(r) = &mut reader {
+                        for e in r.finish() {
+                            if let StreamEvent::Content(text) = e {
+                                v.push(json(&line(Reply::text(text))));
+                            }
                         }
-                        let (_, calls) = crate::tools::finished(&done.text);
+                        let (_, calls) = crate::tools::finished(&done.text, r.family);
                         if !calls.is_empty() {
                             v.push(json(&line(Reply {
                                 calls: ollama_calls(calls),
@@ -316,10 +321,24 @@ struct Ask<'a> {
     options: Option<&'a Options>,
     schema: Option<String>,
     stream: bool,
-    /// Chat with tools: the answer is calls or text.
-    tools: Option<outpost_protocol::tools::ToolPlan>,
     /// A grounded chat (`outpost.retrieve`): sources, then the answer.
     grounding: Option<Grounding>,
+}
+
+/// A request's prompt, built once the model (and so its template) is
+/// known, and its tools with the format they are asked in.
+struct Built {
+    prompt: Prompt,
+    tools: Option<(outpost_protocol::tools::ToolPlan, Option<Family>)>,
+}
+
+impl Built {
+    fn text(prompt: Prompt) -> Built {
+        Built {
+            prompt,
+            tools: None,
+        }
+    }
 }
 
 /// The path `/api/chat` and `/api/generate` share: no prompt loads or
@@ -330,7 +349,7 @@ async fn generate_with<T: serde::Serialize + Send + 'static>(
     state: Arc<AppState>,
     started: Instant,
     ask: Ask<'_>,
-    prompt: Option<impl FnOnce(Option<Arc<ChatTemplate>>) -> Prompt>,
+    prompt: Option<impl FnOnce(&ServedModel) -> Built>,
     reply: impl Fn(Reply) -> T + Send + 'static,
 ) -> Result<Response, ApiError> {
     let Some(prompt) = prompt else {
@@ -342,19 +361,21 @@ async fn generate_with<T: serde::Serialize + Send + 'static>(
         .into_response());
     };
     let lease = state.registry.acquire(ask.model, ask.keep_alive).await?;
-    let mut g = GenerateRequest::new(prompt(lease.model().template.clone()));
+    let built = prompt(lease.model());
+    let mut g = GenerateRequest::new(built.prompt);
     apply_options(&mut g, ask.options, lease.spec())?;
     g.grammar = grammar(ask.schema)?;
-    if let Some(plan) = &ask.tools {
-        g.grammar = Some(crate::tools::grammar(plan)?);
+    if let Some((plan, family)) = &built.tools {
+        crate::tools::constrain(&mut g, plan, *family)?;
     }
-    let shape = match (ask.grounding, ask.tools.is_some()) {
+    let shape = match (ask.grounding, built.tools) {
         (Some(grounding), _) => {
             g.grammar = Some(grounding.grammar.clone());
+            g.grammar_triggers = Vec::new();
             Shape::Grounded(grounding)
         }
-        (None, true) => Shape::Tools,
-        (None, false) => Shape::Text,
+        (None, Some((_, family))) => Shape::Tools(family),
+        (None, None) => Shape::Text,
     };
     answer(state, started, lease, g, (ask.stream, shape), reply).await
 }
@@ -397,11 +418,8 @@ async fn chat_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiErr
         timings: r.timings,
         outpost: r.outpost,
     };
-    let plan = crate::tools::settle(
-        req.tool_plan()?,
-        req.messages.last().map(|m| m.role.as_str()),
-    );
-    let turns = req
+    let plan = req.tool_plan()?;
+    let turns: Vec<crate::tools::Turn<'_>> = req
         .messages
         .iter()
         .map(|m| crate::tools::Turn {
@@ -413,22 +431,30 @@ async fn chat_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiErr
                 .flatten()
                 .map(|c| {
                     let args = serde_json::Value::Object(c.function.arguments.clone());
-                    (c.function.name.clone(), args)
+                    (String::new(), c.function.name.clone(), args)
                 })
                 .collect(),
+            call_id: None,
             tool: m.tool_name.clone(),
         })
         .collect();
-    let messages = crate::tools::messages(turns, plan.as_ref());
-    let prompt =
-        (!req.messages.is_empty()).then_some(|template| Prompt::Chat { messages, template });
+    let prompt = (!req.messages.is_empty()).then_some(|served: &ServedModel| {
+        let asked = crate::tools::prepare(turns, plan, crate::tools::family(served));
+        Built {
+            prompt: Prompt::Chat {
+                messages: asked.messages,
+                template: served.template.clone(),
+                tools: asked.tools,
+            },
+            tools: asked.plan.map(|p| (p, asked.family)),
+        }
+    });
     let ask = Ask {
         model: &req.model,
         keep_alive: req.keep_alive,
         options: req.options.as_ref(),
         schema: req.json_schema()?,
         stream: req.streaming(),
-        tools: plan,
         grounding,
     };
     generate_with(state, started, ask, prompt, reply).await
@@ -501,16 +527,20 @@ async fn generate_inner(state: Arc<AppState>, body: Body) -> Result<Response, Ap
         done_reason: r.done_reason,
         timings: r.timings,
     };
-    let prompt = (!req.prompt.is_empty()).then_some(|template| {
+    let prompt = (!req.prompt.is_empty()).then_some(|served: &ServedModel| {
         if req.raw == Some(true) {
-            return Prompt::Text(req.prompt.clone());
+            return Built::text(Prompt::Text(req.prompt.clone()));
         }
         let mut messages = Vec::new();
         if let Some(system) = &req.system {
             messages.push(Message::new("system", system.as_str()));
         }
         messages.push(Message::new("user", req.prompt.as_str()));
-        Prompt::Chat { messages, template }
+        Built::text(Prompt::Chat {
+            messages,
+            template: served.template.clone(),
+            tools: Vec::new(),
+        })
     });
     let ask = Ask {
         model: &req.model,
@@ -518,7 +548,6 @@ async fn generate_inner(state: Arc<AppState>, body: Body) -> Result<Response, Ap
         options: req.options.as_ref(),
         schema: req.json_schema()?,
         stream: req.streaming(),
-        tools: None,
         grounding: None,
     };
     generate_with(state, started, ask, prompt, reply).await

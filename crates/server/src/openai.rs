@@ -126,10 +126,6 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
     .await?;
     let lease = state.registry.acquire(&req.model, None).await?;
     let served = lease.model().clone();
-    let plan = crate::tools::settle(
-        req.tool_plan()?,
-        req.messages.last().map(|m| m.role.as_str()),
-    );
     let turns = req
         .messages
         .iter()
@@ -142,9 +138,10 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
                 .flatten()
                 .map(|c| {
                     let args = serde_json::from_str(&c.function.arguments).unwrap_or_default();
-                    (c.function.name.clone(), args)
+                    (c.id.clone(), c.function.name.clone(), args)
                 })
                 .collect(),
+            call_id: m.tool_call_id.clone(),
             tool: m
                 .tool_call_id
                 .as_deref()
@@ -152,10 +149,14 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
                 .map(str::to_string),
         })
         .collect();
-    let messages = crate::tools::messages(turns, plan.as_ref());
+    let family = crate::tools::family(&served);
+    let asked = crate::tools::prepare(turns, req.tool_plan()?, family);
+    let plan = asked.plan;
+    let family = asked.family;
     let mut g = GenerateRequest::new(Prompt::Chat {
-        messages,
+        messages: asked.messages,
         template: served.template.clone(),
+        tools: asked.tools,
     });
     g.sampling = sampling(req.temperature, req.top_p, req.seed);
     g.max_tokens = req.max_tokens();
@@ -170,7 +171,7 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
         })?);
     }
     if let Some(plan) = &plan {
-        g.grammar = Some(crate::tools::grammar(plan)?);
+        crate::tools::constrain(&mut g, plan, family)?;
     }
     if let Some(grounding) = &grounding {
         g.grammar = Some(grounding.grammar.clone());
@@ -195,7 +196,7 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
                 .collect(),
         });
         let (content, calls, finish_reason) = if tooled {
-            let (content, calls) = crate::tools::finished(&done.text);
+            let (content, calls) = crate::tools::finished(&done.text, family);
             let reason = if calls.is_empty() {
                 finish(&done)
             } else {
@@ -271,7 +272,7 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
         None,
     );
     let state2 = state.clone();
-    let mut reader = tooled.then(crate::tools::Reader::default);
+    let mut reader = tooled.then(|| crate::tools::Reader::new(family));
     // A grounded answer streams its words as they are decoded from the
     // JSON it is written in; its citations come on the finishing chunk.
     let mut grounded = grounding.map(|g| (outpost_index::ground::AnswerStream::default(), g));
@@ -310,7 +311,7 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
                     let events = reader.as_mut().map(|r| r.feed(&p.text)).unwrap_or_default();
                     events
                         .into_iter()
-                        .map(|e| json(&chunk(tool_delta(e), None, None, None)))
+                        .map(|e| json(&chunk(tool_delta(e, family), None, None, None)))
                         .collect()
                 }
                 Event::Piece(p) => {
@@ -338,9 +339,9 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
                     measured(&state2, &done);
                     let mut v = Vec::new();
                     let mut reason = finish(&done);
-                    if let Some(r) = &reader {
-                        if let Some(text) = r.unsaid() {
-                            v.push(say(text));
+                    if let Some(r) = &mut reader {
+                        for e in r.finish() {
+                            v.push(json(&chunk(tool_delta(e, family), None, None, None)));
                         }
                         if r.calls > 0 {
                             reason = "tool_calls".into();
@@ -376,7 +377,10 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
 }
 
 /// A streamed tool answer's event as a chunk's delta.
-fn tool_delta(e: outpost_protocol::tool_stream::StreamEvent) -> Delta {
+fn tool_delta(
+    e: outpost_protocol::tool_stream::StreamEvent,
+    family: Option<outpost_protocol::tool_native::Family>,
+) -> Delta {
     use outpost_protocol::tool_stream::StreamEvent;
     use outpost_protocol::tools::{FunctionCallDelta, ToolCallDelta};
     let call = |d: ToolCallDelta| Delta {
@@ -390,7 +394,7 @@ fn tool_delta(e: outpost_protocol::tool_stream::StreamEvent) -> Delta {
         },
         StreamEvent::CallStart { index, name } => call(ToolCallDelta {
             index,
-            id: Some(crate::tools::call_id()),
+            id: Some(crate::tools::call_id(family)),
             kind: Some("function".into()),
             function: FunctionCallDelta {
                 name: Some(name),
