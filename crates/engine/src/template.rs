@@ -2,7 +2,6 @@
 //! the way the model's authors wrote it (not llama.cpp's built-in template
 //! matching, which drops parts of real templates).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use minijinja::{context, Environment, Error, ErrorKind, Value};
@@ -183,6 +182,9 @@ impl ChatTemplate {
             add_generation_prompt => add_generation_prompt,
             bos_token => bos_token,
             eos_token => eos_token,
+            // Today, as llama.cpp gives it to templates (Llama 3.1 would
+            // otherwise write a fixed day of 2024).
+            date_string => strftime_now("%d %b %Y".into()),
         };
         let ctx = if tools.is_empty() {
             base
@@ -193,36 +195,38 @@ impl ChatTemplate {
     }
 }
 
-/// A message as templates see it: keys only for what it has.
+/// A message as templates see it: keys only for what it has, in the
+/// order OpenAI writes them (templates that iterate see that order).
 fn message_value(m: &Message) -> Value {
-    let mut v: BTreeMap<&str, Value> = BTreeMap::new();
-    v.insert("role", Value::from(m.role.as_str()));
-    v.insert("content", Value::from(m.content.as_str()));
+    let mut v: Vec<(&str, Value)> = vec![
+        ("role", Value::from(m.role.as_str())),
+        ("content", Value::from(m.content.as_str())),
+    ];
     if !m.tool_calls.is_empty() {
         let calls: Vec<Value> = m
             .tool_calls
             .iter()
             .map(|c| {
-                let function = BTreeMap::from([
+                let function = Value::from_iter([
                     ("name", Value::from(c.name.as_str())),
                     ("arguments", c.arguments.clone()),
                 ]);
-                Value::from_serialize(BTreeMap::from([
+                Value::from_iter([
                     ("id", Value::from(c.id.as_str())),
                     ("type", Value::from("function")),
-                    ("function", Value::from_serialize(function)),
-                ]))
+                    ("function", function),
+                ])
             })
             .collect();
-        v.insert("tool_calls", Value::from(calls));
+        v.push(("tool_calls", Value::from(calls)));
     }
     if let Some(id) = &m.tool_call_id {
-        v.insert("tool_call_id", Value::from(id.as_str()));
+        v.push(("tool_call_id", Value::from(id.as_str())));
     }
     if let Some(name) = &m.name {
-        v.insert("name", Value::from(name.as_str()));
+        v.push(("name", Value::from(name.as_str())));
     }
-    Value::from_serialize(v)
+    Value::from_iter(v)
 }
 
 fn template_error(name: &str, e: &Error) -> EngineError {

@@ -451,8 +451,14 @@ fn bench_serve(args: &[String]) -> Result<()> {
 
 fn bench_tools(args: &[String]) -> Result<()> {
     let (threads, ref_dir, outpost) = prepare(args)?;
+    let out = Command::new("bash")
+        .arg(root().join("scripts/build-reference.sh"))
+        .arg("--print-templates")
+        .output()?;
+    let templates = PathBuf::from(String::from_utf8(out.stdout)?.trim());
     tools_bench::run(
         &ref_dir,
+        &templates,
         &outpost,
         &root().join("models/smollm2-135m.gguf"),
         threads,

@@ -5,7 +5,10 @@
 //! valid (a known function; arguments that parse and follow its schema:
 //! `city` a string of at most 40 characters, `unit` one of the enum, no
 //! other keys), and the time to the complete call (a non-streamed request,
-//! start to answer), median and mean.
+//! start to answer), median and mean. Twice: under SmolLM2's own template
+//! (which takes no tools: Outpost's generic format), and under Qwen 2.5's
+//! template from llama.cpp's collection (Hermes `<tool_call>` blocks,
+//! which both servers then render and parse in that family's syntax).
 
 use std::path::Path;
 use std::process::Command;
@@ -97,48 +100,72 @@ fn measure(base: &str, model: &str) -> Result<(usize, Vec<f64>)> {
     Ok((valid, times))
 }
 
-pub fn run(ref_dir: &Path, outpost: &Path, model: &Path, threads: u32) -> Result<()> {
+pub fn run(
+    ref_dir: &Path,
+    templates: &Path,
+    outpost: &Path,
+    model: &Path,
+    threads: u32,
+) -> Result<()> {
     let name = "smollm2-135m";
-    let mut steps = crate::progress::Steps::new(2);
+    let qwen = templates.join("Qwen-Qwen2.5-7B-Instruct.jinja");
+    anyhow::ensure!(
+        qwen.is_file(),
+        "{} is missing: run scripts/build-reference.sh",
+        qwen.display()
+    );
+    let configs: [(&str, Option<&Path>); 2] = [
+        ("SmolLM2's own template (no tools in it)", None),
+        ("Qwen 2.5's template (Hermes <tool_call>)", Some(&qwen)),
+    ];
+    let mut steps = crate::progress::Steps::new(4);
     let mut rows = Vec::new();
-    for side in ["llama-server", "outpost"] {
-        steps.next(&format!("{side}: {} tool requests", PROMPTS.len()));
-        let port = free_port()?;
-        let cmd = if side == "outpost" {
-            let mut c = Command::new(outpost);
-            c.arg("serve")
-                .arg(model)
-                .args(["--port", &port.to_string()]);
-            c
-        } else {
-            let mut c = Command::new(ref_dir.join("llama-server"));
-            c.arg("-m").arg(model).args([
-                "--port",
-                &port.to_string(),
-                "-c",
-                "4096",
-                "--jinja",
-                "--no-webui",
-                "--alias",
-                name,
-            ]);
-            c
-        };
-        let (_guard, base, served) = start_server(cmd, side, port, threads, model, name)?;
-        rows.push((side, measure(&base, &served)?));
+    for (label, template) in configs {
+        for side in ["llama-server", "outpost"] {
+            steps.next(&format!("{side}, {label}: {} tool requests", PROMPTS.len()));
+            let port = free_port()?;
+            let cmd = if side == "outpost" {
+                let mut c = Command::new(outpost);
+                c.arg("serve")
+                    .arg(model)
+                    .args(["--port", &port.to_string()]);
+                if let Some(t) = template {
+                    c.arg("--chat-template").arg(t);
+                }
+                c
+            } else {
+                let mut c = Command::new(ref_dir.join("llama-server"));
+                c.arg("-m").arg(model).args([
+                    "--port",
+                    &port.to_string(),
+                    "-c",
+                    "4096",
+                    "--jinja",
+                    "--no-webui",
+                    "--alias",
+                    name,
+                ]);
+                if let Some(t) = template {
+                    c.arg("--chat-template-file").arg(t);
+                }
+                c
+            };
+            let (_guard, base, served) = start_server(cmd, side, port, threads, model, name)?;
+            rows.push((label, side, measure(&base, &served)?));
+        }
     }
     drop(steps);
     println!(
         "tool_choice \"required\", {} prompts, two tools, SmolLM2, threads {threads}, temperature 0\n",
         PROMPTS.len()
     );
-    println!("| server | valid answers | share | time to the call, median s | mean s |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
-    for (side, (valid, mut times)) in rows {
+    println!("| template | server | valid answers | share | time to the call, median s | mean s |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: |");
+    for (label, side, (valid, mut times)) in rows {
         times.sort_by(f64::total_cmp);
         let mean = times.iter().sum::<f64>() / times.len() as f64;
         println!(
-            "| {side} | {valid}/{} | {:.2} | {:.2} | {:.2} |",
+            "| {label} | {side} | {valid}/{} | {:.2} | {:.2} | {:.2} |",
             times.len(),
             valid as f64 / times.len() as f64,
             times[times.len() / 2],
