@@ -175,7 +175,12 @@ impl Family {
                         return raw();
                     };
                     let Some(end) = body.find(HERMES_CLOSE) else {
-                        return raw();
+                        // Cut short (max_tokens) inside a later call: the
+                        // complete calls before it stand.
+                        if calls.is_empty() {
+                            return raw();
+                        }
+                        break;
                     };
                     match call_of(&body[..end], "arguments") {
                         Some(c) => calls.push(c),
@@ -512,6 +517,11 @@ mod tests {
         assert_eq!(
             Family::Hermes.parse("just words"),
             (Some("just words".into()), vec![])
+        );
+        let later_cut = "<tool_call>\n{\"name\": \"add\", \"arguments\": {}}\n</tool_call>\n<tool_call>\n{\"name\": \"ad";
+        assert_eq!(
+            Family::Hermes.parse(later_cut),
+            (None, vec![("add".into(), "{}".into())])
         );
         let m = "[TOOL_CALLS][{\"name\": \"add\", \"arguments\": {\"x\": 2}}]";
         assert_eq!(
