@@ -132,6 +132,9 @@ for model, family in MODELS.items():
                         calls[d.index][1] += d.function.arguments or ""
             calls = list(calls.values())
         else:
+            # Asked twice: the second, like the streamed one after it, runs
+            # on a prompt already in the cache (see the note above).
+            client.chat.completions.create(**kw)
             m = client.chat.completions.create(**kw).choices[0]
             text, finish = m.message.content or "", m.finish_reason
             calls = [(x.function.name, x.function.arguments) for x in m.message.tool_calls or []]
