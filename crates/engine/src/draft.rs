@@ -25,7 +25,12 @@
 //! confirmed often enough to pay at the current step width
 //! ([`StepCost::pays`]); otherwise it keeps guessing in the
 //! [`Shadow`]: the guess is never decoded, only checked against the tokens
-//! that follow, so the confirmation rate stays current for free.
+//! that follow, so the confirmation rate stays current for free. The
+//! probe is one measurement on a shared machine (11.7 ms and 2.5 ms of
+//! fixed cost were seen on the same build), so once serving the scheduler
+//! times its steps by shape ([`StepTimes`]) and decides from those: a
+//! shape where guesses lose stops being drafted, and shapes the probe
+//! ruled out are tried now and then.
 
 /// Longest draft per step.
 pub const MAX_DRAFT: usize = 8;
@@ -67,6 +72,145 @@ impl StepCost {
         let (n, k) = (rows.max(1) as f64, k as f64);
         let extra_pass = if rows > 1 { self.fixed } else { 0.0 };
         rate * k * (self.fixed + self.per_row * n) / n > self.per_row * k + extra_pass
+    }
+}
+
+/// How many times a step shape must have been timed before its own
+/// average counts (until then the start-up probe's [`StepCost`] decides).
+const SETTLED: u32 = 3;
+/// Every this many steps of a width, one step goes against what is known:
+/// without guesses while the plain step is untimed or stale, else with
+/// them, so that every shape gets timed and timings follow the machine
+/// (its speed drifts, and the probe can be wrong).
+const EXPLORE_EVERY: u64 = 32;
+/// A timing older than this many steps no longer counts.
+const STALE: u64 = 4096;
+/// Guesses must win by this much over not guessing: gains within timing
+/// noise are not worth the risk of a loss.
+const MARGIN: f64 = 1.03;
+
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    /// Moving average of a step's decode time, seconds.
+    mean: f64,
+    n: u32,
+    /// The step count when it was last timed.
+    at: u64,
+}
+
+/// What a step does about guesses, before its sequences decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Explore {
+    /// Each sequence decides ([`StepTimes::pays`]).
+    No,
+    /// No guesses this step: it times the plain step.
+    Without,
+    /// Guesses wherever there are any: it times wider steps.
+    With,
+}
+
+/// Decode times of generating steps as they happen, by shape (sequences
+/// generating, guessed rows in the step): what a step costs on this model
+/// and machine now, not what one probe at start said. Drafting decides
+/// from these once a width's steps have been timed (a line through the
+/// timed shapes estimates the others); the probe's fit only stands in
+/// until then.
+#[derive(Debug, Default)]
+pub(crate) struct StepTimes {
+    shapes: std::collections::HashMap<(usize, usize), Timing>,
+    steps: u64,
+    /// By width: the step of the last exploring step.
+    explored: std::collections::HashMap<usize, u64>,
+}
+
+impl StepTimes {
+    /// A generating step of `width` sequences and `guessed` extra rows
+    /// (no prompt rows in it) took `secs` to decode.
+    pub fn record(&mut self, width: usize, guessed: usize, secs: f64) {
+        self.steps += 1;
+        let at = self.steps;
+        self.shapes
+            .entry((width, guessed))
+            .and_modify(|t| {
+                t.mean = 0.8 * t.mean + 0.2 * secs;
+                t.n += 1;
+                t.at = at;
+            })
+            .or_insert(Timing {
+                mean: secs,
+                n: 1,
+                at,
+            });
+    }
+
+    fn settled(&self, width: usize, guessed: usize) -> Option<f64> {
+        self.shapes
+            .get(&(width, guessed))
+            .filter(|t| t.n >= SETTLED && self.steps - t.at <= STALE)
+            .map(|t| t.mean)
+    }
+
+    /// A shape's time: its own average, else the least-squares line
+    /// through the width's timed shapes (two at least, the plain one
+    /// among them).
+    fn time(&self, width: usize, guessed: usize) -> Option<f64> {
+        if let Some(t) = self.settled(width, guessed) {
+            return Some(t);
+        }
+        let plain = self.settled(width, 0)?;
+        let points: Vec<(f64, f64)> = (0..=FREE_ROWS)
+            .filter_map(|g| self.settled(width, g).map(|t| (g as f64, t)))
+            .collect();
+        if points.len() < 2 {
+            return None;
+        }
+        let n = points.len() as f64;
+        let (mx, my) = points
+            .iter()
+            .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+        let sxx: f64 = points.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
+        let sxy: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+        let slope = if sxx > 0.0 { (sxy / sxx).max(0.0) } else { 0.0 };
+        Some((my + slope * (guessed as f64 - mx)).max(plain))
+    }
+
+    /// Called once per step of `width` generating sequences, before they
+    /// decide: whether this step explores.
+    pub fn explore(&mut self, width: usize) -> Explore {
+        let steps = self.steps;
+        let last = self.explored.entry(width).or_insert(0);
+        if steps < *last + EXPLORE_EVERY {
+            return Explore::No;
+        }
+        *last = steps;
+        if self.settled(width, 0).is_none() {
+            Explore::Without
+        } else {
+            Explore::With
+        }
+    }
+
+    /// Whether a sequence guessing `k` more rows pays, in a step of `width`
+    /// generating sequences that already holds `guessed` guessed rows
+    /// expected to confirm `gain` tokens, for guesses confirmed at `rate`:
+    /// the step's tokens per second with the guesses against without them,
+    /// from the timings; from the probe's `fit` until the width is timed.
+    pub fn pays(
+        &self,
+        fit: &StepCost,
+        rate: f64,
+        width: usize,
+        guessed: usize,
+        gain: f64,
+        k: usize,
+    ) -> bool {
+        let (w, expect) = (width.max(1) as f64, rate * k as f64);
+        match (self.time(width, guessed), self.time(width, guessed + k)) {
+            (Some(without), Some(with)) => {
+                (w + gain + expect) / with > MARGIN * (w + gain) / without
+            }
+            _ => fit.pays(rate, width, k),
+        }
     }
 }
 
@@ -269,5 +413,71 @@ mod tests {
         // A wider step measured faster than a narrow one: free rows.
         assert_eq!(StepCost::fit(10.0, 8, 9.0).per_row, 0.0);
         assert!(StepCost::fit(10.0, 8, 9.0).pays(0.01, 1, 1));
+    }
+
+    #[test]
+    fn measured_step_times_overrule_the_probe() {
+        // The probe says extra rows are nearly free (reads-bound) ...
+        let fit = StepCost::fit(12.7, 8, 13.0);
+        let mut t = StepTimes::default();
+        assert!(
+            t.pays(&fit, 0.99, 4, 0, 0.0, 8),
+            "untimed: the probe decides"
+        );
+        assert!(t.pays(&fit, 0.5, 1, 0, 0.0, 4));
+        // ... but at 4 sequences a step with 4 guessed rows is measured at
+        // 1.5 times one without: guesses confirmed half the time lose,
+        // (4 + 2) / 15 < 1.03 * 4 / 10.
+        for _ in 0..SETTLED {
+            t.record(4, 0, 0.010);
+            t.record(4, 4, 0.015);
+        }
+        assert!(!t.pays(&fit, 0.5, 4, 0, 0.0, 4));
+        // Guesses almost always confirmed win: (4 + 3.96) / 15 > 4.12 / 10.
+        assert!(t.pays(&fit, 0.99, 4, 0, 0.0, 4));
+        // Untimed shapes of a timed width come from the line: 2 rows at
+        // 12.5 ms, so 2 guesses at 50 % lose too.
+        assert!(!t.pays(&fit, 0.5, 4, 0, 0.0, 2));
+        // A gain within the margin is not taken: (4 + 0.1) / 10.1 vs 4 / 10.
+        let mut near = StepTimes::default();
+        for _ in 0..SETTLED {
+            near.record(4, 0, 0.010);
+            near.record(4, 1, 0.0101);
+        }
+        assert!(!near.pays(&fit, 0.1, 4, 0, 0.0, 1));
+        assert!(near.pays(&fit, 0.9, 4, 0, 0.0, 1));
+    }
+
+    #[test]
+    fn steps_explore_now_and_then_so_every_shape_gets_timed() {
+        let mut t = StepTimes::default();
+        let mut seen = Vec::new();
+        for _ in 0..=(4 * EXPLORE_EVERY) {
+            let e = t.explore(1);
+            if e != Explore::No {
+                seen.push(e);
+            }
+            // Plain steps are timed only when not drafting (here: when told).
+            match e {
+                Explore::Without => t.record(1, 0, 0.006),
+                _ => t.record(1, 4, 0.007),
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            4,
+            "one exploring step per {EXPLORE_EVERY}: {seen:?}"
+        );
+        // Untimed plain steps are timed first, then the guessing ones.
+        assert_eq!(&seen[..3], &[Explore::Without; 3]);
+        assert_eq!(seen[3], Explore::With);
+        // Found cheap, guesses at 50 % pay though the probe said no.
+        let arith = StepCost::fit(6.1, 8, 41.8);
+        assert!(!arith.pays(0.5, 1, 4));
+        assert!(t.pays(&arith, 0.5, 1, 0, 0.0, 4));
+        assert!(
+            !t.pays(&arith, 0.0, 1, 0, 0.0, 4),
+            "never-confirmed guesses never pay"
+        );
     }
 }

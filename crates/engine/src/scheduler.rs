@@ -27,7 +27,9 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
 
-use crate::draft::{lookup, DraftBudget, Shadow, StepCost, FREE_ROWS, MAX_DRAFT};
+use crate::draft::{
+    lookup, DraftBudget, Explore, Shadow, StepCost, StepTimes, FREE_ROWS, MAX_DRAFT,
+};
 use crate::error::{EngineError, Result};
 use crate::generate::{backend_err, default_threads, ContextOptions};
 use crate::model::Model;
@@ -357,6 +359,7 @@ fn worker(
         }
     };
     let _ = ready.send(Ok(()));
+    let mut times = StepTimes::default();
     let mut slots: Vec<Slot> = (0..cfg.slots)
         .map(|_| Slot {
             kv: Vec::new(),
@@ -434,6 +437,13 @@ fn worker(
             .filter(|s| s.active.as_ref().is_some_and(|a| a.next.is_some()))
             .count();
         let token_rows = generating;
+        // Guessed rows in this step so far, and the tokens they are
+        // expected to confirm.
+        let (mut guessed, mut gain) = (0usize, 0.0f64);
+        let explore = match gate {
+            Gate::WhenItPays(_) if token_rows > 0 => times.explore(token_rows),
+            _ => Explore::No,
+        };
         for (i, slot) in slots.iter_mut().enumerate() {
             slot.logits_at = None;
             slot.drafts.clear();
@@ -455,10 +465,17 @@ fn worker(
                 .min(FREE_ROWS.saturating_sub(batch.n_tokens() as usize + generating));
             let k = slot.budget.now();
             let decode_guesses = k.min(room) > 0
-                && match &gate {
-                    Gate::WhenItPays(cost) => {
-                        cost.pays(slot.budget.rate(), token_rows, k.min(room))
-                    }
+                && match (&gate, explore) {
+                    (_, Explore::Without) => false,
+                    (_, Explore::With) => slot.budget.rate() > 0.0,
+                    (Gate::WhenItPays(cost), Explore::No) => times.pays(
+                        cost,
+                        slot.budget.rate(),
+                        token_rows,
+                        guessed,
+                        gain,
+                        k.min(room),
+                    ),
                     _ => true,
                 };
             if !decode_guesses {
@@ -470,6 +487,8 @@ fn worker(
                 continue;
             }
             let guess = lookup(&slot.kv, k.min(room)).to_vec();
+            guessed += guess.len();
+            gain += slot.budget.rate() * guess.len() as f64;
             for d in guess {
                 slot.drafts.push((d, batch.n_tokens()));
                 let _ = batch.add(LlamaToken(d), slot.kv.len() as i32, &[i as i32], true);
@@ -503,7 +522,14 @@ fn worker(
             continue;
         }
         stats.steps.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = ctx.decode(&mut batch) {
+        let started = Instant::now();
+        let decoded = ctx.decode(&mut batch);
+        ctx.synchronize();
+        // A generating step (no prompt rows) is timed by its shape.
+        if decoded.is_ok() && batch.n_tokens() as usize == token_rows + guessed {
+            times.record(token_rows, guessed, started.elapsed().as_secs_f64());
+        }
+        if let Err(e) = decoded {
             // Nothing of this batch can be trusted: fail its requests.
             for (i, slot) in slots.iter_mut().enumerate() {
                 if slot.logits_at.is_some() || slot.active.as_ref().is_some_and(|a| a.prefilled > 0)

@@ -36,8 +36,9 @@ const USAGE: &str =
   Compares `outpost serve` with llama-server on SmolLM2: aggregate tok/s and
   TTFT p50/p99 at 1, 4, 16 streams; json_schema vs unconstrained decode.
        cargo xtask bench-tools [--threads N]
-  Tool calling on SmolLM2 beside llama-server --jinja: the share of valid
-  calls under tool_choice \"required\" and the time to the complete call.
+  Tool calling on SmolLM2 beside llama-server --jinja, under its own template
+  and under Qwen 2.5's (Hermes calls): the share of valid calls under
+  tool_choice \"required\" and the time to the complete call.
        cargo xtask bench-embed [--threads N]
   Embeddings/s on the converted all-MiniLM-L6-v2 at batch 1 and 32 beside
   llama-server --embedding (same GGUF and threads), and their cosine.
