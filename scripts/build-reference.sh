@@ -23,6 +23,14 @@ templates="${OUTPOST_REFERENCE_DIR:-$HOME/.cache/outpost/reference/llama-cpp-pyt
 if [[ "${1:-}" == "--print-dir" ]]; then echo "$dir/bin"; exit 0; fi
 if [[ "${1:-}" == "--print-templates" ]]; then echo "$templates"; exit 0; fi
 
+# llama-cpp-python's source package (it vendors llama.cpp) into folder $1.
+download_sdist() {
+  echo "reference: downloading llama-cpp-python==$version source from PyPI"
+  python3 -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation \
+    -d "$1" "llama-cpp-python==$version" 2>/dev/null \
+    || python3 -m pip download --quiet --no-deps --no-binary :all: -d "$1" "llama-cpp-python==$version"
+}
+
 # The chat templates of real models that llama.cpp keeps for its own tests
 # (models/templates/*.jinja in the same source package): the tool-calling
 # tests render and answer with them. Kept apart from the tools' stamp so
@@ -31,10 +39,7 @@ if [[ ! -f "$templates/.complete" ]]; then
   tmp="$templates.partial"
   rm -rf "$tmp"
   mkdir -p "$tmp"
-  echo "reference templates: downloading llama-cpp-python==$version source from PyPI"
-  python3 -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation \
-    -d "$tmp" "llama-cpp-python==$version" 2>/dev/null \
-    || python3 -m pip download --quiet --no-deps --no-binary :all: -d "$tmp" "llama-cpp-python==$version"
+  download_sdist "$tmp"
   tar -xzf "$tmp"/llama_cpp_python-"$version".tar.gz -C "$tmp" --wildcards \
     "llama_cpp_python-$version/vendor/llama.cpp/models/templates/*.jinja"
   mv "$tmp/llama_cpp_python-$version/vendor/llama.cpp/models/templates/"*.jinja "$tmp/"
@@ -54,10 +59,7 @@ fi
 work="$dir.partial"
 rm -rf "$work"
 mkdir -p "$work"
-echo "reference tools: downloading llama-cpp-python==$version source from PyPI"
-python3 -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation \
-  -d "$work" "llama-cpp-python==$version" 2>/dev/null \
-  || python3 -m pip download --quiet --no-deps --no-binary :all: -d "$work" "llama-cpp-python==$version"
+download_sdist "$work"
 tar -xzf "$work"/llama_cpp_python-"$version".tar.gz -C "$work"
 src="$work/llama_cpp_python-$version/vendor/llama.cpp"
 

@@ -44,3 +44,25 @@ def random_schema(rng, depth):
     if rng.random() < 0.5:
         out["additionalProperties"] = False
     return out
+
+
+def streamed_calls(stream, on_first=None):
+    """Reads a streamed chat completion's tool-call deltas: ({index:
+    {"name", "arguments"}}, finish_reason, delta count, content). The
+    first delta of each call goes to on_first (it must carry id, type and
+    name)."""
+    seen, finish, pieces, content = {}, None, 0, ""
+    for chunk in stream:
+        if not chunk.choices:
+            continue
+        ch = chunk.choices[0]
+        finish = ch.finish_reason or finish
+        content += ch.delta.content or ""
+        for d in ch.delta.tool_calls or []:
+            pieces += 1
+            if d.index not in seen:
+                if on_first:
+                    on_first(d)
+                seen[d.index] = {"name": d.function.name, "arguments": ""}
+            seen[d.index]["arguments"] += d.function.arguments or ""
+    return seen, finish, pieces, content

@@ -16,7 +16,7 @@ import ollama
 import openai
 
 import client_checks
-from client_checks import check, random_schema
+from client_checks import check, random_schema, streamed_calls
 
 BASE = os.environ["OUTPOST_BASE_URL"]
 client = openai.OpenAI(base_url=BASE + "/v1", api_key="unused")
@@ -90,19 +90,10 @@ for model, family in MODELS.items():
     whole = [(x.function.name, json.loads(x.function.arguments)) for x in r.choices[0].message.tool_calls]
     stream = client.chat.completions.create(model=model, messages=ASK, tools=TOOLS, tool_choice="required",
                                             temperature=0, max_tokens=200, stream=True)
-    seen, finish, pieces = {}, None, 0
-    for chunk in stream:
-        if not chunk.choices:
-            continue
-        ch = chunk.choices[0]
-        finish = ch.finish_reason or finish
-        for d in ch.delta.tool_calls or []:
-            pieces += 1
-            if d.index not in seen:
-                check(d.id and d.type == "function" and d.function.name, f"{model}: first delta: {d}")
-                check_id(family, d.id)
-                seen[d.index] = {"name": d.function.name, "arguments": ""}
-            seen[d.index]["arguments"] += d.function.arguments or ""
+    def first(d):
+        check(d.id and d.type == "function" and d.function.name, f"{model}: first delta: {d}")
+        check_id(family, d.id)
+    seen, finish, pieces, _ = streamed_calls(stream, first)
     check(finish == "tool_calls", f"{model}: streamed finish {finish}")
     check(pieces > len(seen) * 2, f"{model}: arguments in pieces ({pieces} deltas, {len(seen)} calls)")
     streamed = [(v["name"], valid(v["name"], v["arguments"])) for _, v in sorted(seen.items())]
@@ -120,17 +111,8 @@ for model, family in MODELS.items():
     for stream_it in (False, True):
         kw = dict(model=model, messages=history, tools=TOOLS, temperature=0, max_tokens=60)
         if stream_it:
-            text, calls, finish = "", {}, None
-            for chunk in client.chat.completions.create(stream=True, **kw):
-                if chunk.choices:
-                    ch = chunk.choices[0]
-                    text += ch.delta.content or ""
-                    finish = ch.finish_reason or finish
-                    for d in ch.delta.tool_calls or []:
-                        calls.setdefault(d.index, ["", ""])
-                        calls[d.index][0] = d.function.name or calls[d.index][0]
-                        calls[d.index][1] += d.function.arguments or ""
-            calls = list(calls.values())
+            seen, finish, _, text = streamed_calls(client.chat.completions.create(stream=True, **kw))
+            calls = [(v["name"], v["arguments"]) for _, v in sorted(seen.items())]
         else:
             # Asked twice: the second, like the streamed one after it, runs
             # on a prompt already in the cache (see the note above).

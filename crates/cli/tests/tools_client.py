@@ -12,7 +12,7 @@ import ollama
 import openai
 
 import client_checks
-from client_checks import check, random_schema
+from client_checks import check, random_schema, streamed_calls
 
 BASE = os.environ["OUTPOST_BASE_URL"]
 client = openai.OpenAI(base_url=BASE + "/v1", api_key="unused")
@@ -65,18 +65,8 @@ for model in MODELS:
     # Streamed: the first delta of each call has id, type and name; the
     # argument fragments join into valid JSON; the end says tool_calls.
     stream = client.chat.completions.create(model=model, messages=ASK, tools=TOOLS, tool_choice="required", temperature=0, max_tokens=200, stream=True)
-    seen, finish, pieces = {}, None, 0
-    for chunk in stream:
-        if not chunk.choices:
-            continue
-        ch = chunk.choices[0]
-        finish = ch.finish_reason or finish
-        for d in ch.delta.tool_calls or []:
-            pieces += 1
-            if d.index not in seen:
-                check(d.id and d.type == "function" and d.function.name, f"{model}: first delta of call {d.index}: {d}")
-                seen[d.index] = {"name": d.function.name, "arguments": ""}
-            seen[d.index]["arguments"] += d.function.arguments or ""
+    seen, finish, pieces, _ = streamed_calls(stream, lambda d: check(
+        d.id and d.type == "function" and d.function.name, f"{model}: first delta of call {d.index}: {d}"))
     check(finish == "tool_calls", f"{model}: streamed finish_reason {finish}")
     check(seen and pieces > len(seen) * 2, f"{model}: arguments came in pieces ({pieces} deltas for {len(seen)} calls)")
     for call in seen.values():
