@@ -101,3 +101,51 @@ fn tool_prompts_render_as_llama_cpp_renders_them() {
         assert!(ours.contains("Paris"), "{file}: {ours}");
     }
 }
+
+#[test]
+fn families_are_told_apart_on_real_templates() {
+    use outpost_protocol::tool_native::Family;
+    let dir = templates_dir();
+    for (file, family) in [
+        ("Qwen-Qwen2.5-7B-Instruct.jinja", Some(Family::Hermes)),
+        ("Qwen-Qwen3-0.6B.jinja", Some(Family::Hermes)),
+        (
+            "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja",
+            Some(Family::Hermes),
+        ),
+        (
+            "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja",
+            Some(Family::Hermes),
+        ),
+        (
+            "mistralai-Mistral-Nemo-Instruct-2407.jinja",
+            Some(Family::Mistral),
+        ),
+        (
+            "meta-llama-Llama-3.1-8B-Instruct.jinja",
+            Some(Family::Llama3),
+        ),
+        (
+            "meta-llama-Llama-3.2-3B-Instruct.jinja",
+            Some(Family::Llama3),
+        ),
+        (
+            "meta-llama-Llama-3.3-70B-Instruct.jinja",
+            Some(Family::Llama3),
+        ),
+        // Other syntaxes get the generic format: XML inside <tool_call>,
+        // [TOOL_CALLS]name[ARGS]{..}, Command R's actions, Functionary.
+        ("Qwen3-Coder.jinja", None),
+        ("GLM-4.6.jinja", None),
+        ("NVIDIA-Nemotron-3-Nano-30B-A3B-BF16.jinja", None),
+        ("Mistral-Small-3.2-24B-Instruct-2506.jinja", None),
+        ("unsloth-mistral-Devstral-Small-2507.jinja", None),
+        ("CohereForAI-c4ai-command-r-plus-tool_use.jinja", None),
+        ("meetkai-functionary-medium-v3.1.jinja", None),
+        ("HuggingFaceTB-SmolLM3-3B.jinja", None),
+    ] {
+        let source = std::fs::read_to_string(dir.join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e} (run scripts/build-reference.sh)"));
+        assert_eq!(Family::detect(&source), family, "{file}");
+    }
+}

@@ -78,7 +78,8 @@ impl StepCost {
 /// How many times a step shape must have been timed before its own
 /// average counts (until then the start-up probe's [`StepCost`] decides).
 const SETTLED: u32 = 3;
-/// Every this many steps of a width, one step goes against what is known:
+/// Every this many timed steps (of any width), one step of a width goes
+/// against what is known:
 /// without guesses while the plain step is untimed or stale, else with
 /// them, so that every shape gets timed and timings follow the machine
 /// (its speed drifts, and the probe can be wrong).
@@ -118,6 +119,7 @@ pub(crate) enum Explore {
 #[derive(Debug, Default)]
 pub(crate) struct StepTimes {
     shapes: std::collections::HashMap<(usize, usize), Timing>,
+    /// Timed steps, of every width.
     steps: u64,
     /// By width: the step of the last exploring step.
     explored: std::collections::HashMap<usize, u64>,

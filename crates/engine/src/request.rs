@@ -147,6 +147,10 @@ pub struct GenerateRequest {
     /// regular expressions (ECMAScript) matches the output, constrained
     /// from the match (or its first capture group) on.
     pub grammar_triggers: Vec<String>,
+    /// Special (control) tokens written into the text when generated,
+    /// which are otherwise left out: a tool-call opener such as Mistral's
+    /// `[TOOL_CALLS]` must reach the parser.
+    pub preserved_tokens: Vec<String>,
 }
 
 impl GenerateRequest {
@@ -163,6 +167,7 @@ impl GenerateRequest {
             ignore_eos: false,
             grammar: None,
             grammar_triggers: Vec::new(),
+            preserved_tokens: Vec::new(),
         }
     }
 }

@@ -27,6 +27,8 @@ pub(crate) struct Sequence {
     pub seed: u32,
     /// Greedy without a grammar: the scheduler may draft its next tokens.
     pub greedy: bool,
+    /// Control tokens whose text is kept (see `GenerateRequest`).
+    preserved: Vec<String>,
     /// Greedy with nothing else in the chain: the pick is the logits'
     /// argmax, taken straight from the row (llama.cpp's sampler would first
     /// copy the whole vocabulary into a candidate array).
@@ -68,6 +70,7 @@ impl Sequence {
             seed,
             greedy,
             argmax: greedy && req.sampling.repeat_penalty == 1.0,
+            preserved: req.preserved_tokens.clone(),
         })
     }
 
@@ -96,7 +99,14 @@ impl Sequence {
             return Err(FinishReason::Stop);
         }
         self.generated.push(token.0);
-        let pushed = self.text.push(&model.token_bytes(token.0, false));
+        let mut bytes = model.token_bytes(token.0, false);
+        if bytes.is_empty() && !self.preserved.is_empty() {
+            let special = model.token_bytes(token.0, true);
+            if self.preserved.iter().any(|p| p.as_bytes() == special) {
+                bytes = special;
+            }
+        }
+        let pushed = self.text.push(&bytes);
         on_piece(Piece {
             token: token.0,
             text: pushed.text,

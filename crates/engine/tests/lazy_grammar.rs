@@ -88,3 +88,38 @@ fn a_lazy_grammar_holds_from_its_trigger_on() {
         .unwrap_err();
     assert!(err.to_string().contains("grammar"), "{err}");
 }
+
+#[test]
+fn preserved_control_tokens_reach_the_text() {
+    // `<|im_start|>` is a control token of SmolLM2: generated, it writes
+    // nothing into the text, unless the request keeps it (as tool calling
+    // keeps Mistral's `[TOOL_CALLS]`). After a finished ChatML turn,
+    // held to the next turn's opener, the model writes it as that token.
+    let m = smollm();
+    let control = m.tokenize("<|im_start|>", false);
+    assert_eq!(control.len(), 1, "one control token: {control:?}");
+    assert!(m.token_bytes(control[0], false).is_empty());
+    let ask = |preserved: &[&str]| {
+        let mut r = request(None, &[]);
+        r.prompt = Prompt::Tokens(m.tokenize("<|im_start|>user\nHi<|im_end|>\n", false));
+        // The next turn's opener, as the model writes it.
+        r.grammar = Some(r#"root ::= "<|im_start|>" "assistant""#.into());
+        r.max_tokens = Some(3);
+        r.stop = Vec::new();
+        r.preserved_tokens = preserved.iter().map(|t| t.to_string()).collect();
+        m.generate(&r, &CancelToken::new(), |_| {})
+            .expect("generate")
+    };
+    let plain = ask(&[]);
+    assert_eq!(
+        plain.tokens.first(),
+        Some(&control[0]),
+        "{:?}",
+        plain.tokens
+    );
+    assert!(!plain.text.contains("<|im_start|>"), "{:?}", plain.text);
+    let kept = ask(&["<|im_start|>"]);
+    assert_eq!(kept.tokens, plain.tokens);
+    assert!(kept.text.starts_with("<|im_start|>"), "{:?}", kept.text);
+    assert_eq!(&kept.text["<|im_start|>".len()..], plain.text);
+}

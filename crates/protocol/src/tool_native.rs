@@ -54,9 +54,15 @@ impl Family {
         if !source.contains("tools") {
             return None;
         }
-        if source.contains(HERMES_OPEN) {
+        // XML calls inside `<tool_call>` (Qwen3-Coder, GLM, Nemotron) and
+        // Mistral's later `[TOOL_CALLS]name[ARGS]{..}` are other syntaxes.
+        let json_call = source.contains("{\"name\"") || source.contains("{\\\"name\\\"");
+        let xml = ["<function=", "<parameter=", "<arg_key>"]
+            .iter()
+            .any(|m| source.contains(m));
+        if source.contains(HERMES_OPEN) && json_call && !xml {
             Some(Family::Hermes)
-        } else if source.contains(MISTRAL_OPEN) {
+        } else if source.contains(MISTRAL_OPEN) && !source.contains("[ARGS]") {
             Some(Family::Mistral)
         } else if source.contains("<|start_header_id|>") && source.contains("\"parameters\"") {
             Some(Family::Llama3)
@@ -70,6 +76,17 @@ impl Family {
             Family::Hermes => "hermes",
             Family::Llama3 => "llama3",
             Family::Mistral => "mistral",
+        }
+    }
+
+    /// Control tokens the family's calls may be written with, kept in the
+    /// generated text so that the calls can be read (Mistral's opener is
+    /// one in its tokenizers; Hermes models vary).
+    pub fn markers(self) -> Vec<String> {
+        match self {
+            Family::Hermes => vec![HERMES_OPEN.into(), HERMES_CLOSE.into()],
+            Family::Mistral => vec![MISTRAL_OPEN.into()],
+            Family::Llama3 => Vec::new(),
         }
     }
 
@@ -172,6 +189,10 @@ impl Family {
                         break;
                     }
                     let Some(body) = rest.strip_prefix(HERMES_OPEN) else {
+                        // Cut short in the next opener: the calls stand.
+                        if !calls.is_empty() && HERMES_OPEN.starts_with(rest) {
+                            break;
+                        }
                         return raw();
                     };
                     let Some(end) = body.find(HERMES_CLOSE) else {
@@ -448,7 +469,8 @@ mod tests {
 
     #[test]
     fn families_are_told_by_what_their_templates_write() {
-        let hermes = "{% if tools %}...<tool_call>\n{{ c | tojson }}\n</tool_call>{% endif %}";
+        let hermes =
+            "{% if tools %}...<tool_call>\n{\"name\": {{ c | tojson }}\n</tool_call>{% endif %}";
         let mistral = "{% if tools is not none %}[AVAILABLE_TOOLS]{% endif %}[TOOL_CALLS][";
         let llama = "{% if tools %}<|start_header_id|>ipython{{ '\"parameters\": ' }}{% endif %}";
         assert_eq!(Family::detect(hermes), Some(Family::Hermes));
@@ -461,6 +483,13 @@ mod tests {
         );
         assert_eq!(
             Family::detect("{% if tools %}<function={{ name }}>{% endif %}"),
+            None
+        );
+        // XML inside <tool_call>, and [TOOL_CALLS]name[ARGS]: not these.
+        let xml = "{% if tools %}<tool_call>\n<function={{ n }}>{\"name\"{% endif %}";
+        assert_eq!(Family::detect(xml), None);
+        assert_eq!(
+            Family::detect("{% if tools %}[TOOL_CALLS]{{ n }}[ARGS]{% endif %}"),
             None
         );
     }
@@ -517,6 +546,12 @@ mod tests {
         assert_eq!(
             Family::Hermes.parse("just words"),
             (Some("just words".into()), vec![])
+        );
+        let cut_opener =
+            "<tool_call>\n{\"name\": \"add\", \"arguments\": {}}\n</tool_call>\n<tool_";
+        assert_eq!(
+            Family::Hermes.parse(cut_opener),
+            (None, vec![("add".into(), "{}".into())])
         );
         let later_cut = "<tool_call>\n{\"name\": \"add\", \"arguments\": {}}\n</tool_call>\n<tool_call>\n{\"name\": \"ad";
         assert_eq!(

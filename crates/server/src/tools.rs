@@ -213,12 +213,14 @@ pub(crate) fn constrain(
             g.grammar =
                 Some(outpost_engine::json_schema_grammar(&plan.output_schema()).map_err(bad)?);
             g.grammar_triggers = Vec::new();
+            g.preserved_tokens = Vec::new();
         }
         Some(f) => {
             let call = outpost_engine::json_schema_grammar(&f.call_schema(plan)).map_err(bad)?;
             let native = f.grammar(plan, &call);
             g.grammar = Some(native.gbnf);
             g.grammar_triggers = native.triggers;
+            g.preserved_tokens = f.markers();
         }
     }
     Ok(())
