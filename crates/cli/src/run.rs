@@ -391,7 +391,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     };
     let mut parallel = Vec::new();
     let mut bounds = Vec::new();
-    for &n in a.parallel.iter().filter(|&&n| n > 0) {
+    let counts: Vec<u32> = a.parallel.iter().copied().filter(|&n| n > 0).collect();
+    for &n in &counts {
         step(format!("{n} sequences × {} tokens", a.parallel_tokens));
         parallel.push(bench_parallel(
             &model,
@@ -402,7 +403,13 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             a.draft_always,
         )?);
         bar.inc(1);
-        if a.bound {
+    }
+    // The bounds after every scheduler run: a bound decodes on this thread,
+    // whose OpenMP team then lives on beside the next scheduler's and
+    // slowed it (SmolLM2 at 4 sequences on 2 cores: 117-120 tok/s after a
+    // bound, 158-162 without one before it).
+    if a.bound {
+        for &n in &counts {
             step(format!("the bound at {n} sequences"));
             bounds.push(bench_parallel_bound(
                 &model,
