@@ -9,6 +9,7 @@ use std::time::Instant;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
 
+use crate::draft::FREE_ROWS;
 use crate::error::{EngineError, Result};
 use crate::generate::{backend_err, default_threads};
 use crate::model::Model;
@@ -286,20 +287,22 @@ fn parallel_config(sequences: u32, n_gen: u32, threads: Option<u32>) -> Result<S
     })
 }
 
-/// Step widths tried by [`bench_parallel_bound`]: rows per sequence.
-const BOUND_WIDTHS: [u32; 3] = [1, 2, 4];
-
 /// The most aggregate decode that any scheduler could reach on the work of
-/// [`bench_parallel`] with this build of llama.cpp, on this machine.
+/// [`bench_parallel`] with this build of llama.cpp, on this machine: one
+/// ceiling per mode.
 ///
 /// Every generated token but each sequence's first needs one decode row
 /// with logits (the row of the token before it), whether a scheduler
 /// batches sequences, drafts guesses, or both; and the prompts must be
 /// evaluated. So the time is at least: the prompts in one batch, plus
-/// those rows at the fastest rate llama.cpp evaluates rows with logits.
-/// Both are measured here with nothing else around them (no sampling,
-/// detokenising, channels): random tokens, the same contexts as the
-/// scheduler, step widths of 1, 2 and 4 rows per sequence.
+/// those rows at the rate llama.cpp evaluates them in steps of the shapes
+/// the mode can make. Without drafting a step holds one row per sequence;
+/// with drafting it may hold more per sequence, up to [`FREE_ROWS`] rows in
+/// all (the scheduler's own limit), and the ideal is every guess
+/// confirmed. Both are measured here with nothing else around them (no
+/// sampling, detokenising, channels): random tokens, the same contexts as
+/// the scheduler, widths of 1, 2, 4 and 8 rows per sequence while a step
+/// stays within that limit.
 #[derive(Debug, Clone)]
 pub struct DecodeBound {
     pub sequences: u32,
@@ -308,25 +311,37 @@ pub struct DecodeBound {
     /// Fastest evaluation of all prompts together (last row of each with
     /// logits).
     pub prefill_seconds: f64,
-    /// (rows per sequence per step, rows with logits per second).
+    /// (rows per sequence per step, rows with logits per second); the
+    /// first is width 1.
     pub rows_per_s: Vec<(u32, f64)>,
 }
 
 impl DecodeBound {
-    /// The fastest rate of rows with logits over the widths tried.
-    pub fn best_rows_per_s(&self) -> f64 {
-        self.rows_per_s.iter().map(|r| r.1).fold(0.0, f64::max)
-    }
-
-    /// Generated tokens per second with no overhead beyond llama.cpp's.
-    pub fn aggregate_tps(&self) -> f64 {
+    /// Generated tokens per second with no overhead beyond llama.cpp's,
+    /// decoding rows at `rows_per_s`.
+    fn tps_at(&self, rows_per_s: f64) -> f64 {
         let rows = self.generated - u64::from(self.sequences);
         let decode = if rows == 0 {
             0.0
         } else {
-            rows as f64 / self.best_rows_per_s()
+            rows as f64 / rows_per_s
         };
         self.generated as f64 / (self.prefill_seconds + decode)
+    }
+
+    /// The ceiling without drafting: one row per sequence per step.
+    pub fn no_drafting_tps(&self) -> f64 {
+        self.rows_per_s
+            .first()
+            .map_or(0.0, |&(_, r)| self.tps_at(r))
+    }
+
+    /// The ceiling with ideal drafting (every guess confirmed) at the
+    /// fastest step width the scheduler may use; never below
+    /// [`Self::no_drafting_tps`], since not drafting is one of its choices.
+    pub fn ideal_drafting_tps(&self) -> f64 {
+        let best = self.rows_per_s.iter().map(|r| r.1).fold(0.0, f64::max);
+        self.tps_at(best)
     }
 }
 
@@ -363,8 +378,9 @@ pub fn bench_parallel_bound(
         prefill_seconds: f64::INFINITY,
         rows_per_s: Vec::new(),
     };
-    for width in BOUND_WIDTHS {
-        if (sequences * width) as usize > n_batch {
+    for width in [1u32, 2, 4, 8] {
+        let step_rows = (sequences * width) as usize;
+        if width > 1 && (step_rows > FREE_ROWS || step_rows > n_batch) {
             break;
         }
         ctx.clear_kv_cache();
