@@ -208,14 +208,44 @@ fn sample_with_grammar(
 /// The first index of the largest value, as llama.cpp's greedy sampler
 /// picks it (a strictly larger value replaces the pick, so ties keep the
 /// lower token id).
+///
+/// One pass in independent lanes, each keeping its own largest value and
+/// where it was, so the compiler turns the loop into vector compares and
+/// blends: the plain loop (each compare waiting on the last pick) took
+/// ~0.4 ms per 262k-token row, 7.5 % of a 16-sequence Gemma 3 step on the
+/// scheduler's thread while the decode threads waited (`perf`, 2 cores).
 fn argmax(logits: &[f32]) -> i32 {
-    let mut best = 0;
-    for (i, &l) in logits.iter().enumerate().skip(1) {
-        if l > logits[best] {
-            best = i;
+    const LANES: usize = 16;
+    let mut best = [f32::NEG_INFINITY; LANES];
+    let mut at = [0u32; LANES];
+    let chunks = logits.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for (c, chunk) in chunks.enumerate() {
+        let base = (c * LANES) as u32;
+        for l in 0..LANES {
+            let x = chunk[l];
+            let take = x > best[l];
+            best[l] = if take { x } else { best[l] };
+            at[l] = if take { base + l as u32 } else { at[l] };
         }
     }
-    best as i32
+    // Each lane holds its first largest value; the lowest index among the
+    // lanes with the overall largest is the first in the row. A row of only
+    // -inf (or NaN) keeps token 0, as the plain loop did.
+    let (mut pick_v, mut pick_i) = (logits.first().copied().unwrap_or(0.0), 0u32);
+    for l in 0..LANES {
+        if best[l] > pick_v || (best[l] == pick_v && at[l] < pick_i && best[l] > f32::NEG_INFINITY)
+        {
+            (pick_v, pick_i) = (best[l], at[l]);
+        }
+    }
+    let start = logits.len() - tail.len();
+    for (k, &x) in tail.iter().enumerate() {
+        if x > pick_v {
+            (pick_v, pick_i) = (x, (start + k) as u32);
+        }
+    }
+    pick_i as i32
 }
 
 /// The sampler chain, in llama.cpp's default order.
@@ -309,7 +339,7 @@ mod tests {
             // Few distinct values, so ties for the top are common.
             (state % 7) as f32 - 3.0
         };
-        for n in [1usize, 2, 5, 64, 49152] {
+        for n in [1usize, 2, 5, 37, 64, 1000, 49152] {
             for _ in 0..20 {
                 let logits: Vec<f32> = (0..n).map(|_| next()).collect();
                 let mut cur = LlamaTokenDataArray::from_iter(
