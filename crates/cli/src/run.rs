@@ -535,7 +535,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         .find(|p| p.step_row_us > 0 || p.step_fixed_us > 0)
     {
         println!(
-            "\nstep cost measured by the scheduler: {:.2} ms + {:.2} ms per row; guesses are decoded only while they pay at that cost",
+            "\nstep cost probed by the scheduler at start: {:.2} ms + {:.2} ms per row (drafting weighs guesses by it until steps are timed; prompts join a step in groups sized by it)",
             p.step_fixed_us as f64 / 1e3,
             p.step_row_us as f64 / 1e3
         );

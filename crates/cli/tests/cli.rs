@@ -359,7 +359,9 @@ fn bench_bound_measures_every_step_width_and_refuses_a_draft_beyond_the_limit() 
     assert_eq!(widths, vec![1, 2, 4], "{bound}");
     assert!(bound["prefill_seconds"].as_f64().is_some_and(|s| s > 0.0));
     let plain = bound["no_drafting_ts"].as_f64().expect("no_drafting_ts");
-    let ideal = bound["ideal_drafting_ts"].as_f64().expect("ideal_drafting_ts");
+    let ideal = bound["ideal_drafting_ts"]
+        .as_f64()
+        .expect("ideal_drafting_ts");
     assert!(plain > 0.0 && ideal >= plain, "{bound}");
 
     let o = outpost(&["bench", "smollm2-135m", "--draft-max", "9"]);

@@ -30,6 +30,7 @@ mod quantize;
 mod request;
 mod scheduler;
 mod sequence;
+mod step_cost;
 mod stream;
 mod system;
 mod template;

@@ -15,6 +15,13 @@
 //! the free slot sharing the longest prefix with its prompt, and only the
 //! rest of the prompt is computed (clients resend the whole chat history
 //! every turn). `Completion::cached_tokens` says how many were reused.
+//! When another slot, even a busy one, shares a longer prefix (one system
+//! prompt, many users), its KV is copied in first (`borrow_prefix`).
+//!
+//! Prompt filling: waiting prompts are computed in admission order, a
+//! group per step (`prefill_rows`), so on hardware where a prompt row costs
+//! about as much in any batch the first requests start generating before
+//! the last prompts are computed.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +42,7 @@ use crate::generate::{backend_err, default_threads, ContextOptions};
 use crate::model::Model;
 use crate::request::{CancelToken, Completion, FinishReason, GenerateRequest, Piece};
 use crate::sequence::Sequence;
+use crate::step_cost::{measure_step_cost, prefill_rows};
 
 /// How a [`Scheduler`] is shaped.
 #[derive(Debug, Clone)]
@@ -129,8 +137,8 @@ pub struct SchedulerStats {
     pub queued: AtomicU64,
     /// Slots serving a request (a gauge, updated every step).
     pub active: AtomicU64,
-    /// The step cost measured at start (microseconds; 0 when drafting is
-    /// off or forced): `fixed + per_row * rows`.
+    /// The step cost measured at start (microseconds; 0 if the probe
+    /// failed): `fixed + per_row * rows`.
     pub step_fixed_us: AtomicU64,
     pub step_row_us: AtomicU64,
 }
@@ -253,6 +261,8 @@ struct Active {
     cached_tokens: usize,
     started: Instant,
     prompt_ms: f64,
+    /// Admission order: prompts are filled first come, first served.
+    order: u64,
 }
 
 struct Slot {
@@ -273,29 +283,6 @@ enum Gate {
     Never,
     Always,
     WhenItPays(StepCost),
-}
-
-/// Times a 1-row and a [`FREE_ROWS`]-row step (every row with logits, best
-/// of three after a warm-up) on sequence 0, then empties it.
-fn measure_step_cost(ctx: &mut LlamaContext<'_>, batch: &mut LlamaBatch) -> Option<StepCost> {
-    let mut time = |rows: usize| -> Option<f64> {
-        batch.clear();
-        for p in 0..rows {
-            batch.add(LlamaToken(0), p as i32, &[0], true).ok()?;
-        }
-        let t = Instant::now();
-        let decoded = ctx.decode(batch);
-        ctx.synchronize();
-        let took = t.elapsed().as_secs_f64();
-        ctx.clear_kv_cache_seq(Some(0), None, None).ok()?;
-        decoded.ok().map(|()| took)
-    };
-    time(FREE_ROWS)?;
-    let mut best =
-        |rows| -> Option<f64> { (0..3).try_fold(f64::INFINITY, |b, _| Some(b.min(time(rows)?))) };
-    let one = best(1)?;
-    let many = best(FREE_ROWS)?;
-    Some(StepCost::fit(one, FREE_ROWS, many))
 }
 
 /// The llama.cpp context a scheduler with `cfg` runs on.
@@ -340,24 +327,24 @@ fn worker(
     } else {
         cfg.draft_max
     };
-    let gate = if draft_max == 0 {
-        Gate::Never
-    } else if cfg.draft_always {
-        Gate::Always
-    } else {
-        match measure_step_cost(&mut ctx, &mut batch) {
-            Some(c) => {
-                stats
-                    .step_fixed_us
-                    .store((c.fixed * 1e6) as u64, Ordering::Relaxed);
-                stats
-                    .step_row_us
-                    .store((c.per_row * 1e6) as u64, Ordering::Relaxed);
-                Gate::WhenItPays(c)
-            }
-            None => Gate::Never,
-        }
+    // The step cost at start: drafting weighs guesses by it until steps are
+    // timed, and prompt filling groups short prompts by it.
+    let cost = measure_step_cost(&mut ctx, &mut batch);
+    if let Some(c) = cost {
+        stats
+            .step_fixed_us
+            .store((c.fixed * 1e6) as u64, Ordering::Relaxed);
+        stats
+            .step_row_us
+            .store((c.per_row * 1e6) as u64, Ordering::Relaxed);
+    }
+    let gate = match cost {
+        _ if draft_max == 0 => Gate::Never,
+        _ if cfg.draft_always => Gate::Always,
+        Some(c) => Gate::WhenItPays(c),
+        None => Gate::Never,
     };
+    let prefill_rows = prefill_rows(cost, n_batch);
     let _ = ready.send(Ok(()));
     let mut times = StepTimes::default();
     let mut slots: Vec<Slot> = (0..cfg.slots)
@@ -372,6 +359,10 @@ fn worker(
         .collect();
     let mut queue: VecDeque<Submission> = VecDeque::new();
     let mut open = true;
+    let mut admitted = 0u64;
+    // Another slot's prefix is copied in as a whole stream and trimmed
+    // after, which recurrent state cannot do.
+    let can_borrow = !(model.inner.is_recurrent() || model.inner.is_hybrid());
     loop {
         // 1. Take new requests: block only when there is nothing to do.
         let busy = slots.iter().any(|s| s.active.is_some());
@@ -405,6 +396,10 @@ fn worker(
             };
             slots[i].budget = DraftBudget::new(draft_max);
             slots[i].shadow.clear();
+            if cfg.prompt_cache && can_borrow {
+                borrow_prefix(&mut ctx, &mut slots, i, &sub.tokens);
+            }
+            admitted += 1;
             admit(
                 model,
                 &mut ctx,
@@ -412,6 +407,7 @@ fn worker(
                 i as i32,
                 sub,
                 cfg.prompt_cache,
+                admitted,
                 stats,
             );
         }
@@ -495,14 +491,29 @@ fn worker(
                 slot.kv.push(d);
             }
         }
-        for (i, slot) in slots.iter_mut().enumerate() {
+        // Prompts in admission order, a prompt begun first; once a step
+        // holds `prefill_rows` prompt rows no further prompt joins it, so
+        // the first requests get their first token without waiting for
+        // every later prompt (see `prefill_rows`).
+        let mut pending: Vec<(u64, usize)> = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let a = s.active.as_ref()?;
+                (a.prefilled < a.tokens.len()).then_some((a.order, i))
+            })
+            .collect();
+        pending.sort_unstable();
+        let mut prompt_rows = 0;
+        for (_, i) in pending {
+            let room = n_batch - batch.n_tokens() as usize;
+            if room == 0 || prompt_rows >= prefill_rows {
+                break;
+            }
+            let slot = &mut slots[i];
             let Some(a) = slot.active.as_mut() else {
                 continue;
             };
-            if a.prefilled == a.tokens.len() {
-                continue;
-            }
-            let room = n_batch - batch.n_tokens() as usize;
             let take = room.min(a.tokens.len() - a.prefilled);
             for k in 0..take {
                 let t = a.tokens[a.prefilled + k];
@@ -514,9 +525,7 @@ fn worker(
                 slot.kv.push(t);
             }
             a.prefilled += take;
-            if batch.n_tokens() as usize == n_batch {
-                break;
-            }
+            prompt_rows += take;
         }
         if batch.n_tokens() == 0 {
             continue;
@@ -651,6 +660,41 @@ fn common_prefix(a: &[i32], b: &[i32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
+/// Fewest prompt tokens another slot must save before its KV is copied:
+/// a copy moves the whole per-sequence cache, not just the prefix.
+const BORROW_MIN: usize = 16;
+
+/// Gives slot `i` the KV of whichever other slot (busy or free) shares the
+/// longest prefix with `tokens`, when that saves at least [`BORROW_MIN`]
+/// tokens over what slot `i` holds: concurrent requests with one system
+/// prompt then compute it once, not once per slot. `admit` then trims the
+/// copy to the shared prefix.
+fn borrow_prefix(ctx: &mut LlamaContext<'_>, slots: &mut [Slot], i: usize, tokens: &[i32]) {
+    let usable = tokens.len().saturating_sub(1);
+    let own = common_prefix(&slots[i].kv, tokens).min(usable);
+    let Some((j, shared)) = slots
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| j != i)
+        .map(|(j, s)| (j, common_prefix(&s.kv, tokens).min(usable)))
+        .max_by_key(|&(j, n)| (n, std::cmp::Reverse(j)))
+    else {
+        return;
+    };
+    if shared < own + BORROW_MIN {
+        return;
+    }
+    // llama.cpp copies the cells' bookkeeping now and the buffers before
+    // the next decode, before that decode writes anything.
+    if ctx
+        .copy_kv_cache_seq(j as i32, i as i32, None, None)
+        .is_ok()
+    {
+        slots[i].kv = slots[j].kv.clone();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn admit(
     model: &Model,
     ctx: &mut LlamaContext<'_>,
@@ -658,6 +702,7 @@ fn admit(
     seq_id: i32,
     sub: Submission,
     prompt_cache: bool,
+    order: u64,
     stats: &SchedulerStats,
 ) {
     // Keep the shared prefix, but always compute at least the last prompt
@@ -704,6 +749,7 @@ fn admit(
         cached_tokens: keep,
         started: Instant::now(),
         prompt_ms: 0.0,
+        order,
     });
 }
 

@@ -101,6 +101,57 @@ fn second_chat_turn_computes_only_the_new_tokens() {
     assert_eq!(second.tokens, fresh.tokens);
 }
 
+/// Requests that share a system prompt with one already running take its
+/// KV from that slot instead of computing the prompt again in their own
+/// (a whole-stream copy, trimmed to the shared prefix), and answer exactly
+/// as they do alone.
+#[test]
+fn concurrent_chats_copy_a_shared_system_prompt_from_a_busy_slot() {
+    let model = Arc::new(smollm());
+    let system = Message::system(
+        "You are the help desk of a lighthouse museum. Answer in one short sentence, \
+         politely, and never invent opening hours or prices that you were not told.",
+    );
+    let ask = |q: &str| chat(&[system.clone(), Message::user(q)], 12);
+    let sched = Scheduler::start(model.clone(), config(3)).expect("start");
+    let first = sched
+        .submit(ask("Who built the lighthouse?"))
+        .expect("submit");
+    // Its prompt is in the KV once the first piece arrives.
+    loop {
+        match first.events.recv().expect("events") {
+            Event::Piece(_) => break,
+            Event::Failed(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    let questions = ["Can I bring a dog?", "Is the tower open in winter?"];
+    let handles: Vec<_> = questions
+        .iter()
+        .map(|q| sched.submit(ask(q)).expect("submit"))
+        .collect();
+    let prompt = |q: &str| model.prompt_tokens(&ask(q).prompt).expect("tokens");
+    let shared = prompt("Who built the lighthouse?")
+        .iter()
+        .zip(&prompt(questions[0]))
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert!(shared > 30, "the system prompt is {shared} tokens");
+    for (h, q) in handles.into_iter().zip(questions) {
+        let done = h.wait(|_| {}).expect("answer");
+        assert!(
+            done.cached_tokens >= shared,
+            "{q:?}: {} of the {shared} shared tokens came from the cache",
+            done.cached_tokens
+        );
+        let alone = model
+            .generate(&ask(q), &CancelToken::new(), |_| {})
+            .expect("alone");
+        assert_eq!(done.tokens, alone.tokens, "{q:?}");
+    }
+    first.cancel.cancel();
+}
+
 /// Gemma 3 Q4_K_M moves by up to ~0.2 nats whenever llama.cpp takes another
 /// kernel path (the reference llama.cpp disagrees with itself that much with
 /// flash attention on vs off, see cli/tests/reference_parity.rs), and
@@ -483,10 +534,10 @@ fn drafting_keeps_the_tokens(model: Model, noise: f32, must_pay: bool) {
             load(&sched.stats().step_fixed_us),
             load(&sched.stats().step_row_us),
         );
-        assert_eq!(
+        // Measured at every start: prompt filling groups prompts by it too.
+        assert!(
             measured.0 + measured.1 > 0,
-            draft_max > 0 && !draft_always,
-            "the step cost is measured exactly when the gate needs it: {measured:?}"
+            "the step cost is measured at start: {measured:?}"
         );
         let mut r = greedy(
             Prompt::Text(
