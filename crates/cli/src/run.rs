@@ -482,7 +482,10 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             format!("{:.2} ± {:.2}", s.mean(), s.stddev()),
         ]);
     }
-    crate::table::print(t);
+    if !r.stats.is_empty() {
+        crate::table::print(t);
+        println!();
+    }
     if parallel.is_empty() {
         return Ok(());
     }
@@ -528,7 +531,6 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         }
         t.add_row(row);
     }
-    println!();
     crate::table::print(t);
     if let Some(p) = parallel
         .iter()
