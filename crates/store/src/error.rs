@@ -47,6 +47,18 @@ pub enum StoreError {
     Damaged { path: PathBuf, problem: String },
     #[error(transparent)]
     Manifest(#[from] VerifyError),
+    #[error("sealed blob {path} could not be opened: {source}")]
+    Sealed {
+        path: PathBuf,
+        #[source]
+        source: outpost_seal::SealError,
+    },
+    #[error("sealed blob {path} opened to plaintext {actual}, but its manifest says {expected}: not the model it was published as")]
+    PlaintextMismatch {
+        path: PathBuf,
+        expected: Digest,
+        actual: Digest,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -38,6 +38,7 @@ mod error;
 mod fsutil;
 mod gc;
 mod manifests;
+mod memory;
 mod partial;
 mod pointer;
 pub mod spool;
@@ -55,6 +56,7 @@ pub use crash::{crash_point, crash_value, CRASH_VAR};
 pub use error::{Result, StoreError};
 pub use gc::GcReport;
 pub use manifests::StoredManifest;
+pub use memory::{open_sealed, MemoryModel};
 pub use partial::Partial;
 pub use pointer::Pointer;
 

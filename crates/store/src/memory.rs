@@ -1,0 +1,223 @@
+//! A sealed blob opened into memory only (#23): the plaintext goes into an
+//! anonymous Linux memfd, sealed against any further change, and never
+//! touches a file system. llama.cpp loads it by its `/proc/self/fd/N` path
+//! like any file (and may mmap it). Dropping the [`MemoryModel`] closes
+//! the memfd; the kernel frees its pages once nothing maps them.
+//!
+//! Every chunk is authenticated before its bytes are written (see
+//! `outpost_seal::stream`), and the plaintext's SHA-256 is checked against
+//! the manifest's when one is given. Elsewhere than Linux/Android the seam
+//! is [`open_sealed`] itself: an iOS build would decrypt into an
+//! anonymous mapping instead; that build is not made here.
+
+use std::fs::File;
+use std::io::{self, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use outpost_protocol::Digest;
+use outpost_seal::{stream, ContentKey};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Result, StoreError};
+
+/// A model's plaintext, in memory only.
+#[derive(Debug)]
+pub struct MemoryModel {
+    file: File,
+    len: u64,
+    digest: Digest,
+}
+
+impl MemoryModel {
+    /// The path llama.cpp (or anything in this process) opens it by.
+    pub fn path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+    }
+
+    /// Plaintext bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// SHA-256 of the plaintext.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+}
+
+/// Writes through to `inner` while hashing.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+    len: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Opens the sealed blob at `path` with `key` into memory. With
+/// `plaintext`, the opened bytes must hash to it.
+pub fn open_sealed(
+    path: &Path,
+    key: &ContentKey,
+    plaintext: Option<&Digest>,
+) -> Result<MemoryModel> {
+    let sealed = File::open(path).map_err(|source| StoreError::Io {
+        action: "open",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mem = memfd(path)?;
+    let mut out = Hashing {
+        inner: &mem,
+        hash: Sha256::new(),
+        len: 0,
+    };
+    stream::open(
+        key,
+        &mut BufReader::with_capacity(1 << 20, sealed),
+        &mut out,
+    )
+    .map_err(|source| StoreError::Sealed {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (len, digest) = (
+        out.len,
+        Digest::from_sha256_bytes(out.hash.finalize().into()),
+    );
+    if let Some(want) = plaintext {
+        if *want != digest {
+            return Err(StoreError::PlaintextMismatch {
+                path: path.to_path_buf(),
+                expected: want.clone(),
+                actual: digest,
+            });
+        }
+    }
+    seal_against_change(&mem, path)?;
+    Ok(MemoryModel {
+        file: mem,
+        len,
+        digest,
+    })
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn memfd(path: &Path) -> Result<File> {
+    use rustix::fs::{memfd_create, MemfdFlags};
+    let fd = memfd_create(
+        "outpost-model",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )
+    .map_err(|e| StoreError::Io {
+        action: "create an in-memory file (memfd) for",
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
+    Ok(File::from(fd))
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn seal_against_change(mem: &File, path: &Path) -> Result<()> {
+    use rustix::fs::{fcntl_add_seals, SealFlags};
+    fcntl_add_seals(
+        mem,
+        SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK | SealFlags::SEAL,
+    )
+    .map_err(|e| StoreError::Io {
+        action: "seal the in-memory copy of",
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn memfd(path: &Path) -> Result<File> {
+    Err(StoreError::Damaged {
+        path: path.to_path_buf(),
+        problem: "memory-only models need Linux or Android (memfd); this platform's seam is \
+                  an anonymous mapping, not built here"
+            .into(),
+    })
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn seal_against_change(_: &File, _: &Path) -> Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdir::TestDir;
+    use std::io::{Read, Seek};
+
+    fn sealed_file(dir: &Path, plain: &[u8], key: &ContentKey) -> PathBuf {
+        let path = dir.join("model.sealed");
+        let mut out = File::create(&path).expect("create");
+        stream::seal(key, plain.len() as u64, 4096, &mut &plain[..], &mut out).expect("seal");
+        path
+    }
+
+    #[test]
+    fn opens_into_a_sealed_memfd_readable_by_path() {
+        let dir = TestDir::new("memory-open");
+        let key = ContentKey::generate().expect("key");
+        let plain: Vec<u8> = (0..10_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let path = sealed_file(dir.path(), &plain, &key);
+        let m = open_sealed(&path, &key, Some(&Digest::sha256(&plain))).expect("open");
+        assert_eq!(m.len(), plain.len() as u64);
+        let mut back = Vec::new();
+        File::open(m.path())
+            .expect("by path")
+            .read_to_end(&mut back)
+            .expect("read");
+        assert_eq!(back, plain);
+        // Sealed: no one in this process can change the model under llama.cpp.
+        let mut f = File::options().write(true).open(m.path()).expect("reopen");
+        f.rewind().expect("rewind");
+        assert!(f.write_all(b"x").is_err(), "writes are sealed off");
+        assert!(f.set_len(1).is_err(), "shrinking is sealed off");
+        assert!(!std::fs::read_link(m.path())
+            .expect("link")
+            .starts_with(dir.path()));
+    }
+
+    #[test]
+    fn wrong_key_altered_blob_or_other_plaintext_is_refused() {
+        let dir = TestDir::new("memory-refuse");
+        let key = ContentKey::generate().expect("key");
+        let plain = vec![42u8; 9000];
+        let path = sealed_file(dir.path(), &plain, &key);
+        let other = ContentKey::generate().expect("key");
+        let e = open_sealed(&path, &other, None).expect_err("wrong key");
+        assert!(
+            e.to_string().contains("chunk 0 failed authentication"),
+            "{e}"
+        );
+        let e = open_sealed(&path, &key, Some(&Digest::sha256(b"something else")))
+            .expect_err("other plaintext");
+        assert!(e.to_string().contains("plaintext"), "{e}");
+        let mut bytes = std::fs::read(&path).expect("read");
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0x80;
+        std::fs::write(&path, &bytes).expect("write");
+        let e = open_sealed(&path, &key, None).expect_err("altered");
+        assert!(e.to_string().contains("chunk 2"), "{e}");
+    }
+}
