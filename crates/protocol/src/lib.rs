@@ -38,6 +38,6 @@ pub mod variants;
 
 pub use digest::{Digest, DigestError};
 pub use error::{ApiErrorBody, ErrorDetail, ProtocolError};
-pub use manifest::{Manifest, ManifestError, ModelName};
+pub use manifest::{Encryption, Manifest, ManifestError, ModelName, SealScheme};
 pub use signing::{Accepted, Keyring, SignedManifest, Verified, VerifyError};
 pub use time::Timestamp;

@@ -11,7 +11,9 @@
 //! tokens to the variant pipeline's log-prob fingerprint (`Canary` =
 //! [`crate::variants::Fingerprint`]), `runtime.threads` became optional,
 //! and `kind` + `embedding_canaries` came with embedding models (both are
-//! left out of a generative model's JSON, so its bytes did not change).
+//! left out of a generative model's JSON, so its bytes did not change);
+//! `encryption`, reserved and always null until then, became [`Encryption`]
+//! with sealed variants (a plain manifest's bytes did not change).
 
 use std::fmt;
 
@@ -49,10 +51,33 @@ pub struct Manifest {
     /// At least one for an embedding model, none for a generative one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub embedding_canaries: Vec<EmbeddingCanary>,
-    /// Reserved for sealed (encrypted) blobs: must be `null` (or absent) in
-    /// this format; any other value is refused with a clear error.
+    /// `null` for a plain GGUF. For a sealed one (`outpost-seal`), how it
+    /// opens: `variant.digest` and `length` are then the sealed blob's (what
+    /// is downloaded and checked), and the content key is asked of the
+    /// fleet (`POST /v1/keys`). Agents older than this field refuse such
+    /// manifests, so they are only sent to devices that sent a public key.
     #[serde(default)]
-    pub encryption: Option<Reserved>,
+    pub encryption: Option<Encryption>,
+}
+
+/// How a sealed variant opens (issue #23).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Encryption {
+    pub scheme: SealScheme,
+    /// Plaintext bytes per chunk.
+    pub chunk_size: u32,
+    /// The GGUF inside: checked after opening, before anything loads it.
+    pub plaintext_digest: Digest,
+    pub plaintext_length: u64,
+}
+
+/// The sealing format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum SealScheme {
+    /// `outpost_seal::stream`: XChaCha20-Poly1305 in STREAM, 40-byte header.
+    #[serde(rename = "xchacha20poly1305-stream-v1")]
+    XChaCha20Poly1305StreamV1,
 }
 
 /// The GGUF file to run: content digest, exact size, quantization label.
@@ -150,25 +175,6 @@ impl ModelKind {
             ModelKind::Generate => "generate",
             ModelKind::Embedding => "embedding",
         }
-    }
-}
-
-/// A value that cannot exist: `encryption` must be null until sealed blobs
-/// are specified. Deserializing anything but null fails with that reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reserved {}
-
-impl Serialize for Reserved {
-    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        match *self {}
-    }
-}
-
-impl<'de> Deserialize<'de> for Reserved {
-    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom(
-            "`encryption` is reserved for sealed blobs and must be null in this manifest format",
-        ))
     }
 }
 
@@ -335,6 +341,27 @@ impl Manifest {
                 "variant.length",
                 "0: a GGUF file is never empty",
             ));
+        }
+        if let Some(e) = &self.encryption {
+            let want = outpost_seal::stream::sealed_len(e.chunk_size, e.plaintext_length)
+                .ok_or_else(|| {
+                    ManifestError::invalid(
+                        "encryption.chunk_size",
+                        format!(
+                            "{}: sealed chunks are 4 KiB to 16 MiB, at most 2^32 of them",
+                            e.chunk_size
+                        ),
+                    )
+                })?;
+            if self.variant.length != want {
+                return Err(ManifestError::invalid(
+                    "variant.length",
+                    format!(
+                        "{}, but a sealed blob of {} bytes in {}-byte chunks is {want}",
+                        self.variant.length, e.plaintext_length, e.chunk_size
+                    ),
+                ));
+            }
         }
         if self.runtime.n_ctx == 0 {
             return Err(ManifestError::invalid(

@@ -71,13 +71,34 @@ fn unknown_fields_are_refused_by_name() {
 }
 
 #[test]
-fn encryption_is_reserved() {
+fn encryption_says_how_a_sealed_variant_opens() {
     let absent = with(|v| {
         v.as_object_mut().map(|o| o.remove("encryption"));
     });
     assert!(Manifest::from_json(&absent).is_ok());
+    let plain = 105_000_000u64;
+    // 1 MiB chunks: 101 of them, a 16-byte tag each, a 40-byte header.
+    let sealed = 40 + plain + 101 * 16;
+    let sealed_with = |length: u64, chunk: u32| {
+        with(|v| {
+            v["variant"]["length"] = length.into();
+            v["encryption"] = serde_json::json!({
+                "scheme": "xchacha20poly1305-stream-v1", "chunk_size": chunk,
+                "plaintext_digest": format!("sha256:{}", "0".repeat(64)),
+                "plaintext_length": plain,
+            });
+        })
+    };
+    let m = Manifest::from_json(&sealed_with(sealed, 1 << 20)).expect("sealed manifest");
+    let e = m.encryption.expect("encryption");
+    assert_eq!(e.scheme, SealScheme::XChaCha20Poly1305StreamV1);
+    assert_eq!(e.plaintext_length, plain);
+    let wrong = err(&sealed_with(plain, 1 << 20));
+    assert!(wrong.contains("variant.length") && wrong.contains(&sealed.to_string()), "{wrong}");
+    let tiny = err(&sealed_with(sealed, 100));
+    assert!(tiny.contains("encryption.chunk_size"), "{tiny}");
     let e = err(&with(|v| v["encryption"] = serde_json::json!({"alg": "x"})));
-    assert!(e.contains("reserved"), "{e}");
+    assert!(e.contains("unknown field `alg`"), "{e}");
 }
 
 #[test]

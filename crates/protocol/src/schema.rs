@@ -52,14 +52,3 @@ string_schema!(
     "RFC 3339 UTC, whole seconds, literal Z",
     "2030-01-31T23:59:59Z"
 );
-
-/// `encryption` in a manifest: reserved, always null.
-impl utoipa::PartialSchema for crate::manifest::Reserved {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::Null)
-            .description(Some("Reserved for sealed blobs; must be null"))
-            .into()
-    }
-}
-impl utoipa::ToSchema for crate::manifest::Reserved {}

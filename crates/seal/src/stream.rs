@@ -31,6 +31,18 @@ pub const CHUNK_RANGE: std::ops::RangeInclusive<u32> = (4 << 10)..=(16 << 20);
 const MAGIC: &[u8; 8] = b"OPSEAL\0\x01";
 const PREFIX_LEN: usize = 19;
 
+/// Length of the sealed blob of `plaintext_len` bytes in chunks of
+/// `chunk_size`; `None` for a chunk size outside [`CHUNK_RANGE`] or more
+/// than 2^32 chunks.
+pub fn sealed_len(chunk_size: u32, plaintext_len: u64) -> Option<u64> {
+    let h = Header {
+        chunk_size,
+        plaintext_len,
+        nonce_prefix: [0; PREFIX_LEN],
+    };
+    h.check().ok().map(|()| h.sealed_len())
+}
+
 /// What the header of a sealed blob says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
