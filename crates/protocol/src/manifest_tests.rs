@@ -94,7 +94,10 @@ fn encryption_says_how_a_sealed_variant_opens() {
     assert_eq!(e.scheme, SealScheme::XChaCha20Poly1305StreamV1);
     assert_eq!(e.plaintext_length, plain);
     let wrong = err(&sealed_with(plain, 1 << 20));
-    assert!(wrong.contains("variant.length") && wrong.contains(&sealed.to_string()), "{wrong}");
+    assert!(
+        wrong.contains("variant.length") && wrong.contains(&sealed.to_string()),
+        "{wrong}"
+    );
     let tiny = err(&sealed_with(sealed, 100));
     assert!(tiny.contains("encryption.chunk_size"), "{tiny}");
     let e = err(&with(|v| v["encryption"] = serde_json::json!({"alg": "x"})));

@@ -358,7 +358,8 @@ mod tests {
             open(&other, &mut &blob[..], &mut Vec::new()),
             Err(SealError::Tampered { index: 0 })
         ));
-        let err = open_it(b"GGUF\x03\0\0\0 and the rest of a plain model file....").expect_err("refused");
+        let err =
+            open_it(b"GGUF\x03\0\0\0 and the rest of a plain model file....").expect_err("refused");
         assert!(err.to_string().contains("OPSEAL magic"), "{err}");
     }
 

@@ -11,12 +11,13 @@
 //! anonymous mapping instead; that build is not made here.
 
 use std::fs::File;
-use std::io::{self, BufReader, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use outpost_protocol::Digest;
-use outpost_seal::{stream, ContentKey};
-use sha2::{Digest as _, Sha256};
+use outpost_seal::{stream, ContentKey, SealError};
+use zeroize::Zeroizing;
 
 use crate::error::{Result, StoreError};
 
@@ -25,7 +26,8 @@ use crate::error::{Result, StoreError};
 pub struct MemoryModel {
     file: File,
     len: u64,
-    digest: Digest,
+    /// The plaintext's SHA-256, when it was checked.
+    digest: Option<Digest>,
 }
 
 impl MemoryModel {
@@ -44,71 +46,97 @@ impl MemoryModel {
         self.len == 0
     }
 
-    /// SHA-256 of the plaintext.
-    pub fn digest(&self) -> &Digest {
-        &self.digest
+    /// SHA-256 of the plaintext, when the open checked it.
+    pub fn digest(&self) -> Option<&Digest> {
+        self.digest.as_ref()
     }
 }
 
-/// Writes through to `inner` while hashing.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-    len: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Opens the sealed blob at `path` with `key` into memory. With
-/// `plaintext`, the opened bytes must hash to it.
+/// Opens the sealed blob at `path` with `key` into memory. Chunks are
+/// opened on up to 4 threads (each authenticated before its bytes are
+/// written). With `plaintext` (an install: once per blob), the opened bytes
+/// must also hash to it; a load of an installed blob can skip that, since
+/// every chunk is authenticated under the release's key and the header
+/// binds the length.
 pub fn open_sealed(
     path: &Path,
     key: &ContentKey,
     plaintext: Option<&Digest>,
 ) -> Result<MemoryModel> {
-    let sealed = File::open(path).map_err(|source| StoreError::Io {
-        action: "open",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mem = memfd(path)?;
-    let mut out = Hashing {
-        inner: &mem,
-        hash: Sha256::new(),
-        len: 0,
+    let io = |action: &'static str| {
+        move |source: io::Error| StoreError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
     };
-    stream::open(
-        key,
-        &mut BufReader::with_capacity(1 << 20, sealed),
-        &mut out,
-    )
-    .map_err(|source| StoreError::Sealed {
+    let bad = |source: SealError| StoreError::Sealed {
         path: path.to_path_buf(),
         source,
+    };
+    let sealed = File::open(path).map_err(io("open"))?;
+    let mut head = [0u8; stream::HEADER_LEN];
+    sealed
+        .read_exact_at(&mut head, 0)
+        .map_err(|_| bad(SealError::Format("shorter than the header".into())))?;
+    let header = stream::Header::decode(&head).map_err(bad)?;
+    let on_disk = sealed.metadata().map_err(io("read the size of"))?.len();
+    if on_disk != header.sealed_len() {
+        return Err(bad(SealError::Format(format!(
+            "{on_disk} bytes, but its header describes a {}-byte blob",
+            header.sealed_len()
+        ))));
+    }
+    let cipher = stream::Cipher::new(key, header);
+    let mem = memfd(path)?;
+    let header = cipher.header();
+    mem.set_len(header.plaintext_len)
+        .map_err(io("size the in-memory copy of"))?;
+    let chunks = header.chunks();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
+        .min(chunks as usize)
+        .max(1) as u64;
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (cipher, sealed, mem) = (&cipher, &sealed, &mem);
+                s.spawn(move || -> Result<()> {
+                    let h = cipher.header();
+                    let mut buf = Zeroizing::new(Vec::new());
+                    for i in (t..chunks).step_by(threads as usize) {
+                        buf.resize(h.plain_len(i) + stream::TAG_LEN, 0);
+                        sealed
+                            .read_exact_at(&mut buf, h.sealed_offset(i))
+                            .map_err(io("read"))?;
+                        cipher.open_chunk(i, &mut buf).map_err(bad)?;
+                        mem.write_all_at(&buf, i * u64::from(h.chunk_size))
+                            .map_err(io("write the in-memory copy of"))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a sealed-chunk worker panicked"))
+            .collect::<Result<()>>()
     })?;
-    let (len, digest) = (
-        out.len,
-        Digest::from_sha256_bytes(out.hash.finalize().into()),
-    );
-    if let Some(want) = plaintext {
-        if *want != digest {
+    let len = header.plaintext_len;
+    let digest = if let Some(want) = plaintext {
+        let (actual, _) = crate::hash_reader(&mem).map_err(io("hash the in-memory copy of"))?;
+        if *want != actual {
             return Err(StoreError::PlaintextMismatch {
                 path: path.to_path_buf(),
                 expected: want.clone(),
-                actual: digest,
+                actual,
             });
         }
-    }
+        Some(actual)
+    } else {
+        None
+    };
     seal_against_change(&mem, path)?;
     Ok(MemoryModel {
         file: mem,
@@ -165,7 +193,7 @@ fn seal_against_change(_: &File, _: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use crate::testdir::TestDir;
-    use std::io::{Read, Seek};
+    use std::io::{Read, Seek, Write};
 
     fn sealed_file(dir: &Path, plain: &[u8], key: &ContentKey) -> PathBuf {
         let path = dir.join("model.sealed");

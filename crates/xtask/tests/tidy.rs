@@ -345,9 +345,17 @@ fn seal_is_offline_byte_work_and_links_no_other_outpost_crate() {
     // Framing only: the ciphers, KEM and KDF come from audited crates.
     let hits = files_using(
         "crates/seal",
-        &["std::fs", "rotate_left(", "wrapping_mul(", "fn quarter_round"],
+        &[
+            "std::fs",
+            "rotate_left(",
+            "wrapping_mul(",
+            "fn quarter_round",
+        ],
     );
-    assert!(hits.is_empty(), "outpost-seal writes no files and no primitives: {hits:?}");
+    assert!(
+        hits.is_empty(),
+        "outpost-seal writes no files and no primitives: {hits:?}"
+    );
 }
 
 #[test]
