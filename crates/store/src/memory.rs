@@ -120,8 +120,7 @@ pub fn open_sealed(
             .collect();
         workers
             .into_iter()
-            .map(|w| w.join().expect("a sealed-chunk worker panicked"))
-            .collect::<Result<()>>()
+            .try_for_each(|w| w.join().expect("a sealed-chunk worker panicked"))
     })?;
     let len = header.plaintext_len;
     let digest = if let Some(want) = plaintext {
@@ -129,7 +128,7 @@ pub fn open_sealed(
         if *want != actual {
             return Err(StoreError::PlaintextMismatch {
                 path: path.to_path_buf(),
-                expected: want.clone(),
+                expected: *want,
                 actual,
             });
         }
