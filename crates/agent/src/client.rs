@@ -97,10 +97,13 @@ impl FleetClient {
         })
     }
 
+    /// Registers, sending the device's X25519 public key (standard base64)
+    /// when given.
     pub fn register(
         &self,
         app_key: &str,
         channel: Option<String>,
+        public_key: Option<String>,
     ) -> Result<RegisterResponse, AgentError> {
         self.post(
             "/v1/devices/register",
@@ -108,6 +111,7 @@ impl FleetClient {
             &RegisterRequest {
                 app_key: app_key.to_string(),
                 channel,
+                public_key,
             },
         )
     }

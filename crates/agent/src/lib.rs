@@ -21,6 +21,7 @@
 
 pub mod canary;
 mod client;
+pub mod device_key;
 mod error;
 mod identity;
 mod install;
@@ -125,7 +126,17 @@ impl Agent {
                     what: "registration".into(),
                     problem: "this store has no device identity yet, and no app key was given: pass --app-key (the fleet's data folder has app.key)".into(),
                 })?;
-                let reg = FleetClient::new(&cfg.fleet_url, None).register(&key, cfg.channel.clone())?;
+                // The key pair for sealed models first: a device that
+                // registered without one is never sent a sealed manifest.
+                let public = device_key::ensure(&device_key::FileKeyStore::new(&cfg.store_root))?;
+                let reg = FleetClient::new(&cfg.fleet_url, None).register(
+                    &key,
+                    cfg.channel.clone(),
+                    Some(base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        public.0,
+                    )),
+                )?;
                 let id = Identity {
                     fleet_url: cfg.fleet_url.clone(),
                     device_id: reg.device_id,

@@ -191,6 +191,9 @@ pub struct DeviceView {
     pub id: String,
     pub channel: String,
     pub registered_at: Timestamp,
+    /// The device's X25519 public key (standard base64), when it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
     pub last_seen_at: Option<Timestamp>,
     pub profile: Option<DeviceProfile>,
     pub pins: BTreeMap<String, String>,

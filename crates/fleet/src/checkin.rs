@@ -43,6 +43,16 @@ impl Fleet {
                 )));
             }
         }
+        let public_key = req
+            .public_key
+            .as_deref()
+            .map(crate::keys::public_key_from_base64)
+            .transpose()
+            .map_err(|e| {
+                FleetError::BadRequest(format!(
+                    "public_key: {e}; send the device's X25519 public key (32 bytes, standard base64) or leave it out"
+                ))
+            })?;
         let id = format!(
             "dev-{}",
             &Digest::from_sha256_bytes(random32()?).hex()[..24]
@@ -53,6 +63,7 @@ impl Fleet {
             token_hash: secret_hash(&token),
             channel: channel.clone(),
             registered_at: self.now(),
+            public_key,
         };
         self.writer
             .write(DeviceWrite::Register(new.clone()))
@@ -62,6 +73,7 @@ impl Fleet {
             token_hash: new.token_hash,
             channel: new.channel,
             registered_at: new.registered_at,
+            public_key: new.public_key,
             last_seen_at: None,
             profile: None,
             pins: BTreeMap::new(),

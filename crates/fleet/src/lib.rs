@@ -269,6 +269,7 @@ impl Fleet {
                 token_hash: d.new.token_hash,
                 channel: d.new.channel,
                 registered_at: d.new.registered_at,
+                public_key: d.new.public_key,
                 last_seen_at: d.last_seen_at,
                 profile: d.profile,
                 pins: d.pins.into_iter().collect(),

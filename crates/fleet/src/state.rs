@@ -219,6 +219,8 @@ pub struct Device {
     pub token_hash: Digest,
     pub channel: String,
     pub registered_at: Timestamp,
+    /// X25519, for sealed models' content keys (`None` from older agents).
+    pub public_key: Option<[u8; 32]>,
     pub last_seen_at: Option<Timestamp>,
     pub profile: Option<DeviceProfile>,
     /// Model → pinned release version.

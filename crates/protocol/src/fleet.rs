@@ -28,6 +28,11 @@ pub struct RegisterRequest {
     pub app_key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
+    /// The device's X25519 public key (32 bytes, standard base64), to which
+    /// the fleet wraps the content keys of sealed models. Agents before
+    /// sealed models send none and are never sent a sealed manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
 }
 
 /// The device's identity. `token` is shown once: the fleet keeps only its

@@ -53,6 +53,8 @@ pub struct NewDevice {
     pub token_hash: Digest,
     pub channel: String,
     pub registered_at: Timestamp,
+    /// X25519, for sealed models' content keys (`None` from older agents).
+    pub public_key: Option<[u8; 32]>,
 }
 
 /// What one request changes about devices. Short-lived (one batch), so

@@ -24,7 +24,7 @@ use crate::rollout::Rollout;
 use crate::state::{Change, Channel, ChannelEntry, Freeze, Issued, Release, Revocation};
 use crate::telemetry::TelemetryRows;
 
-const MIGRATIONS: [(i64, &str, &str); 4] = [
+const MIGRATIONS: [(i64, &str, &str); 5] = [
     (1, "init", include_str!("../../migrations/0001_init.sql")),
     (
         2,
@@ -40,6 +40,11 @@ const MIGRATIONS: [(i64, &str, &str); 4] = [
         4,
         "telemetry_hours",
         include_str!("../../migrations/0004_telemetry_hours.sql"),
+    ),
+    (
+        5,
+        "device_keys",
+        include_str!("../../migrations/0005_device_keys.sql"),
     ),
 ];
 
@@ -226,7 +231,7 @@ impl SqliteDb {
         let p = &self.pool;
         let mut devices: BTreeMap<String, StoredDevice> = BTreeMap::new();
         for row in sqlx::query(
-            "SELECT id, token_hash, channel, registered_at, last_seen_at, profile, blocked FROM devices",
+            "SELECT id, token_hash, channel, registered_at, last_seen_at, profile, blocked, public_key FROM devices",
         )
         .fetch_all(p)
         .await
@@ -294,6 +299,15 @@ fn stored_device(row: &SqliteRow) -> DbResult<StoredDevice> {
             token_hash: digest(row.get("token_hash"), "device token hash")?,
             channel: row.get("channel"),
             registered_at: ts(row.get("registered_at")),
+            public_key: row
+                .get::<Option<String>, _>("public_key")
+                .map(|k| {
+                    crate::keys::public_key_from_base64(&k).map_err(|problem| DbError::Corrupt {
+                        what: "a device's public key",
+                        problem,
+                    })
+                })
+                .transpose()?,
         },
         last_seen_at: row.get::<Option<i64>, _>("last_seen_at").map(ts),
         profile: profile
@@ -451,12 +465,13 @@ async fn write_device(tx: &mut Transaction<'_, Sqlite>, w: &DeviceWrite) -> DbRe
     match w {
         DeviceWrite::Register(d) => {
             sqlx::query(
-                "INSERT INTO devices (id, token_hash, channel, registered_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO devices (id, token_hash, channel, registered_at, public_key) VALUES (?, ?, ?, ?, ?)",
             )
             .bind(&d.id)
             .bind(d.token_hash.to_string())
             .bind(&d.channel)
             .bind(secs(d.registered_at))
+            .bind(d.public_key.map(|k| crate::keys::public_key_to_base64(&k)))
             .execute(&mut **tx)
             .await
             .map_err(sql("registering a device"))?;
