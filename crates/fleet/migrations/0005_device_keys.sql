@@ -1,5 +1,14 @@
--- Device public keys (X25519, standard base64), for wrapping the content
--- keys of sealed models to one device (issue #23). NULL for devices that
--- registered without one (agents before sealed models).
+-- Sealed models (issue #23): device public keys (X25519, standard base64;
+-- NULL for devices that registered without one, agents before sealed
+-- models), device revocation (no content key is released to a revoked
+-- device), and the content keys of sealed blobs (set by an admin, never
+-- shown, released only wrapped to one device's public key).
 
 ALTER TABLE devices ADD COLUMN public_key TEXT;
+ALTER TABLE devices ADD COLUMN revoked_at INTEGER;
+
+CREATE TABLE content_keys (
+    digest     TEXT PRIMARY KEY,   -- the sealed blob's sha256:<hex>
+    key        TEXT NOT NULL,      -- 32 bytes, standard base64
+    created_at INTEGER NOT NULL
+);

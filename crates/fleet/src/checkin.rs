@@ -74,6 +74,7 @@ impl Fleet {
             channel: new.channel,
             registered_at: new.registered_at,
             public_key: new.public_key,
+            revoked_at: None,
             last_seen_at: None,
             profile: None,
             pins: BTreeMap::new(),

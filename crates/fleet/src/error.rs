@@ -24,6 +24,12 @@ pub enum FleetError {
     Conflict(String),
     #[error("{0}")]
     TooLarge(String),
+    /// Refused by name to this caller (a revoked device, an unentitled one).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many requests of one kind from one caller; try again later.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// A `Range` header that cannot be served; `length` is the blob's size.
     #[error("{message}")]
     BadRange { message: String, length: u64 },
@@ -61,6 +67,8 @@ impl FleetError {
             FleetError::NotFound(_) => StatusCode::NOT_FOUND,
             FleetError::Conflict(_) => StatusCode::CONFLICT,
             FleetError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            FleetError::Forbidden(_) => StatusCode::FORBIDDEN,
+            FleetError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             FleetError::BadRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             FleetError::Store(
                 outpost_store::StoreError::HashMismatch { .. }
@@ -80,6 +88,8 @@ impl FleetError {
             FleetError::NotFound(_) => "not_found",
             FleetError::Conflict(_) => "conflict",
             FleetError::TooLarge(_) => "too_large",
+            FleetError::Forbidden(_) => "forbidden",
+            FleetError::TooManyRequests(_) => "too_many_requests",
             FleetError::BadRange { .. } => "range_not_satisfiable",
             FleetError::Store(
                 outpost_store::StoreError::HashMismatch { .. }

@@ -57,8 +57,20 @@ pub fn public_key_from_base64(text: &str) -> Result<[u8; 32], String> {
     Ok(key)
 }
 
+/// A 32-byte key (public or content) in standard base64.
 pub fn public_key_to_base64(key: &[u8; 32]) -> String {
     B64.encode(key)
+}
+
+/// 32 bytes from standard base64; the error says what was wrong.
+pub fn key32_from_base64(text: &str) -> Result<[u8; 32], String> {
+    let bytes = B64
+        .decode(text.trim())
+        .map_err(|e| format!("it is not standard base64 ({e})"))?;
+    bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("a key is 32 bytes, this is {}", bytes.len()))
 }
 
 /// SHA-256 of a secret, the only form in which the fleet stores one.

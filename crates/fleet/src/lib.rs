@@ -32,6 +32,7 @@ pub mod admin;
 pub mod api;
 pub mod assign;
 pub mod checkin;
+pub mod content_keys;
 pub mod db;
 pub mod economics;
 pub mod error;
@@ -212,6 +213,8 @@ pub struct Fleet {
     /// One flush at a time, so an older image never overwrites a newer.
     telemetry_flush: tokio::sync::Mutex<()>,
     metrics: metrics::FleetMetrics,
+    /// Content-key requests per device this minute.
+    grants: content_keys::GrantCounter,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -262,6 +265,7 @@ impl Fleet {
         }
         state.frozen = snap.frozen;
         state.app_keys = snap.app_keys.into_iter().collect();
+        state.content_keys = snap.content_keys.into_iter().collect();
         let mut devices = Devices::default();
         for d in snap.devices {
             devices.insert(Device {
@@ -270,6 +274,7 @@ impl Fleet {
                 channel: d.new.channel,
                 registered_at: d.new.registered_at,
                 public_key: d.new.public_key,
+                revoked_at: d.revoked_at,
                 last_seen_at: d.last_seen_at,
                 profile: d.profile,
                 pins: d.pins.into_iter().collect(),
@@ -308,6 +313,7 @@ impl Fleet {
             app_key,
             telemetry: std::sync::Mutex::new(telemetry::Telemetry::load(rows)),
             telemetry_flush: tokio::sync::Mutex::new(()),
+            grants: content_keys::GrantCounter::default(),
             metrics: fleet_metrics,
         };
         // First start: the built-in channels and the first app key.

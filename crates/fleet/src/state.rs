@@ -53,6 +53,17 @@ pub enum Change {
         label: String,
         created_at: Timestamp,
     },
+    /// A sealed blob's content key (insert or replace).
+    PutContentKey {
+        digest: Digest,
+        key: [u8; 32],
+        created_at: Timestamp,
+    },
+    /// No content key is released to this device any more.
+    RevokeDevice {
+        device_id: String,
+        at: Timestamp,
+    },
 }
 
 /// A published model version.
@@ -104,6 +115,8 @@ pub struct FleetState {
     pub frozen: Option<Freeze>,
     /// sha256 of each app key.
     pub app_keys: BTreeSet<Digest>,
+    /// Sealed blob digest → its content key (never shown).
+    pub content_keys: BTreeMap<Digest, [u8; 32]>,
 }
 
 impl FleetState {
@@ -194,7 +207,10 @@ impl FleetState {
             Change::PutAppKey { hash, .. } => {
                 self.app_keys.insert(*hash);
             }
-            Change::Pin { .. } | Change::DeviceChannel { .. } => {}
+            Change::PutContentKey { digest, key, .. } => {
+                self.content_keys.insert(*digest, *key);
+            }
+            Change::Pin { .. } | Change::DeviceChannel { .. } | Change::RevokeDevice { .. } => {}
         }
     }
 }
@@ -221,6 +237,8 @@ pub struct Device {
     pub registered_at: Timestamp,
     /// X25519, for sealed models' content keys (`None` from older agents).
     pub public_key: Option<[u8; 32]>,
+    /// When an admin revoked it: no content key is released to it since.
+    pub revoked_at: Option<Timestamp>,
     pub last_seen_at: Option<Timestamp>,
     pub profile: Option<DeviceProfile>,
     /// Model → pinned release version.
@@ -295,6 +313,11 @@ impl Devices {
             Change::DeviceChannel { device_id, channel } => {
                 if let Some(d) = self.by_id.get(device_id) {
                     lock(d).channel = channel.clone();
+                }
+            }
+            Change::RevokeDevice { device_id, at } => {
+                if let Some(d) = self.by_id.get(device_id) {
+                    lock(d).revoked_at = Some(*at);
                 }
             }
             _ => {}

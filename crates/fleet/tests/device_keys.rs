@@ -76,3 +76,147 @@ async fn a_key_that_is_not_an_x25519_public_key_is_refused_by_name() {
         "no device was registered"
     );
 }
+
+/// Registers with a fresh key pair; (id, token, secret).
+async fn keyed_device(t: &TestFleet) -> (String, String, DeviceSecret) {
+    let secret = DeviceSecret::generate().expect("key");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(secret.public().0);
+    let (s, v) = register_with(t, json!(b64)).await;
+    assert_eq!(s, 200, "{v}");
+    let id = v["device_id"].as_str().expect("id").to_string();
+    let token = v["token"].as_str().expect("token").to_string();
+    (id, token, secret)
+}
+
+async fn ask(t: &TestFleet, token: &str, digest: &str, nonce: &str) -> (u16, Value) {
+    let (s, v) = call(
+        t,
+        "POST",
+        "/v1/content-keys",
+        Some(token),
+        Some(json!({"digest": digest, "nonce": nonce})),
+    )
+    .await;
+    (s.as_u16(), v)
+}
+
+fn opened(v: &Value, secret: &DeviceSecret, nonce: [u8; 16], now: u64) -> Option<[u8; 32]> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let wrapped = outpost_seal::wrap::WrappedKey {
+        enc: b64.decode(v["enc"].as_str()?).ok()?.try_into().ok()?,
+        ciphertext: b64.decode(v["ciphertext"].as_str()?).ok()?,
+    };
+    let grant = outpost_seal::wrap::Grant {
+        release: v["release"].as_str()?.to_string(),
+        digest: v["digest"].as_str()?.to_string(),
+        device_id: v["device_id"].as_str()?.to_string(),
+        expires_at: v["expires_at"].as_u64()?,
+        request_nonce: nonce,
+    };
+    outpost_seal::wrap::unwrap(&wrapped, secret, &grant, now)
+        .ok()
+        .map(|k| *k.as_bytes())
+}
+
+fn message(v: &Value) -> String {
+    v["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_content_key_goes_only_to_an_entitled_unrevoked_device_wrapped_to_its_key() {
+    let t = open("content-keys").await;
+    let data = publish(&t, "m", "1.0.0", "0.1.0").await;
+    release_on_stable(&t, "m", "1.0.0").await;
+    let digest = outpost_protocol::Digest::sha256(&data).to_string();
+    let content_key = [7u8; 32];
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (a_id, a, a_secret) = keyed_device(&t).await;
+    let (_, b, _) = keyed_device(&t).await;
+    let (s, v) = register_with(&t, Value::Null).await;
+    assert_eq!(s, 200, "{v}");
+    let keyless = v["token"].as_str().expect("token").to_string();
+    for tok in [&a, &keyless] {
+        assert!(!check_in(&t, tok, profile("default"), "m").await["manifest"].is_null());
+    }
+    let nonce = [3u8; 16];
+    let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+
+    // No key set yet: the blob is not sealed as far as the fleet knows.
+    let (s, v) = ask(&t, &a, &digest, &hex).await;
+    assert_eq!(s, 404, "{v}");
+    assert!(message(&v).contains("no content key"), "{v}");
+    admin(
+        &t,
+        "PUT",
+        &format!("/admin/v1/content-keys/{digest}"),
+        Some(json!({"key": b64.encode(content_key)})),
+    )
+    .await;
+
+    let (s, v) = ask(&t, &a, &digest, &hex).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["release"], "m@1.0.0");
+    assert!(v.get("key").is_none(), "never in the clear: {v}");
+    let now = T0;
+    assert_eq!(opened(&v, &a_secret, nonce, now), Some(content_key));
+    // Bound to this request: the same answer under another nonce (a
+    // replay) or after its expiry does not open.
+    assert_eq!(opened(&v, &a_secret, [4u8; 16], now), None);
+    assert_eq!(opened(&v, &a_secret, nonce, now + 301), None);
+
+    let (s, v) = ask(&t, &b, &digest, &hex).await;
+    assert_eq!(s, 403, "not issued that manifest: {v}");
+    assert!(message(&v).contains("was not issued"), "{v}");
+    let (s, v) = ask(&t, &keyless, &digest, &hex).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(message(&v).contains("without a public key"), "{v}");
+    let (s, v) = ask(&t, &a, &digest, "xyz").await;
+    assert_eq!(s, 400, "{v}");
+    assert!(message(&v).contains("32 hex digits"), "{v}");
+    let (s, _) = ask(&t, "opd_stranger", &digest, &hex).await;
+    assert_eq!(s, 401);
+
+    let audit = admin(&t, "GET", "/admin/v1/audit?limit=100", None).await;
+    let grants: Vec<&Value> = audit
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|r| r["action"] == "content-key.grant")
+        .collect();
+    assert_eq!(grants.len(), 1, "{audit}");
+    assert_eq!(grants[0]["actor"], json!(format!("device/{a_id}")));
+
+    // Revoked: nothing more for this device, also after a restart.
+    admin(
+        &t,
+        "POST",
+        &format!("/admin/v1/devices/{a_id}/revoke"),
+        None,
+    )
+    .await;
+    let (s, v) = ask(&t, &a, &digest, &hex).await;
+    assert_eq!(s, 403, "{v}");
+    assert!(message(&v).contains("revoked"), "{v}");
+    let t = reopened(t).await;
+    let (s, _) = ask(&t, &a, &digest, &hex).await;
+    assert_eq!(s, 403, "still revoked after a restart");
+
+    // The key survived the restart; a new device gets it, at most
+    // GRANTS_PER_MINUTE times a minute.
+    let (_, c, c_secret) = keyed_device(&t).await;
+    check_in(&t, &c, profile("default"), "m").await;
+    let limit = outpost_fleet::content_keys::GRANTS_PER_MINUTE;
+    for i in 0..limit {
+        let (s, v) = ask(&t, &c, &digest, &hex).await;
+        assert_eq!(s, 200, "request {i}: {v}");
+        if i == 0 {
+            assert_eq!(opened(&v, &c_secret, nonce, now), Some(content_key));
+        }
+    }
+    let (s, v) = ask(&t, &c, &digest, &hex).await;
+    assert_eq!(s, 429, "{v}");
+    assert!(message(&v).contains("wait a minute"), "{v}");
+}

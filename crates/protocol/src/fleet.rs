@@ -44,6 +44,36 @@ pub struct RegisterResponse {
     pub channel: String,
 }
 
+/// `POST /v1/content-keys`, authenticated with the device token: the
+/// content key of a sealed variant this device was assigned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRequest {
+    /// The sealed blob's digest, as in the manifest's `variant.digest`.
+    pub digest: Digest,
+    /// 32 hex digits the device chose for this request; the wrap is bound
+    /// to it, so an answer recorded for another request does not open.
+    pub nonce: String,
+}
+
+/// The content key, wrapped with HPKE to the device's public key and bound
+/// to this grant (`outpost_seal::wrap::Grant`: release, digest, device id
+/// in `info`; expiry and nonce in the associated data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct KeyGrant {
+    /// `model@version`.
+    pub release: String,
+    pub digest: Digest,
+    pub device_id: String,
+    /// Unix seconds after which the device must ask again.
+    pub expires_at: u64,
+    pub nonce: String,
+    /// HPKE's encapsulated key, standard base64 (32 bytes).
+    pub enc: String,
+    /// The wrapped key and its tag, standard base64 (48 bytes).
+    pub ciphertext: String,
+}
+
 /// `POST /v1/devices/check-in`, authenticated with the device token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -82,6 +82,7 @@ pub enum DeviceWrite {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredDevice {
     pub new: NewDevice,
+    pub revoked_at: Option<Timestamp>,
     pub last_seen_at: Option<Timestamp>,
     pub profile: Option<DeviceProfile>,
     pub blocked: std::collections::BTreeMap<ModelName, Vec<Blocked>>,
@@ -99,6 +100,8 @@ pub struct Snapshot {
     pub rollouts: Vec<Rollout>,
     pub frozen: Option<Freeze>,
     pub app_keys: Vec<Digest>,
+    /// Sealed blob digest and its content key.
+    pub content_keys: Vec<(Digest, [u8; 32])>,
     pub devices: Vec<StoredDevice>,
     /// Manifest versions up to this may have been issued.
     pub version_reserved: u64,

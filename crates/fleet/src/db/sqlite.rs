@@ -223,6 +223,19 @@ impl SqliteDb {
         {
             snap.app_keys.push(digest(row.get("hash"), "app key hash")?);
         }
+        for row in sqlx::query("SELECT digest, key FROM content_keys")
+            .fetch_all(p)
+            .await
+            .map_err(sql("loading content keys"))?
+        {
+            let key: String = row.get("key");
+            let key = crate::keys::key32_from_base64(&key).map_err(|problem| DbError::Corrupt {
+                what: "a content key",
+                problem,
+            })?;
+            snap.content_keys
+                .push((digest(row.get("digest"), "sealed blob digest")?, key));
+        }
         snap.devices = self.load_devices().await?;
         Ok(snap)
     }
@@ -231,7 +244,7 @@ impl SqliteDb {
         let p = &self.pool;
         let mut devices: BTreeMap<String, StoredDevice> = BTreeMap::new();
         for row in sqlx::query(
-            "SELECT id, token_hash, channel, registered_at, last_seen_at, profile, blocked, public_key FROM devices",
+            "SELECT id, token_hash, channel, registered_at, last_seen_at, profile, blocked, public_key, revoked_at FROM devices",
         )
         .fetch_all(p)
         .await
@@ -309,6 +322,7 @@ fn stored_device(row: &SqliteRow) -> DbResult<StoredDevice> {
                 })
                 .transpose()?,
         },
+        revoked_at: row.get::<Option<i64>, _>("revoked_at").map(ts),
         last_seen_at: row.get::<Option<i64>, _>("last_seen_at").map(ts),
         profile: profile
             .map(|p| serde_json::from_str(&p))
@@ -456,6 +470,29 @@ async fn apply_change(tx: &mut Transaction<'_, Sqlite>, c: &Change) -> DbResult<
             .execute(&mut **tx)
             .await
             .map_err(sql("storing an app key"))?;
+        }
+        Change::PutContentKey {
+            digest,
+            key,
+            created_at,
+        } => {
+            sqlx::query(
+                "INSERT OR REPLACE INTO content_keys (digest, key, created_at) VALUES (?, ?, ?)",
+            )
+            .bind(digest.to_string())
+            .bind(crate::keys::public_key_to_base64(key))
+            .bind(secs(*created_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("storing a content key"))?;
+        }
+        Change::RevokeDevice { device_id, at } => {
+            sqlx::query("UPDATE devices SET revoked_at = ? WHERE id = ?")
+                .bind(secs(*at))
+                .bind(device_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(sql("revoking a device"))?;
         }
     }
     Ok(())

@@ -291,3 +291,30 @@ pub async fn fragmentation(
     let Query(q) = q.map_err(|e| FleetError::BadRequest(format!("query string: {e}")))?;
     Ok(Json(f.fragmentation(q.stale_days.unwrap_or(7))))
 }
+
+/// `PUT /admin/v1/content-keys/{digest}` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutContentKey {
+    /// 32 bytes, standard base64.
+    pub key: String,
+}
+
+#[utoipa::path(put, path = "/admin/v1/content-keys/{digest}", security(("admin" = [])), tag = "admin", summary = "Set a sealed blob's content key (never shown again; released only wrapped to entitled devices)", params(("digest" = String, Path, description = "The sealed blob's sha256:<hex>")), request_body = PutContentKey, responses((status = 200, description = "Stored", body = Done), super::Errors))]
+pub async fn put_content_key(
+    State(f): Fl,
+    h: HeaderMap,
+    Path(digest): Path<String>,
+    JsonBody(b): JsonBody<PutContentKey>,
+) -> Res<Done> {
+    let digest = outpost_protocol::Digest::parse(&digest)
+        .map_err(|e| FleetError::BadRequest(format!("digest: {e}")))?;
+    f.put_content_key(&actor(&h), digest, &b.key).await?;
+    Ok(ok())
+}
+
+#[utoipa::path(post, path = "/admin/v1/devices/{id}/revoke", security(("admin" = [])), tag = "admin", summary = "Revoke a device: no content key is released to it any more", params(("id" = String, Path, description = "Device id")), responses((status = 200, description = "Revoked", body = Done), super::Errors))]
+pub async fn revoke_device(State(f): Fl, h: HeaderMap, Path(id): Path<String>) -> Res<Done> {
+    f.revoke_device(&actor(&h), &id).await?;
+    Ok(ok())
+}

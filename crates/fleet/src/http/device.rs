@@ -5,7 +5,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use outpost_protocol::fleet::{CheckInRequest, CheckInResponse, RegisterRequest, RegisterResponse};
+use outpost_protocol::fleet::{
+    CheckInRequest, CheckInResponse, KeyGrant, KeyRequest, RegisterRequest, RegisterResponse,
+};
 use outpost_protocol::signing::PinnedKey;
 use outpost_protocol::telemetry::{TelemetryAck, TelemetryBatch};
 
@@ -74,4 +76,15 @@ pub async fn telemetry(
             Err(e)
         }
     }
+}
+
+#[utoipa::path(post, path = "/v1/content-keys", tag = "device", security(("device" = [])), summary = "The content key of a sealed variant this device was assigned, wrapped to its public key (HPKE)", request_body = KeyRequest, responses((status = 200, description = "The wrapped key and its grant", body = KeyGrant), super::Errors))]
+pub async fn content_key(
+    State(fleet): State<Arc<Fleet>>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<KeyGrant>, FleetError> {
+    let token = bearer(&headers)?;
+    let req: KeyRequest = super::parse_json(&body.map_err(super::body_error)?)?;
+    Ok(Json(fleet.grant_content_key(token, req).await?))
 }

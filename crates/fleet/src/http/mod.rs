@@ -10,6 +10,7 @@
 //! POST /v1/devices/check-in                         device token; profile → manifests
 //! GET  /v1/artifacts/{digest}                       device or admin token; HTTP Range
 //! POST /v1/telemetry                                device token; a batch of events (1 MiB)
+//! POST /v1/content-keys                             device token; a sealed blob's key, HPKE-wrapped
 //! PUT  /admin/v1/blobs/{digest}                     upload a GGUF (hash checked)
 //! GET  /admin/v1/releases        POST (publish)     GET /admin/v1/releases/{model}/{version}
 //! POST /admin/v1/revoke                             POST /admin/v1/kill-switch
@@ -18,7 +19,8 @@
 //! POST /admin/v1/rollouts/{id}/{advance|pause|resume|complete|rollback}
 //! GET  /admin/v1/devices?channel=&class=&limit=&offset=     GET /admin/v1/devices/{id}
 //! POST /admin/v1/devices/{id}/pins   DELETE /admin/v1/devices/{id}/pins/{model}
-//! POST /admin/v1/devices/{id}/channel
+//! POST /admin/v1/devices/{id}/channel   POST /admin/v1/devices/{id}/revoke
+//! PUT  /admin/v1/content-keys/{digest}              a sealed blob's content key (never shown)
 //! POST /admin/v1/app-keys        GET /admin/v1/status          GET /admin/v1/audit
 //! GET  /admin/v1/cohorts?minutes=60                 telemetry per cohort over a window
 //! GET  /admin/v1/fragmentation?stale_days=7         devices per release × channel × class
@@ -81,6 +83,11 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
             axum::routing::delete(admin::unpin),
         )
         .route("/devices/{id}/channel", post(admin::move_device))
+        .route("/devices/{id}/revoke", post(admin::revoke_device))
+        .route(
+            "/content-keys/{digest}",
+            axum::routing::put(admin::put_content_key),
+        )
         .route("/app-keys", post(admin::create_app_key))
         .route("/status", get(admin::status))
         .route("/audit", get(admin::audit))
@@ -98,6 +105,7 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
         .route("/keys", get(device::keys))
         .route("/devices/register", post(device::register))
         .route("/devices/check-in", post(device::check_in))
+        .route("/content-keys", post(device::content_key))
         .route("/artifacts/{digest}", get(artifacts::download))
         .route(
             "/telemetry",
@@ -213,6 +221,9 @@ pub(crate) enum Errors {
     /// The bearer token is missing, or is not one this route takes
     #[response(status = 401)]
     Unauthorized(outpost_protocol::fleet::FleetErrorBody),
+    /// Refused to this caller by name (a revoked device; a device asking for a blob it was not assigned)
+    #[response(status = 403)]
+    Forbidden(outpost_protocol::fleet::FleetErrorBody),
     /// No such release, channel, rollout, device or blob
     #[response(status = 404)]
     NotFound(outpost_protocol::fleet::FleetErrorBody),
@@ -222,6 +233,9 @@ pub(crate) enum Errors {
     /// The body is over the route's limit
     #[response(status = 413)]
     TooLarge(outpost_protocol::fleet::FleetErrorBody),
+    /// Too many requests of this kind from this caller; wait and retry
+    #[response(status = 429)]
+    TooManyRequests(outpost_protocol::fleet::FleetErrorBody),
 }
 
 /// The extra errors of the blob routes.
