@@ -439,7 +439,7 @@ async fn chat_inner(state: Arc<AppState>, body: Body) -> Result<Response, ApiErr
         })
         .collect();
     let prompt = (!req.messages.is_empty()).then_some(|served: &ServedModel| {
-        let asked = crate::tools::prepare(turns, plan, crate::tools::family(served));
+        let asked = crate::tools::prepare(turns, plan, served.tool_family);
         Built {
             prompt: Prompt::Chat {
                 messages: asked.messages,

@@ -149,8 +149,7 @@ pub(crate) async fn chat_local(state: Arc<AppState>, body: Body) -> Result<Respo
                 .map(str::to_string),
         })
         .collect();
-    let family = crate::tools::family(&served);
-    let asked = crate::tools::prepare(turns, req.tool_plan()?, family);
+    let asked = crate::tools::prepare(turns, req.tool_plan()?, served.tool_family);
     let plan = asked.plan;
     let family = asked.family;
     let mut g = GenerateRequest::new(Prompt::Chat {

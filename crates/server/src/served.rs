@@ -93,6 +93,10 @@ pub struct ServedModel {
     /// `sha256:<hex>` of the GGUF file: the `system_fingerprint`.
     pub digest: String,
     pub created: u64,
+    /// The tool-call syntax of the template it chats with (`template`
+    /// first, else the model's own), or None for the generic format;
+    /// detected once, at load.
+    pub tool_family: Option<outpost_protocol::tool_native::Family>,
 }
 
 /// What a loaded model runs: a scheduler for models that generate, an
@@ -127,10 +131,16 @@ impl ServedModel {
                 },
             )?)
         };
+        let tool_family = match &spec.template {
+            Some(t) => Some(t.source()),
+            None => model.chat_template().map(ChatTemplate::source),
+        }
+        .and_then(outpost_protocol::tool_native::Family::detect);
         Ok(ServedModel {
             name: spec.name.clone(),
             model,
             serving,
+            tool_family,
             template: spec.template.clone(),
             digest: spec.digest.clone(),
             created: now(),

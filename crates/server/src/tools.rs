@@ -9,7 +9,7 @@
 //! calls or text. Either way the answer is read back whole, or as a
 //! stream of content and call deltas.
 
-use outpost_engine::{ChatTemplate, GenerateRequest, Message, MessageCall, TemplateValue};
+use outpost_engine::{GenerateRequest, Message, MessageCall, TemplateValue};
 use outpost_protocol::tool_native::{mistral_id, Family, NativeStream};
 use outpost_protocol::tool_stream::{StreamEvent, ToolStream};
 use outpost_protocol::tools::{self, FunctionCall, Output, ToolCall, ToolPlan};
@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::flow::next_id;
-use crate::served::ServedModel;
 
 /// One turn of a conversation as both APIs give it.
 pub(crate) struct Turn<'a> {
@@ -30,16 +29,6 @@ pub(crate) struct Turn<'a> {
     pub call_id: Option<String>,
     /// A tool turn: the function whose result this is.
     pub tool: Option<String>,
-}
-
-/// The call syntax of the model's template (the `--chat-template`
-/// override first), or None for the generic format.
-pub(crate) fn family(served: &ServedModel) -> Option<Family> {
-    let source = match &served.template {
-        Some(t) => t.source(),
-        None => served.model.chat_template().map(ChatTemplate::source)?,
-    };
-    Family::detect(source)
 }
 
 /// What a chat with tools hands the engine.
