@@ -64,25 +64,17 @@ impl DeviceKeyStore for FileKeyStore {
             problem: format!("{problem}; {way_out}"),
         };
         let hex = Zeroizing::new(file.x25519_secret);
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad("x25519_secret is not 64 hex digits".into()));
-        }
         let mut bytes = Zeroizing::new([0u8; 32]);
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("checked hex");
-        }
+        hex::decode_to_slice(hex.as_bytes(), &mut *bytes)
+            .map_err(|_| bad("x25519_secret is not 64 hex digits".into()))?;
         DeviceSecret::from_bytes(*bytes)
             .map(Some)
             .map_err(|e| bad(e.to_string()))
     }
 
     fn save(&self, secret: &DeviceSecret) -> Result<(), AgentError> {
-        let hex: String = secret
-            .as_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        write_json(&self.path, &KeyFile { x25519_secret: hex })
+        let x25519_secret = hex::encode(secret.as_bytes());
+        write_json(&self.path, &KeyFile { x25519_secret })
     }
 }
 

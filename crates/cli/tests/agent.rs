@@ -79,17 +79,11 @@ fn rollout_rollback_and_revoke_reach_the_server_and_its_telemetry_reaches_the_fl
     assert_eq!(active(&store), Some(d4.clone()));
     // The device registered with the public half of the key it keeps
     // (mode 0600) for sealed models.
-    let key_file: Value =
-        serde_json::from_slice(&std::fs::read(store.join("device-key.json")).expect("device key"))
-            .expect("json");
-    let hex = key_file["x25519_secret"].as_str().expect("secret");
-    let secret: [u8; 32] = (0..32)
-        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
-        .collect::<Vec<_>>()
-        .try_into()
-        .expect("32 bytes");
-    let public = outpost_seal::wrap::DeviceSecret::from_bytes(secret)
-        .expect("secret")
+    use outpost_agent::device_key::{DeviceKeyStore, FileKeyStore};
+    let public = FileKeyStore::new(&store)
+        .load()
+        .expect("device key")
+        .expect("made at registration")
         .public();
     let devices = fleet.admin(&["devices"]);
     let shown = devices["devices"][0]["public_key"]

@@ -184,13 +184,7 @@ fn parse_nonce(text: &str) -> FleetResult<[u8; 16]> {
             "nonce {text:?} is not 32 hex digits: choose 16 random bytes per request"
         ))
     };
-    if text.len() != 32 {
-        return Err(bad());
-    }
     let mut n = [0u8; 16];
-    for (i, b) in n.iter_mut().enumerate() {
-        *b = u8::from_str_radix(text.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
-            .map_err(|_| bad())?;
-    }
+    hex::decode_to_slice(text, &mut n).map_err(|_| bad())?;
     Ok(n)
 }

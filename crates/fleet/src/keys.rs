@@ -46,19 +46,13 @@ pub fn new_token(prefix: &str) -> Result<String, FleetError> {
 /// A device's X25519 public key from its standard-base64 form, checked to
 /// be a usable key; the error says what was wrong.
 pub fn public_key_from_base64(text: &str) -> Result<[u8; 32], String> {
-    let bytes = B64
-        .decode(text.trim())
-        .map_err(|e| format!("{text:?} is not standard base64 ({e})"))?;
-    let key: [u8; 32] = bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| format!("an X25519 public key is 32 bytes, this is {}", bytes.len()))?;
+    let key = key32_from_base64(text).map_err(|e| format!("{text:?}: {e}"))?;
     outpost_seal::wrap::DevicePublic::from_bytes(key).map_err(|e| e.to_string())?;
     Ok(key)
 }
 
-/// A 32-byte key (public or content) in standard base64.
-pub fn public_key_to_base64(key: &[u8; 32]) -> String {
+/// A 32-byte key (a device public key, a content key) in standard base64.
+pub fn key32_to_base64(key: &[u8; 32]) -> String {
     B64.encode(key)
 }
 

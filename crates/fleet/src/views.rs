@@ -104,7 +104,7 @@ impl Fleet {
             id: d.id.clone(),
             channel: d.channel.clone(),
             registered_at: d.registered_at,
-            public_key: d.public_key.as_ref().map(crate::keys::public_key_to_base64),
+            public_key: d.public_key.as_ref().map(crate::keys::key32_to_base64),
             last_seen_at: d.last_seen_at,
             profile: d.profile.clone(),
             pins: d

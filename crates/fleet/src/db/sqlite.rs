@@ -480,7 +480,7 @@ async fn apply_change(tx: &mut Transaction<'_, Sqlite>, c: &Change) -> DbResult<
                 "INSERT OR REPLACE INTO content_keys (digest, key, created_at) VALUES (?, ?, ?)",
             )
             .bind(digest.to_string())
-            .bind(crate::keys::public_key_to_base64(key))
+            .bind(crate::keys::key32_to_base64(key))
             .bind(secs(*created_at))
             .execute(&mut **tx)
             .await
@@ -508,7 +508,7 @@ async fn write_device(tx: &mut Transaction<'_, Sqlite>, w: &DeviceWrite) -> DbRe
             .bind(d.token_hash.to_string())
             .bind(&d.channel)
             .bind(secs(d.registered_at))
-            .bind(d.public_key.map(|k| crate::keys::public_key_to_base64(&k)))
+            .bind(d.public_key.map(|k| crate::keys::key32_to_base64(&k)))
             .execute(&mut **tx)
             .await
             .map_err(sql("registering a device"))?;
