@@ -6,7 +6,8 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use outpost_protocol::fleet::{
-    CheckInRequest, CheckInResponse, DeviceProfile, RegisterRequest, RegisterResponse,
+    CheckInRequest, CheckInResponse, DeviceProfile, KeyGrant, KeyRequest, RegisterRequest,
+    RegisterResponse,
 };
 use outpost_protocol::telemetry::{TelemetryAck, TelemetryBatch};
 use outpost_protocol::{Digest, ModelName};
@@ -124,6 +125,11 @@ impl FleetClient {
                 profile: profile.clone(),
             },
         )
+    }
+
+    /// Asks for the content key of a sealed blob (`POST /v1/content-keys`).
+    pub fn content_key(&self, req: &KeyRequest) -> Result<KeyGrant, AgentError> {
+        self.post("/v1/content-keys", "the content-key request", req)
     }
 
     pub fn send_telemetry(&self, batch: &TelemetryBatch) -> Result<TelemetryAck, AgentError> {

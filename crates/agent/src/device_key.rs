@@ -2,13 +2,17 @@
 //! device registers, its public half sent to the fleet (which wraps release
 //! content keys to it), its private half kept by a [`DeviceKeyStore`].
 //!
-//! Today's store is [`FileKeyStore`]: a mode-0600 file beside the device
-//! identity, written whole (temp file, fsync, rename). The seams for the
-//! platforms' own key stores are this trait's implementations, not built
-//! here: Android Keystore (X25519 agreement inside the TEE on Android 12+,
-//! so the private key never reaches the app's memory), the Apple Secure
-//! Enclave (P-256 only: those devices would register a DHKEM(P-256) key),
-//! and the Linux kernel keyring (`keyctl`, a user-session key).
+//! Two stores are built ([`KeyStoreKind`] picks one; `outpost agent
+//! --device-key-store`): [`FileKeyStore`], a mode-0600 file beside the
+//! device identity, written whole (temp file, fsync, rename), and, on
+//! Linux, [`KernelKeyring`]: the key lives in the kernel's user keyring
+//! (`keyctl`), readable only by processes of the same user and never on
+//! disk, but gone at reboot (the device then registers again). The seams
+//! for the platforms' own key stores are further implementations of the
+//! trait, not built here: Android Keystore (X25519 agreement inside the TEE
+//! on Android 12+, so the private key never reaches the app's memory) and
+//! the Apple Secure Enclave (P-256 only: those devices would register a
+//! DHKEM(P-256) key).
 
 use std::path::{Path, PathBuf};
 
@@ -78,6 +82,111 @@ impl DeviceKeyStore for FileKeyStore {
     }
 }
 
+/// Which [`DeviceKeyStore`] a device uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyStoreKind {
+    /// [`FileKeyStore`] (the default: survives reboots).
+    #[default]
+    File,
+    /// [`KernelKeyring`] (Linux and Android only).
+    KernelKeyring,
+}
+
+impl KeyStoreKind {
+    /// `file` or `kernel-keyring`.
+    pub fn parse(text: &str) -> Result<KeyStoreKind, AgentError> {
+        match text {
+            "file" => Ok(KeyStoreKind::File),
+            "kernel-keyring" => Ok(KeyStoreKind::KernelKeyring),
+            other => Err(AgentError::Config {
+                what: "the device key store".into(),
+                problem: format!("{other:?} is not one: choose `file` or `kernel-keyring`"),
+            }),
+        }
+    }
+
+    /// The store of this kind for the device store at `store_root`.
+    pub fn open(self, store_root: &Path) -> Box<dyn DeviceKeyStore + Send + Sync> {
+        match self {
+            KeyStoreKind::File => Box::new(FileKeyStore::new(store_root)),
+            KeyStoreKind::KernelKeyring => Box::new(KernelKeyring::new(store_root)),
+        }
+    }
+}
+
+/// The key in the kernel's user keyring (`@u`), as a `user` key named
+/// `outpost-device-key:<store folder>`.
+#[derive(Debug, Clone)]
+pub struct KernelKeyring {
+    description: String,
+}
+
+impl KernelKeyring {
+    pub fn new(store_root: &Path) -> KernelKeyring {
+        let root = store_root
+            .canonicalize()
+            .unwrap_or_else(|_| store_root.to_path_buf());
+        KernelKeyring {
+            description: format!("outpost-device-key:{}", root.display()),
+        }
+    }
+
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    fn fail(&self, action: &str, e: impl std::fmt::Display) -> AgentError {
+        AgentError::Config {
+            what: format!("the device key in the kernel keyring ({})", self.description),
+            problem: format!("{action} failed: {e}; use --device-key-store file where keyctl is not allowed (some containers forbid it)"),
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl DeviceKeyStore for KernelKeyring {
+    fn load(&self) -> Result<Option<DeviceSecret>, AgentError> {
+        use linux_keyutils::{KeyError, KeyRing, KeyRingIdentifier};
+        let ring = KeyRing::from_special_id(KeyRingIdentifier::User, true)
+            .map_err(|e| self.fail("opening the user keyring", format!("{e:?}")))?;
+        let key = match ring.search(&self.description) {
+            Ok(k) => k,
+            Err(KeyError::KeyDoesNotExist) => return Ok(None),
+            Err(e) => return Err(self.fail("searching", format!("{e:?}"))),
+        };
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        let n = key
+            .read(&mut *bytes)
+            .map_err(|e| self.fail("reading", format!("{e:?}")))?;
+        if n != 32 {
+            return Err(self.fail("reading", format!("the key holds {n} bytes, not 32")));
+        }
+        DeviceSecret::from_bytes(*bytes)
+            .map(Some)
+            .map_err(|e| self.fail("reading", e))
+    }
+
+    fn save(&self, secret: &DeviceSecret) -> Result<(), AgentError> {
+        use linux_keyutils::{KeyRing, KeyRingIdentifier};
+        let ring = KeyRing::from_special_id(KeyRingIdentifier::User, true)
+            .map_err(|e| self.fail("opening the user keyring", format!("{e:?}")))?;
+        ring.add_key(&self.description, secret.as_bytes())
+            .map(drop)
+            .map_err(|e| self.fail("adding the key", format!("{e:?}")))
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+impl DeviceKeyStore for KernelKeyring {
+    fn load(&self) -> Result<Option<DeviceSecret>, AgentError> {
+        Err(self.fail("opening", "this platform has no Linux kernel keyring"))
+    }
+
+    fn save(&self, _: &DeviceSecret) -> Result<(), AgentError> {
+        Err(self.fail("opening", "this platform has no Linux kernel keyring"))
+    }
+}
+
 /// The device's key from `store`, made and saved first when there is none.
 pub fn ensure(store: &dyn DeviceKeyStore) -> Result<DevicePublic, AgentError> {
     if let Some(s) = store.load()? {
@@ -111,6 +220,30 @@ mod tests {
         std::fs::write(store.path(), r#"{"x25519_secret":"zz"}"#).expect("write");
         let e = store.load().expect_err("damaged");
         assert!(e.to_string().contains("64 hex digits"), "{e}");
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
+
+    #[test]
+    fn the_kernel_keyring_keeps_a_key_off_disk() {
+        let dir = std::env::temp_dir().join(format!("outpost-keyring-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let ring = KernelKeyring::new(&dir);
+        assert!(ring.load().expect("search").is_none(), "none before");
+        let public = ensure(&ring).expect("made");
+        assert_eq!(ensure(&ring).expect("kept"), public, "read back, not made twice");
+        assert_eq!(
+            std::fs::read_dir(&dir).expect("dir").count(),
+            0,
+            "nothing written to the store folder"
+        );
+        // Another store folder is another key.
+        let other = dir.join("other");
+        std::fs::create_dir_all(&other).expect("dir");
+        assert!(KernelKeyring::new(&other).load().expect("search").is_none());
+        // Revoke it so the test leaves no key behind.
+        use linux_keyutils::{KeyRing, KeyRingIdentifier};
+        let r = KeyRing::from_special_id(KeyRingIdentifier::User, false).expect("ring");
+        r.search(ring.description()).expect("key").invalidate().expect("invalidate");
         std::fs::remove_dir_all(&dir).expect("clean");
     }
 }

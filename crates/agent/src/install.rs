@@ -156,7 +156,7 @@ pub(crate) fn installed(store: &Store) -> Result<Vec<Installed>, AgentError> {
     Ok(out)
 }
 
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -216,17 +216,38 @@ impl Agent {
         }
     }
 
-    /// Runs the canary on the active blob of `m` and reports it; `None`
-    /// when there is no canary to run.
-    fn canary(&self, m: &Manifest) -> Result<Option<Verdict>, AgentError> {
+    /// The model file of `m`'s blob for a canary: the blob itself, or a
+    /// sealed blob opened into memory with its kept key.
+    fn open_for_canary(&self, m: &Manifest) -> Result<Opened, AgentError> {
+        Ok(if m.encryption.is_some() {
+            Opened::Memory(crate::sealed::open_installed(
+                &self.store,
+                &self.cfg.store_root,
+                self.keys.as_ref(),
+                &m.variant.digest,
+            )?)
+        } else {
+            Opened::Plain(self.store.blob_path(&m.variant.digest))
+        })
+    }
+
+    /// Runs the canary of `m` on `model` and reports it; `None` when there
+    /// is no canary to run.
+    fn canary(&self, m: &Manifest, model: &Opened) -> Result<Option<Verdict>, AgentError> {
         let Some(runner) = &self.cfg.canary else {
             return Ok(None);
         };
         let Some(set) = CanarySet::of(m) else {
             return Ok(None);
         };
+        // The child opens an in-memory model by the same /proc path: it
+        // inherits the sealed memfd (never the key) while it runs.
+        let (path, _inherit) = match model {
+            Opened::Plain(p) => (p.clone(), None),
+            Opened::Memory(mem) => (mem.path(), Some(mem.inherit()?)),
+        };
         let r = runner
-            .run(&self.store.blob_path(&m.variant.digest), set)
+            .run(&path, set)
             .unwrap_or_else(|e| {
                 // A model that crashes or cannot load fails its canary.
                 tracing::warn!(error = %e, "canary of {} {} could not run", m.model, m.model_version);
@@ -264,6 +285,13 @@ impl Agent {
             reason: runner.describe(&r),
         }))
     }
+}
+
+/// What a canary runs on.
+enum Opened {
+    Plain(std::path::PathBuf),
+    /// A sealed blob's plaintext, in memory only.
+    Memory(outpost_store::MemoryModel),
 }
 
 /// A canary run's result.
@@ -366,13 +394,23 @@ pub(crate) fn apply(
             return reject("corrupt-blob", e.to_string());
         }
     }
+    // A sealed blob is opened (its key from the fleet, every chunk and the
+    // plaintext checked) before it becomes active; a refusal keeps the
+    // installed model.
+    let opened = match &m.encryption {
+        Some(enc) => match agent.unseal(&m, enc)? {
+            Ok(mem) => Opened::Memory(mem),
+            Err(r) => return reject(r.code, r.reason),
+        },
+        None => Opened::Plain(store.blob_path(&digest)),
+    };
     store.record_installed(&m.model, &digest, &envelope)?;
     store.activate(&m.model, &digest)?;
     if let Some(Verdict {
         pass: false,
         code,
         reason,
-    }) = agent.canary(&m)?
+    }) = agent.canary(&m, &opened)?
     {
         match store.rollback(&m.model) {
             Ok(_) => {}
@@ -391,8 +429,10 @@ pub(crate) fn apply(
         agent.report_install(&m, InstallOutcome::Reverted, Some(code))?;
         return Ok(out(Outcome::Reverted { version, reason }));
     }
+    drop(opened);
     agent.report_install(&m, InstallOutcome::Installed, None)?;
     store.gc(&[])?;
+    crate::sealed::prune(store, &agent.cfg.store_root);
     Ok(out(Outcome::Installed {
         version,
         digest,
@@ -430,7 +470,8 @@ pub(crate) fn recheck_canaries(
         {
             continue;
         }
-        let outcome = match agent.canary(&m)? {
+        let opened = agent.open_for_canary(&m)?;
+        let outcome = match agent.canary(&m, &opened)? {
             None => continue,
             Some(Verdict {
                 pass: true, reason, ..

@@ -26,6 +26,7 @@ mod error;
 mod identity;
 mod install;
 pub mod profile;
+pub mod sealed;
 mod upload;
 
 use std::path::PathBuf;
@@ -77,6 +78,8 @@ pub struct AgentConfig {
     pub backoff: (Duration, Duration),
     /// Check in at least this often, whatever the fleet says.
     pub max_interval: Option<Duration>,
+    /// Where the device's X25519 key (for sealed models) is kept.
+    pub device_key_store: device_key::KeyStoreKind,
 }
 
 /// What one check-in cycle did.
@@ -97,6 +100,7 @@ pub struct Agent {
     spool: Spool,
     client: FleetClient,
     identity: Identity,
+    keys: Box<dyn device_key::DeviceKeyStore + Send + Sync>,
 }
 
 impl Agent {
@@ -110,6 +114,7 @@ impl Agent {
             },
         )?;
         let spool = Spool::open(&store.spool_path(), cfg.spool_max_events)?;
+        let keys = cfg.device_key_store.open(&cfg.store_root);
         let identity = match Identity::load(&cfg.store_root)? {
             Some(id) if id.fleet_url == cfg.fleet_url => id,
             Some(id) => {
@@ -128,7 +133,7 @@ impl Agent {
                 })?;
                 // The key pair for sealed models first: a device that
                 // registered without one is never sent a sealed manifest.
-                let public = device_key::ensure(&device_key::FileKeyStore::new(&cfg.store_root))?;
+                let public = device_key::ensure(keys.as_ref())?;
                 let reg = FleetClient::new(&cfg.fleet_url, None).register(
                     &key,
                     cfg.channel.clone(),
@@ -155,6 +160,7 @@ impl Agent {
             spool,
             client,
             identity,
+            keys,
         })
     }
 

@@ -117,6 +117,18 @@ struct RunArgs {
     /// Check in at least this often (seconds), whatever the fleet says.
     #[arg(long, value_name = "SECONDS")]
     max_interval: Option<u64>,
+    /// Where the device's key for sealed models lives: `file` (STORE/
+    /// device-key.json, mode 0600; survives reboots) or `kernel-keyring`
+    /// (the Linux user keyring: never on disk, gone at reboot, after which
+    /// the device must register again). Give `outpost serve --store` the
+    /// same choice.
+    #[arg(long, value_name = "KIND", default_value = "file", value_parser = parse_key_store)]
+    device_key_store: outpost_agent::device_key::KeyStoreKind,
+}
+
+/// `--device-key-store`'s value.
+pub fn parse_key_store(text: &str) -> Result<outpost_agent::device_key::KeyStoreKind, String> {
+    outpost_agent::device_key::KeyStoreKind::parse(text).map_err(|e| e.to_string())
 }
 
 pub fn agent(a: AgentArgs) -> Result<()> {
@@ -225,6 +237,7 @@ fn run(r: RunArgs, once: bool) -> Result<()> {
         batch_size: 500,
         backoff: (Duration::from_secs(1), Duration::from_secs(300)),
         max_interval: r.max_interval.map(Duration::from_secs),
+        device_key_store: r.device_key_store,
     };
     // Ctrl-C lets the current step finish; SIGTERM (or a kill) stops at
     // once, which the store's crash safety covers.

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use outpost_fleet::api::ReleaseRef;
-use outpost_fleet::meta::{load_dir, Minimums};
-use outpost_protocol::manifest::Version;
 use serde_json::{json, Value};
 
 mod economics;
 mod experiment;
 mod print;
+mod publish;
 mod simulate;
 
 /// Where the fleet is and how to reach its admin API.
@@ -80,6 +79,11 @@ enum FleetCommand {
     /// Examples:
     ///   outpost fleet publish variants/smollm2 --version 1.0.0 --data ./fleet
     ///   outpost fleet publish releases/smollm2-2025-06 --data ./fleet
+    ///   outpost fleet publish variants/smollm2 --version 1.1.0 --encrypt --data ./fleet
+    ///
+    /// Rotating a sealed release's key: publish the same folder again as a
+    /// new version with --encrypt (a fresh key, new blobs) and roll it out;
+    /// devices that installed the old one keep it until then.
     #[command(verbatim_doc_comment)]
     Publish {
         dir: PathBuf,
@@ -92,6 +96,20 @@ enum FleetCommand {
         /// Oldest engine that may load it (variants.json folders; default 0.1.0).
         #[arg(long, value_name = "MAJOR.MINOR.PATCH")]
         min_engine_version: Option<String>,
+        /// Seal every variant under a fresh content key for this release
+        /// (XChaCha20-Poly1305 in chunks): devices get the key only wrapped
+        /// to their own device key, and never hold the plaintext on disk.
+        /// Default: what the fleet says (`serve --seal-releases`).
+        #[arg(long, conflicts_with = "no_encrypt")]
+        encrypt: bool,
+        /// Publish plain GGUF files even where the fleet's default is to seal
+        /// (such a fleet then refuses the release).
+        #[arg(long)]
+        no_encrypt: bool,
+        /// Plaintext bytes per sealed chunk, 1MiB to 4MiB: each chunk is
+        /// verified on its own.
+        #[arg(long, default_value = "1MiB", value_name = "SIZE")]
+        chunk_size: String,
     },
     /// Make a release the channel's release now, for every device on it (no
     /// stages; use `rollout create` for a staged move).
@@ -324,6 +342,10 @@ pub struct ServeArgs {
     /// downloads; Range requests are paced the same way. Default: no cap.
     #[arg(long, value_name = "BYTES")]
     throttle_bytes_per_s: Option<String>,
+    /// Seal every release: `outpost fleet publish` encrypts by default,
+    /// and a plain release is refused (409).
+    #[arg(long)]
+    seal_releases: bool,
 }
 
 pub fn fleet(args: FleetArgs) -> Result<()> {
@@ -413,6 +435,7 @@ fn serve(args: &FleetArgs, s: &ServeArgs) -> Result<()> {
         }
         config.throttle_bytes_per_s = Some(rate);
     }
+    config.seal_releases = s.seal_releases;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
         let fleet = outpost_fleet::Fleet::open(config, Arc::new(outpost_fleet::SystemClock))
@@ -536,52 +559,20 @@ fn run(api: &Api, cmd: &FleetCommand, json_out: bool) -> Result<()> {
             version,
             min_app_version,
             min_engine_version,
+            encrypt,
+            no_encrypt,
+            chunk_size,
         } => {
-            let parse = |flag: &str, v: &Option<String>| {
-                v.as_deref()
-                    .map(Version::parse)
-                    .transpose()
-                    .with_context(|| format!("--{flag}"))
-            };
-            let mins = Minimums {
-                version: version.clone(),
-                min_app_version: parse("min-app-version", min_app_version)?,
-                min_engine_version: parse("min-engine-version", min_engine_version)?,
-            };
-            let rd = load_dir(dir, &mins)
-                .with_context(|| format!("reading the release in {}", dir.display()))?;
-            for (digest, path) in &rd.files {
-                let url = format!("{}/v1/artifacts/{digest}", api.url);
-                let have = api
-                    .agent
-                    .head(&url)
-                    .set("authorization", &api.auth)
-                    .call()
-                    .is_ok();
-                if have {
-                    eprintln!("{digest} already in the fleet ({})", path.display());
-                    continue;
-                }
-                let file = std::fs::File::open(path)
-                    .with_context(|| format!("opening {}", path.display()))?;
-                let len = file.metadata()?.len();
-                let bar = crate::progress::bytes(
-                    len,
-                    &format!("uploading {} as {digest}", path.display()),
-                );
-                let r = api
-                    .agent
-                    .put(&format!("{}/admin/v1/blobs/{digest}", api.url))
-                    .set("authorization", &api.auth)
-                    .set("content-length", &len.to_string())
-                    .send(bar.wrap_read(file));
-                bar.finish_and_clear();
-                api.answer(&format!("uploading {}", path.display()), r)?;
-            }
-            let v = api.send(
-                "POST",
-                "/admin/v1/releases",
-                serde_json::to_value(&rd.meta)?,
+            let v = publish::run(
+                api,
+                &publish::Publish {
+                    dir,
+                    version,
+                    min_app_version,
+                    min_engine_version,
+                    encrypt: (*encrypt || *no_encrypt).then_some(*encrypt),
+                    chunk_size,
+                },
             )?;
             out(&v, &|v| {
                 println!(

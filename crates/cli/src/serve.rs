@@ -27,6 +27,12 @@ pub struct ServeArgs {
     /// spool, which the agent ships to the fleet.
     #[arg(long, value_name = "DIR")]
     pub store: Option<std::path::PathBuf>,
+    /// Where the device key lives, as given to `outpost agent`: `file` or
+    /// `kernel-keyring`. A sealed model in the store is opened with the
+    /// content key the agent kept (wrapped to that device key) into memory
+    /// only, and locked against swap where allowed.
+    #[arg(long, value_name = "KIND", default_value = "file", value_parser = crate::agent::parse_key_store, requires = "store")]
+    pub device_key_store: outpost_agent::device_key::KeyStoreKind,
     /// Address to bind. Anything but loopback needs --api-key.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: IpAddr,
@@ -219,7 +225,11 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         let version = outpost_protocol::manifest::Version::parse(env!("CARGO_PKG_VERSION"))
             .map_err(anyhow::Error::msg)?;
         let l = outpost_server::StoreLink::open(dir, templates, version, version)
-            .with_context(|| format!("--store {}", dir.display()))?;
+            .with_context(|| format!("--store {}", dir.display()))?
+            .with_unsealer(Box::new(KeptKeys {
+                root: dir.clone(),
+                keys: a.device_key_store.open(dir),
+            }));
         for m in l.specs(&cfg, &Default::default())? {
             if specs.iter().any(|s| s.name == m.name) {
                 bail!("model name {:?} is both given and in the store", m.name);
@@ -273,4 +283,18 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     rt.shutdown_timeout(Duration::from_secs(5));
     tracing::info!("stopped");
     result
+}
+
+/// Opens a store's sealed blobs with the keys the agent kept for them.
+struct KeptKeys {
+    root: std::path::PathBuf,
+    keys: Box<dyn outpost_agent::device_key::DeviceKeyStore + Send + Sync>,
+}
+
+impl outpost_server::Unsealer for KeptKeys {
+    fn open(&self, digest: &outpost_protocol::Digest) -> Result<outpost_store::MemoryModel, String> {
+        let store = outpost_store::Store::open_reader(&self.root).map_err(|e| e.to_string())?;
+        outpost_agent::sealed::open_installed(&store, &self.root, self.keys.as_ref(), digest)
+            .map_err(|e| e.to_string())
+    }
 }

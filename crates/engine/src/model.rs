@@ -193,6 +193,10 @@ fn yes(b: bool) -> &'static str {
 pub struct LoadOptions {
     /// Layers to offload to a GPU (only with a GPU build; 0 = CPU only).
     pub gpu_layers: u32,
+    /// Lock the weights in RAM (`mlock`) so they are never swapped out:
+    /// for a sealed model's in-memory plaintext. Where the limit on locked
+    /// memory is too low llama.cpp says so and loads unlocked.
+    pub mlock: bool,
 }
 
 /// A loaded GGUF model. Cheap to share across threads behind an `Arc`;
@@ -235,7 +239,9 @@ impl Model {
             });
         }
         let backend = backend()?;
-        let params = LlamaModelParams::default().with_n_gpu_layers(opts.gpu_layers);
+        let params = LlamaModelParams::default()
+            .with_n_gpu_layers(opts.gpu_layers)
+            .with_use_mlock(opts.mlock);
         logs::clear();
         let inner = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
             let mut problem = logs::recent_problems();

@@ -103,6 +103,21 @@ impl Fleet {
             let (Some(d), Some(len)) = (v.digest, v.length) else {
                 continue; // validate() refused these
             };
+            match &v.encryption {
+                None if self.config.seal_releases => {
+                    return Err(FleetError::Conflict(format!(
+                        "variants[{i}] ({}) is not sealed, and this fleet seals every release: publish with `outpost fleet publish --encrypt`",
+                        v.quantization
+                    )))
+                }
+                Some(_) if !self.state().content_keys.contains_key(&d) => {
+                    return Err(FleetError::Conflict(format!(
+                        "variants[{i}] ({}) is sealed but blob {d} has no content key here, so no device could open it: set it first (PUT /admin/v1/content-keys/{d})",
+                        v.quantization
+                    )))
+                }
+                _ => {}
+            }
             match self.store.blob_len(&d) {
                 Ok(have) if have == len => {}
                 Ok(have) => {

@@ -220,6 +220,10 @@ pub struct DeviceList {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusView {
     pub key_id: String,
+    /// This fleet seals every release (`--seal-releases`); `outpost fleet
+    /// publish` encrypts by default here.
+    #[serde(default)]
+    pub seal_releases: bool,
     pub frozen: Option<Freeze>,
     pub devices: u64,
     /// Devices skipping at least one release as not loadable.

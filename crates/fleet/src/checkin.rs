@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use outpost_protocol::fleet::{
-    CheckInRequest, CheckInResponse, ModelAssignment, RegisterRequest, RegisterResponse,
+    Blocked, CheckInRequest, CheckInResponse, ModelAssignment, RegisterRequest, RegisterResponse,
 };
 use outpost_protocol::manifest::ModelName;
 use outpost_protocol::{Digest, Timestamp};
@@ -19,7 +19,7 @@ use crate::assign::decide;
 use crate::db::{DeviceWrite, NewDevice};
 use crate::error::{FleetError, FleetResult};
 use crate::keys::{new_token, random32, secret_hash};
-use crate::state::{lock, Device, Issued};
+use crate::state::{lock, Device, Issued, Release};
 use crate::Fleet;
 
 /// The channel a device joins when it names none.
@@ -124,6 +124,14 @@ impl Fleet {
                     blocked: dec.blocked,
                     note: dec.note,
                 };
+                if let Some((release, _)) = dec.chosen.filter(|_| d.public_key.is_none()) {
+                    if let Some(reason) = sealed_without_key(release, &profile.device_class) {
+                        a.blocked.push(reason.clone());
+                        blocked_now.entry(model.clone()).or_default().push(reason);
+                        out.push(a);
+                        continue;
+                    }
+                }
                 if let Some((release, source)) = dec.chosen {
                     let key_id = self.signer.key_id();
                     let Some(mut m) = release.meta.manifest_for(
@@ -199,4 +207,15 @@ impl Fleet {
         self.writer.write(write).await?;
         Ok(response)
     }
+}
+
+/// A device registered without a public key cannot open a sealed variant:
+/// why it is blocked from `release`, or `None` when its variant is plain.
+fn sealed_without_key(release: &Release, class: &str) -> Option<Blocked> {
+    let (_, cfg) = release.meta.class_config(class)?;
+    release.meta.variant(&cfg.variant)?.encryption.as_ref()?;
+    Some(Blocked {
+        model_version: release.meta.version.clone(),
+        reason: "the release is sealed and this device registered without a public key: register again with an agent that makes a device key".into(),
+    })
 }

@@ -97,6 +97,9 @@ pub struct FleetConfig {
     /// For tests that need a download to take a while (crash tests of the
     /// device agent).
     pub throttle_bytes_per_s: Option<u64>,
+    /// Every release must be sealed (`outpost fleet publish --encrypt`,
+    /// #23): the CLI seals by default and a plain release is refused.
+    pub seal_releases: bool,
 }
 
 impl FleetConfig {
@@ -111,6 +114,7 @@ impl FleetConfig {
             telemetry: telemetry::TelemetryConfig::default(),
             halt: health::HaltPolicy::default(),
             throttle_bytes_per_s: None,
+            seal_releases: false,
         }
     }
 }

@@ -39,7 +39,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use outpost_protocol::manifest::{
-    Canary, EmbeddingCanary, KvCacheType, Manifest, ModelKind, ModelName, Requirements,
+    Canary, EmbeddingCanary, Encryption, KvCacheType, Manifest, ModelKind, ModelName, Requirements,
     RuntimeConfig, Variant, Version,
 };
 use outpost_protocol::{Digest, Timestamp};
@@ -47,12 +47,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 mod embedding;
+mod seal;
 mod variants;
 
 pub use embedding::{
     from_embedding_variants, load_embedding_dir, BUFFER_BYTES as EMBEDDING_BUFFER_BYTES,
     EMBEDDING_VARIANTS_FILE,
 };
+pub use seal::seal_release;
 pub use variants::{from_variants, load_variants_dir, Minimums, VARIANTS_FILE};
 
 /// The file `load_release_dir` reads in a release folder.
@@ -118,6 +120,10 @@ pub struct VariantMeta {
     /// Canary texts and vectors (embedding models).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub embedding_fingerprints: Vec<EmbeddingCanary>,
+    /// Set by `outpost fleet publish --encrypt` ([`seal_release`]): the
+    /// blob (`digest`, `length`) is sealed and this says how it opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
 }
 
 /// What a device class runs.
@@ -327,7 +333,7 @@ impl ReleaseMeta {
             },
             canaries: v.fingerprints.clone(),
             embedding_canaries: v.embedding_fingerprints.clone(),
-            encryption: None,
+            encryption: v.encryption.clone(),
         })
     }
 }

@@ -204,6 +204,7 @@ impl Fleet {
         };
         StatusView {
             key_id: self.signer.key_id().to_string(),
+            seal_releases: self.config.seal_releases,
             frozen: self.state().frozen.clone(),
             devices: total,
             blocked_devices,

@@ -12,6 +12,10 @@
 //!   spool, tagged with the release the store installed; the agent ships
 //!   the spool to the fleet. An embedding request appends an `embedding`
 //!   event (inputs, tokens, latency) instead.
+//! - A sealed blob (its manifest has `encryption`, #23) is opened into
+//!   memory only by the [`Unsealer`] the caller gives (the CLI's opens it
+//!   with the key the agent kept, wrapped to the device key); the opened
+//!   plaintext must hash to the manifest's `plaintext_digest`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,17 +25,24 @@ use std::sync::Arc;
 use outpost_engine::ChatTemplate;
 use outpost_protocol::manifest::Version;
 use outpost_protocol::telemetry::{EventData, TelemetryEvent};
-use outpost_protocol::{ModelName, Timestamp};
+use outpost_protocol::{Digest, ModelName, Timestamp};
 use outpost_store::spool::{Spool, DEFAULT_MAX_EVENTS};
-use outpost_store::Store;
+use outpost_store::{MemoryModel, Store};
 
 use crate::error::ServerError;
 use crate::registry::ModelSpec;
 use crate::served::ServerConfig;
 
+/// Opens a sealed blob of the store into memory.
+pub trait Unsealer: Send + Sync {
+    /// The plaintext of the blob `digest`, or why it cannot be opened.
+    fn open(&self, digest: &Digest) -> Result<MemoryModel, String>;
+}
+
 /// The store a server follows, and its spool.
 pub struct StoreLink {
     root: PathBuf,
+    unsealer: Option<Box<dyn Unsealer>>,
     templates: HashMap<String, Arc<ChatTemplate>>,
     spool: Spool,
     app_version: Version,
@@ -52,12 +63,20 @@ impl StoreLink {
         let spool = Spool::open(&store.spool_path(), DEFAULT_MAX_EVENTS)?;
         Ok(StoreLink {
             root: root.to_path_buf(),
+            unsealer: None,
             templates,
             spool,
             app_version,
             engine_version,
             spool_failed: AtomicBool::new(false),
         })
+    }
+
+    /// Sealed blobs are opened with `unsealer`; without one they are
+    /// refused by name.
+    pub fn with_unsealer(mut self, unsealer: Box<dyn Unsealer>) -> StoreLink {
+        self.unsealer = Some(unsealer);
+        self
     }
 
     /// One spec per active model whose blob is not among `known` (name →
@@ -75,7 +94,26 @@ impl StoreLink {
             if known.get(&name) == Some(&pointer.active) {
                 continue;
             }
-            let path = store.blob_path(&pointer.active);
+            let manifest = store
+                .installed_manifest(&model, &pointer.active)?
+                .map(|m| m.manifest);
+            let sealed = manifest.as_ref().and_then(|m| m.encryption.as_ref());
+            let (path, backing, want) = match sealed {
+                None => (store.blob_path(&pointer.active), None, pointer.active),
+                Some(enc) => {
+                    let unsealer = self.unsealer.as_ref().ok_or_else(|| ServerError::Sealed {
+                        model: name.clone(),
+                        problem: "this server was started without the device's keys".into(),
+                    })?;
+                    let mem = unsealer.open(&pointer.active).map_err(|problem| {
+                        ServerError::Sealed {
+                            model: name.clone(),
+                            problem,
+                        }
+                    })?;
+                    (mem.path(), Some(Arc::new(mem)), enc.plaintext_digest)
+                }
+            };
             let mut spec =
                 ModelSpec::inspect(&name, &path, self.templates.get(&name).cloned(), cfg).map_err(
                     |e| ServerError::InStore {
@@ -83,17 +121,16 @@ impl StoreLink {
                         inner: Box::new(e),
                     },
                 )?;
-            if spec.digest != pointer.active.to_string() {
+            if spec.digest != want.to_string() {
                 return Err(ServerError::Damaged {
                     model: name,
-                    pointer: pointer.active.to_string(),
+                    pointer: want.to_string(),
                     actual: spec.digest,
                 });
             }
-            let version = store
-                .installed_manifest(&model, &pointer.active)?
-                .map_or_else(|| "unknown".to_string(), |m| m.manifest.model_version);
+            let version = manifest.map_or_else(|| "unknown".to_string(), |m| m.model_version);
             spec.release = Some((version, pointer.active));
+            spec.backing = backing;
             out.push(spec);
         }
         Ok(out)

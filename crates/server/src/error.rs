@@ -42,6 +42,8 @@ pub enum ServerError {
         pointer: String,
         actual: String,
     },
+    #[error("{model}: its active blob is sealed and could not be opened: {problem}; the agent installs it again (check `outpost agent` ran with the same --device-key-store)")]
+    Sealed { model: String, problem: String },
     #[error("this server was not started with --store; there is nothing to reload")]
     NoStore,
     #[error("the reload stopped before it finished: {0}")]

@@ -46,7 +46,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-pub use device::StoreLink;
+pub use device::{StoreLink, Unsealer};
 pub use error::{ApiError, ServerError};
 pub use registry::{ModelSpec, Registry, ReloadReport};
 pub use reqlog::RequestLog;

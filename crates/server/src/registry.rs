@@ -54,6 +54,9 @@ pub struct ModelSpec {
     /// The release this file is, when it came from a device store
     /// (`--store`): model version and the digest the store names it by.
     pub release: Option<(String, outpost_protocol::Digest)>,
+    /// A sealed model's in-memory plaintext, which `path` names
+    /// (`/proc/self/fd/N`): kept open as long as the spec lives.
+    pub backing: Option<Arc<outpost_store::MemoryModel>>,
 }
 
 impl ModelSpec {
@@ -155,6 +158,7 @@ impl ModelSpec {
             memory,
             embedding,
             release: None,
+            backing: None,
         })
     }
 }
@@ -461,6 +465,7 @@ impl Registry {
                 template: spec.template.clone(),
                 digest: spec.digest.clone(),
                 ctx_per_slot: spec.ctx_per_slot,
+                backing: spec.backing.clone(),
             };
             let model = tokio::task::spawn_blocking(move || ServedModel::load(&for_load, &cfg))
                 .await

@@ -79,6 +79,8 @@ pub struct LoadSpec {
     pub template: Option<Arc<ChatTemplate>>,
     pub digest: String,
     pub ctx_per_slot: u32,
+    /// A sealed model's in-memory plaintext, which `path` names.
+    pub backing: Option<Arc<outpost_store::MemoryModel>>,
 }
 
 /// One model being served.
@@ -97,6 +99,8 @@ pub struct ServedModel {
     /// first, else the model's own), or None for the generic format;
     /// detected once, at load.
     pub tool_family: Option<outpost_protocol::tool_native::Family>,
+    /// Keeps a sealed model's in-memory plaintext open while it is served.
+    pub backing: Option<Arc<outpost_store::MemoryModel>>,
 }
 
 /// What a loaded model runs: a scheduler for models that generate, an
@@ -109,7 +113,13 @@ pub enum Serving {
 impl ServedModel {
     /// Loads `spec`'s file and starts its scheduler (or embedding worker).
     pub fn load(spec: &LoadSpec, cfg: &ServerConfig) -> Result<ServedModel, crate::ServerError> {
-        let model = Arc::new(Model::load(&spec.path, &LoadOptions::default())?);
+        // A sealed model's plaintext (in memory only) is locked against
+        // swap where the system allows.
+        let opts = LoadOptions {
+            mlock: spec.backing.is_some(),
+            ..LoadOptions::default()
+        };
+        let model = Arc::new(Model::load(&spec.path, &opts)?);
         let serving = if model.info().embedding.is_some() {
             Serving::Embed(Embedder::start(
                 model.clone(),
@@ -144,6 +154,7 @@ impl ServedModel {
             template: spec.template.clone(),
             digest: spec.digest.clone(),
             created: now(),
+            backing: spec.backing.clone(),
         })
     }
 }

@@ -50,6 +50,41 @@ impl MemoryModel {
     pub fn digest(&self) -> Option<&Digest> {
         self.digest.as_ref()
     }
+
+    /// Lets child processes started while the guard lives open the model
+    /// by the same [`MemoryModel::path`] (the agent's canary): the memfd's
+    /// close-on-exec flag is cleared until the guard drops. The child gets
+    /// the sealed, read-only memfd, never the key.
+    pub fn inherit(&self) -> Result<Inherit<'_>> {
+        set_cloexec(&self.file, false).map_err(|source| StoreError::Io {
+            action: "let a child process open",
+            path: self.path(),
+            source,
+        })?;
+        Ok(Inherit(self))
+    }
+}
+
+/// See [`MemoryModel::inherit`].
+#[derive(Debug)]
+pub struct Inherit<'a>(&'a MemoryModel);
+
+impl Drop for Inherit<'_> {
+    fn drop(&mut self) {
+        let _ = set_cloexec(&self.0.file, true);
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn set_cloexec(file: &File, on: bool) -> io::Result<()> {
+    use rustix::io::{fcntl_setfd, FdFlags};
+    let flags = if on { FdFlags::CLOEXEC } else { FdFlags::empty() };
+    fcntl_setfd(file, flags).map_err(io::Error::from)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn set_cloexec(_: &File, _: bool) -> io::Result<()> {
+    Ok(())
 }
 
 /// Opens the sealed blob at `path` with `key` into memory. Chunks are

@@ -101,6 +101,7 @@ pub fn from_embedding_variants(
             ]),
             fingerprints: Vec::new(),
             embedding_fingerprints: t.fingerprints.clone(),
+            encryption: None,
         });
     }
     let chosen = file

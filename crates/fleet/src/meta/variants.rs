@@ -107,6 +107,7 @@ pub fn from_variants(file: &VariantsFile, mins: &Minimums) -> Result<ReleaseMeta
             quality,
             fingerprints: t.fingerprints.clone(),
             embedding_fingerprints: Vec::new(),
+            encryption: None,
         });
     }
 
