@@ -155,6 +155,14 @@ enum FleetCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Revoke a device: the fleet releases no content key of a sealed
+    /// model to it again (what it installed before stays on it, sealed;
+    /// the serve process there keeps its kept key). Audited.
+    ///
+    /// Examples:
+    ///   outpost fleet revoke-device dev-3f2a...
+    #[command(verbatim_doc_comment)]
+    RevokeDevice { device: String },
     /// Kill switch: freeze every rollout (no stage moves, by hand or by
     /// timer), optionally revoking releases in the same step.
     ///
@@ -660,6 +668,16 @@ fn run(api: &Api, cmd: &FleetCommand, json_out: bool) -> Result<()> {
                 q.push_str(&format!("&class={c}"));
             }
             out(&api.get(&q)?, &print::devices);
+        }
+        FleetCommand::RevokeDevice { device } => {
+            let v = api.send(
+                "POST",
+                &format!("/admin/v1/devices/{device}/revoke"),
+                json!({}),
+            )?;
+            out(&v, &|_| {
+                println!("{device} revoked: no content key is released to it again")
+            });
         }
         FleetCommand::Status => out(&api.get("/admin/v1/status")?, &print::status),
         FleetCommand::Cohorts { minutes } => out(

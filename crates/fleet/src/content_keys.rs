@@ -88,13 +88,42 @@ impl Fleet {
         .await
     }
 
-    /// `POST /v1/content-keys` with the device's bearer token.
+    /// `POST /v1/content-keys` with the device's bearer token. Grants and
+    /// refusals (after the token is accepted) are both audited, with the
+    /// device as actor.
     pub async fn grant_content_key(&self, token: &str, req: KeyRequest) -> FleetResult<KeyGrant> {
         let device = self.device_by_token(token)?;
+        let device_id = lock(&device).id.clone();
+        let digest = req.digest;
+        match self.grant_to(&device, req).await {
+            Ok(g) => Ok(g),
+            Err(e) => {
+                let audit = crate::db::AuditRecord {
+                    id: 0,
+                    at: self.now(),
+                    actor: format!("device/{device_id}"),
+                    action: "content-key.refuse".into(),
+                    target: format!("blob/{digest}"),
+                    detail: serde_json::json!({"reason": e.to_string()}),
+                };
+                // The refusal stands even if its record cannot be written.
+                if let Err(db) = self.db.commit(Vec::new(), audit).await {
+                    tracing::error!(error = %db, "auditing a refused content-key request");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn grant_to(
+        &self,
+        device: &crate::state::DeviceRef,
+        req: KeyRequest,
+    ) -> FleetResult<KeyGrant> {
         let nonce = parse_nonce(&req.nonce)?;
         let now = self.now();
         let (device_id, public, release) = {
-            let d = lock(&device);
+            let d = lock(device);
             if let Some(at) = d.revoked_at {
                 return Err(FleetError::Forbidden(format!(
                     "device {} was revoked at {at}: no content keys are released to it",
