@@ -220,12 +220,15 @@ impl Agent {
     /// sealed blob opened into memory with its kept key.
     fn open_for_canary(&self, m: &Manifest) -> Result<Opened, AgentError> {
         Ok(if m.encryption.is_some() {
-            Opened::Memory(crate::sealed::open_installed(
+            let mem = crate::sealed::open_installed(
                 &self.store,
                 &self.cfg.store_root,
                 self.keys.as_ref(),
                 &m.variant.digest,
-            )?)
+            )?;
+            // The child reads it by path: all of it must be in first.
+            mem.wait_for(mem.len())?;
+            Opened::Memory(mem)
         } else {
             Opened::Plain(self.store.blob_path(&m.variant.digest))
         })

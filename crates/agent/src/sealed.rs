@@ -164,11 +164,12 @@ pub fn kept_key(root: &Path, keys: &dyn DeviceKeyStore, digest: &Digest) -> Resu
 }
 
 /// Opens the installed sealed blob `digest` into memory with its kept key
-/// (for `outpost serve --store` and canary re-runs). The plaintext digest
-/// is not re-checked here: every chunk is authenticated under the key.
+/// (for `outpost serve --store` and canary re-runs), in the background
+/// (`MemoryModel::wait_for` waits for its bytes). The plaintext digest is
+/// not re-checked here: every chunk is authenticated under the key.
 pub fn open_installed(store: &Store, root: &Path, keys: &dyn DeviceKeyStore, digest: &Digest) -> Result<MemoryModel, AgentError> {
     let key = kept_key(root, keys, digest)?;
-    Ok(open_sealed(&store.blob_path(digest), &key, None)?)
+    Ok(outpost_store::open_sealed_background(&store.blob_path(digest), &key)?)
 }
 
 /// Removes kept keys whose blob the store no longer holds.

@@ -83,8 +83,17 @@ fn check(file: &str) {
         ((), m)
     });
     let (sealed_s, got) = timed(|| {
-        let mem = outpost_store::open_sealed(&sealed_path, &key, None).expect("open sealed");
-        let m = Model::load(&mem.path(), &LoadOptions::default()).expect("load from memfd");
+        let mem = std::sync::Arc::new(
+            outpost_store::open_sealed_background(&sealed_path, &key).expect("open sealed"),
+        );
+        let m2 = mem.clone();
+        let opts = LoadOptions {
+            arrival: Some(outpost_engine::gguf::Arrival::new(move |n| {
+                m2.wait_for(n).map_err(|e| e.to_string())
+            })),
+            ..LoadOptions::default()
+        };
+        let m = Model::load(&mem.path(), &opts).expect("load from memfd");
         (mem, m)
     });
     assert_eq!(got, want, "{file}: the sealed model answers differently");

@@ -99,6 +99,13 @@ impl GgufHeader {
     /// metadata entry, every tensor's type and shape, and that every tensor's
     /// data lies inside the file.
     pub fn read(path: &Path) -> Result<Self> {
+        Self::read_arriving(path, None)
+    }
+
+    /// [`GgufHeader::read`] of a file still being written in order (a
+    /// sealed model opening in the background): every read first waits
+    /// until the bytes it covers have arrived.
+    pub fn read_arriving(path: &Path, arrival: Option<&Arrival>) -> Result<Self> {
         let file = File::open(path).map_err(|source| EngineError::Open {
             path: path.to_path_buf(),
             source,
@@ -112,7 +119,15 @@ impl GgufHeader {
         }
         let file_size = meta.len();
         let mut r = Reader {
-            inner: BufReader::with_capacity(1 << 16, file),
+            inner: BufReader::with_capacity(
+                1 << 16,
+                Arriving {
+                    file,
+                    pos: 0,
+                    size: file_size,
+                    arrival: arrival.cloned(),
+                },
+            ),
             pos: 0,
             path,
             file_size,
@@ -356,8 +371,50 @@ fn tensor_size(ty: u32, dims: &[u64]) -> std::result::Result<(String, u64), Stri
     Ok((name, n))
 }
 
+/// A file whose bytes arrive in order: see [`Arrival`].
+struct Arriving {
+    file: File,
+    pos: u64,
+    size: u64,
+    arrival: Option<Arrival>,
+}
+
+impl Read for Arriving {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(a) = &self.arrival {
+            let end = (self.pos + buf.len() as u64).min(self.size);
+            a.wait_for(end).map_err(std::io::Error::other)?;
+        }
+        let n = self.file.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Waits until the first N bytes of a model file being written in order
+/// have arrived; `Err` says why they never will (a sealed model whose
+/// opening failed).
+#[derive(Clone)]
+pub struct Arrival(std::sync::Arc<dyn Fn(u64) -> std::result::Result<(), String> + Send + Sync>);
+
+impl Arrival {
+    pub fn new(wait_for: impl Fn(u64) -> std::result::Result<(), String> + Send + Sync + 'static) -> Arrival {
+        Arrival(std::sync::Arc::new(wait_for))
+    }
+
+    pub fn wait_for(&self, bytes: u64) -> std::result::Result<(), String> {
+        (self.0)(bytes)
+    }
+}
+
+impl std::fmt::Debug for Arrival {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Arrival")
+    }
+}
+
 struct Reader<'p> {
-    inner: BufReader<File>,
+    inner: BufReader<Arriving>,
     pos: u64,
     path: &'p Path,
     file_size: u64,

@@ -197,6 +197,13 @@ pub struct LoadOptions {
     /// for a sealed model's in-memory plaintext. Where the limit on locked
     /// memory is too low llama.cpp says so and loads unlocked.
     pub mlock: bool,
+    /// The file is still arriving (a sealed model opening in the
+    /// background, `outpost_store::open_sealed_background`): the header is
+    /// read as its bytes arrive, llama.cpp parses the metadata while the
+    /// weights are still being opened, and it reads no tensor data before
+    /// the whole file is in (the wait sits in its progress callback, which
+    /// it calls before loading the first tensor).
+    pub arrival: Option<crate::gguf::Arrival>,
 }
 
 /// A loaded GGUF model. Cheap to share across threads behind an `Arc`;
@@ -223,7 +230,7 @@ impl Model {
     /// Rust first, so bad files get a precise error and never reach a
     /// llama.cpp code path that could abort the process.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Model> {
-        let header = GgufHeader::read(path)?;
+        let header = GgufHeader::read_arriving(path, opts.arrival.as_ref())?;
         let architecture = header
             .architecture()
             .ok_or_else(|| EngineError::BadGguf {
@@ -239,12 +246,35 @@ impl Model {
             });
         }
         let backend = backend()?;
-        let params = LlamaModelParams::default()
+        let mut params = LlamaModelParams::default()
             .with_n_gpu_layers(opts.gpu_layers)
             .with_use_mlock(opts.mlock);
+        let arrival_failed = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+        if let Some(a) = &opts.arrival {
+            // The metadata llama.cpp parses lies before the tensor data.
+            a.wait_for(header.data_offset).map_err(|problem| EngineError::Load {
+                path: path.to_path_buf(),
+                problem,
+            })?;
+            let (a, failed, size) = (a.clone(), arrival_failed.clone(), header.file_size);
+            let mut arrived = false;
+            params = params.with_progress_callback(move |_| {
+                if !arrived {
+                    if let Err(e) = a.wait_for(size) {
+                        *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        return false;
+                    }
+                    arrived = true;
+                }
+                true
+            });
+        }
         logs::clear();
         let inner = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
             let mut problem = logs::recent_problems();
+            if let Some(f) = arrival_failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                problem = f;
+            }
             if problem.is_empty() {
                 problem = e.to_string();
             }

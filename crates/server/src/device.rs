@@ -14,8 +14,11 @@
 //!   event (inputs, tokens, latency) instead.
 //! - A sealed blob (its manifest has `encryption`, #23) is opened into
 //!   memory only by the [`Unsealer`] the caller gives (the CLI's opens it
-//!   with the key the agent kept, wrapped to the device key); the opened
-//!   plaintext must hash to the manifest's `plaintext_digest`.
+//!   with the key the agent kept, wrapped to the device key), in the
+//!   background: the header is read and llama.cpp parses the metadata
+//!   while the weights are still being opened. It is not hashed again:
+//!   every chunk is authenticated under the release's key, and the agent
+//!   checked the whole plaintext against `plaintext_digest` at install.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -98,8 +101,24 @@ impl StoreLink {
                 .installed_manifest(&model, &pointer.active)?
                 .map(|m| m.manifest);
             let sealed = manifest.as_ref().and_then(|m| m.encryption.as_ref());
-            let (path, backing, want) = match sealed {
-                None => (store.blob_path(&pointer.active), None, pointer.active),
+            let template = self.templates.get(&name).cloned();
+            let in_store = |e| ServerError::InStore {
+                model: name.clone(),
+                inner: Box::new(e),
+            };
+            let mut spec = match sealed {
+                None => {
+                    let spec = ModelSpec::inspect(&name, &store.blob_path(&pointer.active), template, cfg)
+                        .map_err(in_store)?;
+                    if spec.digest != pointer.active.to_string() {
+                        return Err(ServerError::Damaged {
+                            model: name,
+                            pointer: pointer.active.to_string(),
+                            actual: spec.digest,
+                        });
+                    }
+                    spec
+                }
                 Some(enc) => {
                     let unsealer = self.unsealer.as_ref().ok_or_else(|| ServerError::Sealed {
                         model: name.clone(),
@@ -111,26 +130,12 @@ impl StoreLink {
                             problem,
                         }
                     })?;
-                    (mem.path(), Some(Arc::new(mem)), enc.plaintext_digest)
+                    ModelSpec::inspect_sealed(&name, Arc::new(mem), enc.plaintext_digest, template, cfg)
+                        .map_err(in_store)?
                 }
             };
-            let mut spec =
-                ModelSpec::inspect(&name, &path, self.templates.get(&name).cloned(), cfg).map_err(
-                    |e| ServerError::InStore {
-                        model: name.clone(),
-                        inner: Box::new(e),
-                    },
-                )?;
-            if spec.digest != want.to_string() {
-                return Err(ServerError::Damaged {
-                    model: name,
-                    pointer: want.to_string(),
-                    actual: spec.digest,
-                });
-            }
             let version = manifest.map_or_else(|| "unknown".to_string(), |m| m.model_version);
             spec.release = Some((version, pointer.active));
-            spec.backing = backing;
             out.push(spec);
         }
         Ok(out)

@@ -31,6 +31,12 @@ use outpost_protocol::ollama::{KeepAlive, ModelDetails};
 use crate::error::{ApiError, ServerError};
 use crate::served::{file_digest, ServedModel, ServerConfig};
 
+/// The engine's wait for a sealed model's bytes still being opened.
+pub(crate) fn arrival_of(m: &Arc<outpost_store::MemoryModel>) -> outpost_engine::gguf::Arrival {
+    let m = m.clone();
+    outpost_engine::gguf::Arrival::new(move |n| m.wait_for(n).map_err(|e| e.to_string()))
+}
+
 /// What is known of a model without loading it.
 #[derive(Debug, Clone)]
 pub struct ModelSpec {
@@ -67,7 +73,40 @@ impl ModelSpec {
         template: Option<Arc<ChatTemplate>>,
         cfg: &ServerConfig,
     ) -> Result<ModelSpec, ServerError> {
-        let header = GgufHeader::read(path)?;
+        Self::inspect_with(name, path, template, cfg, None)
+    }
+
+    /// A sealed model being opened into memory in the background: its
+    /// header is read as it arrives, and its digest is the manifest's
+    /// plaintext digest (every chunk is authenticated under the release's
+    /// key, and the install checked the whole plaintext against it), so
+    /// the weights are not hashed again before they load.
+    pub fn inspect_sealed(
+        name: &str,
+        memory: Arc<outpost_store::MemoryModel>,
+        plaintext: outpost_protocol::Digest,
+        template: Option<Arc<ChatTemplate>>,
+        cfg: &ServerConfig,
+    ) -> Result<ModelSpec, ServerError> {
+        let mut spec = Self::inspect_with(
+            name,
+            &memory.path(),
+            template,
+            cfg,
+            Some((&arrival_of(&memory), plaintext)),
+        )?;
+        spec.backing = Some(memory);
+        Ok(spec)
+    }
+
+    fn inspect_with(
+        name: &str,
+        path: &Path,
+        template: Option<Arc<ChatTemplate>>,
+        cfg: &ServerConfig,
+        sealed: Option<(&outpost_engine::gguf::Arrival, outpost_protocol::Digest)>,
+    ) -> Result<ModelSpec, ServerError> {
+        let header = GgufHeader::read_arriving(path, sealed.as_ref().map(|s| s.0))?;
         let arch = header
             .architecture()
             .ok_or_else(|| ServerError::NoArchitecture {
@@ -98,10 +137,13 @@ impl ModelSpec {
             u64::from(cfg.slots),
             512,
         )?;
-        let digest = file_digest(path).map_err(|io| ServerError::Hash {
-            path: path.to_path_buf(),
-            io,
-        })?;
+        let digest = match &sealed {
+            Some((_, d)) => d.to_string(),
+            None => file_digest(path).map_err(|io| ServerError::Hash {
+                path: path.to_path_buf(),
+                io,
+            })?,
+        };
         let n_params = header.n_params();
         let parameter_size = header
             .str("general.size_label")

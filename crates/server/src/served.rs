@@ -117,6 +117,7 @@ impl ServedModel {
         // swap where the system allows.
         let opts = LoadOptions {
             mlock: spec.backing.is_some(),
+            arrival: spec.backing.as_ref().map(crate::registry::arrival_of),
             ..LoadOptions::default()
         };
         let model = Arc::new(Model::load(&spec.path, &opts)?);

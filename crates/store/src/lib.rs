@@ -56,7 +56,7 @@ pub use crash::{crash_point, crash_value, CRASH_VAR};
 pub use error::{Result, StoreError};
 pub use gc::GcReport;
 pub use manifests::StoredManifest;
-pub use memory::{open_sealed, Inherit, MemoryModel};
+pub use memory::{open_sealed, open_sealed_background, Inherit, MemoryModel};
 pub use partial::Partial;
 pub use pointer::Pointer;
 
