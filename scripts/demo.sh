@@ -144,8 +144,8 @@ $outpost fleet serve --data "$fleet" --port 8700 2>/tmp/outpost-demo-fleet.log &
 fleet_pid=$!
 trap 'kill $server $fleet_pid 2>/dev/null || true' EXIT
 wait_for 8700
-step "Publish the variant folder as release 1.0.0 (files hashed, checked against variants.json, uploaded)" \
-  $outpost fleet publish /tmp/outpost-demo-variants --version 1.0.0 --data "$fleet"
+step "Publish the variant folder as release 1.0.0, sealed: each tier encrypted under the release's key (devices get it only wrapped to their own device key), hashed, uploaded" \
+  $outpost fleet publish /tmp/outpost-demo-variants --version 1.0.0 --encrypt --data "$fleet"
 step "Make it the stable channel's release" $outpost fleet release smollm2-135m@1.0.0 --data "$fleet"
 step "200 devices of the four classes register, check in and get a signed manifest" \
   $outpost fleet simulate --devices 200 --classes phone-4GB,phone-8GB,laptop-16GB,desktop-32GB --data "$fleet"
@@ -154,9 +154,10 @@ printf '\n== A device agent installs its tier; outpost serve answers with it; te
 device=/tmp/outpost-demo-device
 rm -rf "$device"
 printf 'device_class = "phone-8GB"\nram_bytes = 8000000000\nos = "android"\n' > /tmp/outpost-demo-phone.toml
-step "One check-in: verify the signed manifest, download, install atomically, run the quality canary" \
+step "One check-in: verify the signed manifest, download, get the content key wrapped to this device, open the model into memory, install atomically, run the quality canary" \
   $outpost agent once --fleet http://127.0.0.1:8700 --store "$device" --profile /tmp/outpost-demo-phone.toml \
   --app-key-file "$fleet/app.key" --pin "$fleet/signing.pub.json"
+python3 -c 'import os, sys; files = [os.path.join(d, f) for d, _, fs in os.walk(sys.argv[1]) for f in fs]; clear = sum(open(p, "rb").read(4) == b"GGUF" for p in files); print("files in the device store: %d; GGUF in the clear among them: %d (the model is opened into memory only)" % (len(files), clear))' "$device"
 $outpost serve --store "$device" --port 8652 2>/tmp/outpost-demo-device-serve.log &
 device_server=$!
 trap 'kill $server $fleet_pid $device_server 2>/dev/null || true' EXIT

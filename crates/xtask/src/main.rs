@@ -21,6 +21,7 @@ mod fleet_bench;
 mod index_bench;
 mod progress;
 mod router_bench;
+mod sealed_bench;
 mod serve_bench;
 mod tools_bench;
 mod variants_bench;
@@ -53,7 +54,10 @@ const USAGE: &str =
   from simulated devices (default 10000 devices, 64 connections, 10 s).
        cargo xtask bench-router [--rounds N]
   Routing decision cost without model calls: decide() alone and the whole
-  per-request path (guard scan, cues, signals), p50/p99 (goal p99 < 1 ms).";
+  per-request path (guard scan, cues, signals), p50/p99 (goal p99 < 1 ms).
+       cargo xtask bench-sealed [--rounds N]
+  Sealed vs plain start of both models, in process: load, and load + first
+  greedy token, medians over N rounds (default 5) and ratios (goal <= 1.1x).";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -69,6 +73,7 @@ fn main() -> Result<()> {
         Some("bench-variants") => bench_variants(&args[1..]),
         Some("bench-fleet") => bench_fleet(&args[1..]),
         Some("bench-router") => router_bench::bench_router(&args[1..]),
+        Some("bench-sealed") => sealed_bench::run(&args[1..], &root()),
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);
