@@ -135,6 +135,23 @@ impl KernelKeyring {
         &self.description
     }
 
+    /// Removes the key from the keyring (the device then registers again).
+    /// `false` when there was none.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub fn forget(&self) -> Result<bool, AgentError> {
+        use linux_keyutils::{KeyError, KeyRing, KeyRingIdentifier};
+        let ring = KeyRing::from_special_id(KeyRingIdentifier::User, false)
+            .map_err(|e| self.fail("opening the user keyring", format!("{e:?}")))?;
+        match ring.search(&self.description) {
+            Ok(k) => k
+                .invalidate()
+                .map(|()| true)
+                .map_err(|e| self.fail("removing the key", format!("{e:?}"))),
+            Err(KeyError::KeyDoesNotExist) => Ok(false),
+            Err(e) => Err(self.fail("searching", format!("{e:?}"))),
+        }
+    }
+
     fn fail(&self, action: &str, e: impl std::fmt::Display) -> AgentError {
         AgentError::Config {
             what: format!("the device key in the kernel keyring ({})", self.description),
@@ -230,7 +247,11 @@ mod tests {
         let ring = KernelKeyring::new(&dir);
         assert!(ring.load().expect("search").is_none(), "none before");
         let public = ensure(&ring).expect("made");
-        assert_eq!(ensure(&ring).expect("kept"), public, "read back, not made twice");
+        assert_eq!(
+            ensure(&ring).expect("kept"),
+            public,
+            "read back, not made twice"
+        );
         assert_eq!(
             std::fs::read_dir(&dir).expect("dir").count(),
             0,
@@ -240,10 +261,10 @@ mod tests {
         let other = dir.join("other");
         std::fs::create_dir_all(&other).expect("dir");
         assert!(KernelKeyring::new(&other).load().expect("search").is_none());
-        // Revoke it so the test leaves no key behind.
-        use linux_keyutils::{KeyRing, KeyRingIdentifier};
-        let r = KeyRing::from_special_id(KeyRingIdentifier::User, false).expect("ring");
-        r.search(ring.description()).expect("key").invalidate().expect("invalidate");
+        // Removed, so the test leaves no key behind.
+        assert!(ring.forget().expect("forget"));
+        assert!(ring.load().expect("search").is_none());
+        assert!(!ring.forget().expect("forget again"));
         std::fs::remove_dir_all(&dir).expect("clean");
     }
 }

@@ -249,13 +249,11 @@ impl Agent {
             Opened::Plain(p) => (p.clone(), None),
             Opened::Memory(mem) => (mem.path(), Some(mem.inherit()?)),
         };
-        let r = runner
-            .run(&path, set)
-            .unwrap_or_else(|e| {
-                // A model that crashes or cannot load fails its canary.
-                tracing::warn!(error = %e, "canary of {} {} could not run", m.model, m.model_version);
-                CanaryResult::failed(set)
-            });
+        let r = runner.run(&path, set).unwrap_or_else(|e| {
+            // A model that crashes or cannot load fails its canary.
+            tracing::warn!(error = %e, "canary of {} {} could not run", m.model, m.model_version);
+            CanaryResult::failed(set)
+        });
         let pass = runner.passes(&r);
         let event = match r {
             CanaryResult::LogProbs { kld, same_top } => CanaryEvent {

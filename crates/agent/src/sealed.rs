@@ -72,7 +72,12 @@ pub fn open_grant(
             ),
         ));
     }
-    let bad = |what: &str| refused("key-unwrap", format!("the key grant's {what} is not base64 of the right length"));
+    let bad = |what: &str| {
+        refused(
+            "key-unwrap",
+            format!("the key grant's {what} is not base64 of the right length"),
+        )
+    };
     let enc: [u8; 32] = B64
         .decode(&g.enc)
         .ok()
@@ -86,8 +91,12 @@ pub fn open_grant(
         expires_at: g.expires_at,
         request_nonce: *nonce,
     };
-    unwrap(&WrappedKey { enc, ciphertext }, secret, &grant, now)
-        .map_err(|e| refused("key-unwrap", format!("{e} (is the device key the one this device registered?)")))
+    unwrap(&WrappedKey { enc, ciphertext }, secret, &grant, now).map_err(|e| {
+        refused(
+            "key-unwrap",
+            format!("{e} (is the device key the one this device registered?)"),
+        )
+    })
 }
 
 /// A content key kept on the device, wrapped to the device's own key.
@@ -116,7 +125,12 @@ fn kept_path(root: &Path, digest: &Digest) -> PathBuf {
 }
 
 /// Keeps `key` for the blob `digest`, wrapped to `secret`'s public key.
-pub fn keep(root: &Path, secret: &DeviceSecret, digest: &Digest, key: &ContentKey) -> Result<(), AgentError> {
+pub fn keep(
+    root: &Path,
+    secret: &DeviceSecret,
+    digest: &Digest,
+    key: &ContentKey,
+) -> Result<(), AgentError> {
     let w = wrap(key, &secret.public(), &kept_grant(digest)).map_err(|e| AgentError::Config {
         what: format!("keeping the content key of {digest}"),
         problem: e.to_string(),
@@ -140,7 +154,11 @@ pub fn keep(root: &Path, secret: &DeviceSecret, digest: &Digest, key: &ContentKe
 }
 
 /// The kept content key of the blob `digest`, opened with the device key.
-pub fn kept_key(root: &Path, keys: &dyn DeviceKeyStore, digest: &Digest) -> Result<ContentKey, AgentError> {
+pub fn kept_key(
+    root: &Path,
+    keys: &dyn DeviceKeyStore,
+    digest: &Digest,
+) -> Result<ContentKey, AgentError> {
     let path = kept_path(root, digest);
     let fail = |problem: String| AgentError::Config {
         what: format!("the kept content key {}", path.display()),
@@ -159,17 +177,34 @@ pub fn kept_key(root: &Path, keys: &dyn DeviceKeyStore, digest: &Digest) -> Resu
     let ciphertext = B64
         .decode(&k.ciphertext)
         .map_err(|_| fail("ciphertext is not base64".into()))?;
-    unwrap(&WrappedKey { enc, ciphertext }, &secret, &kept_grant(digest), 0)
-        .map_err(|e| fail(format!("{e}; the device key changed since it was kept: run the agent again")))
+    unwrap(
+        &WrappedKey { enc, ciphertext },
+        &secret,
+        &kept_grant(digest),
+        0,
+    )
+    .map_err(|e| {
+        fail(format!(
+            "{e}; the device key changed since it was kept: run the agent again"
+        ))
+    })
 }
 
 /// Opens the installed sealed blob `digest` into memory with its kept key
 /// (for `outpost serve --store` and canary re-runs), in the background
 /// (`MemoryModel::wait_for` waits for its bytes). The plaintext digest is
 /// not re-checked here: every chunk is authenticated under the key.
-pub fn open_installed(store: &Store, root: &Path, keys: &dyn DeviceKeyStore, digest: &Digest) -> Result<MemoryModel, AgentError> {
+pub fn open_installed(
+    store: &Store,
+    root: &Path,
+    keys: &dyn DeviceKeyStore,
+    digest: &Digest,
+) -> Result<MemoryModel, AgentError> {
     let key = kept_key(root, keys, digest)?;
-    Ok(outpost_store::open_sealed_background(&store.blob_path(digest), &key)?)
+    Ok(outpost_store::open_sealed_background(
+        &store.blob_path(digest),
+        &key,
+    )?)
 }
 
 /// Removes kept keys whose blob the store no longer holds.
@@ -195,7 +230,11 @@ impl Agent {
     /// and opens the blob into memory, checking the plaintext against
     /// `enc`. `Ok(Err(_))`: refused (the installed model stays); `Err`: the
     /// fleet is away or busy (try again later).
-    pub(crate) fn unseal(&self, m: &Manifest, enc: &Encryption) -> Result<Result<MemoryModel, Refused>, AgentError> {
+    pub(crate) fn unseal(
+        &self,
+        m: &Manifest,
+        enc: &Encryption,
+    ) -> Result<Result<MemoryModel, Refused>, AgentError> {
         let digest = &m.variant.digest;
         let Some(secret) = self.keys.load()? else {
             return Ok(Err(refused(
@@ -214,19 +253,37 @@ impl Agent {
         };
         let grant = match self.client.content_key(&req) {
             Ok(g) => g,
-            Err(AgentError::Fleet { status, message, .. }) if matches!(status, 403 | 404 | 409) => {
-                return Ok(Err(refused("key-refused", format!("the fleet refused the content key ({status}): {message}"))))
+            Err(AgentError::Fleet {
+                status, message, ..
+            }) if matches!(status, 403 | 404 | 409) => {
+                return Ok(Err(refused(
+                    "key-refused",
+                    format!("the fleet refused the content key ({status}): {message}"),
+                )))
             }
             Err(e) => return Err(e),
         };
         let now = crate::install::now().unix_seconds();
-        let key = match open_grant(&grant, digest, &self.identity.device_id, &nonce, &secret, now) {
+        let key = match open_grant(
+            &grant,
+            digest,
+            &self.identity.device_id,
+            &nonce,
+            &secret,
+            now,
+        ) {
             Ok(k) => k,
             Err(r) => return Ok(Err(r)),
         };
-        let mem = match open_sealed(&self.store.blob_path(digest), &key, Some(&enc.plaintext_digest)) {
+        let mem = match open_sealed(
+            &self.store.blob_path(digest),
+            &key,
+            Some(&enc.plaintext_digest),
+        ) {
             Ok(mem) => mem,
-            Err(e @ StoreError::Sealed { .. }) => return Ok(Err(refused("tampered", e.to_string()))),
+            Err(e @ StoreError::Sealed { .. }) => {
+                return Ok(Err(refused("tampered", e.to_string())))
+            }
             Err(e @ StoreError::PlaintextMismatch { .. }) => {
                 return Ok(Err(refused("plaintext-mismatch", e.to_string())))
             }
@@ -280,7 +337,12 @@ mod tests {
         // Its nonce restated to match does not help: the wrap is bound.
         let mut forged = g.clone();
         forged.nonce = hex::encode([1u8; 16]);
-        assert_eq!(open_grant(&forged, &digest, "dev-1", &[1; 16], &secret, 1_000).expect_err("forged").code, "key-unwrap");
+        assert_eq!(
+            open_grant(&forged, &digest, "dev-1", &[1; 16], &secret, 1_000)
+                .expect_err("forged")
+                .code,
+            "key-unwrap"
+        );
         // Expired.
         let e = open_grant(&g, &digest, "dev-1", &nonce, &secret, 1_300).expect_err("expired");
         assert_eq!(e.code, "key-expired");
@@ -288,16 +350,27 @@ mod tests {
         // An expiry moved forward breaks the binding.
         let mut later = g.clone();
         later.expires_at = 9_999;
-        assert_eq!(open_grant(&later, &digest, "dev-1", &nonce, &secret, 1_500).expect_err("moved").code, "key-unwrap");
+        assert_eq!(
+            open_grant(&later, &digest, "dev-1", &nonce, &secret, 1_500)
+                .expect_err("moved")
+                .code,
+            "key-unwrap"
+        );
         // Wrong device key.
         let other = DeviceSecret::generate().expect("other");
         let e = open_grant(&g, &digest, "dev-1", &nonce, &other, 1_000).expect_err("wrong key");
         assert_eq!(e.code, "key-unwrap");
         assert!(e.reason.contains("device key"), "{}", e.reason);
         // An answer about another blob or device.
-        let e = open_grant(&g, &Digest::sha256(b"x"), "dev-1", &nonce, &secret, 1_000).expect_err("blob");
+        let e = open_grant(&g, &Digest::sha256(b"x"), "dev-1", &nonce, &secret, 1_000)
+            .expect_err("blob");
         assert_eq!(e.code, "key-mismatch");
-        assert_eq!(open_grant(&g, &digest, "dev-2", &nonce, &secret, 1_000).expect_err("device").code, "key-mismatch");
+        assert_eq!(
+            open_grant(&g, &digest, "dev-2", &nonce, &secret, 1_000)
+                .expect_err("device")
+                .code,
+            "key-mismatch"
+        );
     }
 
     #[test]
@@ -310,12 +383,22 @@ mod tests {
         let (_, key, digest, _, _) = setup();
         keep(&root, &secret, &digest, &key).expect("keep");
         let text = std::fs::read(kept_path(&root, &digest)).expect("kept");
-        assert!(!text.windows(32).any(|w| w == key.as_bytes()), "the key is not in the clear");
+        assert!(
+            !text.windows(32).any(|w| w == key.as_bytes()),
+            "the key is not in the clear"
+        );
         let b64 = B64.encode(key.as_bytes());
-        assert!(!String::from_utf8_lossy(&text).contains(&b64), "nor in base64");
-        assert_eq!(kept_key(&root, &ks, &digest).expect("opens").as_bytes(), key.as_bytes());
+        assert!(
+            !String::from_utf8_lossy(&text).contains(&b64),
+            "nor in base64"
+        );
+        assert_eq!(
+            kept_key(&root, &ks, &digest).expect("opens").as_bytes(),
+            key.as_bytes()
+        );
         // Another device key does not open it.
-        ks.save(&DeviceSecret::generate().expect("new")).expect("save");
+        ks.save(&DeviceSecret::generate().expect("new"))
+            .expect("save");
         let e = kept_key(&root, &ks, &digest).expect_err("other device key");
         assert!(e.to_string().contains("device key changed"), "{e}");
         std::fs::remove_dir_all(&root).expect("clean");

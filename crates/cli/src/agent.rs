@@ -335,7 +335,12 @@ fn canary(model: &std::path::Path, threads: Option<u32>) -> Result<()> {
     let set: Set = serde_json::from_slice(&input).context("canaries on stdin")?;
     match set {
         Set::Generate(canaries) => {
-            let m = outpost_engine::Model::load(model, &outpost_engine::LoadOptions::default())
+            // A sealed model arrives as an inherited memfd: lock it in RAM.
+            let opts = outpost_engine::LoadOptions {
+                mlock: model.starts_with("/proc/self/fd"),
+                ..outpost_engine::LoadOptions::default()
+            };
+            let m = outpost_engine::Model::load(model, &opts)
                 .with_context(|| format!("loading {}", model.display()))?;
             let c = outpost_variants::fingerprint::check(&m, &canaries, threads)?;
             let kld = if c.kld.is_finite() {

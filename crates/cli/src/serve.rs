@@ -292,7 +292,10 @@ struct KeptKeys {
 }
 
 impl outpost_server::Unsealer for KeptKeys {
-    fn open(&self, digest: &outpost_protocol::Digest) -> Result<outpost_store::MemoryModel, String> {
+    fn open(
+        &self,
+        digest: &outpost_protocol::Digest,
+    ) -> Result<outpost_store::MemoryModel, String> {
         let store = outpost_store::Store::open_reader(&self.root).map_err(|e| e.to_string())?;
         outpost_agent::sealed::open_installed(&store, &self.root, self.keys.as_ref(), digest)
             .map_err(|e| e.to_string())

@@ -5,9 +5,9 @@
 //! greedy tokens as the plain file. Then every file the agent and the
 //! server wrote (store, spool, temp folder) is scanned for the GGUF header
 //! and for 64-byte runs of the plaintext. A tampered chunk, a wrong device
-//! key and a revoked device are each refused by name, the installed model
-//! kept. (An expired grant and a replayed key answer are refused by the
-//! agent's grant check, tested on real wraps in `crates/agent/src/sealed.rs`.)
+//! key, a replayed key answer (recorded from the fleet for another request),
+//! an expired one and a revoked device are each refused by name, the
+//! installed model kept.
 
 mod common;
 #[path = "agent_support/fixture.rs"]
@@ -37,7 +37,8 @@ fn release_dir(root: &Path, model: &str, version: &str, file: &Path) -> PathBuf 
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::copy(file, dir.join("model.gguf")).expect("copy");
     let m = Model::load(file, &LoadOptions::default()).expect("load for fingerprints");
-    let fingerprints = outpost_variants::fingerprint::fingerprints(&m, Some(2)).expect("fingerprints");
+    let fingerprints =
+        outpost_variants::fingerprint::fingerprints(&m, Some(2)).expect("fingerprints");
     let types: Vec<String> = outpost_engine::gguf::GgufHeader::read(file)
         .expect("header")
         .type_mix()
@@ -55,9 +56,22 @@ fn release_dir(root: &Path, model: &str, version: &str, file: &Path) -> PathBuf 
     dir
 }
 
+/// Where the device key lives in a test: `file` or `kernel-keyring`.
+static KEY_STORE: Mutex<&str> = Mutex::new("file");
+
+fn key_store() -> &'static str {
+    *KEY_STORE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// `outpost agent once` for `store`, with its temp folder set to `tmp`.
 fn agent_once(fleet: &Fleet, store: &Path, tmp: &Path) -> (bool, String) {
-    let mut c = agent_at(&fleet.url, &fleet.data, store, &[], &[]);
+    let mut c = agent_at(
+        &fleet.url,
+        &fleet.data,
+        store,
+        &["--device-key-store", key_store()],
+        &[],
+    );
     c.env("TMPDIR", tmp);
     let o = run(c);
     (o.status.success(), text(&o))
@@ -86,8 +100,20 @@ impl Drop for StoreServer {
 fn serve_store(store: &Path, tmp: &Path) -> StoreServer {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .args(["serve", "--port", &port.to_string(), "--slots", "1", "-c", "2048", "-t", "2", "--store"])
+        .args([
+            "serve",
+            "--port",
+            &port.to_string(),
+            "--slots",
+            "1",
+            "-c",
+            "2048",
+            "-t",
+            "2",
+            "--store",
+        ])
         .arg(store)
+        .args(["--device-key-store", key_store()])
         .env("TMPDIR", tmp)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -96,16 +122,117 @@ fn serve_store(store: &Path, tmp: &Path) -> StoreServer {
     let s = StoreServer { child, port };
     let deadline = Instant::now() + Duration::from_secs(60);
     while http(port, "GET", "/health", "", None).0 != 200 {
-        assert!(Instant::now() < deadline, "outpost serve --store did not come up");
+        assert!(
+            Instant::now() < deadline,
+            "outpost serve --store did not come up"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     s
 }
 
+/// A proxy in front of the real fleet: content-key requests get the answer
+/// the test sets (a recorded or altered grant); everything else passes
+/// through. One request per connection.
+struct KeyProxy {
+    url: String,
+    answer: std::sync::Arc<Mutex<Value>>,
+}
+
+fn key_proxy(fleet_url: &str) -> KeyProxy {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let answer = std::sync::Arc::new(Mutex::new(Value::Null));
+    let (a, upstream) = (answer.clone(), fleet_url.to_string());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().expect("clone"));
+            let mut line = String::new();
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let (method, path) = (
+                parts.next().unwrap_or("").to_string(),
+                parts.next().unwrap_or("").to_string(),
+            );
+            let mut headers = Vec::new();
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                let (k, v) = h.split_once(':').unwrap_or(("", ""));
+                let k = k.trim().to_ascii_lowercase();
+                if k == "content-length" {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if ["authorization", "range", "content-type"].contains(&k.as_str()) {
+                    headers.push((k, v.trim().to_string()));
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            let (status, mut out_headers, out) = if method == "POST" && path == "/v1/content-keys" {
+                let v = a.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                (
+                    200,
+                    vec![("content-type".to_string(), "application/json".to_string())],
+                    v.to_string().into_bytes(),
+                )
+            } else {
+                let mut req = ureq::request(&method, &format!("{upstream}{path}"));
+                for (k, v) in &headers {
+                    req = req.set(k, v);
+                }
+                let resp = match if body.is_empty() {
+                    req.call()
+                } else {
+                    req.send_bytes(&body)
+                } {
+                    Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
+                    Err(_) => continue,
+                };
+                let hs = ["content-type", "content-range"]
+                    .iter()
+                    .filter_map(|h| resp.header(h).map(|v| (h.to_string(), v.to_string())))
+                    .collect();
+                let status = resp.status();
+                let mut out = Vec::new();
+                let _ = resp.into_reader().read_to_end(&mut out);
+                (status, hs, out)
+            };
+            out_headers.push(("content-length".into(), out.len().to_string()));
+            let mut head = format!("HTTP/1.1 {status} X\r\nconnection: close\r\n");
+            for (k, v) in out_headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = conn
+                .write_all(head.as_bytes())
+                .and_then(|()| conn.write_all(&out));
+        }
+    });
+    KeyProxy { url, answer }
+}
+
+/// Points the device's identity at `url` (the proxy, or the fleet again).
+fn set_fleet_url(store: &Path, url: &str) {
+    let p = store.join("agent.json");
+    let mut id: Value =
+        serde_json::from_slice(&std::fs::read(&p).expect("identity")).expect("json");
+    id["fleet_url"] = json!(url);
+    std::fs::write(&p, id.to_string()).expect("write identity");
+}
+
 /// Greedy text of a completion from the server on `port`.
 fn greedy(port: u16, model: &str) -> String {
     let body = json!({"model": model, "prompt": "The lighthouse keeper opened the bottle and read",
-        "max_tokens": 32, "temperature": 0}).to_string();
+        "max_tokens": 32, "temperature": 0})
+    .to_string();
     let (status, text) = http(port, "POST", "/v1/completions", &body, None);
     assert_eq!(status, 200, "{text}");
     let v: Value = serde_json::from_str(&text).expect("json");
@@ -126,9 +253,16 @@ fn scan_for_plaintext(dirs: &[&Path], plain: &[u8]) -> usize {
     let mut files = 0;
     let mut stack: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
     while let Some(p) = stack.pop() {
-        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
         if meta.is_dir() {
-            stack.extend(std::fs::read_dir(&p).expect("dir").flatten().map(|e| e.path()));
+            stack.extend(
+                std::fs::read_dir(&p)
+                    .expect("dir")
+                    .flatten()
+                    .map(|e| e.path()),
+            );
             continue;
         }
         if !meta.is_file() {
@@ -136,10 +270,22 @@ fn scan_for_plaintext(dirs: &[&Path], plain: &[u8]) -> usize {
         }
         let bytes = std::fs::read(&p).expect("read");
         files += 1;
-        assert!(!bytes.starts_with(b"GGUF"), "{} starts with the GGUF magic", p.display());
-        assert!(memchr::memmem::find(&bytes, header).is_none(), "{} holds the GGUF header", p.display());
+        assert!(
+            !bytes.starts_with(b"GGUF"),
+            "{} starts with the GGUF magic",
+            p.display()
+        );
+        assert!(
+            memchr::memmem::find(&bytes, header).is_none(),
+            "{} holds the GGUF header",
+            p.display()
+        );
         for r in &runs {
-            assert!(memchr::memmem::find(&bytes, r).is_none(), "{} holds plaintext", p.display());
+            assert!(
+                memchr::memmem::find(&bytes, r).is_none(),
+                "{} holds plaintext",
+                p.display()
+            );
         }
     }
     files
@@ -153,17 +299,37 @@ fn end_to_end(root: &Path, model: &str, file: &str) -> (Fleet, PathBuf, PathBuf)
     let dir = release_dir(root, model, "1.0.0", &plain_path);
     // The fleet seals by default: a plain publish is refused by name.
     let o = Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .args(["fleet", "publish", dir.to_str().expect("utf8"), "--no-encrypt", "--url", &fleet.url, "--data"])
+        .args([
+            "fleet",
+            "publish",
+            dir.to_str().expect("utf8"),
+            "--no-encrypt",
+            "--url",
+            &fleet.url,
+            "--data",
+        ])
         .arg(&fleet.data)
         .output()
         .expect("publish");
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("seals every release"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("seals every release"),
+        "{}",
+        text(&o)
+    );
     let v = fleet.admin(&["publish", dir.to_str().expect("utf8")]);
     let enc = &v["meta"]["variants"][0]["encryption"];
     let plain = std::fs::read(&plain_path).expect("model");
-    assert_eq!(enc["plaintext_digest"], outpost_protocol::Digest::sha256(&plain).to_string(), "{v}");
-    assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 2, "the sealed scratch folder is gone");
+    assert_eq!(
+        enc["plaintext_digest"],
+        outpost_protocol::Digest::sha256(&plain).to_string(),
+        "{v}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).expect("dir").count(),
+        2,
+        "the sealed scratch folder is gone"
+    );
     fleet.admin(&["release", &format!("{model}@1.0.0"), "--channel", "stable"]);
 
     let store = root.join("store");
@@ -171,9 +337,21 @@ fn end_to_end(root: &Path, model: &str, file: &str) -> (Fleet, PathBuf, PathBuf)
     std::fs::create_dir_all(&tmp).expect("tmp");
     let (ok, out) = agent_once(&fleet, &store, &tmp);
     assert!(ok && out.contains("installed 1.0.0"), "{out}");
-    let sealed_digest = v["meta"]["variants"][0]["digest"].as_str().expect("digest").to_string();
-    assert_eq!(active(&store, model).as_deref(), Some(sealed_digest.as_str()));
-    assert!(store.join("keys").join(format!("{}.json", &sealed_digest[7..])).exists(), "the kept key");
+    let sealed_digest = v["meta"]["variants"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    assert_eq!(
+        active(&store, model).as_deref(),
+        Some(sealed_digest.as_str())
+    );
+    assert!(
+        store
+            .join("keys")
+            .join(format!("{}.json", &sealed_digest[7..]))
+            .exists(),
+        "the kept key"
+    );
 
     // The canary ran on the decrypted model and passed (its telemetry
     // reaches the fleet with the next cycle).
@@ -185,7 +363,10 @@ fn end_to_end(root: &Path, model: &str, file: &str) -> (Fleet, PathBuf, PathBuf)
         .and_then(|a| a.iter().find(|c| c["model_version"] == "1.0.0"))
         .cloned()
         .unwrap_or(Value::Null);
-    assert!(c["canary_runs"].as_u64() >= Some(1) && c["canary_fails"] == 0, "{cohorts}");
+    assert!(
+        c["canary_runs"].as_u64() >= Some(1) && c["canary_fails"] == 0,
+        "{cohorts}"
+    );
 
     // Served from memory, the same greedy answer as the plain file.
     let want = {
@@ -219,7 +400,14 @@ fn sealed_smollm2_publish_install_serve_and_refusals_keep_the_installed_model() 
     let key = outpost_seal::ContentKey::generate().expect("key");
     let mut sealed = Vec::new();
     let chunk = outpost_seal::stream::DEFAULT_CHUNK;
-    outpost_seal::stream::seal(&key, plain.len() as u64, chunk, &mut &plain[..], &mut sealed).expect("seal");
+    outpost_seal::stream::seal(
+        &key,
+        plain.len() as u64,
+        chunk,
+        &mut &plain[..],
+        &mut sealed,
+    )
+    .expect("seal");
     sealed[outpost_seal::stream::HEADER_LEN + chunk as usize + 100] ^= 1;
     let digest = outpost_protocol::Digest::sha256(&sealed);
     let token = std::fs::read_to_string(fleet.data.join("admin.token")).expect("token");
@@ -232,7 +420,9 @@ fn sealed_smollm2_publish_install_serve_and_refusals_keep_the_installed_model() 
         .set("authorization", &auth)
         .send_json(json!({"key": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.as_bytes())}))
         .expect("key");
-    let mut meta: Value = serde_json::from_slice(&std::fs::read(dir.join("release.json")).expect("meta")).expect("json");
+    let mut meta: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("release.json")).expect("meta"))
+            .expect("json");
     meta["version"] = json!("1.0.1");
     let v = &mut meta["variants"][0];
     v.as_object_mut().expect("obj").remove("file");
@@ -246,48 +436,134 @@ fn sealed_smollm2_publish_install_serve_and_refusals_keep_the_installed_model() 
         .expect("publish");
     fleet.admin(&["release", &format!("{model}@1.0.1"), "--channel", "stable"]);
     let (_, out) = agent_once(&fleet, &store, &tmp);
-    assert!(out.contains("rejected (tampered)") && out.contains("chunk 1"), "{out}");
+    assert!(
+        out.contains("rejected (tampered)") && out.contains("chunk 1"),
+        "{out}"
+    );
     assert_eq!(active(&store, model).as_ref(), Some(&installed));
 
     // A wrong device key: the grant is wrapped to the registered key.
-    fleet.admin(&["publish", dir.to_str().expect("utf8")]);
+    let v11 = fleet.admin(&["publish", dir.to_str().expect("utf8")]);
     fleet.admin(&["release", &format!("{model}@1.1.0"), "--channel", "stable"]);
     let key_file = store.join("device-key.json");
     let real = std::fs::read(&key_file).expect("device key");
-    std::fs::write(&key_file, format!("{{\"x25519_secret\":\"{}\"}}", "42".repeat(32))).expect("write");
+    std::fs::write(
+        &key_file,
+        format!("{{\"x25519_secret\":\"{}\"}}", "42".repeat(32)),
+    )
+    .expect("write");
     let (_, out) = agent_once(&fleet, &store, &tmp);
-    assert!(out.contains("rejected (key-unwrap)") && out.contains("device key"), "{out}");
+    assert!(
+        out.contains("rejected (key-unwrap)") && out.contains("device key"),
+        "{out}"
+    );
     assert_eq!(active(&store, model).as_ref(), Some(&installed));
     std::fs::write(&key_file, real).expect("restore");
 
+    // A replayed key answer: one the fleet really sent this device for the
+    // same blob, but for another request (its nonce), played back by a
+    // man in the middle.
+    let id: Value =
+        serde_json::from_slice(&std::fs::read(store.join("agent.json")).expect("identity"))
+            .expect("json");
+    let blob = v11["meta"]["variants"][0]["digest"]
+        .as_str()
+        .expect("1.1.0's digest");
+    let recorded: Value = ureq::post(&format!("{}/v1/content-keys", fleet.url))
+        .set(
+            "authorization",
+            &format!("Bearer {}", id["token"].as_str().expect("token")),
+        )
+        .send_json(json!({"digest": blob, "nonce": "0123456789abcdef0123456789abcdef"}))
+        .expect("a genuine grant")
+        .into_json()
+        .expect("json");
+    let proxy = key_proxy(&fleet.url);
+    *proxy.answer.lock().expect("answer") = recorded.clone();
+    set_fleet_url(&store, &proxy.url);
+    let through_proxy = |store: &Path| {
+        let mut c = agent_at(
+            &proxy.url,
+            &fleet.data,
+            store,
+            &["--device-key-store", key_store()],
+            &[],
+        );
+        c.env("TMPDIR", &tmp);
+        text(&run(c))
+    };
+    let out = through_proxy(&store);
+    assert!(
+        out.contains("rejected (key-unwrap)") && out.contains("replayed"),
+        "{out}"
+    );
+    assert_eq!(active(&store, model).as_ref(), Some(&installed));
+    // An expired answer (its expiry moved into the past).
+    let mut expired = recorded;
+    expired["expires_at"] = json!(1_000_000_000u64);
+    *proxy.answer.lock().expect("answer") = expired;
+    let out = through_proxy(&store);
+    assert!(
+        out.contains("rejected (key-expired)") && out.contains("1000000000"),
+        "{out}"
+    );
+    assert_eq!(active(&store, model).as_ref(), Some(&installed));
+    set_fleet_url(&store, &fleet.url);
+
     // A revoked device gets no key.
-    let id: Value = serde_json::from_slice(&std::fs::read(store.join("agent.json")).expect("identity")).expect("json");
+    let id: Value =
+        serde_json::from_slice(&std::fs::read(store.join("agent.json")).expect("identity"))
+            .expect("json");
     let device = id["device_id"].as_str().expect("id");
     fleet.admin(&["revoke-device", device]);
     let (_, out) = agent_once(&fleet, &store, &tmp);
-    assert!(out.contains("rejected (key-refused)") && out.contains("revoked"), "{out}");
+    assert!(
+        out.contains("rejected (key-refused)") && out.contains("revoked"),
+        "{out}"
+    );
     assert_eq!(active(&store, model).as_ref(), Some(&installed));
     // It still serves what it installed before, from memory.
     let server = serve_store(&store, &tmp);
     assert!(!greedy(server.port, model).trim().is_empty());
     drop(server);
     // Every key request was audited as the device's own: the grants
-    // (1.0.0, the tampered 1.0.1, 1.1.0 under the wrong key) and the
-    // refusal, with its reason.
+    // (1.0.0, the tampered 1.0.1, 1.1.0 under the wrong key, the one
+    // recorded for the replay) and the refusal, with its reason.
     let audit = fleet.admin(&["audit", "--limit", "100"]);
     let records = audit.as_array().expect("audit");
-    let by = |action: &str| records.iter().filter(|r| r["action"] == action).cloned().collect::<Vec<_>>();
-    assert_eq!(by("content-key.grant").len(), 3, "{audit}");
+    let by = |action: &str| {
+        records
+            .iter()
+            .filter(|r| r["action"] == action)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(by("content-key.grant").len(), 4, "{audit}");
     let refused = by("content-key.refuse");
     assert_eq!(refused.len(), 1, "{audit}");
     assert_eq!(refused[0]["actor"], format!("device/{device}"));
-    assert!(refused[0]["detail"]["reason"].as_str().unwrap_or("").contains("revoked"), "{audit}");
+    assert!(
+        refused[0]["detail"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("revoked"),
+        "{audit}"
+    );
     scan_for_plaintext(&[&store, &tmp], &plain);
 }
 
 #[test]
-fn sealed_gemma3_publish_install_serve() {
+fn sealed_gemma3_publish_install_serve_with_the_device_key_in_the_kernel_keyring() {
     let _s = serial();
     let root = temp("sealed-gemma3");
-    end_to_end(&root.0, "gemma3-270m", "gemma3-270m.gguf");
+    *KEY_STORE.lock().unwrap_or_else(|p| p.into_inner()) = "kernel-keyring";
+    let store = root.0.join("store");
+    let result =
+        std::panic::catch_unwind(|| end_to_end(&root.0, "gemma3-270m", "gemma3-270m.gguf"));
+    *KEY_STORE.lock().unwrap_or_else(|p| p.into_inner()) = "file";
+    let ring = outpost_agent::device_key::KernelKeyring::new(&store);
+    let had_key = ring.forget().expect("the keyring");
+    let (_fleet, store, _tmp) = result.unwrap_or_else(|p| std::panic::resume_unwind(p));
+    assert!(had_key, "the device key was in the kernel keyring");
+    assert!(!store.join("device-key.json").exists(), "and not on disk");
 }

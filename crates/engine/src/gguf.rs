@@ -398,7 +398,9 @@ impl Read for Arriving {
 pub struct Arrival(std::sync::Arc<dyn Fn(u64) -> std::result::Result<(), String> + Send + Sync>);
 
 impl Arrival {
-    pub fn new(wait_for: impl Fn(u64) -> std::result::Result<(), String> + Send + Sync + 'static) -> Arrival {
+    pub fn new(
+        wait_for: impl Fn(u64) -> std::result::Result<(), String> + Send + Sync + 'static,
+    ) -> Arrival {
         Arrival(std::sync::Arc::new(wait_for))
     }
 

@@ -252,10 +252,11 @@ impl Model {
         let arrival_failed = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
         if let Some(a) = &opts.arrival {
             // The metadata llama.cpp parses lies before the tensor data.
-            a.wait_for(header.data_offset).map_err(|problem| EngineError::Load {
-                path: path.to_path_buf(),
-                problem,
-            })?;
+            a.wait_for(header.data_offset)
+                .map_err(|problem| EngineError::Load {
+                    path: path.to_path_buf(),
+                    problem,
+                })?;
             let (a, failed, size) = (a.clone(), arrival_failed.clone(), header.file_size);
             let mut arrived = false;
             params = params.with_progress_callback(move |_| {
@@ -272,7 +273,11 @@ impl Model {
         logs::clear();
         let inner = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
             let mut problem = logs::recent_problems();
-            if let Some(f) = arrival_failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            if let Some(f) = arrival_failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
                 problem = f;
             }
             if problem.is_empty() {

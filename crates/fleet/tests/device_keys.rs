@@ -234,17 +234,33 @@ async fn a_sealed_release_needs_its_key_and_is_blocked_for_devices_without_one()
     let chunk = 4096u32;
     let plain_length =
         (blob.len() - outpost_seal::stream::HEADER_LEN - outpost_seal::stream::TAG_LEN) as u64;
-    assert_eq!(outpost_seal::stream::sealed_len(chunk, plain_length), Some(blob.len() as u64));
+    assert_eq!(
+        outpost_seal::stream::sealed_len(chunk, plain_length),
+        Some(blob.len() as u64)
+    );
     let mut m = meta("m", "1.0.0", &blob, "0.1.0");
     m["variants"][0]["encryption"] = json!({"scheme": "xchacha20poly1305-stream-v1",
         "chunk_size": chunk, "plaintext_digest": outpost_protocol::Digest::sha256(b"plain").to_string(),
         "plaintext_length": plain_length});
     // No content key yet: refused, since no device could open it.
-    let (s, v) = call(&t, "POST", "/admin/v1/releases", Some(ADMIN), Some(m.clone())).await;
+    let (s, v) = call(
+        &t,
+        "POST",
+        "/admin/v1/releases",
+        Some(ADMIN),
+        Some(m.clone()),
+    )
+    .await;
     assert_eq!(s.as_u16(), 409, "{v}");
     assert!(message(&v).contains("no content key"), "{v}");
     let b64 = base64::engine::general_purpose::STANDARD;
-    admin(&t, "PUT", &format!("/admin/v1/content-keys/{digest}"), Some(json!({"key": b64.encode([5u8; 32])}))).await;
+    admin(
+        &t,
+        "PUT",
+        &format!("/admin/v1/content-keys/{digest}"),
+        Some(json!({"key": b64.encode([5u8; 32])})),
+    )
+    .await;
     admin(&t, "POST", "/admin/v1/releases", Some(m)).await;
     release_on_stable(&t, "m", "1.0.0").await;
 
@@ -255,7 +271,11 @@ async fn a_sealed_release_needs_its_key_and_is_blocked_for_devices_without_one()
         .decode(a["manifest"]["payload"].as_str().expect("payload"))
         .expect("b64");
     let manifest: Value = serde_json::from_slice(&payload).expect("manifest");
-    assert_eq!(manifest["encryption"]["plaintext_length"], json!(plain_length), "{manifest}");
+    assert_eq!(
+        manifest["encryption"]["plaintext_length"],
+        json!(plain_length),
+        "{manifest}"
+    );
     assert_eq!(manifest["variant"]["digest"], json!(digest));
 
     // One registered without a key is blocked, and told why.
@@ -264,7 +284,10 @@ async fn a_sealed_release_needs_its_key_and_is_blocked_for_devices_without_one()
     let a = check_in(&t, &keyless, profile("default"), "m").await;
     assert!(a["manifest"].is_null(), "{a}");
     let reason = a["blocked"][0]["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("sealed") && reason.contains("without a public key"), "{a}");
+    assert!(
+        reason.contains("sealed") && reason.contains("without a public key"),
+        "{a}"
+    );
 }
 
 #[tokio::test]
@@ -274,13 +297,26 @@ async fn a_fleet_that_seals_every_release_refuses_a_plain_one() {
     let mut cfg = outpost_fleet::FleetConfig::new(&dir.0);
     cfg.admin_token = Some(ADMIN.into());
     cfg.seal_releases = true;
-    let fleet = outpost_fleet::Fleet::open(cfg, clock.clone()).await.expect("fleet");
+    let fleet = outpost_fleet::Fleet::open(cfg, clock.clone())
+        .await
+        .expect("fleet");
     let t = TestFleet { fleet, clock, dir };
     let data = gguf("m@1", 4096);
     t.fleet.store().put(None, &data[..]).expect("blob");
-    let (s, v) = call(&t, "POST", "/admin/v1/releases", Some(ADMIN), Some(meta("m", "1", &data, "0.1.0"))).await;
+    let (s, v) = call(
+        &t,
+        "POST",
+        "/admin/v1/releases",
+        Some(ADMIN),
+        Some(meta("m", "1", &data, "0.1.0")),
+    )
+    .await;
     assert_eq!(s.as_u16(), 409, "{v}");
     assert!(message(&v).contains("--encrypt"), "{v}");
     let status = admin(&t, "GET", "/admin/v1/status", None).await;
-    assert_eq!(status["seal_releases"], json!(true), "the CLI reads its default here");
+    assert_eq!(
+        status["seal_releases"],
+        json!(true),
+        "the CLI reads its default here"
+    );
 }

@@ -108,8 +108,9 @@ impl StoreLink {
             };
             let mut spec = match sealed {
                 None => {
-                    let spec = ModelSpec::inspect(&name, &store.blob_path(&pointer.active), template, cfg)
-                        .map_err(in_store)?;
+                    let spec =
+                        ModelSpec::inspect(&name, &store.blob_path(&pointer.active), template, cfg)
+                            .map_err(in_store)?;
                     if spec.digest != pointer.active.to_string() {
                         return Err(ServerError::Damaged {
                             model: name,
@@ -124,14 +125,21 @@ impl StoreLink {
                         model: name.clone(),
                         problem: "this server was started without the device's keys".into(),
                     })?;
-                    let mem = unsealer.open(&pointer.active).map_err(|problem| {
-                        ServerError::Sealed {
-                            model: name.clone(),
-                            problem,
-                        }
-                    })?;
-                    ModelSpec::inspect_sealed(&name, Arc::new(mem), enc.plaintext_digest, template, cfg)
-                        .map_err(in_store)?
+                    let mem =
+                        unsealer
+                            .open(&pointer.active)
+                            .map_err(|problem| ServerError::Sealed {
+                                model: name.clone(),
+                                problem,
+                            })?;
+                    ModelSpec::inspect_sealed(
+                        &name,
+                        Arc::new(mem),
+                        enc.plaintext_digest,
+                        template,
+                        cfg,
+                    )
+                    .map_err(in_store)?
                 }
             };
             let version = manifest.map_or_else(|| "unknown".to_string(), |m| m.model_version);

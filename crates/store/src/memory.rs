@@ -37,7 +37,9 @@ pub struct MemoryModel {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Job")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -104,7 +106,8 @@ impl MemoryModel {
             // is left, sleep until the others' chunks are in.
             if !job.step(&mut buf) {
                 let s = job.arrival.lock();
-                let waiting = s.failed.is_none() && !(if all { s.complete } else { s.prefix >= need });
+                let waiting =
+                    s.failed.is_none() && !(if all { s.complete } else { s.prefix >= need });
                 if waiting {
                     drop(
                         job.arrival
@@ -144,7 +147,11 @@ impl Drop for Inherit<'_> {
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn set_cloexec(file: &File, on: bool) -> io::Result<()> {
     use rustix::io::{fcntl_setfd, FdFlags};
-    let flags = if on { FdFlags::CLOEXEC } else { FdFlags::empty() };
+    let flags = if on {
+        FdFlags::CLOEXEC
+    } else {
+        FdFlags::empty()
+    };
     fcntl_setfd(file, flags).map_err(io::Error::from)
 }
 
@@ -509,7 +516,8 @@ mod tests {
         bytes[at] ^= 1;
         std::fs::write(&path, &bytes).expect("write");
         let m = open_sealed_background(&path, &key).expect("open");
-        m.wait_for(4096 * 100).expect("the prefix before the bad chunk");
+        m.wait_for(4096 * 100)
+            .expect("the prefix before the bad chunk");
         let e = m.wait_for(u64::MAX).expect_err("tampered");
         assert!(e.to_string().contains("chunk 150"), "{e}");
         // Dropped while opening: the workers stop, nothing hangs.

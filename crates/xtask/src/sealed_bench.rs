@@ -18,11 +18,16 @@ use outpost_seal::stream::{seal, DEFAULT_CHUNK};
 use outpost_seal::ContentKey;
 
 /// Seconds to the loaded model, seconds to its first token, the tokens.
-fn timed(load: impl FnOnce() -> Result<(Option<Arc<outpost_store::MemoryModel>>, Model)>, threads: u32) -> Result<(f64, f64, Vec<i32>)> {
+fn timed(
+    load: impl FnOnce() -> Result<(Option<Arc<outpost_store::MemoryModel>>, Model)>,
+    threads: u32,
+) -> Result<(f64, f64, Vec<i32>)> {
     let t = Instant::now();
     let (backing, model) = load()?;
     let loaded = t.elapsed().as_secs_f64();
-    let mut r = GenerateRequest::new(Prompt::Text("The lighthouse keeper opened the bottle and read".into()));
+    let mut r = GenerateRequest::new(Prompt::Text(
+        "The lighthouse keeper opened the bottle and read".into(),
+    ));
     r.sampling = SamplingParams::greedy();
     r.max_tokens = Some(8);
     r.threads = Some(threads);
@@ -65,14 +70,19 @@ pub fn run(args: &[String], root: &Path) -> Result<()> {
         cpu(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    println!("| model | load plain | load sealed | ratio | load+first token plain | sealed | ratio |");
+    println!(
+        "| model | load plain | load sealed | ratio | load+first token plain | sealed | ratio |"
+    );
     println!("|---|---|---|---|---|---|---|");
     let dir = std::env::temp_dir().join(format!("outpost-bench-sealed-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     for file in ["smollm2-135m.gguf", "gemma3-270m.gguf"] {
         let plain = root.join("models").join(file);
         if !plain.is_file() {
-            bail!("{} is missing: run scripts/fetch-models.sh", plain.display());
+            bail!(
+                "{} is missing: run scripts/fetch-models.sh",
+                plain.display()
+            );
         }
         let key = ContentKey::generate()?;
         let sealed = dir.join(format!("{file}.sealed"));
@@ -88,7 +98,10 @@ pub fn run(args: &[String], root: &Path) -> Result<()> {
         std::fs::read(&sealed)?;
         let mut s = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..rounds {
-            let (load, first, want) = timed(|| Ok((None, Model::load(&plain, &LoadOptions::default())?)), threads)?;
+            let (load, first, want) = timed(
+                || Ok((None, Model::load(&plain, &LoadOptions::default())?)),
+                threads,
+            )?;
             s[0].push(load);
             s[2].push(first);
             let (load, first, got) = timed(
@@ -96,7 +109,9 @@ pub fn run(args: &[String], root: &Path) -> Result<()> {
                     let mem = Arc::new(outpost_store::open_sealed_background(&sealed, &key)?);
                     let m2 = mem.clone();
                     let opts = LoadOptions {
-                        arrival: Some(Arrival::new(move |n| m2.wait_for(n).map_err(|e| e.to_string()))),
+                        arrival: Some(Arrival::new(move |n| {
+                            m2.wait_for(n).map_err(|e| e.to_string())
+                        })),
                         ..LoadOptions::default()
                     };
                     let model = Model::load(&mem.path(), &opts)?;

@@ -56,10 +56,16 @@ pub fn run(api: &Api, p: &Publish<'_>) -> Result<Value> {
     };
     // Sealed blobs are written beside the release (where there is room for
     // them) and removed when publishing ends, however it ends.
-    let sealed_dir = ScratchDir(p.dir.join(format!(".outpost-sealed-{}", std::process::id())));
+    let sealed_dir = ScratchDir(
+        p.dir
+            .join(format!(".outpost-sealed-{}", std::process::id())),
+    );
     let key = if encrypt {
         std::fs::create_dir_all(&sealed_dir.0).with_context(|| {
-            format!("making a folder for the sealed blobs: {}", sealed_dir.0.display())
+            format!(
+                "making a folder for the sealed blobs: {}",
+                sealed_dir.0.display()
+            )
         })?;
         let key = seal_release(&mut rd, &sealed_dir.0, chunk as u32, &|path, file, len| {
             let bar = crate::progress::bytes(len, &format!("sealing {}", path.display()));
@@ -107,7 +113,11 @@ pub fn run(api: &Api, p: &Publish<'_>) -> Result<Value> {
         }
     }
     drop(key);
-    api.send("POST", "/admin/v1/releases", serde_json::to_value(&rd.meta)?)
+    api.send(
+        "POST",
+        "/admin/v1/releases",
+        serde_json::to_value(&rd.meta)?,
+    )
 }
 
 /// A folder removed with everything in it when dropped.

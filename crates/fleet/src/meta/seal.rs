@@ -59,8 +59,14 @@ pub fn seal_release(
             hash: Sha256::new(),
             len: 0,
         };
-        let header = stream::seal(&key, len, chunk_size, &mut read(path, file, len), &mut hashed)
-            .map_err(|e| fail(format!("sealing it failed: {e}")))?;
+        let header = stream::seal(
+            &key,
+            len,
+            chunk_size,
+            &mut read(path, file, len),
+            &mut hashed,
+        )
+        .map_err(|e| fail(format!("sealing it failed: {e}")))?;
         hashed.inner.flush().map_err(|e| MetaError::File {
             path: out.clone(),
             problem: format!("cannot write it: {e}"),
@@ -136,7 +142,10 @@ mod tests {
         assert_eq!(v.digest, Some(*sealed_digest));
         assert_eq!(Digest::sha256(&blob), *sealed_digest);
         assert_eq!(v.length, Some(blob.len() as u64));
-        assert!(!blob.windows(4).any(|w| w == b"GGUF"), "plaintext magic in the sealed blob");
+        assert!(
+            !blob.windows(4).any(|w| w == b"GGUF"),
+            "plaintext magic in the sealed blob"
+        );
         let mut back = Vec::new();
         stream::open(&key, &mut &blob[..], &mut back).expect("open");
         assert_eq!(back, data);
@@ -144,7 +153,12 @@ mod tests {
         rd.meta.validate().expect("sealed meta validates");
         let m = rd
             .meta
-            .manifest_for("default", 1, "k", outpost_protocol::Timestamp::from_unix_seconds(9))
+            .manifest_for(
+                "default",
+                1,
+                "k",
+                outpost_protocol::Timestamp::from_unix_seconds(9),
+            )
             .expect("manifest");
         assert_eq!(m.encryption.as_ref(), Some(enc));
         // Sealing twice is refused by name.
