@@ -92,6 +92,14 @@ pub enum KeyStoreKind {
     KernelKeyring,
 }
 
+impl std::str::FromStr for KeyStoreKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<KeyStoreKind, String> {
+        KeyStoreKind::parse(text).map_err(|e| e.to_string())
+    }
+}
+
 impl KeyStoreKind {
     /// `file` or `kernel-keyring`.
     pub fn parse(text: &str) -> Result<KeyStoreKind, AgentError> {

@@ -17,11 +17,12 @@ use outpost_protocol::fleet::{Installed, ModelAssignment};
 use outpost_protocol::telemetry::{
     Canary as CanaryEvent, EventData, Install, InstallOutcome, TelemetryEvent,
 };
-use outpost_protocol::{Digest, Manifest, ModelName, Timestamp, VerifyError};
+use outpost_protocol::{Digest, Manifest, ModelName, VerifyError};
 use outpost_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::canary::{CanaryResult, CanaryRunner, CanarySet};
+use crate::clock::now;
 use crate::identity::{read_json, write_json};
 use crate::{Agent, AgentError, Fetched, Profile};
 
@@ -154,13 +155,6 @@ pub(crate) fn installed(store: &Store) -> Result<Vec<Installed>, AgentError> {
         });
     }
     Ok(out)
-}
-
-pub(crate) fn now() -> Timestamp {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    Timestamp::from_unix_seconds(secs)
 }
 
 /// The short code sent to the fleet for a refused manifest.

@@ -21,6 +21,7 @@
 
 pub mod canary;
 mod client;
+mod clock;
 pub mod device_key;
 mod error;
 mod identity;

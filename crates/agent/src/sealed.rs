@@ -263,7 +263,7 @@ impl Agent {
             }
             Err(e) => return Err(e),
         };
-        let now = crate::install::now().unix_seconds();
+        let now = crate::clock::now().unix_seconds();
         let key = match open_grant(
             &grant,
             digest,

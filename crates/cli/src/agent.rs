@@ -122,13 +122,8 @@ struct RunArgs {
     /// (the Linux user keyring: never on disk, gone at reboot, after which
     /// the device must register again). Give `outpost serve --store` the
     /// same choice.
-    #[arg(long, value_name = "KIND", default_value = "file", value_parser = parse_key_store)]
+    #[arg(long, value_name = "KIND", default_value = "file")]
     device_key_store: outpost_agent::device_key::KeyStoreKind,
-}
-
-/// `--device-key-store`'s value.
-pub fn parse_key_store(text: &str) -> Result<outpost_agent::device_key::KeyStoreKind, String> {
-    outpost_agent::device_key::KeyStoreKind::parse(text).map_err(|e| e.to_string())
 }
 
 pub fn agent(a: AgentArgs) -> Result<()> {

@@ -31,7 +31,7 @@ pub struct ServeArgs {
     /// `kernel-keyring`. A sealed model in the store is opened with the
     /// content key the agent kept (wrapped to that device key) into memory
     /// only, and locked against swap where allowed.
-    #[arg(long, value_name = "KIND", default_value = "file", value_parser = crate::agent::parse_key_store, requires = "store")]
+    #[arg(long, value_name = "KIND", default_value = "file", requires = "store")]
     pub device_key_store: outpost_agent::device_key::KeyStoreKind,
     /// Address to bind. Anything but loopback needs --api-key.
     #[arg(long, default_value = "127.0.0.1")]

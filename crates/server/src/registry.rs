@@ -31,12 +31,6 @@ use outpost_protocol::ollama::{KeepAlive, ModelDetails};
 use crate::error::{ApiError, ServerError};
 use crate::served::{file_digest, ServedModel, ServerConfig};
 
-/// The engine's wait for a sealed model's bytes still being opened.
-pub(crate) fn arrival_of(m: &Arc<outpost_store::MemoryModel>) -> outpost_engine::gguf::Arrival {
-    let m = m.clone();
-    outpost_engine::gguf::Arrival::new(move |n| m.wait_for(n).map_err(|e| e.to_string()))
-}
-
 /// What is known of a model without loading it.
 #[derive(Debug, Clone)]
 pub struct ModelSpec {
@@ -93,7 +87,7 @@ impl ModelSpec {
             &memory.path(),
             template,
             cfg,
-            Some((&arrival_of(&memory), plaintext)),
+            Some((&crate::served::arrival_of(&memory), plaintext)),
         )?;
         spec.backing = Some(memory);
         Ok(spec)

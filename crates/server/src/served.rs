@@ -83,6 +83,12 @@ pub struct LoadSpec {
     pub backing: Option<Arc<outpost_store::MemoryModel>>,
 }
 
+/// The engine's wait for a sealed model's bytes still being opened.
+pub(crate) fn arrival_of(m: &Arc<outpost_store::MemoryModel>) -> outpost_engine::gguf::Arrival {
+    let m = m.clone();
+    outpost_engine::gguf::Arrival::new(move |n| m.wait_for(n).map_err(|e| e.to_string()))
+}
+
 /// One model being served.
 pub struct ServedModel {
     /// The name clients use in `model`.
@@ -117,7 +123,7 @@ impl ServedModel {
         // swap where the system allows.
         let opts = LoadOptions {
             mlock: spec.backing.is_some(),
-            arrival: spec.backing.as_ref().map(crate::registry::arrival_of),
+            arrival: spec.backing.as_ref().map(arrival_of),
             ..LoadOptions::default()
         };
         let model = Arc::new(Model::load(&spec.path, &opts)?);
