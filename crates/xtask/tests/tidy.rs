@@ -554,3 +554,30 @@ fn agent_links_no_engine_server_or_variants_and_no_async_http() {
         "the agent's fleet client is ureq (blocking)"
     );
 }
+
+#[test]
+fn ffi_is_an_in_app_library_without_a_server_fleet_or_async_runtime() {
+    // It is linked into apps: no daemon, no HTTP stack, no runtime of its
+    // own; the engine and the guard are what it exposes.
+    let tree = tree_of("outpost-ffi", false);
+    assert_links_none(
+        "outpost-ffi",
+        &tree,
+        &[
+            "outpost-server",
+            "outpost-fleet",
+            "outpost-router",
+            "axum",
+            "tokio",
+            "reqwest",
+            "sqlx",
+        ],
+    );
+    let direct = tree_of("outpost-ffi", true);
+    for needed in ["outpost-engine", "outpost-guard"] {
+        assert!(
+            direct.iter().any(|d| d == needed),
+            "outpost-ffi exposes {needed}"
+        );
+    }
+}

@@ -1,0 +1,243 @@
+//! Models and generation over the C ABI: open a GGUF file, generate from a
+//! prompt or chat from messages with a callback per piece of text, cancel
+//! from any thread.
+
+use std::ffi::{c_char, c_void};
+use std::sync::Arc;
+
+use outpost_engine::{
+    CancelToken, FinishReason, GenerateRequest, LoadOptions, Message, Model, Prompt, SamplingParams,
+};
+
+use crate::{guarded, text, OUTPOST_CANCELLED, OUTPOST_ERROR, OUTPOST_OK};
+
+/// A loaded model. Thread-safe: several threads may generate with one
+/// model at once (each generation has its own llama.cpp context).
+pub struct OutpostModel(Model);
+
+/// A cancel flag for one or more generations. Thread-safe: typically
+/// triggered from another thread than the one generating.
+pub struct OutpostCancel(Arc<CancelToken>);
+
+/// How to generate. Zero in a field means its default.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutpostGenerateOptions {
+    /// Most tokens to generate (default 256).
+    pub max_tokens: u32,
+    /// Sampling temperature; 0 with `greedy` set is greedy decoding.
+    pub temperature: f32,
+    /// Non-zero: always the most likely token (temperature ignored).
+    pub greedy: u8,
+    /// CPU threads (default: the engine's choice for this machine).
+    pub threads: u32,
+    /// Context size (default: the model's, capped at 4096).
+    pub n_ctx: u32,
+    /// Sampling seed (0: a random one).
+    pub seed: u32,
+}
+
+/// Called with each piece of text as it becomes final (UTF-8, not
+/// NUL-terminated: `len` bytes). Return 0 to go on, anything else to stop
+/// (the generation then ends as cancelled).
+pub type OutpostPieceFn =
+    Option<unsafe extern "C" fn(user: *mut c_void, text: *const c_char, len: usize) -> i32>;
+
+/// Opens the GGUF model at `path`; NULL on failure (see
+/// `outpost_last_error`). Thread-safe.
+///
+/// # Safety
+/// `path` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn outpost_model_open(path: *const c_char) -> *mut OutpostModel {
+    guarded(std::ptr::null_mut(), || {
+        // SAFETY: as the caller promises.
+        let path = unsafe { text(path, "path") }?;
+        let m = Model::load(std::path::Path::new(path), &LoadOptions::default())
+            .map_err(|e| e.to_string())?;
+        Ok(Box::into_raw(Box::new(OutpostModel(m))))
+    })
+}
+
+/// Frees a model. NULL is ignored. Not thread-safe with calls still using
+/// the model.
+///
+/// # Safety
+/// `model` comes from `outpost_model_open` and is not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn outpost_model_free(model: *mut OutpostModel) {
+    if !model.is_null() {
+        // SAFETY: made by Box::into_raw in outpost_model_open.
+        drop(unsafe { Box::from_raw(model) });
+    }
+}
+
+/// A new cancel flag (not set). Thread-safe.
+#[no_mangle]
+pub extern "C" fn outpost_cancel_new() -> *mut OutpostCancel {
+    Box::into_raw(Box::new(OutpostCancel(Arc::new(CancelToken::new()))))
+}
+
+/// Sets the flag: generations given it stop at their next token and
+/// return `OUTPOST_CANCELLED`. Thread-safe.
+///
+/// # Safety
+/// `cancel` comes from `outpost_cancel_new` and is not freed yet.
+#[no_mangle]
+pub unsafe extern "C" fn outpost_cancel_trigger(cancel: *const OutpostCancel) {
+    // SAFETY: a live handle, as the caller promises.
+    if let Some(c) = unsafe { cancel.as_ref() } {
+        c.0.cancel();
+    }
+}
+
+/// Frees a cancel flag. NULL is ignored. Not thread-safe with calls still
+/// using it.
+///
+/// # Safety
+/// `cancel` comes from `outpost_cancel_new` and is not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn outpost_cancel_free(cancel: *mut OutpostCancel) {
+    if !cancel.is_null() {
+        // SAFETY: made by Box::into_raw in outpost_cancel_new.
+        drop(unsafe { Box::from_raw(cancel) });
+    }
+}
+
+/// Completes `prompt` (plain text), calling `on_piece` with each piece.
+/// Returns `OUTPOST_OK`, `OUTPOST_CANCELLED` or `OUTPOST_ERROR`.
+/// Thread-safe (see `OutpostModel`); `on_piece` runs on the calling thread.
+///
+/// # Safety
+/// `model` is a live model; `prompt` a NUL-terminated string; `options`
+/// and `cancel` NULL or live; `on_piece` NULL or a function that may be
+/// called with `user`.
+#[no_mangle]
+pub unsafe extern "C" fn outpost_generate(
+    model: *const OutpostModel,
+    prompt: *const c_char,
+    options: *const OutpostGenerateOptions,
+    cancel: *const OutpostCancel,
+    on_piece: OutpostPieceFn,
+    user: *mut c_void,
+) -> i32 {
+    guarded(OUTPOST_ERROR, || {
+        // SAFETY: as the caller promises.
+        let prompt = unsafe { text(prompt, "prompt") }?.to_string();
+        // SAFETY: as the caller promises.
+        unsafe { run(model, Prompt::Text(prompt), options, cancel, on_piece, user) }
+    })
+}
+
+/// Chats: `messages_json` is a JSON array of `{"role": "system"|"user"|
+/// "assistant", "content": "..."}`, rendered with the model's own chat
+/// template; the answer arrives through `on_piece`. Returns as
+/// `outpost_generate`. Thread-safe.
+///
+/// # Safety
+/// As `outpost_generate`, with `messages_json` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn outpost_chat(
+    model: *const OutpostModel,
+    messages_json: *const c_char,
+    options: *const OutpostGenerateOptions,
+    cancel: *const OutpostCancel,
+    on_piece: OutpostPieceFn,
+    user: *mut c_void,
+) -> i32 {
+    guarded(OUTPOST_ERROR, || {
+        // SAFETY: as the caller promises.
+        let json = unsafe { text(messages_json, "messages_json") }?;
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct In {
+            role: String,
+            content: String,
+        }
+        let msgs: Vec<In> = serde_json::from_str(json).map_err(|e| {
+            format!("messages_json is not a JSON array of {{\"role\", \"content\"}} objects: {e}")
+        })?;
+        if msgs.is_empty() {
+            return Err("messages_json is empty: give at least one message".into());
+        }
+        let messages = msgs
+            .into_iter()
+            .map(|m| Message::new(m.role, m.content))
+            .collect();
+        let prompt = Prompt::Chat {
+            messages,
+            template: None,
+            tools: Vec::new(),
+        };
+        // SAFETY: as the caller promises.
+        unsafe { run(model, prompt, options, cancel, on_piece, user) }
+    })
+}
+
+/// The generation both entry points share.
+///
+/// # Safety
+/// As `outpost_generate`.
+unsafe fn run(
+    model: *const OutpostModel,
+    prompt: Prompt,
+    options: *const OutpostGenerateOptions,
+    cancel: *const OutpostCancel,
+    on_piece: OutpostPieceFn,
+    user: *mut c_void,
+) -> Result<i32, String> {
+    // SAFETY: NULL or live handles, as the caller promises.
+    let model =
+        unsafe { model.as_ref() }.ok_or("model is NULL: open one with outpost_model_open")?;
+    // SAFETY: as above.
+    let o = unsafe { options.as_ref() }.copied().unwrap_or_default();
+    // SAFETY: as above.
+    let outside = unsafe { cancel.as_ref() }.map(|c| c.0.clone());
+    // This generation's own flag: set by the caller's handle or by the
+    // callback asking to stop (which must not set the caller's handle).
+    let token = CancelToken::new();
+    if outside.as_ref().is_some_and(|c| c.is_cancelled()) {
+        token.cancel();
+    }
+    let mut r = GenerateRequest::new(prompt);
+    r.max_tokens = Some(if o.max_tokens == 0 { 256 } else { o.max_tokens });
+    r.sampling = if o.greedy != 0 {
+        SamplingParams::greedy()
+    } else {
+        SamplingParams {
+            temperature: o.temperature,
+            seed: (o.seed != 0).then_some(o.seed),
+            ..SamplingParams::default()
+        }
+    };
+    r.threads = (o.threads != 0).then_some(o.threads);
+    r.n_ctx = Some(if o.n_ctx == 0 {
+        model.0.info().n_ctx_train.min(4096)
+    } else {
+        o.n_ctx
+    });
+    let mut stopped = false;
+    let done = model
+        .0
+        .generate(&r, &token, |p| {
+            if outside.as_ref().is_some_and(|c| c.is_cancelled()) {
+                token.cancel();
+                return;
+            }
+            if p.text.is_empty() || stopped {
+                return;
+            }
+            if let Some(f) = on_piece {
+                // SAFETY: the caller's callback, with the caller's pointer.
+                if unsafe { f(user, p.text.as_ptr().cast(), p.text.len()) } != 0 {
+                    stopped = true;
+                    token.cancel();
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(match done.finish_reason {
+        FinishReason::Cancelled => OUTPOST_CANCELLED,
+        _ => OUTPOST_OK,
+    })
+}
