@@ -83,6 +83,25 @@ pub struct AgentConfig {
     pub device_key_store: device_key::KeyStoreKind,
 }
 
+/// The device's conditions an app supplies ([`Agent::set_conditions`]);
+/// `None` keeps what was configured or detected.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Conditions {
+    pub battery_pct: Option<u8>,
+    pub charging: Option<bool>,
+    pub unmetered: Option<bool>,
+    pub temperature_c: Option<f64>,
+    pub free_disk_bytes: Option<u64>,
+}
+
+/// An installed model's file ([`Agent::model_file`]).
+#[derive(Debug)]
+pub enum ModelFile {
+    Plain(PathBuf),
+    /// A sealed model's plaintext, in memory only.
+    Sealed(outpost_store::MemoryModel),
+}
+
 /// What one check-in cycle did.
 #[derive(Debug, Clone)]
 pub struct Cycle {
@@ -193,6 +212,51 @@ impl Agent {
 
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// The device's conditions as the app sees them (an app embedding the
+    /// agent supplies these instead of a daemon reading sysfs): each field
+    /// given replaces the configured or detected value from the next cycle
+    /// on (`require_unmetered` / `require_charging` read them).
+    pub fn set_conditions(&mut self, c: Conditions) {
+        let o = &mut self.cfg.overrides;
+        o.battery_pct = c.battery_pct.or(o.battery_pct);
+        o.charging = c.charging.or(o.charging);
+        o.unmetered = c.unmetered.or(o.unmetered);
+        o.temperature_c = c.temperature_c.or(o.temperature_c);
+        o.free_disk_bytes = c.free_disk_bytes.or(o.free_disk_bytes);
+    }
+
+    /// What the store has active, per model.
+    pub fn installed(&self) -> Result<Vec<outpost_protocol::fleet::Installed>, AgentError> {
+        install::installed(&self.store)
+    }
+
+    /// The file to load for `model`'s active blob: the blob itself, or a
+    /// sealed blob opened into memory (in the background; see
+    /// `outpost_store::MemoryModel::wait_for`) with the key the agent kept.
+    pub fn model_file(&self, model: &outpost_protocol::ModelName) -> Result<ModelFile, AgentError> {
+        let pointer = self
+            .store
+            .active(model)?
+            .ok_or_else(|| AgentError::Config {
+                what: format!("model {model}"),
+                problem: "nothing is installed for it yet: run a check-in first".into(),
+            })?;
+        let sealed = self
+            .store
+            .installed_manifest(model, &pointer.active)?
+            .is_some_and(|m| m.manifest.encryption.is_some());
+        Ok(if sealed {
+            ModelFile::Sealed(sealed::open_installed(
+                &self.store,
+                &self.cfg.store_root,
+                self.keys.as_ref(),
+                &pointer.active,
+            )?)
+        } else {
+            ModelFile::Plain(self.store.blob_path(&pointer.active))
+        })
     }
 
     /// One cycle: profile, check in, act on every assignment, ship

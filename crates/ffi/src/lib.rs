@@ -20,8 +20,11 @@ use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+pub mod api;
 mod guard;
 mod model;
+
+uniffi::setup_scaffolding!("outpost");
 
 pub use guard::*;
 pub use model::*;

@@ -174,7 +174,7 @@ pub unsafe extern "C" fn outpost_chat(
     })
 }
 
-/// The generation both entry points share.
+/// The generation both C entry points share.
 ///
 /// # Safety
 /// As `outpost_generate`.
@@ -193,10 +193,38 @@ unsafe fn run(
     let o = unsafe { options.as_ref() }.copied().unwrap_or_default();
     // SAFETY: as above.
     let outside = unsafe { cancel.as_ref() }.map(|c| c.0.clone());
+    let (_, cancelled) =
+        generate_core(
+            &model.0,
+            prompt,
+            &o,
+            outside.as_deref(),
+            |piece| match on_piece {
+                // SAFETY: the caller's callback, with the caller's pointer.
+                Some(f) => (unsafe { f(user, piece.as_ptr().cast(), piece.len()) }) == 0,
+                None => true,
+            },
+        )?;
+    Ok(if cancelled {
+        OUTPOST_CANCELLED
+    } else {
+        OUTPOST_OK
+    })
+}
+
+/// One generation: the text and whether it was cancelled (by `outside`, or
+/// by `on_piece` returning false). Shared by the C ABI and the UniFFI API.
+pub(crate) fn generate_core(
+    model: &Model,
+    prompt: Prompt,
+    o: &OutpostGenerateOptions,
+    outside: Option<&CancelToken>,
+    mut on_piece: impl FnMut(&str) -> bool,
+) -> Result<(String, bool), String> {
     // This generation's own flag: set by the caller's handle or by the
     // callback asking to stop (which must not set the caller's handle).
     let token = CancelToken::new();
-    if outside.as_ref().is_some_and(|c| c.is_cancelled()) {
+    if outside.is_some_and(CancelToken::is_cancelled) {
         token.cancel();
     }
     let mut r = GenerateRequest::new(prompt);
@@ -212,32 +240,25 @@ unsafe fn run(
     };
     r.threads = (o.threads != 0).then_some(o.threads);
     r.n_ctx = Some(if o.n_ctx == 0 {
-        model.0.info().n_ctx_train.min(4096)
+        model.info().n_ctx_train.min(4096)
     } else {
         o.n_ctx
     });
     let mut stopped = false;
     let done = model
-        .0
         .generate(&r, &token, |p| {
-            if outside.as_ref().is_some_and(|c| c.is_cancelled()) {
+            if outside.is_some_and(CancelToken::is_cancelled) {
                 token.cancel();
                 return;
             }
             if p.text.is_empty() || stopped {
                 return;
             }
-            if let Some(f) = on_piece {
-                // SAFETY: the caller's callback, with the caller's pointer.
-                if unsafe { f(user, p.text.as_ptr().cast(), p.text.len()) } != 0 {
-                    stopped = true;
-                    token.cancel();
-                }
+            if !on_piece(&p.text) {
+                stopped = true;
+                token.cancel();
             }
         })
         .map_err(|e| e.to_string())?;
-    Ok(match done.finish_reason {
-        FinishReason::Cancelled => OUTPOST_CANCELLED,
-        _ => OUTPOST_OK,
-    })
+    Ok((done.text, done.finish_reason == FinishReason::Cancelled))
 }

@@ -1,0 +1,82 @@
+"""The Python binding end to end (run by crates/xtask/tests/python_binding.rs,
+which generates the binding, starts a real `outpost fleet serve` and
+publishes a sealed SmolLM2 release): generate, stream, chat and cancel on
+the real model; the guard; the device agent inside this process checking
+in under conditions the app supplies, installing the sealed release and
+opening it from memory. Not HTTP: every call goes through the library."""
+
+import os
+import threading
+
+import outpost
+import outpost_app
+
+model_path = os.environ["OUTPOST_MODEL"]
+m = outpost.LocalModel.open(model_path)
+opts = outpost.GenerateOptions(max_tokens=16, greedy=True, threads=2)
+
+whole = m.generate("The capital of France is", opts)
+assert not whole.cancelled and whole.text.strip(), whole
+pieces = list(outpost_app.stream(m, "The capital of France is", options=opts))
+assert "".join(pieces) == whole.text and len(pieces) >= 2, (pieces, whole.text)
+print("generate:", repr(whole.text), "in", len(pieces), "pieces")
+
+msgs = [outpost.ChatMessage(role="user", content="Which city is the capital of France?")]
+chat = m.chat(msgs, opts)
+assert chat.text.strip()
+assert "".join(outpost_app.stream(m, messages=msgs, options=opts)) == chat.text
+print("chat:", repr(chat.text))
+
+# Cancelled from another thread midway.
+flag = outpost.CancelFlag()
+long_opts = outpost.GenerateOptions(max_tokens=200, greedy=True, threads=2)
+got = []
+for p in outpost_app.stream(m, "Once upon a time", options=long_opts, cancel=flag):
+    got.append(p)
+    if len(got) == 5:
+        threading.Thread(target=flag.cancel).start()
+assert 5 <= len(got) < 100 and flag.is_cancelled(), len(got)
+# Leaving the loop stops the generation too.
+it = outpost_app.stream(m, "Once upon a time", options=long_opts)
+next(it)
+it.close()
+print("cancelled after", len(got), "pieces")
+
+try:
+    outpost.LocalModel.open("/nonexistent/model.gguf")
+    raise SystemExit("a missing model opened")
+except outpost.OutpostError.Failed as e:
+    assert "/nonexistent/model.gguf" in str(e), e
+    print("error:", e)
+
+g = outpost.PiiGuard("US")
+text = "Email jane.doe@example.com about card 4111 1111 1111 1111."
+kinds = {f.entity for f in g.scan(text)}
+assert {"EMAIL_ADDRESS", "CREDIT_CARD"} <= kinds, kinds
+r = g.redact(text)
+assert "jane.doe" not in r.text() and "4111" not in r.text(), r.text()
+assert r.restore("I wrote to <EMAIL_ADDRESS_1>.") == "I wrote to jane.doe@example.com."
+print("redacted:", r.text())
+
+data = os.environ["OUTPOST_FLEET_DATA"]
+settings = outpost.AgentSettings(
+    fleet_url=os.environ["OUTPOST_FLEET_URL"],
+    store_dir=os.environ["OUTPOST_STORE"],
+    app_key=open(os.path.join(data, "app.key")).read().strip(),
+    pinned_keys=[open(os.path.join(data, "signing.pub.json")).read()],
+    device_class="phone-8gb",
+    app_version="1.0.0",
+    require_unmetered=True,
+)
+agent = outpost.DeviceAgent.open(settings)
+report = agent.check_in(outpost.DeviceConditions(unmetered=False, battery_pct=80, charging=False))
+assert not report.changed and any("waiting" in o and "unmetered" in o for o in report.outcomes), report
+report = agent.check_in(outpost.DeviceConditions(unmetered=True))
+assert report.changed and any("installed 1.0.0" in o for o in report.outcomes), report
+installed = agent.installed()
+assert [(i.model, i.version) for i in installed] == [("smollm2-135m", "1.0.0")], installed
+print("agent:", report.outcomes)
+# The installed release is sealed: opened into memory, same greedy text.
+sealed = agent.open_model("smollm2-135m")
+assert sealed.generate("The capital of France is", opts).text == whole.text
+print("ok: the sealed install answers like the plain file")
