@@ -227,6 +227,45 @@ impl Agent {
         o.free_disk_bytes = c.free_disk_bytes.or(o.free_disk_bytes);
     }
 
+    /// Puts an event about `model`'s active release in the telemetry
+    /// spool (what `outpost serve --store` does per request; an app that
+    /// runs the model itself records its own). Shipped by the next cycle or
+    /// [`Agent::flush_telemetry`].
+    pub fn record(
+        &self,
+        model: &outpost_protocol::ModelName,
+        data: outpost_protocol::telemetry::EventData,
+    ) -> Result<(), AgentError> {
+        let pointer = self
+            .store
+            .active(model)?
+            .ok_or_else(|| AgentError::Config {
+                what: format!("telemetry for {model}"),
+                problem: "nothing is installed for it: events are about an installed release"
+                    .into(),
+            })?;
+        let version = self
+            .store
+            .installed_manifest(model, &pointer.active)?
+            .map_or_else(|| "unknown".to_string(), |m| m.manifest.model_version);
+        self.spool
+            .push(&[outpost_protocol::telemetry::TelemetryEvent {
+                at: clock::now(),
+                model: model.clone(),
+                model_version: version,
+                model_digest: pointer.active,
+                engine_version: self.cfg.engine.engine_version,
+                app_version: self.cfg.engine.app_version,
+                data,
+            }])?;
+        Ok(())
+    }
+
+    /// Sends the spooled telemetry now; returns how many events went.
+    pub fn flush_telemetry(&self) -> Result<u64, AgentError> {
+        upload::ship(self)
+    }
+
     /// What the store has active, per model.
     pub fn installed(&self) -> Result<Vec<outpost_protocol::fleet::Installed>, AgentError> {
         install::installed(&self.store)

@@ -79,4 +79,15 @@ print("agent:", report.outcomes)
 # The installed release is sealed: opened into memory, same greedy text.
 sealed = agent.open_model("smollm2-135m")
 assert sealed.generate("The capital of France is", opts).text == whole.text
+# The app records what it ran and ships it; the fleet counts it.
+agent.record_inference("smollm2-135m", 40.0, 400.0, 16)
+agent.record_inference("smollm2-135m", 35.0, 300.0, 12)
+sent = agent.flush_telemetry()
+assert sent >= 2, sent
+try:
+    agent.record_inference("smollm2-135m", 50.0, 10.0, 1)
+    raise SystemExit("a latency below its ttft was recorded")
+except outpost.OutpostError.Failed as e:
+    assert "ttft" in str(e), e
+print("telemetry sent:", sent)
 print("ok: the sealed install answers like the plain file")

@@ -432,6 +432,58 @@ impl DeviceAgent {
             .collect())
     }
 
+    /// Records one request the app ran on `model` (its installed release)
+    /// in the telemetry spool: time to first token, whole latency, tokens
+    /// generated. Never any text.
+    pub fn record_inference(
+        &self,
+        model: String,
+        ttft_ms: f64,
+        latency_ms: f64,
+        tokens: u32,
+    ) -> Result<(), OutpostError> {
+        let name = ModelName::parse(&model).map_err(failed)?;
+        if !(ttft_ms.is_finite()
+            && latency_ms.is_finite()
+            && ttft_ms >= 0.0
+            && latency_ms >= ttft_ms)
+        {
+            return Err(failed(format!(
+                "ttft_ms {ttft_ms} and latency_ms {latency_ms}: give finite milliseconds with 0 <= ttft <= latency"
+            )));
+        }
+        let decode_s = (latency_ms - ttft_ms) / 1e3;
+        let data = outpost_protocol::telemetry::EventData::Inference(
+            outpost_protocol::telemetry::Inference {
+                ttft_ms,
+                latency_ms,
+                tokens,
+                tok_s: if decode_s > 0.0 {
+                    f64::from(tokens) / decode_s
+                } else {
+                    0.0
+                },
+                cached_tokens: 0,
+                error: None,
+            },
+        );
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(&name, data)
+            .map_err(failed)
+    }
+
+    /// Sends the spooled telemetry now (a check-in also does); returns how
+    /// many events went.
+    pub fn flush_telemetry(&self) -> Result<u64, OutpostError> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush_telemetry()
+            .map_err(failed)
+    }
+
     /// Loads the active version of `model` (a sealed one from memory only).
     pub fn open_model(&self, model: String) -> Result<Arc<LocalModel>, OutpostError> {
         let name = ModelName::parse(&model).map_err(failed)?;

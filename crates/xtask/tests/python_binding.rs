@@ -163,5 +163,29 @@ fn python_drives_models_guard_and_the_agent_through_the_generated_binding() {
         out.contains("ok: the sealed install answers like the plain file"),
         "{out}"
     );
+    // The fleet counted the two requests the app recorded.
+    let cohorts = Command::new(&outpost)
+        .args([
+            "fleet",
+            "cohorts",
+            "--minutes",
+            "1440",
+            "--json",
+            "--url",
+            &url,
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .expect("outpost fleet cohorts");
+    let v: serde_json::Value = serde_json::from_slice(&cohorts.stdout).expect("cohorts json");
+    let inferences: u64 = v
+        .as_array()
+        .expect("cohorts")
+        .iter()
+        .filter(|c| c["model_version"] == "1.0.0")
+        .filter_map(|c| c["inferences"].as_u64())
+        .sum();
+    assert_eq!(inferences, 2, "{v}");
     let _ = std::fs::remove_dir_all(&dir);
 }
