@@ -48,4 +48,7 @@ done
 # schemathesis, for the contract tests against the servers' OpenAPI documents.
 python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("schemathesis") != "4.32.5")' 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check "schemathesis==4.32.5"
+# The C ABI's shared library (liboutpost_ffi.so): `cargo test` builds only
+# the rlib, and the C example and the Python binding load the real thing.
+cargo build --release -p outpost-ffi
 cargo test --release --workspace --no-fail-fast "$@"

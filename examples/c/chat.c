@@ -69,6 +69,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("abi %u\n", outpost_abi_version());
+    char *build = outpost_build_info();
+    if (!build) fail("outpost_build_info");
+    printf("build: %s\n", build);
+    outpost_string_free(build);
 
     /* A bad path fails with a reason, not a crash. */
     if (outpost_model_open("/nonexistent/model.gguf") != NULL) {

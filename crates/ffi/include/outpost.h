@@ -63,6 +63,12 @@ extern "C" {
 // header's before calling anything else. Thread-safe.
 uint32_t outpost_abi_version(void);
 
+// How this library was built, as JSON: `{"abi", "llama_cpp",
+// "cpu_features": ["NEON", "DOTPROD", ...] or ["AVX2", ...],
+// "system_info"}` (llama.cpp's own report of the CPU features ggml was
+// compiled with). Free it with [`outpost_string_free`]. Thread-safe.
+char *outpost_build_info(void);
+
 // What the last failing call on this thread was told, or NULL. The text
 // stays valid until the next failing call on this thread; do not free it.
 // Thread-safe (each thread has its own).

@@ -51,6 +51,26 @@ pub extern "C" fn outpost_abi_version() -> u32 {
     OUTPOST_ABI_VERSION
 }
 
+/// How this library was built, as JSON: `{"abi", "llama_cpp",
+/// "cpu_features": ["NEON", "DOTPROD", ...] or ["AVX2", ...],
+/// "system_info"}` (llama.cpp's own report of the CPU features ggml was
+/// compiled with). Free it with [`outpost_string_free`]. Thread-safe.
+#[no_mangle]
+pub extern "C" fn outpost_build_info() -> *mut c_char {
+    guarded(std::ptr::null_mut(), || {
+        let b = outpost_engine::build_info();
+        Ok(give(
+            serde_json::json!({
+                "abi": OUTPOST_ABI_VERSION,
+                "llama_cpp": format!("{} (llama-cpp-sys-2 {})", b.llama_cpp_commit, b.llama_cpp_sys_version),
+                "cpu_features": b.cpu_features,
+                "system_info": b.system_info,
+            })
+            .to_string(),
+        ))
+    })
+}
+
 /// What the last failing call on this thread was told, or NULL. The text
 /// stays valid until the next failing call on this thread; do not free it.
 /// Thread-safe (each thread has its own).

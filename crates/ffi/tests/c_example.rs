@@ -75,6 +75,13 @@ fn the_c_example_streams_cancels_and_redacts() {
             .to_string()
     };
     assert_eq!(line("abi "), "1");
+    let build: serde_json::Value = serde_json::from_str(&line("build: ")).expect("build json");
+    assert!(
+        build["cpu_features"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty()),
+        "{build}"
+    );
     assert!(line("error: ").contains("/nonexistent/model.gguf"), "{out}");
 
     // The streamed answer is the engine's own greedy answer.
