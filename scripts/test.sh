@@ -4,10 +4,13 @@
 # (cached in ~/.cache/outpost), installs the openai and ollama Python clients, schemathesis, the
 # embedding reference's packages (numpy, safetensors, tokenizers) and the guard corpora's
 # (faker, phonenumbers, python-stdnum), PyNaCl and pyhpke (the sealing interop test), then runs
-# every test in the one release profile the demo and benchmarks share.
+# every test in the one release profile the demo and benchmarks share. The
+# aarch64 cross toolchain and qemu-user (scripts/ensure-cross.sh) are for
+# the ARM test (crates/xtask/tests/aarch64.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-build-deps.sh
+scripts/ensure-cross.sh
 scripts/fetch-models.sh
 scripts/build-reference.sh
 # Python's sqlite3 module (schemathesis needs it) loads the system's

@@ -19,6 +19,10 @@
 // It failed: see [`outpost_last_error`].
 #define OUTPOST_ERROR -1
 
+// An embedded device agent. Thread-safe (one check-in at a time; other
+// calls wait for it).
+typedef struct OutpostAgent OutpostAgent;
+
 // A cancel flag for one or more generations. Thread-safe: typically
 // triggered from another thread than the one generating.
 typedef struct OutpostCancel OutpostCancel;
@@ -79,6 +83,66 @@ const char *outpost_last_error(void);
 // # Safety
 // `s` must come from this library and not have been freed.
 void outpost_string_free(char *s);
+
+// Opens the agent on its store; registers the device on first use.
+// `settings_json`: `{"fleet_url", "store_dir", "app_key", "pinned_keys":
+// ["<contents of signing.pub.json>"], "channel", "device_class",
+// "app_version", "require_unmetered", "require_charging",
+// "device_key_store"}` (`fleet_url`, `store_dir`, `pinned_keys` and
+// `app_version` required). NULL on failure. Thread-safe.
+//
+// # Safety
+// `settings_json` is a NUL-terminated string.
+struct OutpostAgent *outpost_agent_open(const char *settings_json);
+
+// Frees the agent. NULL is ignored.
+//
+// # Safety
+// `agent` comes from `outpost_agent_open` and is not used afterwards.
+void outpost_agent_free(struct OutpostAgent *agent);
+
+// One check-in: `conditions_json` (NULL: unchanged) is `{"battery_pct",
+// "charging", "unmetered", "temperature_c", "free_disk_bytes"}`, any
+// subset. Returns the report as JSON (`{"device_id", "next_check_in_s",
+// "outcomes": [...], "changed", "telemetry_sent"}`), freed with
+// `outpost_string_free`; NULL on failure.
+//
+// # Safety
+// `agent` is live; `conditions_json` NULL or a NUL-terminated string.
+char *outpost_agent_check_in(const struct OutpostAgent *agent, const char *conditions_json);
+
+// What is installed, as a JSON array of `{"model", "version", "digest"}`;
+// freed with `outpost_string_free`; NULL on failure.
+//
+// # Safety
+// `agent` is live.
+char *outpost_agent_status(const struct OutpostAgent *agent);
+
+// Loads the active version of `model` (a sealed one from memory only);
+// free it with `outpost_model_free`. NULL on failure.
+//
+// # Safety
+// `agent` is live; `model` a NUL-terminated string.
+struct OutpostModel *outpost_agent_open_model(const struct OutpostAgent *agent, const char *model);
+
+// Records one request the app ran on `model`'s installed release (time to
+// first token, whole latency, tokens; never text) in the telemetry spool.
+// `OUTPOST_OK` or `OUTPOST_ERROR`.
+//
+// # Safety
+// `agent` is live; `model` a NUL-terminated string.
+int32_t outpost_agent_record_inference(const struct OutpostAgent *agent,
+                                       const char *model,
+                                       double ttft_ms,
+                                       double latency_ms,
+                                       uint32_t tokens);
+
+// Sends the spooled telemetry now; the number of events sent, or
+// `OUTPOST_ERROR`.
+//
+// # Safety
+// `agent` is live.
+int64_t outpost_agent_flush(const struct OutpostAgent *agent);
 
 // A scanner reading national phone numbers of `regions` (comma separated
 // CLDR codes such as "US,GB"; NULL or "" for the device locale's region,

@@ -173,6 +173,11 @@ impl LocalModel {
 }
 
 impl LocalModel {
+    /// The engine's model.
+    pub(crate) fn engine(&self) -> &Model {
+        &self.model
+    }
+
     fn run(
         &self,
         prompt: Prompt,
@@ -268,38 +273,47 @@ impl Redaction {
     }
 }
 
-/// How the embedded agent reaches its fleet and keeps its store.
-#[derive(Debug, Clone, uniffi::Record)]
+/// How the embedded agent reaches its fleet and keeps its store (also
+/// the C ABI's `outpost_agent_open` JSON).
+#[derive(Debug, Clone, uniffi::Record, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AgentSettings {
     pub fleet_url: String,
     /// The model store (created if missing); the device identity lives there.
     pub store_dir: String,
     /// The app key, for the first check-in (registration).
     #[uniffi(default = None)]
+    #[serde(default)]
     pub app_key: Option<String>,
     /// The fleet's signing keys to trust: the contents of its
     /// `signing.pub.json` files.
     pub pinned_keys: Vec<String>,
     #[uniffi(default = None)]
+    #[serde(default)]
     pub channel: Option<String>,
     /// The device class the fleet assigns by (e.g. `phone-8gb`).
     #[uniffi(default = None)]
+    #[serde(default)]
     pub device_class: Option<String>,
     /// The app's version (`MAJOR.MINOR.PATCH`).
     pub app_version: String,
     /// Download only on an unmetered network / while charging, as the
     /// conditions given to `check_in` say.
     #[uniffi(default = false)]
+    #[serde(default)]
     pub require_unmetered: bool,
     #[uniffi(default = false)]
+    #[serde(default)]
     pub require_charging: bool,
     /// `file` (default) or `kernel-keyring`.
     #[uniffi(default = None)]
+    #[serde(default)]
     pub device_key_store: Option<String>,
 }
 
 /// The device's conditions as the app sees them; `None` keeps the last.
-#[derive(Debug, Clone, Default, uniffi::Record)]
+#[derive(Debug, Clone, Default, uniffi::Record, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DeviceConditions {
     #[uniffi(default = None)]
     pub battery_pct: Option<u8>,
@@ -314,7 +328,7 @@ pub struct DeviceConditions {
 }
 
 /// What a check-in did.
-#[derive(Debug, Clone, uniffi::Record)]
+#[derive(Debug, Clone, uniffi::Record, serde::Serialize)]
 pub struct CheckInReport {
     pub device_id: String,
     /// When the fleet wants the next one.
@@ -327,7 +341,7 @@ pub struct CheckInReport {
 }
 
 /// An installed model.
-#[derive(Debug, Clone, uniffi::Record)]
+#[derive(Debug, Clone, uniffi::Record, serde::Serialize)]
 pub struct InstalledModel {
     pub model: String,
     pub version: String,

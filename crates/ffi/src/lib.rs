@@ -20,12 +20,14 @@ use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+mod agent;
 pub mod api;
 mod guard;
 mod model;
 
 uniffi::setup_scaffolding!("outpost");
 
+pub use agent::*;
 pub use guard::*;
 pub use model::*;
 

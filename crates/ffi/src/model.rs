@@ -6,14 +6,14 @@ use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
 use outpost_engine::{
-    CancelToken, FinishReason, GenerateRequest, LoadOptions, Message, Model, Prompt, SamplingParams,
+    CancelToken, FinishReason, GenerateRequest, Message, Model, Prompt, SamplingParams,
 };
 
 use crate::{guarded, text, OUTPOST_CANCELLED, OUTPOST_ERROR, OUTPOST_OK};
 
 /// A loaded model. Thread-safe: several threads may generate with one
 /// model at once (each generation has its own llama.cpp context).
-pub struct OutpostModel(Model);
+pub struct OutpostModel(pub(crate) Arc<crate::api::LocalModel>);
 
 /// A cancel flag for one or more generations. Thread-safe: typically
 /// triggered from another thread than the one generating.
@@ -53,8 +53,7 @@ pub unsafe extern "C" fn outpost_model_open(path: *const c_char) -> *mut Outpost
     guarded(std::ptr::null_mut(), || {
         // SAFETY: as the caller promises.
         let path = unsafe { text(path, "path") }?;
-        let m = Model::load(std::path::Path::new(path), &LoadOptions::default())
-            .map_err(|e| e.to_string())?;
+        let m = crate::api::LocalModel::open(path.to_string()).map_err(|e| e.to_string())?;
         Ok(Box::into_raw(Box::new(OutpostModel(m))))
     })
 }
@@ -193,18 +192,17 @@ unsafe fn run(
     let o = unsafe { options.as_ref() }.copied().unwrap_or_default();
     // SAFETY: as above.
     let outside = unsafe { cancel.as_ref() }.map(|c| c.0.clone());
-    let (_, cancelled) =
-        generate_core(
-            &model.0,
-            prompt,
-            &o,
-            outside.as_deref(),
-            |piece| match on_piece {
-                // SAFETY: the caller's callback, with the caller's pointer.
-                Some(f) => (unsafe { f(user, piece.as_ptr().cast(), piece.len()) }) == 0,
-                None => true,
-            },
-        )?;
+    let (_, cancelled) = generate_core(
+        model.0.engine(),
+        prompt,
+        &o,
+        outside.as_deref(),
+        |piece| match on_piece {
+            // SAFETY: the caller's callback, with the caller's pointer.
+            Some(f) => (unsafe { f(user, piece.as_ptr().cast(), piece.len()) }) == 0,
+            None => true,
+        },
+    )?;
     Ok(if cancelled {
         OUTPOST_CANCELLED
     } else {

@@ -187,5 +187,90 @@ fn python_drives_models_guard_and_the_agent_through_the_generated_binding() {
         .filter_map(|c| c["inferences"].as_u64())
         .sum();
     assert_eq!(inferences, 2, "{v}");
+
+    // The same agent through the C ABI, as a C app calls it (a second
+    // device with its own store).
+    c_abi_agent(&url, &data, &dir.join("store-c"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `outpost_agent_*` end to end: open, check in, status, open the sealed
+/// install from memory and generate, record and flush telemetry, and the
+/// errors a C caller gets for bad input.
+fn c_abi_agent(url: &str, data: &Path, store: &Path) {
+    use outpost_ffi::*;
+    use std::ffi::{c_char, CStr, CString};
+    // SAFETY: pointers returned by the library, read and freed as its
+    // header says.
+    let take = |p: *mut c_char| -> String {
+        assert!(!p.is_null(), "failed: {}", last_error());
+        let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+        unsafe { outpost_string_free(p) };
+        s
+    };
+    fn last_error() -> String {
+        let p = outpost_last_error();
+        if p.is_null() {
+            return String::new();
+        }
+        // SAFETY: the thread's last error, NUL-terminated.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+    let settings = serde_json::json!({
+        "fleet_url": url,
+        "store_dir": store,
+        "app_key": std::fs::read_to_string(data.join("app.key")).expect("app key").trim(),
+        "pinned_keys": [std::fs::read_to_string(data.join("signing.pub.json")).expect("pin")],
+        "device_class": "laptop-16gb",
+        "app_version": "1.0.0",
+    });
+    let cs = |s: &str| CString::new(s).expect("no NUL");
+    // SAFETY: NUL-terminated strings and live handles throughout.
+    unsafe {
+        assert!(outpost_agent_open(cs("{\"fleet_url\": 3}").as_ptr()).is_null());
+        assert!(last_error().contains("settings_json"), "{}", last_error());
+        let agent = outpost_agent_open(cs(&settings.to_string()).as_ptr());
+        assert!(!agent.is_null(), "{}", last_error());
+        let bad = outpost_agent_check_in(agent, cs("{\"unmetered\": \"yes\"}").as_ptr());
+        assert!(
+            bad.is_null() && last_error().contains("conditions_json"),
+            "{}",
+            last_error()
+        );
+        let report: serde_json::Value = serde_json::from_str(&take(outpost_agent_check_in(
+            agent,
+            cs("{\"unmetered\": true, \"battery_pct\": 90}").as_ptr(),
+        )))
+        .expect("report json");
+        assert_eq!(report["changed"], true, "{report}");
+        let status: serde_json::Value =
+            serde_json::from_str(&take(outpost_agent_status(agent))).expect("status json");
+        assert_eq!(status[0]["version"], "1.0.0", "{status}");
+        let model = outpost_agent_open_model(agent, cs("smollm2-135m").as_ptr());
+        assert!(!model.is_null(), "{}", last_error());
+        let o = OutpostGenerateOptions {
+            max_tokens: 8,
+            greedy: 1,
+            threads: 2,
+            ..OutpostGenerateOptions::default()
+        };
+        let rc = outpost_generate(
+            model,
+            cs("The capital of France is").as_ptr(),
+            &o,
+            std::ptr::null(),
+            None,
+            std::ptr::null_mut(),
+        );
+        assert_eq!(rc, OUTPOST_OK, "{}", last_error());
+        outpost_model_free(model);
+        assert!(outpost_agent_open_model(agent, cs("no-such-model").as_ptr()).is_null());
+        assert!(last_error().contains("no-such-model"), "{}", last_error());
+        assert_eq!(
+            outpost_agent_record_inference(agent, cs("smollm2-135m").as_ptr(), 30.0, 200.0, 8),
+            OUTPOST_OK
+        );
+        assert!(outpost_agent_flush(agent) >= 1, "{}", last_error());
+        outpost_agent_free(agent);
+    }
 }
