@@ -23,7 +23,7 @@ use outpost_protocol::manifest::Version;
 use outpost_protocol::signing::PinnedKey;
 use outpost_protocol::{Keyring, ModelName};
 
-use crate::model::{generate_core, OutpostGenerateOptions};
+use crate::generation::{generate, Settings};
 
 /// Every failure, with what was wrong and what to do.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
@@ -58,11 +58,11 @@ pub struct GenerateOptions {
 }
 
 impl GenerateOptions {
-    fn c(&self) -> OutpostGenerateOptions {
-        OutpostGenerateOptions {
+    fn settings(&self) -> Settings {
+        Settings {
             max_tokens: self.max_tokens,
             temperature: self.temperature,
-            greedy: u8::from(self.greedy),
+            greedy: self.greedy,
             threads: self.threads,
             n_ctx: 0,
             seed: self.seed,
@@ -186,7 +186,7 @@ impl LocalModel {
         sink: Option<Box<dyn PieceSink>>,
     ) -> Result<Generated, OutpostError> {
         let outside = cancel.as_ref().map(|c| &c.0);
-        let (text, cancelled) = generate_core(&self.model, prompt, &options.c(), outside, |p| {
+        let (text, cancelled) = generate(&self.model, prompt, &options.settings(), outside, |p| {
             sink.as_ref().is_none_or(|s| s.piece(p.to_string()))
         })
         .map_err(failed)?;

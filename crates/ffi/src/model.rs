@@ -5,9 +5,7 @@
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
-use outpost_engine::{
-    CancelToken, FinishReason, GenerateRequest, Message, Model, Prompt, SamplingParams,
-};
+use outpost_engine::{CancelToken, Message, Prompt};
 
 use crate::{guarded, text, OUTPOST_CANCELLED, OUTPOST_ERROR, OUTPOST_OK};
 
@@ -35,6 +33,19 @@ pub struct OutpostGenerateOptions {
     pub n_ctx: u32,
     /// Sampling seed (0: a random one).
     pub seed: u32,
+}
+
+impl OutpostGenerateOptions {
+    fn settings(&self) -> crate::generation::Settings {
+        crate::generation::Settings {
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            greedy: self.greedy != 0,
+            threads: self.threads,
+            n_ctx: self.n_ctx,
+            seed: self.seed,
+        }
+    }
 }
 
 /// Called with each piece of text as it becomes final (UTF-8, not
@@ -192,10 +203,10 @@ unsafe fn run(
     let o = unsafe { options.as_ref() }.copied().unwrap_or_default();
     // SAFETY: as above.
     let outside = unsafe { cancel.as_ref() }.map(|c| c.0.clone());
-    let (_, cancelled) = generate_core(
+    let (_, cancelled) = crate::generation::generate(
         model.0.engine(),
         prompt,
-        &o,
+        &o.settings(),
         outside.as_deref(),
         |piece| match on_piece {
             // SAFETY: the caller's callback, with the caller's pointer.
@@ -208,55 +219,4 @@ unsafe fn run(
     } else {
         OUTPOST_OK
     })
-}
-
-/// One generation: the text and whether it was cancelled (by `outside`, or
-/// by `on_piece` returning false). Shared by the C ABI and the UniFFI API.
-pub(crate) fn generate_core(
-    model: &Model,
-    prompt: Prompt,
-    o: &OutpostGenerateOptions,
-    outside: Option<&CancelToken>,
-    mut on_piece: impl FnMut(&str) -> bool,
-) -> Result<(String, bool), String> {
-    // This generation's own flag: set by the caller's handle or by the
-    // callback asking to stop (which must not set the caller's handle).
-    let token = CancelToken::new();
-    if outside.is_some_and(CancelToken::is_cancelled) {
-        token.cancel();
-    }
-    let mut r = GenerateRequest::new(prompt);
-    r.max_tokens = Some(if o.max_tokens == 0 { 256 } else { o.max_tokens });
-    r.sampling = if o.greedy != 0 {
-        SamplingParams::greedy()
-    } else {
-        SamplingParams {
-            temperature: o.temperature,
-            seed: (o.seed != 0).then_some(o.seed),
-            ..SamplingParams::default()
-        }
-    };
-    r.threads = (o.threads != 0).then_some(o.threads);
-    r.n_ctx = Some(if o.n_ctx == 0 {
-        model.info().n_ctx_train.min(4096)
-    } else {
-        o.n_ctx
-    });
-    let mut stopped = false;
-    let done = model
-        .generate(&r, &token, |p| {
-            if outside.is_some_and(CancelToken::is_cancelled) {
-                token.cancel();
-                return;
-            }
-            if p.text.is_empty() || stopped {
-                return;
-            }
-            if !on_piece(&p.text) {
-                stopped = true;
-                token.cancel();
-            }
-        })
-        .map_err(|e| e.to_string())?;
-    Ok((done.text, done.finish_reason == FinishReason::Cancelled))
 }
