@@ -256,6 +256,21 @@ int32_t outpost_chat(const struct OutpostModel *model,
                      OutpostPieceFn on_piece,
                      void *user);
 
+// Embeds `n` NUL-terminated texts with an embedding model, writing
+// `n * dims` floats to `out` (row after row, in order) when `out_len`
+// is at least that; returns the model's `dims`, or `OUTPOST_ERROR` (too
+// small a buffer is an error naming the size needed; call with `out`
+// NULL and `out_len` 0 to learn `dims` first). Thread-safe.
+//
+// # Safety
+// `model` is live; `texts` points to `n` NUL-terminated strings; `out`
+// is NULL or has room for `out_len` floats.
+int64_t outpost_embed(const struct OutpostModel *model,
+                      const char *const *texts,
+                      size_t n,
+                      float *out,
+                      size_t out_len);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

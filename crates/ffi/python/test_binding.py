@@ -49,6 +49,20 @@ except outpost.OutpostError.Failed as e:
     assert "/nonexistent/model.gguf" in str(e), e
     print("error:", e)
 
+# Embeddings: all-MiniLM-L6-v2, unit vectors, related sentences closer.
+emb = outpost.LocalModel.open(os.environ["OUTPOST_EMBEDDING_MODEL"])
+vecs = emb.embed(["A cat sits on the mat.", "A kitten rests on a rug.", "Quarterly tax filing deadlines."])
+assert len(vecs) == 3 and all(len(v) == 384 for v in vecs), [len(v) for v in vecs]
+dot = lambda a, b: sum(x * y for x, y in zip(a, b))
+assert all(abs(dot(v, v) - 1.0) < 1e-3 for v in vecs)
+assert dot(vecs[0], vecs[1]) > dot(vecs[0], vecs[2]) + 0.2, (dot(vecs[0], vecs[1]), dot(vecs[0], vecs[2]))
+try:
+    m.embed(["a generative model has no pooled vectors"])
+    raise SystemExit("a generative model embedded")
+except outpost.OutpostError.Failed as e:
+    print("embed refused:", e)
+print("embeddings:", len(vecs), "x", len(vecs[0]))
+
 g = outpost.PiiGuard("US")
 text = "Email jane.doe@example.com about card 4111 1111 1111 1111."
 kinds = {f.entity for f in g.scan(text)}

@@ -117,7 +117,9 @@ impl CancelFlag {
 /// A loaded model; generations may run on several threads at once.
 #[derive(uniffi::Object)]
 pub struct LocalModel {
-    model: Model,
+    model: Arc<Model>,
+    /// Started on the first `embed` (embedding models only).
+    embedder: std::sync::OnceLock<outpost_engine::Embedder>,
     /// A sealed model's in-memory plaintext, which the model was loaded
     /// from.
     _backing: Option<Arc<outpost_store::MemoryModel>>,
@@ -130,10 +132,7 @@ impl LocalModel {
     pub fn open(path: String) -> Result<Arc<Self>, OutpostError> {
         let model =
             Model::load(std::path::Path::new(&path), &LoadOptions::default()).map_err(failed)?;
-        Ok(Arc::new(LocalModel {
-            model,
-            _backing: None,
-        }))
+        Ok(Arc::new(LocalModel::new(model, None)))
     }
 
     /// Completes `prompt` (plain text).
@@ -146,6 +145,12 @@ impl LocalModel {
         sink: Option<Box<dyn PieceSink>>,
     ) -> Result<Generated, OutpostError> {
         self.run(Prompt::Text(prompt), &options, cancel, sink)
+    }
+
+    /// The vectors of `texts`, in order (embedding models such as
+    /// all-MiniLM-L6-v2; a model that generates is refused by name).
+    pub fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, OutpostError> {
+        self.embed_texts(&texts).map_err(failed)
     }
 
     /// Answers `messages` with the model's own chat template.
@@ -173,6 +178,39 @@ impl LocalModel {
 }
 
 impl LocalModel {
+    fn new(model: Model, backing: Option<Arc<outpost_store::MemoryModel>>) -> LocalModel {
+        LocalModel {
+            model: Arc::new(model),
+            embedder: std::sync::OnceLock::new(),
+            _backing: backing,
+        }
+    }
+
+    /// The vectors of `texts` (an embedding model: pooled and normalised as
+    /// the model says; each text cut to its context), in order.
+    pub(crate) fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+        if texts.is_empty() {
+            return Err("no texts to embed: give at least one".into());
+        }
+        let e = match self.embedder.get() {
+            Some(e) => e,
+            None => {
+                let started = outpost_engine::Embedder::start(
+                    self.model.clone(),
+                    outpost_engine::EmbedConfig::default(),
+                )
+                .map_err(|e| e.to_string())?;
+                self.embedder.get_or_init(|| started)
+            }
+        };
+        let inputs = texts
+            .iter()
+            .map(|t| e.tokenize(t, true))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        e.embed(inputs).map_err(|e| e.to_string())
+    }
+
     /// The engine's model.
     pub(crate) fn engine(&self) -> &Model {
         &self.model
@@ -520,9 +558,6 @@ impl DeviceAgent {
             ..LoadOptions::default()
         };
         let model = Model::load(&path, &opts).map_err(failed)?;
-        Ok(Arc::new(LocalModel {
-            model,
-            _backing: backing,
-        }))
+        Ok(Arc::new(LocalModel::new(model, backing)))
     }
 }

@@ -184,6 +184,55 @@ pub unsafe extern "C" fn outpost_chat(
     })
 }
 
+/// Embeds `n` NUL-terminated texts with an embedding model, writing
+/// `n * dims` floats to `out` (row after row, in order) when `out_len`
+/// is at least that; returns the model's `dims`, or `OUTPOST_ERROR` (too
+/// small a buffer is an error naming the size needed; call with `out`
+/// NULL and `out_len` 0 to learn `dims` first). Thread-safe.
+///
+/// # Safety
+/// `model` is live; `texts` points to `n` NUL-terminated strings; `out`
+/// is NULL or has room for `out_len` floats.
+#[no_mangle]
+pub unsafe extern "C" fn outpost_embed(
+    model: *const OutpostModel,
+    texts: *const *const c_char,
+    n: usize,
+    out: *mut f32,
+    out_len: usize,
+) -> i64 {
+    guarded(i64::from(OUTPOST_ERROR), || {
+        // SAFETY: as the caller promises.
+        let m =
+            unsafe { model.as_ref() }.ok_or("model is NULL: open one with outpost_model_open")?;
+        if texts.is_null() || n == 0 {
+            return Err("texts is NULL or n is 0: give at least one text".into());
+        }
+        let mut owned = Vec::with_capacity(n);
+        for i in 0..n {
+            // SAFETY: `texts` holds `n` pointers, as the caller promises.
+            let t = unsafe { text(*texts.add(i), &format!("texts[{i}]")) }?;
+            owned.push(t.to_string());
+        }
+        let vectors = m.0.embed_texts(&owned)?;
+        let dims = vectors.first().map_or(0, Vec::len);
+        if out.is_null() && out_len == 0 {
+            return Ok(dims as i64);
+        }
+        if out.is_null() || out_len < n * dims {
+            return Err(format!(
+                "out has room for {out_len} floats; {n} texts x {dims} dimensions need {}",
+                n * dims
+            ));
+        }
+        for (i, v) in vectors.iter().enumerate() {
+            // SAFETY: room for n * dims floats was checked above.
+            unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), out.add(i * dims), dims) };
+        }
+        Ok(dims as i64)
+    })
+}
+
 /// The generation both C entry points share.
 ///
 /// # Safety

@@ -143,6 +143,20 @@ fn python_drives_models_guard_and_the_agent_through_the_generated_binding() {
     fleet_cmd(&["publish", rel.to_str().expect("utf8"), "--encrypt"]);
     fleet_cmd(&["release", "smollm2-135m@1.0.0", "--channel", "stable"]);
 
+    // all-MiniLM-L6-v2 converted from its safetensors, for embeddings.
+    let minilm = dir.join("minilm.gguf");
+    run(Command::new(&outpost)
+        .arg("convert")
+        .arg(
+            built(
+                root().join("models/all-minilm-l6-v2/model.safetensors"),
+                "run scripts/fetch-models.sh",
+            )
+            .parent()
+            .expect("checkpoint folder"),
+        )
+        .arg("--out")
+        .arg(&minilm));
     let py = dir.join("python");
     let out = run(Command::new("python3")
         .arg(root().join("crates/ffi/python/test_binding.py"))
@@ -155,6 +169,7 @@ fn python_drives_models_guard_and_the_agent_through_the_generated_binding() {
             ),
         )
         .env("OUTPOST_MODEL", &model)
+        .env("OUTPOST_EMBEDDING_MODEL", &minilm)
         .env("OUTPOST_FLEET_URL", &url)
         .env("OUTPOST_FLEET_DATA", &data)
         .env("OUTPOST_STORE", dir.join("store")));
@@ -191,6 +206,7 @@ fn python_drives_models_guard_and_the_agent_through_the_generated_binding() {
     // The same agent through the C ABI, as a C app calls it (a second
     // device with its own store).
     c_abi_agent(&url, &data, &dir.join("store-c"));
+    c_abi_embed(&minilm);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -272,5 +288,41 @@ fn c_abi_agent(url: &str, data: &Path, store: &Path) {
         );
         assert!(outpost_agent_flush(agent) >= 1, "{}", last_error());
         outpost_agent_free(agent);
+    }
+}
+
+/// `outpost_embed` as a C caller uses it: ask the width, then fill a
+/// buffer; a buffer too small is refused with the size needed.
+fn c_abi_embed(minilm: &Path) {
+    use outpost_ffi::*;
+    use std::ffi::{CStr, CString};
+    let cs = |s: &str| CString::new(s).expect("no NUL");
+    let path = cs(minilm.to_str().expect("utf8"));
+    let texts = [cs("A cat sits on the mat."), cs("A kitten rests on a rug.")];
+    let ptrs: Vec<*const std::ffi::c_char> = texts.iter().map(|t| t.as_ptr()).collect();
+    // SAFETY: live handles, NUL-terminated strings, a buffer of the size given.
+    unsafe {
+        let m = outpost_model_open(path.as_ptr());
+        assert!(!m.is_null());
+        let dims = outpost_embed(m, ptrs.as_ptr(), 2, std::ptr::null_mut(), 0);
+        assert_eq!(dims, 384);
+        let mut small = vec![0f32; 10];
+        assert_eq!(
+            outpost_embed(m, ptrs.as_ptr(), 2, small.as_mut_ptr(), small.len()),
+            i64::from(OUTPOST_ERROR)
+        );
+        let err = CStr::from_ptr(outpost_last_error())
+            .to_string_lossy()
+            .into_owned();
+        assert!(err.contains("768"), "{err}");
+        let mut out = vec![0f32; 768];
+        assert_eq!(
+            outpost_embed(m, ptrs.as_ptr(), 2, out.as_mut_ptr(), out.len()),
+            384
+        );
+        let (a, b) = out.split_at(384);
+        let cos: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        assert!(cos > 0.5 && cos < 1.0, "cosine {cos}");
+        outpost_model_free(m);
     }
 }
