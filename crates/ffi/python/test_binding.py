@@ -72,6 +72,25 @@ assert "jane.doe" not in r.text() and "4111" not in r.text(), r.text()
 assert r.restore("I wrote to <EMAIL_ADDRESS_1>.") == "I wrote to jane.doe@example.com."
 print("redacted:", r.text())
 
+# The route decision, under the app's policy, with the app's conditions.
+policy = 'mode = "auto"\n[cloud]\nurl = "https://cloud.example/v1"\n[auto]\nsensitive = "local"\n'
+rp = outpost.RoutePolicy(policy)
+d = rp.decide(outpost.RouteRequest(text="What is 2 + 2?", max_tokens=8, local_ctx=2048))
+assert (d.target, d.reason, d.findings) == ("local", "simple", 0), d
+long = "Summarise the following report in detail. " + "The committee met again. " * 800
+d = rp.decide(outpost.RouteRequest(text=long, max_tokens=256, local_ctx=2048))
+assert (d.target, d.reason) == ("cloud", "fit"), d
+d = rp.decide(outpost.RouteRequest(text="Mail jane.doe@example.com. " + long, max_tokens=256, local_ctx=2048))
+assert (d.target, d.reason, d.findings) == ("local", "sensitive", 1), d
+d = rp.decide(outpost.RouteRequest(text="What is 2 + 2?", mode="cloud_only"))
+assert (d.target, d.reason) == ("cloud", "mode"), d
+try:
+    outpost.RoutePolicy('mode = "sometimes"\n')
+    raise SystemExit("a bad policy parsed")
+except outpost.OutpostError.Failed as e:
+    assert "sometimes" in str(e), e
+print("route:", d.target, d.reason)
+
 data = os.environ["OUTPOST_FLEET_DATA"]
 settings = outpost.AgentSettings(
     fleet_url=os.environ["OUTPOST_FLEET_URL"],

@@ -25,12 +25,14 @@ pub mod api;
 mod generation;
 mod guard;
 mod model;
+mod route;
 
 uniffi::setup_scaffolding!("outpost");
 
 pub use agent::*;
 pub use guard::*;
 pub use model::*;
+pub use route::*;
 
 /// The ABI version this library implements. It changes when a function's
 /// signature or meaning changes; additions keep it.

@@ -5,7 +5,10 @@
 //! function [`decide`]; [`Router`] gathers its signals (policy, headers,
 //! text features, guard findings, device state, breaker, speeds, spend).
 //! The local path stays with the caller (the server): this crate does not
-//! link the engine.
+//! link the engine. Without the default feature `cloud` there is no cloud
+//! client (nor tokio or reqwest): the decision alone, for an app that calls
+//! its cloud itself (`outpost-ffi`); a policy's `[cloud] url` then only
+//! says that a cloud exists.
 //!
 //! ```
 //! use outpost_router::{decide, Mode, Policy, RequestInfo, Router, Target};
@@ -18,22 +21,27 @@
 //! assert_eq!((d.target, d.reason.as_str()), (Target::Local, "simple"));
 //! ```
 
+#[cfg(feature = "cloud")]
 mod cloud;
 mod complexity;
 mod decide;
 mod device;
 mod health;
 mod policy;
+#[cfg(feature = "cloud")]
 mod restore;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use outpost_guard::{redact_texts, Action, GuardError, Redacted, Scanner, Vault};
+use outpost_guard::Scanner;
+#[cfg(feature = "cloud")]
+use outpost_guard::{redact_texts, Action, GuardError, Redacted, Vault};
 
 pub use outpost_guard::Region;
 
+#[cfg(feature = "cloud")]
 pub use cloud::{CloudAnswer, CloudBody, CloudClient, CloudError, Endpoint};
 pub use complexity::{complexity, estimate_tokens};
 pub use decide::{decide, Decision, Reason, Signals, Target};
@@ -44,6 +52,7 @@ pub use policy::{
     CloudConfig, DeviceConfig, GuardConfig, LocalConfig, Mode, Policy, PolicyError, Sensitive,
     SpendConfig,
 };
+#[cfg(feature = "cloud")]
 pub use restore::{restore_answer, restore_stream, total_tokens, StreamStats};
 
 /// Request headers the router reads.
@@ -119,7 +128,10 @@ pub struct RouteEvent {
 /// The router's state, shared by all requests.
 pub struct Router {
     pub policy: Policy,
+    #[cfg(feature = "cloud")]
     pub cloud: Option<CloudClient>,
+    /// A cloud is configured (its client, with the feature `cloud`).
+    has_cloud: bool,
     pub breaker: Breaker,
     pub speeds: Speeds,
     pub spend: Spend,
@@ -134,11 +146,13 @@ impl Router {
         if let Some(url) = cloud_url {
             policy.cloud.url = Some(url);
         }
+        #[cfg(feature = "cloud")]
         let cloud = match &policy.cloud.url {
             Some(url) => Some(CloudClient::new(url, &policy.cloud).map_err(RouterError::Cloud)?),
             None => None,
         };
-        if cloud.is_none() {
+        let has_cloud = policy.cloud.url.is_some();
+        if !has_cloud {
             let apps: Vec<&str> = policy
                 .apps
                 .iter()
@@ -161,7 +175,9 @@ impl Router {
             device: DeviceMonitor::new(policy.device.clone()),
             scanner: Scanner::with_regions(policy.guard.regions()),
             counts: Mutex::new(BTreeMap::new()),
+            #[cfg(feature = "cloud")]
             cloud,
+            has_cloud,
             policy,
         })
     }
@@ -235,8 +251,8 @@ impl Router {
             cloud_predicted_ms: self.speeds.cloud_ms(answer),
             battery_low: device.battery_low(self.device.config()),
             thermal_throttled: device.throttled(self.device.config()),
-            cloud_configured: self.cloud.is_some(),
-            breaker_open: self.cloud.is_some() && self.breaker.is_open(Instant::now()),
+            cloud_configured: self.has_cloud,
+            breaker_open: self.has_cloud && self.breaker.is_open(Instant::now()),
             spend_exhausted: self.spend.exhausted(),
         })
     }
@@ -244,6 +260,7 @@ impl Router {
     /// Replaces personal data in every text of `body` with placeholders,
     /// reading national phone numbers of `regions`; the vault restores them
     /// in the answer.
+    #[cfg(feature = "cloud")]
     pub fn redact(
         &self,
         body: serde_json::Value,

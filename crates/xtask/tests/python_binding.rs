@@ -207,6 +207,7 @@ fn python_drives_models_guard_and_the_agent_through_the_generated_binding() {
     // device with its own store).
     c_abi_agent(&url, &data, &dir.join("store-c"));
     c_abi_embed(&minilm);
+    c_abi_route();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -324,5 +325,35 @@ fn c_abi_embed(minilm: &Path) {
         let cos: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
         assert!(cos > 0.5 && cos < 1.0, "cosine {cos}");
         outpost_model_free(m);
+    }
+}
+
+/// `outpost_route_decide` as a C caller uses it.
+fn c_abi_route() {
+    use outpost_ffi::*;
+    use std::ffi::{CStr, CString};
+    let cs = |s: &str| CString::new(s).expect("no NUL");
+    let policy = cs("mode = \"auto\"\n[cloud]\nurl = \"https://cloud.example/v1\"\n");
+    // SAFETY: NUL-terminated strings; results freed as the header says.
+    unsafe {
+        let p = outpost_route_decide(
+            policy.as_ptr(),
+            cs(r#"{"text": "What is 2 + 2?", "max_tokens": 8, "battery_low": true}"#).as_ptr(),
+        );
+        assert!(!p.is_null());
+        let d: serde_json::Value =
+            serde_json::from_str(&CStr::from_ptr(p).to_string_lossy()).expect("json");
+        outpost_string_free(p);
+        assert_eq!(
+            (d["target"].as_str(), d["reason"].as_str()),
+            (Some("local"), Some("simple")),
+            "{d}"
+        );
+        let bad = outpost_route_decide(policy.as_ptr(), cs(r#"{"txt": "hi"}"#).as_ptr());
+        assert!(bad.is_null());
+        let err = CStr::from_ptr(outpost_last_error())
+            .to_string_lossy()
+            .into_owned();
+        assert!(err.contains("request_json") && err.contains("txt"), "{err}");
     }
 }

@@ -558,7 +558,8 @@ fn agent_links_no_engine_server_or_variants_and_no_async_http() {
 #[test]
 fn ffi_is_an_in_app_library_without_a_server_fleet_or_async_runtime() {
     // It is linked into apps: no daemon, no HTTP stack, no runtime of its
-    // own; the engine and the guard are what it exposes.
+    // own (the router comes without its cloud client); the engine, the
+    // guard and the agent are what it exposes.
     let tree = tree_of("outpost-ffi", false);
     assert_links_none(
         "outpost-ffi",
@@ -566,7 +567,6 @@ fn ffi_is_an_in_app_library_without_a_server_fleet_or_async_runtime() {
         &[
             "outpost-server",
             "outpost-fleet",
-            "outpost-router",
             "axum",
             "tokio",
             "reqwest",
@@ -574,7 +574,7 @@ fn ffi_is_an_in_app_library_without_a_server_fleet_or_async_runtime() {
         ],
     );
     let direct = tree_of("outpost-ffi", true);
-    for needed in ["outpost-engine", "outpost-guard"] {
+    for needed in ["outpost-engine", "outpost-guard", "outpost-router"] {
         assert!(
             direct.iter().any(|d| d == needed),
             "outpost-ffi exposes {needed}"
