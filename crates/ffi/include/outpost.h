@@ -271,6 +271,16 @@ int64_t outpost_embed(const struct OutpostModel *model,
                       float *out,
                       size_t out_len);
 
+// The decision for `request_json` (`{"text", "max_tokens", "local_ctx",
+// "app", "mode", "latency_budget_ms", "region", "battery_low",
+// "thermal_throttled"}`, any subset) under the route policy
+// `policy_toml`, as JSON `{"target", "reason", "findings"}`; free it with
+// `outpost_string_free`. NULL on failure. Thread-safe.
+//
+// # Safety
+// Both arguments are NUL-terminated strings.
+char *outpost_route_decide(const char *policy_toml, const char *request_json);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

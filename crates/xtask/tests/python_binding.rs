@@ -336,17 +336,24 @@ fn c_abi_route() {
     let policy = cs("mode = \"auto\"\n[cloud]\nurl = \"https://cloud.example/v1\"\n");
     // SAFETY: NUL-terminated strings; results freed as the header says.
     unsafe {
-        let p = outpost_route_decide(
-            policy.as_ptr(),
-            cs(r#"{"text": "What is 2 + 2?", "max_tokens": 8, "battery_low": true}"#).as_ptr(),
-        );
-        assert!(!p.is_null());
-        let d: serde_json::Value =
-            serde_json::from_str(&CStr::from_ptr(p).to_string_lossy()).expect("json");
-        outpost_string_free(p);
+        let ask = |request: &str| -> serde_json::Value {
+            let p = outpost_route_decide(policy.as_ptr(), cs(request).as_ptr());
+            assert!(!p.is_null());
+            let d = serde_json::from_str(&CStr::from_ptr(p).to_string_lossy()).expect("json");
+            outpost_string_free(p);
+            d
+        };
+        let d = ask(r#"{"text": "What is 2 + 2?", "max_tokens": 8}"#);
         assert_eq!(
             (d["target"].as_str(), d["reason"].as_str()),
             (Some("local"), Some("simple")),
+            "{d}"
+        );
+        // The app says the battery is low: the work moves to the cloud.
+        let d = ask(r#"{"text": "What is 2 + 2?", "max_tokens": 8, "battery_low": true}"#);
+        assert_eq!(
+            (d["target"].as_str(), d["reason"].as_str()),
+            (Some("cloud"), Some("battery_low")),
             "{d}"
         );
         let bad = outpost_route_decide(policy.as_ptr(), cs(r#"{"txt": "hi"}"#).as_ptr());
