@@ -155,7 +155,9 @@ impl KernelKeyring {
                 .invalidate()
                 .map(|()| true)
                 .map_err(|e| self.fail("removing the key", format!("{e:?}"))),
-            Err(KeyError::KeyDoesNotExist) => Ok(false),
+            Err(KeyError::KeyDoesNotExist | KeyError::KeyRevoked | KeyError::KeyExpired) => {
+                Ok(false)
+            }
             Err(e) => Err(self.fail("searching", format!("{e:?}"))),
         }
     }
@@ -176,7 +178,11 @@ impl DeviceKeyStore for KernelKeyring {
             .map_err(|e| self.fail("opening the user keyring", format!("{e:?}")))?;
         let key = match ring.search(&self.description) {
             Ok(k) => k,
-            Err(KeyError::KeyDoesNotExist) => return Ok(None),
+            // A removed key can still be found, dead, until the kernel's
+            // garbage collector runs: it is gone all the same.
+            Err(KeyError::KeyDoesNotExist | KeyError::KeyRevoked | KeyError::KeyExpired) => {
+                return Ok(None)
+            }
             Err(e) => return Err(self.fail("searching", format!("{e:?}"))),
         };
         let mut bytes = Zeroizing::new([0u8; 32]);
@@ -272,6 +278,12 @@ mod tests {
         // Removed, so the test leaves no key behind.
         assert!(ring.forget().expect("forget"));
         assert!(ring.load().expect("search").is_none());
+        // A new key under the same name while the old one may still be
+        // found dead (a device that registers again).
+        let again = ensure(&ring).expect("made again");
+        assert_ne!(again, public, "a new key");
+        assert_eq!(ensure(&ring).expect("kept"), again);
+        assert!(ring.forget().expect("forget"));
         assert!(!ring.forget().expect("forget again"));
         std::fs::remove_dir_all(&dir).expect("clean");
     }
