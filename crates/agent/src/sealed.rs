@@ -78,12 +78,7 @@ pub fn open_grant(
             format!("the key grant's {what} is not base64 of the right length"),
         )
     };
-    let enc: [u8; 32] = B64
-        .decode(&g.enc)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| bad("enc"))?;
-    let ciphertext = B64.decode(&g.ciphertext).map_err(|_| bad("ciphertext"))?;
+    let wrapped = wrapped_from_base64(&g.enc, &g.ciphertext).map_err(bad)?;
     let grant = Grant {
         release: g.release.clone(),
         digest: digest.to_string(),
@@ -91,12 +86,24 @@ pub fn open_grant(
         expires_at: g.expires_at,
         request_nonce: *nonce,
     };
-    unwrap(&WrappedKey { enc, ciphertext }, secret, &grant, now).map_err(|e| {
+    unwrap(&wrapped, secret, &grant, now).map_err(|e| {
         refused(
             "key-unwrap",
             format!("{e} (is the device key the one this device registered?)"),
         )
     })
+}
+
+/// A wrapped key from its two base64 fields (a grant's or a kept key's);
+/// `Err` names the field that is not base64 of the right length.
+fn wrapped_from_base64(enc: &str, ciphertext: &str) -> Result<WrappedKey, &'static str> {
+    let enc: [u8; 32] = B64
+        .decode(enc)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or("enc")?;
+    let ciphertext = B64.decode(ciphertext).map_err(|_| "ciphertext")?;
+    Ok(WrappedKey { enc, ciphertext })
 }
 
 /// A content key kept on the device, wrapped to the device's own key.
@@ -169,21 +176,9 @@ pub fn kept_key(
     let secret = keys
         .load()?
         .ok_or_else(|| fail("this device has no device key: it must register again".into()))?;
-    let enc: [u8; 32] = B64
-        .decode(&k.enc)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| fail("enc is not base64 of 32 bytes".into()))?;
-    let ciphertext = B64
-        .decode(&k.ciphertext)
-        .map_err(|_| fail("ciphertext is not base64".into()))?;
-    unwrap(
-        &WrappedKey { enc, ciphertext },
-        &secret,
-        &kept_grant(digest),
-        0,
-    )
-    .map_err(|e| {
+    let wrapped = wrapped_from_base64(&k.enc, &k.ciphertext)
+        .map_err(|what| fail(format!("{what} is not base64 of the right length")))?;
+    unwrap(&wrapped, &secret, &kept_grant(digest), 0).map_err(|e| {
         fail(format!(
             "{e}; the device key changed since it was kept: run the agent again"
         ))

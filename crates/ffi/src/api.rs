@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use outpost_agent::{Agent, AgentConfig, Conditions, EngineFacts, ModelFile};
 use outpost_engine::gguf::Arrival;
-use outpost_engine::{CancelToken, LoadOptions, Message, Model, Prompt};
+use outpost_engine::{CancelToken, LoadOptions, Model, Prompt};
 use outpost_guard::{redact, Action, Region, Restorer, Scanner, Vault};
 use outpost_protocol::manifest::Version;
 use outpost_protocol::signing::PinnedKey;
@@ -78,8 +78,9 @@ pub struct Generated {
     pub cancelled: bool,
 }
 
-/// One chat turn.
-#[derive(Debug, Clone, uniffi::Record)]
+/// One chat turn (also an element of the C ABI's `messages_json`).
+#[derive(Debug, Clone, uniffi::Record, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChatMessage {
     /// `system`, `user` or `assistant`.
     pub role: String,
@@ -162,17 +163,10 @@ impl LocalModel {
         cancel: Option<Arc<CancelFlag>>,
         sink: Option<Box<dyn PieceSink>>,
     ) -> Result<Generated, OutpostError> {
-        if messages.is_empty() {
-            return Err(failed("messages is empty: give at least one"));
-        }
-        let prompt = Prompt::Chat {
-            messages: messages
-                .into_iter()
-                .map(|m| Message::new(m.role, m.content))
-                .collect(),
-            template: None,
-            tools: Vec::new(),
-        };
+        let prompt = crate::generation::chat_prompt(
+            messages.into_iter().map(|m| (m.role, m.content)).collect(),
+        )
+        .map_err(|e| failed(format!("messages {e}")))?;
         self.run(prompt, &options, cancel, sink)
     }
 }

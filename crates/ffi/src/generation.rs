@@ -16,6 +16,22 @@ pub(crate) struct Settings {
     pub seed: u32,
 }
 
+/// The chat prompt for `(role, content)` turns, rendered with the model's
+/// own template.
+pub(crate) fn chat_prompt(turns: Vec<(String, String)>) -> Result<Prompt, String> {
+    if turns.is_empty() {
+        return Err("is empty: give at least one message".into());
+    }
+    Ok(Prompt::Chat {
+        messages: turns
+            .into_iter()
+            .map(|(role, content)| outpost_engine::Message::new(role, content))
+            .collect(),
+        template: None,
+        tools: Vec::new(),
+    })
+}
+
 /// One generation: the text and whether it was cancelled (by `outside`, or
 /// by `on_piece` returning false).
 pub(crate) fn generate(

@@ -5,7 +5,7 @@
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
-use outpost_engine::{CancelToken, Message, Prompt};
+use outpost_engine::{CancelToken, Prompt};
 
 use crate::{guarded, text, OUTPOST_CANCELLED, OUTPOST_ERROR, OUTPOST_OK};
 
@@ -158,27 +158,12 @@ pub unsafe extern "C" fn outpost_chat(
     guarded(OUTPOST_ERROR, || {
         // SAFETY: as the caller promises.
         let json = unsafe { text(messages_json, "messages_json") }?;
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct In {
-            role: String,
-            content: String,
-        }
-        let msgs: Vec<In> = serde_json::from_str(json).map_err(|e| {
+        let msgs: Vec<crate::api::ChatMessage> = serde_json::from_str(json).map_err(|e| {
             format!("messages_json is not a JSON array of {{\"role\", \"content\"}} objects: {e}")
         })?;
-        if msgs.is_empty() {
-            return Err("messages_json is empty: give at least one message".into());
-        }
-        let messages = msgs
-            .into_iter()
-            .map(|m| Message::new(m.role, m.content))
-            .collect();
-        let prompt = Prompt::Chat {
-            messages,
-            template: None,
-            tools: Vec::new(),
-        };
+        let prompt =
+            crate::generation::chat_prompt(msgs.into_iter().map(|m| (m.role, m.content)).collect())
+                .map_err(|e| format!("messages_json {e}"))?;
         // SAFETY: as the caller promises.
         unsafe { run(model, prompt, options, cancel, on_piece, user) }
     })

@@ -98,14 +98,13 @@ impl Fleet {
         match self.grant_to(&device, req).await {
             Ok(g) => Ok(g),
             Err(e) => {
-                let audit = crate::db::AuditRecord {
-                    id: 0,
-                    at: self.now(),
-                    actor: format!("device/{device_id}"),
-                    action: "content-key.refuse".into(),
-                    target: format!("blob/{digest}"),
-                    detail: serde_json::json!({"reason": e.to_string()}),
-                };
+                let audit = device_audit(
+                    self.now(),
+                    &device_id,
+                    "content-key.refuse",
+                    &digest,
+                    serde_json::json!({"reason": e.to_string()}),
+                );
                 // The refusal stands even if its record cannot be written.
                 if let Err(db) = self.db.commit(Vec::new(), audit).await {
                     tracing::error!(error = %db, "auditing a refused content-key request");
@@ -185,14 +184,13 @@ impl Fleet {
         self.db
             .commit(
                 Vec::new(),
-                crate::db::AuditRecord {
-                    id: 0,
-                    at: now,
-                    actor: format!("device/{device_id}"),
-                    action: "content-key.grant".into(),
-                    target: format!("blob/{}", req.digest),
-                    detail: serde_json::json!({"release": release, "expires_at": grant.expires_at}),
-                },
+                device_audit(
+                    now,
+                    &device_id,
+                    "content-key.grant",
+                    &req.digest,
+                    serde_json::json!({"release": release, "expires_at": grant.expires_at}),
+                ),
             )
             .await?;
         Ok(KeyGrant {
@@ -204,6 +202,24 @@ impl Fleet {
             enc: B64.encode(wrapped.enc),
             ciphertext: B64.encode(&wrapped.ciphertext),
         })
+    }
+}
+
+/// The audit record of a key request, with the device as actor.
+fn device_audit(
+    at: outpost_protocol::Timestamp,
+    device_id: &str,
+    action: &str,
+    digest: &Digest,
+    detail: serde_json::Value,
+) -> crate::db::AuditRecord {
+    crate::db::AuditRecord {
+        id: 0,
+        at,
+        actor: format!("device/{device_id}"),
+        action: action.into(),
+        target: format!("blob/{digest}"),
+        detail,
     }
 }
 
