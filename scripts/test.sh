@@ -6,11 +6,14 @@
 # (faker, phonenumbers, python-stdnum), PyNaCl and pyhpke (the sealing interop test), then runs
 # every test in the one release profile the demo and benchmarks share. The
 # aarch64 cross toolchain and qemu-user (scripts/ensure-cross.sh) are for
-# the ARM test (crates/xtask/tests/aarch64.rs).
+# the ARM test (crates/xtask/tests/aarch64.rs); a Java runtime, JNA and
+# kotlinc (scripts/ensure-kotlin.sh) for the Kotlin binding's; maturin and
+# auditwheel (scripts/build-wheel.sh) build the Python wheel its test installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-build-deps.sh
 scripts/ensure-cross.sh
+scripts/ensure-kotlin.sh
 scripts/fetch-models.sh
 scripts/build-reference.sh
 # Python's sqlite3 module (schemathesis needs it) loads the system's
@@ -54,4 +57,6 @@ python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("schemathesi
 # The C ABI's shared library (liboutpost_ffi.so): `cargo test` builds only
 # the rlib, and the C example and the Python binding load the real thing.
 cargo build --release -p outpost-ffi
+# The Python wheel (maturin + auditwheel) the Python binding test installs.
+scripts/build-wheel.sh
 cargo test --release --workspace --no-fail-fast "$@"

@@ -1,11 +1,13 @@
 //! The one definition of Outpost's Kotlin, Swift and Python API (UniFFI,
-//! proc-macro mode): `cargo run -p xtask --bin uniffi-bindgen -- generate
+//! proc-macro mode): `cargo run -p xtask --bin outpost-bindgen -- generate
 //! --library target/release/liboutpost_ffi.so --language python|kotlin|swift
 //! --out-dir DIR` writes the bindings. Objects are reference counted and
-//! thread-safe; errors arrive as `OutpostError.Failed(message)`; a
+//! thread-safe; errors arrive as `OutpostError.Failed(reason)`; a
 //! generation streams through a `PieceSink` the caller implements, which
-//! each language's wrapper turns into its idiom (Python: an iterator,
-//! `crates/ffi/python/outpost_app.py`).
+//! each language's layer turns into its idiom: a Python iterator
+//! (`python/outpost/stream.py`, in the wheel), a Kotlin `Flow`
+//! (`kotlin/OutpostFlow.kt`), a Swift `AsyncThrowingStream`
+//! (`swift/OutpostStream.swift`).
 //!
 //! Besides models and the guard it carries the device agent as a library:
 //! the app opens it on a store, supplies the conditions (battery, network)
@@ -25,16 +27,17 @@ use outpost_protocol::{Keyring, ModelName};
 
 use crate::generation::{generate, Settings};
 
-/// Every failure, with what was wrong and what to do.
+/// Every failure, with what was wrong and what to do. (The field is not
+/// called `message`: Kotlin's generated exception would then have two.)
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum OutpostError {
-    #[error("{message}")]
-    Failed { message: String },
+    #[error("{reason}")]
+    Failed { reason: String },
 }
 
-fn failed(message: impl ToString) -> OutpostError {
+fn failed(reason: impl ToString) -> OutpostError {
     OutpostError::Failed {
-        message: message.to_string(),
+        reason: reason.to_string(),
     }
 }
 

@@ -67,12 +67,12 @@ impl RoutePolicy {
     pub fn new(policy_toml: String) -> Result<Arc<Self>, OutpostError> {
         route_policy(&policy_toml)
             .map(|r| Arc::new(RoutePolicy(r)))
-            .map_err(|message| OutpostError::Failed { message })
+            .map_err(|reason| OutpostError::Failed { reason })
     }
 
     /// The decision for one request.
     pub fn decide(&self, request: RouteRequest) -> Result<RouteDecision, OutpostError> {
-        decide_one(&self.0, &request).map_err(|message| OutpostError::Failed { message })
+        decide_one(&self.0, &request).map_err(|reason| OutpostError::Failed { reason })
     }
 }
 

@@ -9,26 +9,16 @@
 //! RSS on both are printed (never asserted). `scripts/ensure-cross.sh`
 //! installs the toolchain; without it this test fails, it never skips.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const TARGET: &str = "aarch64-unknown-linux-gnu";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::root;
 
 fn run(c: &mut Command) -> String {
-    let o = c
-        .output()
-        .unwrap_or_else(|e| panic!("{c:?} did not start ({e}): run scripts/ensure-cross.sh"));
-    assert!(
-        o.status.success(),
-        "{c:?}:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    common::run_ok(c, "scripts/ensure-cross.sh")
 }
 
 fn line<'a>(out: &'a str, prefix: &str) -> &'a str {

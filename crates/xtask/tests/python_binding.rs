@@ -1,23 +1,19 @@
 //! The UniFFI bindings (#24): Python, Kotlin and Swift generated from
-//! `crates/ffi/src/api.rs` by this package's `uniffi-bindgen`, and the
-//! Python one exercised for real (`crates/ffi/python/test_binding.py`):
+//! `crates/ffi/src/api.rs` by this package's `outpost-bindgen`, and the
+//! Python one exercised for real through the wheel maturin built
+//! (`scripts/build-wheel.sh`), installed into a fresh folder
+//! (`crates/ffi/tests/python/test_binding.py`):
 //! models, streaming, cancel, guard, and the agent as a library against a
-//! real `outpost fleet serve` with a sealed SmolLM2 release. Kotlin and
-//! Swift are generated and checked for their API; compiling them needs
-//! kotlinc / swiftc, which this machine lacks (the test says so).
+//! real `outpost fleet serve` with a sealed SmolLM2 release; and the same
+//! agent, embeddings and route decision through the C ABI as a C caller
+//! uses them. Kotlin and Swift: `kotlin_swift_bindings.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn built(path: PathBuf, how: &str) -> PathBuf {
-    assert!(path.is_file(), "{} is missing: {how}", path.display());
-    path
-}
+mod common;
+use common::{built, root};
 
 struct Killed(Child);
 
@@ -29,31 +25,43 @@ impl Drop for Killed {
 }
 
 fn run(c: &mut Command) -> String {
-    let o = c.output().expect("run");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{c:?}:\n{text}");
-    text
+    common::run_ok(c, "scripts/test.sh")
 }
 
-fn generate(lib: &Path, language: &str, out: &Path) {
-    run(Command::new(env!("CARGO_BIN_EXE_uniffi-bindgen"))
-        .args(["generate", "--library"])
-        .arg(lib)
-        .args(["--language", language, "--no-format", "--out-dir"])
-        .arg(out));
+/// Installs the wheel `scripts/build-wheel.sh` built into `site` (pip,
+/// offline, no dependencies) and says where.
+fn install_wheel(site: &Path) -> PathBuf {
+    let wheels = root().join("target/wheels");
+    let wheel = std::fs::read_dir(&wheels)
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.starts_with("outpost-") && name.contains("manylinux") && name.ends_with(".whl")
+        });
+    let wheel = built(
+        wheel.unwrap_or_else(|| wheels.join("outpost-*-manylinux*.whl")),
+        "run scripts/build-wheel.sh (maturin + auditwheel)",
+    );
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(["--no-index", "--no-deps", "--target"])
+        .arg(site)
+        .arg(&wheel));
+    site.to_path_buf()
 }
 
 #[test]
 fn python_drives_models_guard_and_the_agent_through_the_generated_binding() {
     let release = root().join("target/release");
-    let lib = built(
-        release.join("liboutpost_ffi.so"),
-        "cargo build --release -p outpost-ffi",
-    );
     let outpost = built(
         release.join("outpost"),
         "cargo build --release -p outpost-cli",
@@ -64,41 +72,7 @@ fn python_drives_models_guard_and_the_agent_through_the_generated_binding() {
     );
     let dir = std::env::temp_dir().join(format!("outpost-bindings-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    for lang in ["python", "kotlin", "swift"] {
-        generate(&lib, lang, &dir.join(lang));
-    }
-    let kotlin =
-        std::fs::read_to_string(dir.join("kotlin/uniffi/outpost/outpost.kt")).expect("kotlin");
-    let swift = std::fs::read_to_string(dir.join("swift/outpost.swift")).expect("swift");
-    for api in [
-        "LocalModel",
-        "PiiGuard",
-        "DeviceAgent",
-        "CancelFlag",
-        "PieceSink",
-    ] {
-        assert!(
-            kotlin.contains(&format!("class {api}"))
-                || kotlin.contains(&format!("interface {api}")),
-            "kotlin lacks {api}"
-        );
-        assert!(
-            swift.contains(&format!("class {api}")) || swift.contains(&format!("protocol {api}")),
-            "swift lacks {api}"
-        );
-    }
-    for (tool, lang) in [("kotlinc", "Kotlin"), ("swiftc", "Swift")] {
-        let found = Command::new(tool).arg("-version").output().is_ok();
-        eprintln!(
-            "{lang}: generated; {}",
-            if found {
-                "compiler present but compiling is not wired here"
-            } else {
-                "not compiled: no compiler on this machine"
-            }
-        );
-    }
-    std::fs::copy(&lib, dir.join("python/liboutpost_ffi.so")).expect("copy the library");
+    let site = install_wheel(&dir.join("site"));
 
     // A real fleet with a sealed release of SmolLM2 (fingerprints are not
     // checked: the library runs no canary).
@@ -157,17 +131,10 @@ fn python_drives_models_guard_and_the_agent_through_the_generated_binding() {
         )
         .arg("--out")
         .arg(&minilm));
-    let py = dir.join("python");
     let out = run(Command::new("python3")
-        .arg(root().join("crates/ffi/python/test_binding.py"))
-        .env(
-            "PYTHONPATH",
-            format!(
-                "{}:{}",
-                py.display(),
-                root().join("crates/ffi/python").display()
-            ),
-        )
+        .arg(root().join("crates/ffi/tests/python/test_binding.py"))
+        .env("PYTHONPATH", &site)
+        .env("OUTPOST_WHEEL_SITE", &site)
         .env("OUTPOST_MODEL", &model)
         .env("OUTPOST_EMBEDDING_MODEL", &minilm)
         .env("OUTPOST_FLEET_URL", &url)

@@ -1,6 +1,7 @@
-"""The Python binding end to end (run by crates/xtask/tests/python_binding.rs,
-which generates the binding, starts a real `outpost fleet serve` and
-publishes a sealed SmolLM2 release): generate, stream, chat and cancel on
+"""The Python binding end to end, through the installed wheel
+(scripts/build-wheel.sh; run by crates/xtask/tests/python_binding.rs, which
+installs it, starts a real `outpost fleet serve` and publishes a sealed
+SmolLM2 release): generate, stream, chat and cancel on
 the real model; the guard; the device agent inside this process checking
 in under conditions the app supplies, installing the sealed release and
 opening it from memory. Not HTTP: every call goes through the library."""
@@ -9,35 +10,36 @@ import os
 import threading
 
 import outpost
-import outpost_app
 
+# The installed package, not a source tree.
+assert outpost.__file__.startswith(os.environ["OUTPOST_WHEEL_SITE"]), outpost.__file__
 model_path = os.environ["OUTPOST_MODEL"]
 m = outpost.LocalModel.open(model_path)
 opts = outpost.GenerateOptions(max_tokens=16, greedy=True, threads=2)
 
 whole = m.generate("The capital of France is", opts)
 assert not whole.cancelled and whole.text.strip(), whole
-pieces = list(outpost_app.stream(m, "The capital of France is", options=opts))
+pieces = list(outpost.stream(m, "The capital of France is", options=opts))
 assert "".join(pieces) == whole.text and len(pieces) >= 2, (pieces, whole.text)
 print("generate:", repr(whole.text), "in", len(pieces), "pieces")
 
 msgs = [outpost.ChatMessage(role="user", content="Which city is the capital of France?")]
 chat = m.chat(msgs, opts)
 assert chat.text.strip()
-assert "".join(outpost_app.stream(m, messages=msgs, options=opts)) == chat.text
+assert "".join(outpost.stream(m, messages=msgs, options=opts)) == chat.text
 print("chat:", repr(chat.text))
 
 # Cancelled from another thread midway.
 flag = outpost.CancelFlag()
 long_opts = outpost.GenerateOptions(max_tokens=200, greedy=True, threads=2)
 got = []
-for p in outpost_app.stream(m, "Once upon a time", options=long_opts, cancel=flag):
+for p in outpost.stream(m, "Once upon a time", options=long_opts, cancel=flag):
     got.append(p)
     if len(got) == 5:
         threading.Thread(target=flag.cancel).start()
 assert 5 <= len(got) < 100 and flag.is_cancelled(), len(got)
 # Leaving the loop stops the generation too.
-it = outpost_app.stream(m, "Once upon a time", options=long_opts)
+it = outpost.stream(m, "Once upon a time", options=long_opts)
 next(it)
 it.close()
 print("cancelled after", len(got), "pieces")
