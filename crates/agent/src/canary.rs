@@ -2,12 +2,15 @@
 //! update), the manifest's canaries run through the installed model and
 //! are compared with what the tier gave on the build host — the top
 //! next-token log-probs for a generative model (worst KLD), the vectors of
-//! a few sentences for an embedding model (worst cosine). The model runs
-//! in a child process (the agent does not link the engine, so a crash in
-//! inference cannot take the agent down): `PROGRAM ARGS... --model BLOB`
-//! reading `{"kind": "generate"|"embedding", "canaries": [...]}` on stdin
-//! and printing `{"kld": .., "same_top": ..}` or `{"min_cosine": ..}` (the
-//! CLI's hidden `outpost agent canary`).
+//! a few sentences for an embedding model (worst cosine). The agent does
+//! not link the engine, so whoever runs it says how the model runs
+//! ([`CanaryHow`]): in a child process for the CLI (a crash in inference
+//! cannot take the agent down): `PROGRAM ARGS... --model BLOB` reading
+//! `{"kind": "generate"|"embedding", "canaries": [...]}` on stdin and
+//! printing `{"kld": .., "same_top": ..}` or `{"min_cosine": ..}` (the
+//! CLI's hidden `outpost agent canary`); or in process, through a
+//! [`CanaryProbe`] the embedding library supplies (an app on iOS may not
+//! start processes; `outpost-ffi` measures with the engine it links).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,11 +31,39 @@ pub const DEFAULT_MAX_KLD: f64 = 0.5;
 /// the next tier down (q8_0 → q5_0 on MiniLM) already drops to ~0.99.
 pub const DEFAULT_MIN_COSINE: f64 = 0.995;
 
-/// How to run the canary in a child process.
+/// Measures a canary set on the model file at a path, in this process.
+pub trait CanaryProbe: Send + Sync {
+    /// What `set` measures on the model at `model`; an error is a model
+    /// that could not load or run (it fails its canary).
+    fn measure(&self, model: &Path, set: CanarySet<'_>) -> Result<CanaryResult, String>;
+}
+
+/// Where the canary's model runs.
+#[derive(Clone)]
+pub enum CanaryHow {
+    /// `program args... --model BLOB`, reading the set on stdin.
+    Child { program: PathBuf, args: Vec<String> },
+    /// In this process (an app's library, which links the engine).
+    InProcess(std::sync::Arc<dyn CanaryProbe>),
+}
+
+impl std::fmt::Debug for CanaryHow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Child { program, args } => f
+                .debug_struct("Child")
+                .field("program", program)
+                .field("args", args)
+                .finish(),
+            Self::InProcess(_) => f.write_str("InProcess"),
+        }
+    }
+}
+
+/// How to run the canary, and its limits.
 #[derive(Debug, Clone)]
 pub struct CanaryRunner {
-    pub program: PathBuf,
-    pub args: Vec<String>,
+    pub how: CanaryHow,
     /// A generative model fails when its worst KLD exceeds this.
     pub max_kld: f64,
     /// An embedding model fails when its worst cosine is below this.
@@ -96,16 +127,31 @@ impl CanaryResult {
 impl CanaryRunner {
     /// Runs `set` through the model file at `model`.
     pub fn run(&self, model: &Path, set: CanarySet<'_>) -> Result<CanaryResult, AgentError> {
+        match &self.how {
+            CanaryHow::Child { program, args } => Self::run_child(program, args, model, set),
+            CanaryHow::InProcess(probe) => {
+                probe
+                    .measure(model, set)
+                    .map_err(|problem| AgentError::Config {
+                        what: "the canary run (in process)".into(),
+                        problem,
+                    })
+            }
+        }
+    }
+
+    fn run_child(
+        program: &Path,
+        args: &[String],
+        model: &Path,
+        set: CanarySet<'_>,
+    ) -> Result<CanaryResult, AgentError> {
         let fail = |problem: String| AgentError::Config {
-            what: format!(
-                "the canary run ({} {})",
-                self.program.display(),
-                self.args.join(" ")
-            ),
+            what: format!("the canary run ({} {})", program.display(), args.join(" ")),
             problem,
         };
-        let mut child = Command::new(&self.program)
-            .args(&self.args)
+        let mut child = Command::new(program)
+            .args(args)
             .arg("--model")
             .arg(model)
             .stdin(Stdio::piped())
@@ -215,8 +261,10 @@ mod tests {
 
     fn runner() -> CanaryRunner {
         CanaryRunner {
-            program: "true".into(),
-            args: Vec::new(),
+            how: CanaryHow::Child {
+                program: "true".into(),
+                args: Vec::new(),
+            },
             max_kld: DEFAULT_MAX_KLD,
             min_cosine: DEFAULT_MIN_COSINE,
         }

@@ -38,7 +38,7 @@ use outpost_protocol::Keyring;
 use outpost_store::spool::Spool;
 use outpost_store::{Store, StoreConfig};
 
-pub use canary::{CanaryResult, CanaryRunner, CanarySet};
+pub use canary::{CanaryHow, CanaryProbe, CanaryResult, CanaryRunner, CanarySet};
 pub use client::{Fetched, FleetClient};
 pub use error::AgentError;
 pub use identity::Identity;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use outpost_agent::{Agent, AgentConfig, CanaryRunner, EngineFacts, Overrides};
+use outpost_agent::{Agent, AgentConfig, CanaryHow, CanaryRunner, EngineFacts, Overrides};
 use outpost_protocol::manifest::{Canary, EmbeddingCanary, Version};
 use outpost_protocol::signing::PinnedKey;
 use outpost_protocol::Keyring;
@@ -204,8 +204,11 @@ fn run(r: RunArgs, once: bool) -> Result<()> {
     let canary = (!r.no_canary)
         .then(|| -> Result<CanaryRunner> {
             Ok(CanaryRunner {
-                program: std::env::current_exe().context("finding this program for the canary")?,
-                args: vec!["agent".into(), "canary".into()],
+                how: CanaryHow::Child {
+                    program: std::env::current_exe()
+                        .context("finding this program for the canary")?,
+                    args: vec!["agent".into(), "canary".into()],
+                },
                 max_kld: r.canary_max_kld,
                 min_cosine: r.canary_min_cosine,
             })
@@ -356,16 +359,9 @@ fn canary(model: &std::path::Path, threads: Option<u32>) -> Result<()> {
                 .map(|c| e.tokenize(&c.text, true))
                 .collect::<Result<Vec<_>, _>>()?;
             let vectors = e.embed(inputs)?;
-            // The worst pair; a vector of another width or not finite
-            // makes the whole result null (a failure).
-            let mut worst = Some(1.0f64);
-            for (c, v) in canaries.iter().zip(&vectors) {
-                let cos = outpost_engine::cosine(&c.vector, v);
-                worst = match worst {
-                    Some(w) if c.vector.len() == v.len() && cos.is_finite() => Some(w.min(cos)),
-                    _ => None,
-                };
-            }
+            // A vector of another width or not finite makes it null (a
+            // failure).
+            let worst = outpost_variants::fingerprint::worst_cosine(&canaries, &vectors);
             println!("{}", serde_json::json!({ "min_cosine": worst }));
         }
     }

@@ -19,8 +19,10 @@ pub struct OutpostAgent(Arc<DeviceAgent>);
 /// `settings_json`: `{"fleet_url", "store_dir", "app_key", "pinned_keys":
 /// ["<contents of signing.pub.json>"], "channel", "device_class",
 /// "app_version", "require_unmetered", "require_charging",
-/// "device_key_store"}` (`fleet_url`, `store_dir`, `pinned_keys` and
-/// `app_version` required). NULL on failure. Thread-safe.
+/// "device_key_store", "run_canary", "canary_threads"}` (`fleet_url`,
+/// `store_dir`, `pinned_keys` and `app_version` required; `run_canary`
+/// defaults to true: each install's quality canary runs in this process
+/// and a failing model is put back). NULL on failure. Thread-safe.
 ///
 /// # Safety
 /// `settings_json` is a NUL-terminated string.

@@ -175,7 +175,10 @@ impl LocalModel {
 }
 
 impl LocalModel {
-    fn new(model: Model, backing: Option<Arc<outpost_store::MemoryModel>>) -> LocalModel {
+    pub(crate) fn new(
+        model: Model,
+        backing: Option<Arc<outpost_store::MemoryModel>>,
+    ) -> LocalModel {
         LocalModel {
             model: Arc::new(model),
             embedder: std::sync::OnceLock::new(),
@@ -344,6 +347,20 @@ pub struct AgentSettings {
     #[uniffi(default = None)]
     #[serde(default)]
     pub device_key_store: Option<String>,
+    /// Run each install's quality canary in this process (default); a
+    /// model that fails it is put back to the previous version and the
+    /// fleet told why.
+    #[uniffi(default = true)]
+    #[serde(default = "yes")]
+    pub run_canary: bool,
+    /// CPU threads for the canary (0: the engine's choice).
+    #[uniffi(default = 0)]
+    #[serde(default)]
+    pub canary_threads: u32,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The device's conditions as the app sees them; `None` keeps the last.
@@ -427,9 +444,13 @@ impl DeviceAgent {
             bandwidth_cap: None,
             require_unmetered: settings.require_unmetered,
             require_charging: settings.require_charging,
-            // The quality canary runs in a child process of the CLI; an
-            // app runs its own checks (not built into the library yet).
-            canary: None,
+            canary: settings.run_canary.then(|| outpost_agent::CanaryRunner {
+                how: outpost_agent::CanaryHow::InProcess(Arc::new(crate::canary::InProcess {
+                    threads: (settings.canary_threads > 0).then_some(settings.canary_threads),
+                })),
+                max_kld: outpost_agent::canary::DEFAULT_MAX_KLD,
+                min_cosine: outpost_agent::canary::DEFAULT_MIN_COSINE,
+            }),
             reload_url: None,
             spool_max_events: outpost_store::spool::DEFAULT_MAX_EVENTS,
             batch_size: 500,

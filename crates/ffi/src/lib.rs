@@ -22,6 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 mod agent;
 pub mod api;
+mod canary;
 mod generation;
 mod guard;
 mod model;

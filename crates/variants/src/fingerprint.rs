@@ -5,6 +5,7 @@
 //! CPUs is ~0.1–0.2 nats on Gemma 3; see the engine's scheduler tests).
 
 use outpost_engine::Model;
+use outpost_protocol::manifest::EmbeddingCanary;
 use outpost_protocol::variants::Fingerprint;
 
 use crate::quality::log_softmax;
@@ -33,6 +34,24 @@ pub struct CanaryCheck {
     /// Share of positions where the model's most likely token is the
     /// fingerprint's first.
     pub same_top: f64,
+}
+
+/// The worst cosine of `vectors` (a device's, in order) to the embedding
+/// canaries' build-host vectors; `None` (a failure) when any vector has
+/// another width or is not finite, or a vector is missing.
+pub fn worst_cosine(canaries: &[EmbeddingCanary], vectors: &[Vec<f32>]) -> Option<f64> {
+    if canaries.len() != vectors.len() {
+        return None;
+    }
+    let mut worst = 1.0f64;
+    for (c, v) in canaries.iter().zip(vectors) {
+        let cos = outpost_engine::cosine(&c.vector, v);
+        if c.vector.len() != v.len() || !cos.is_finite() {
+            return None;
+        }
+        worst = worst.min(cos);
+    }
+    Some(worst)
 }
 
 /// Runs each fingerprint's prompt through `model` (as [`fingerprints`]
@@ -128,7 +147,24 @@ pub fn fingerprints(
 
 #[cfg(test)]
 mod tests {
-    use super::renormalised_kld;
+    use super::{renormalised_kld, worst_cosine, EmbeddingCanary};
+
+    #[test]
+    fn worst_cosine_is_the_worst_pair_and_none_for_a_broken_vector() {
+        let c = |v: &[f32]| EmbeddingCanary {
+            text: "t".into(),
+            vector: v.to_vec(),
+        };
+        let canaries = [c(&[1.0, 0.0]), c(&[0.0, 1.0])];
+        let w = worst_cosine(&canaries, &[vec![1.0, 0.0], vec![0.6, 0.8]]).expect("finite");
+        assert!((w - 0.8).abs() < 1e-6, "{w}");
+        assert_eq!(worst_cosine(&canaries, &[vec![1.0, 0.0], vec![1.0]]), None);
+        assert_eq!(
+            worst_cosine(&canaries, &[vec![1.0, 0.0], vec![f32::NAN, 1.0]]),
+            None
+        );
+        assert_eq!(worst_cosine(&canaries, &[vec![1.0, 0.0]]), None);
+    }
 
     #[test]
     fn kld_is_zero_for_equal_lists_and_grows_with_the_difference() {

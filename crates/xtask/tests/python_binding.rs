@@ -96,17 +96,41 @@ fn python_drives_models_guard_and_the_agent_through_the_generated_binding() {
         assert!(Instant::now() < deadline, "the fleet did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let rel = dir.join("release");
-    std::fs::create_dir_all(&rel).expect("dir");
-    std::fs::copy(&model, rel.join("model.gguf")).expect("copy model");
-    let meta = serde_json::json!({
-        "model": "smollm2-135m", "version": "1.0.0", "min_app_version": "0.1.0",
-        "variants": [{"file": "model.gguf", "quantization": "Q4_1", "ggml_types": ["f32", "q4_1", "q8_0"],
-            "memory_bytes": 400_000_000u64, "min_engine_version": "0.1.0",
-            "fingerprints": [{"prompt": "Hello", "position": 2, "top": [[1, -0.5]]}]}],
-        "classes": {"default": {"variant": "Q4_1", "n_ctx": 2048, "kv_cache_type": "f16"}}
-    });
-    std::fs::write(rel.join("release.json"), meta.to_string()).expect("release.json");
+    // Canaries taken from the model itself: the library's in-process
+    // canary passes on these, and fails on 1.0.1's, whose every reference
+    // distribution is turned upside down (the most likely token made the
+    // least).
+    let m = outpost_engine::Model::load(&model, &outpost_engine::LoadOptions::default())
+        .expect("load for fingerprints");
+    let fingerprints = serde_json::to_value(
+        outpost_variants::fingerprint::fingerprints(&m, Some(2)).expect("fingerprints"),
+    )
+    .expect("json");
+    drop(m);
+    let mut upside_down = fingerprints.clone();
+    for f in upside_down.as_array_mut().expect("fingerprints") {
+        let top = f["top"].as_array_mut().expect("top");
+        let tokens: Vec<serde_json::Value> = top.iter().map(|t| t[0].clone()).rev().collect();
+        for (t, token) in top.iter_mut().zip(tokens) {
+            t[0] = token;
+        }
+    }
+    let release = |version: &str, fingerprints: &serde_json::Value| {
+        let rel = dir.join(format!("release-{version}"));
+        std::fs::create_dir_all(&rel).expect("dir");
+        std::fs::copy(&model, rel.join("model.gguf")).expect("copy model");
+        let meta = serde_json::json!({
+            "model": "smollm2-135m", "version": version, "min_app_version": "0.1.0",
+            "variants": [{"file": "model.gguf", "quantization": "Q4_1", "ggml_types": ["f32", "q4_1", "q8_0"],
+                "memory_bytes": 400_000_000u64, "min_engine_version": "0.1.0",
+                "fingerprints": fingerprints}],
+            "classes": {"default": {"variant": "Q4_1", "n_ctx": 2048, "kv_cache_type": "f16"}}
+        });
+        std::fs::write(rel.join("release.json"), meta.to_string()).expect("release.json");
+        rel
+    };
+    let rel = release("1.0.0", &fingerprints);
+    let bad = release("1.0.1", &upside_down);
     let fleet_cmd = |args: &[&str]| {
         run(Command::new(&outpost)
             .arg("fleet")
@@ -115,7 +139,10 @@ fn python_drives_models_guard_and_the_agent_through_the_generated_binding() {
             .arg(&data))
     };
     fleet_cmd(&["publish", rel.to_str().expect("utf8"), "--encrypt"]);
+    // The Python device follows beta, where the script later releases the
+    // bad 1.0.1; the C caller's fresh device stays on stable's 1.0.0.
     fleet_cmd(&["release", "smollm2-135m@1.0.0", "--channel", "stable"]);
+    fleet_cmd(&["release", "smollm2-135m@1.0.0", "--channel", "beta"]);
 
     // all-MiniLM-L6-v2 converted from its safetensors, for embeddings.
     let minilm = dir.join("minilm.gguf");
@@ -135,6 +162,8 @@ fn python_drives_models_guard_and_the_agent_through_the_generated_binding() {
         .arg(root().join("crates/ffi/tests/python/test_binding.py"))
         .env("PYTHONPATH", &site)
         .env("OUTPOST_WHEEL_SITE", &site)
+        .env("OUTPOST_BIN", &outpost)
+        .env("OUTPOST_BAD_RELEASE", &bad)
         .env("OUTPOST_MODEL", &model)
         .env("OUTPOST_EMBEDDING_MODEL", &minilm)
         .env("OUTPOST_FLEET_URL", &url)

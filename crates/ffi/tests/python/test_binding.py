@@ -6,7 +6,9 @@ the real model; the guard; the device agent inside this process checking
 in under conditions the app supplies, installing the sealed release and
 opening it from memory. Not HTTP: every call goes through the library."""
 
+import json
 import os
+import subprocess
 import threading
 
 import outpost
@@ -100,6 +102,7 @@ settings = outpost.AgentSettings(
     app_key=open(os.path.join(data, "app.key")).read().strip(),
     pinned_keys=[open(os.path.join(data, "signing.pub.json")).read()],
     device_class="phone-8gb",
+    channel="beta",
     app_version="1.0.0",
     require_unmetered=True,
 )
@@ -109,6 +112,9 @@ assert not report.changed and any("waiting" in o and "unmetered" in o for o in r
 report = agent.check_in(outpost.DeviceConditions(unmetered=True))
 assert report.changed and any("installed 1.0.0" in o for o in report.outcomes), report
 installed = agent.installed()
+# Its canary ran in this process and passed (the agent remembers a pass).
+state = json.load(open(os.path.join(os.environ["OUTPOST_STORE"], "agent-state.json")))
+assert "smollm2-135m" in state["canaries"], state
 assert [(i.model, i.version) for i in installed] == [("smollm2-135m", "1.0.0")], installed
 print("agent:", report.outcomes)
 # The installed release is sealed: opened into memory, same greedy text.
@@ -125,4 +131,15 @@ try:
 except outpost.OutpostError.Failed as e:
     assert "ttft" in str(e), e
 print("telemetry sent:", sent)
+
+# The quality canary runs inside the library: 1.0.1's reference
+# distributions are upside down, so it fails here and 1.0.0 stays.
+fleet = [os.environ["OUTPOST_BIN"], "fleet"]
+where = ["--url", os.environ["OUTPOST_FLEET_URL"], "--data", data]
+subprocess.run(fleet + ["publish", os.environ["OUTPOST_BAD_RELEASE"]] + where, check=True, capture_output=True)
+subprocess.run(fleet + ["release", "smollm2-135m@1.0.1", "--channel", "beta"] + where, check=True, capture_output=True)
+report = agent.check_in(outpost.DeviceConditions(unmetered=True))
+assert any("1.0.1 failed its canary" in o for o in report.outcomes), report
+assert [(i.model, i.version) for i in agent.installed()] == [("smollm2-135m", "1.0.0")], agent.installed()
+print("canary:", report.outcomes)
 print("ok: the sealed install answers like the plain file")
