@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use outpost_fleet::api::ReleaseRef;
 use serde_json::{json, Value};
 
+mod accounts;
 mod economics;
 mod experiment;
 mod print;
@@ -26,7 +27,9 @@ pub struct FleetArgs {
         default_value = "http://127.0.0.1:8700"
     )]
     url: String,
-    /// The admin token (default: read from DIR/admin.token with --data).
+    /// The bootstrap admin token, or an API token from `outpost fleet token
+    /// create` (its role decides what it may do). Default: DIR/admin.token
+    /// with --data.
     #[arg(
         long,
         global = true,
@@ -130,6 +133,13 @@ enum FleetCommand {
     /// ship (per-class results with always-valid intervals).
     #[command(subcommand)]
     Experiment(experiment::ExperimentCommand),
+    /// Console users: add (password on stdin), list, delete (admin).
+    #[command(subcommand)]
+    User(accounts::UserCommand),
+    /// API tokens for CI, scoped to a role and expiring: create (shown
+    /// once), list, revoke (admin).
+    #[command(subcommand)]
+    Token(accounts::TokenCommand),
     /// Pin a device to a release (it gets it whatever its channel runs), or
     /// --clear the pin of a model.
     ///
@@ -354,6 +364,11 @@ pub struct ServeArgs {
     /// and a plain release is refused (409).
     #[arg(long)]
     seal_releases: bool,
+    /// Clients reach this fleet over HTTPS (a TLS proxy in front): mark
+    /// console session cookies Secure. (A proxy that sends
+    /// `X-Forwarded-Proto: https` gets them Secure anyway.)
+    #[arg(long)]
+    secure_cookies: bool,
 }
 
 pub fn fleet(args: FleetArgs) -> Result<()> {
@@ -444,6 +459,7 @@ fn serve(args: &FleetArgs, s: &ServeArgs) -> Result<()> {
         config.throttle_bytes_per_s = Some(rate);
     }
     config.seal_releases = s.seal_releases;
+    config.secure_cookies = s.secure_cookies;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
         let fleet = outpost_fleet::Fleet::open(config, Arc::new(outpost_fleet::SystemClock))
@@ -602,6 +618,8 @@ fn run(api: &Api, cmd: &FleetCommand, json_out: bool) -> Result<()> {
         }
         FleetCommand::Rollout(rc) => rollout(api, rc, &out)?,
         FleetCommand::Experiment(c) => experiment::run(api, c, &out)?,
+        FleetCommand::User(c) => accounts::run_user(api, c, &out)?,
+        FleetCommand::Token(c) => accounts::run_token(api, c, &out)?,
         FleetCommand::Economics(e) => economics::run(api, e, &out)?,
         FleetCommand::Pin {
             device,

@@ -304,3 +304,87 @@ pub struct Health {
     /// Always "ok" while the process answers.
     pub status: String,
 }
+
+/// `POST /admin/v1/users`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub name: String,
+    pub role: crate::access::Role,
+    /// At least 12 characters; stored only as an argon2id hash.
+    pub password: String,
+}
+
+/// A console user as listed (never the password hash).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserView {
+    pub name: String,
+    pub role: crate::access::Role,
+    pub created_at: u64,
+    /// Consecutive failed logins.
+    pub failed_logins: u32,
+    /// Logins refused until then (unix seconds), after repeated failures.
+    pub locked_until: Option<u64>,
+}
+
+/// `POST /admin/v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// What it is for, e.g. `ci-deploy`.
+    pub name: String,
+    pub role: crate::access::Role,
+    /// 1-365 days (default 90).
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+/// An API token as listed (never its secret).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub role: crate::access::Role,
+    pub created_by: String,
+    pub created_at: u64,
+    pub expires_at: u64,
+    pub revoked_at: Option<u64>,
+    /// Usable now: not revoked, not expired.
+    pub live: bool,
+}
+
+/// A new API token: the secret is shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NewToken {
+    #[serde(flatten)]
+    pub view: TokenView,
+    /// `Authorization: Bearer <token>`; the fleet keeps its SHA-256.
+    pub token: String,
+}
+
+/// `POST /console/v1/login`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub name: String,
+    pub password: String,
+}
+
+/// A signed-in session (the session itself is the HttpOnly cookie).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LoginView {
+    pub user: String,
+    pub role: crate::access::Role,
+    /// Send as `X-CSRF-Token` with every change made under this session.
+    pub csrf_token: String,
+    pub expires_at: u64,
+}
+
+/// `GET /admin/v1/whoami`: who this request acts as.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    pub actor: String,
+    pub role: crate::access::Role,
+    /// Signed in with a console session (changes need the CSRF token).
+    pub session: bool,
+}

@@ -28,6 +28,8 @@
 //! # }
 //! ```
 
+pub mod access;
+pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod assign;
@@ -100,6 +102,9 @@ pub struct FleetConfig {
     /// Every release must be sealed (`outpost fleet publish --encrypt`,
     /// #23): the CLI seals by default and a plain release is refused.
     pub seal_releases: bool,
+    /// Clients reach the fleet over HTTPS (a TLS proxy in front): console
+    /// session cookies are marked Secure.
+    pub secure_cookies: bool,
 }
 
 impl FleetConfig {
@@ -115,6 +120,7 @@ impl FleetConfig {
             halt: health::HaltPolicy::default(),
             throttle_bytes_per_s: None,
             seal_releases: false,
+            secure_cookies: false,
         }
     }
 }
@@ -270,6 +276,7 @@ impl Fleet {
         state.frozen = snap.frozen;
         state.app_keys = snap.app_keys.into_iter().collect();
         state.content_keys = snap.content_keys.into_iter().collect();
+        state.accounts = snap.accounts;
         let mut devices = Devices::default();
         for d in snap.devices {
             devices.insert(Device {
@@ -472,7 +479,9 @@ pub async fn serve(
             }
         })
     };
-    let result = axum::serve(outpost_web::no_delay(listener), router(fleet))
+    // The client's address goes into the audit log of logins.
+    let app = router(fleet).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(outpost_web::no_delay(listener), app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| FleetError::Internal(format!("server stopped: {e}")));

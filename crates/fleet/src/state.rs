@@ -12,6 +12,7 @@ use outpost_protocol::signing::SignedManifest;
 use outpost_protocol::{Digest, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::access::{AccountChange, Accounts};
 use crate::meta::ReleaseMeta;
 use crate::rollout::Rollout;
 
@@ -64,6 +65,8 @@ pub enum Change {
         device_id: String,
         at: Timestamp,
     },
+    /// Users, API tokens, sessions.
+    Account(AccountChange),
 }
 
 /// A published model version.
@@ -117,6 +120,7 @@ pub struct FleetState {
     pub app_keys: BTreeSet<Digest>,
     /// Sealed blob digest → its content key (never shown).
     pub content_keys: BTreeMap<Digest, [u8; 32]>,
+    pub accounts: Accounts,
 }
 
 impl FleetState {
@@ -210,6 +214,7 @@ impl FleetState {
             Change::PutContentKey { digest, key, .. } => {
                 self.content_keys.insert(*digest, *key);
             }
+            Change::Account(c) => self.accounts.apply(c),
             Change::Pin { .. } | Change::DeviceChannel { .. } | Change::RevokeDevice { .. } => {}
         }
     }

@@ -321,13 +321,13 @@ async fn auth_failures_are_401_with_a_reason() {
             "GET",
             "/admin/v1/status",
             Some("wrong-admin-token-xxxxxxxx"),
-            "admin token is wrong",
+            "neither the admin token nor a live API token",
         ),
         (
             "GET",
             "/admin/v1/status",
             Some(token.as_str()),
-            "admin token is wrong",
+            "neither the admin token nor a live API token",
         ),
         (
             "POST",

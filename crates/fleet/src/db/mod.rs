@@ -14,6 +14,7 @@
 
 pub mod error;
 pub mod sqlite;
+mod sqlite_accounts;
 mod sqlite_telemetry;
 
 use std::future::Future;
@@ -105,6 +106,8 @@ pub struct Snapshot {
     pub devices: Vec<StoredDevice>,
     /// Manifest versions up to this may have been issued.
     pub version_reserved: u64,
+    /// Users, API tokens and live sessions.
+    pub accounts: crate::access::Accounts,
 }
 
 pub type DbFuture<'a, T> = Pin<Box<dyn Future<Output = DbResult<T>> + Send + 'a>>;

@@ -24,7 +24,7 @@ use crate::rollout::Rollout;
 use crate::state::{Change, Channel, ChannelEntry, Freeze, Issued, Release, Revocation};
 use crate::telemetry::TelemetryRows;
 
-const MIGRATIONS: [(i64, &str, &str); 5] = [
+const MIGRATIONS: [(i64, &str, &str); 6] = [
     (1, "init", include_str!("../../migrations/0001_init.sql")),
     (
         2,
@@ -45,6 +45,11 @@ const MIGRATIONS: [(i64, &str, &str); 5] = [
         5,
         "device_keys",
         include_str!("../../migrations/0005_device_keys.sql"),
+    ),
+    (
+        6,
+        "accounts",
+        include_str!("../../migrations/0006_accounts.sql"),
     ),
 ];
 
@@ -99,7 +104,7 @@ pub(super) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-fn digest(s: &str, what: &'static str) -> DbResult<Digest> {
+pub(super) fn digest(s: &str, what: &'static str) -> DbResult<Digest> {
     Digest::from_str(s).map_err(|e| DbError::Corrupt {
         what,
         problem: e.to_string(),
@@ -237,6 +242,7 @@ impl SqliteDb {
                 .push((digest(row.get("digest"), "sealed blob digest")?, key));
         }
         snap.devices = self.load_devices().await?;
+        snap.accounts = super::sqlite_accounts::load(p).await?;
         Ok(snap)
     }
 
@@ -494,6 +500,7 @@ async fn apply_change(tx: &mut Transaction<'_, Sqlite>, c: &Change) -> DbResult<
                 .await
                 .map_err(sql("revoking a device"))?;
         }
+        Change::Account(c) => super::sqlite_accounts::apply(tx, c).await?,
     }
     Ok(())
 }

@@ -1,14 +1,17 @@
-//! Admin routes (behind the admin token): thin wrappers over `admin.rs`.
+//! Admin routes (behind the admin auth: a role per route, `access.rs`): thin
+//! wrappers over `admin.rs`.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
 use outpost_protocol::manifest::ModelName;
 use serde::Deserialize;
 
-use super::{actor, JsonBody};
+use super::JsonBody;
+use crate::access::Principal;
 use crate::api::{
     ActionBody, AppKeyView, ChannelView, CreateAppKey, CreateChannel, CreateRollout, DeviceList,
     DeviceView, Done, KillSwitch, MoveDevice, Pin, ReleaseRef, ReleaseView, Revoke, RolloutView,
@@ -34,13 +37,10 @@ fn ok() -> Json<Done> {
 #[utoipa::path(post, path = "/admin/v1/releases", security(("admin" = [])), tag = "admin", summary = "Publish a release (its blobs must be uploaded first)", request_body = ReleaseMeta, responses((status = 201, description = "The release, signed", body = crate::state::Release), super::Errors))]
 pub async fn publish(
     State(f): Fl,
-    h: HeaderMap,
+    Extension(p): Extension<Principal>,
     JsonBody(meta): JsonBody<ReleaseMeta>,
 ) -> Result<(StatusCode, Json<crate::state::Release>), FleetError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(f.publish(&actor(&h), meta).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(f.publish(&p.actor, meta).await?)))
 }
 
 #[utoipa::path(get, path = "/admin/v1/releases", security(("admin" = [])), tag = "admin", summary = "Every release, with where it runs", responses((status = 200, description = "The releases", body = Vec<ReleaseView>), super::Errors))]
@@ -59,22 +59,26 @@ pub async fn release(State(f): Fl, Path((m, v)): Path<(String, String)>) -> Res<
 }
 
 #[utoipa::path(post, path = "/admin/v1/revoke", security(("admin" = [])), tag = "admin", summary = "Revoke a release: devices drop it at their next check-in", request_body = Revoke, responses((status = 200, description = "Revoked", body = Done), super::Errors))]
-pub async fn revoke(State(f): Fl, h: HeaderMap, JsonBody(r): JsonBody<Revoke>) -> Res<Done> {
+pub async fn revoke(
+    State(f): Fl,
+    Extension(p): Extension<Principal>,
+    JsonBody(r): JsonBody<Revoke>,
+) -> Res<Done> {
     let rr = ReleaseRef {
         model: r.model,
         version: r.version,
     };
-    f.revoke(&actor(&h), &rr, &r.reason).await?;
+    f.revoke(&p.actor, &rr, &r.reason).await?;
     Ok(ok())
 }
 
 #[utoipa::path(post, path = "/admin/v1/kill-switch", security(("admin" = [])), tag = "admin", summary = "Freeze (or thaw) every rollout and channel change", request_body = KillSwitch, responses((status = 200, description = "The fleet's status after the change", body = StatusView), super::Errors))]
 pub async fn kill_switch(
     State(f): Fl,
-    h: HeaderMap,
+    Extension(p): Extension<Principal>,
     JsonBody(k): JsonBody<KillSwitch>,
 ) -> Res<StatusView> {
-    f.kill_switch(&actor(&h), k).await?;
+    f.kill_switch(&p.actor, k).await?;
     Ok(Json(f.status()))
 }
 
@@ -86,17 +90,17 @@ pub async fn channels(State(f): Fl) -> Json<Vec<ChannelView>> {
 #[utoipa::path(post, path = "/admin/v1/channels", security(("admin" = [])), tag = "admin", summary = "Create a channel", request_body = CreateChannel, responses((status = 201, description = "Created", body = Done), super::Errors))]
 pub async fn create_channel(
     State(f): Fl,
-    h: HeaderMap,
+    Extension(p): Extension<Principal>,
     JsonBody(c): JsonBody<CreateChannel>,
 ) -> Result<(StatusCode, Json<Done>), FleetError> {
-    f.create_channel(&actor(&h), &c.name).await?;
+    f.create_channel(&p.actor, &c.name).await?;
     Ok((StatusCode::CREATED, ok()))
 }
 
 #[utoipa::path(post, path = "/admin/v1/channels/{name}/release", security(("admin" = [])), tag = "admin", summary = "Put a channel on a release at once (no stages)", params(("name" = String, Path, description = "Channel name")), request_body = SetChannelRelease, responses((status = 200, description = "Done", body = Done), super::Errors))]
 pub async fn set_channel_release(
     State(f): Fl,
-    h: HeaderMap,
+    Extension(p): Extension<Principal>,
     Path(name): Path<String>,
     JsonBody(r): JsonBody<SetChannelRelease>,
 ) -> Res<Done> {
@@ -104,7 +108,7 @@ pub async fn set_channel_release(
         model: r.model,
         version: r.version,
     };
-    f.set_channel_release(&actor(&h), &name, &rr).await?;
+    f.set_channel_release(&p.actor, &name, &rr).await?;
     Ok(ok())
 }
 
@@ -126,19 +130,19 @@ pub async fn rollout(State(f): Fl, Path(id): Path<String>) -> Res<RolloutView> {
 #[utoipa::path(post, path = "/admin/v1/rollouts", security(("admin" = [])), tag = "admin", summary = "Start a staged rollout of a release on a channel", request_body = CreateRollout, responses((status = 201, description = "The rollout at its first stage", body = RolloutView), super::Errors))]
 pub async fn create_rollout(
     State(f): Fl,
-    h: HeaderMap,
+    Extension(p): Extension<Principal>,
     JsonBody(r): JsonBody<CreateRollout>,
 ) -> Result<(StatusCode, Json<RolloutView>), FleetError> {
     Ok((
         StatusCode::CREATED,
-        Json(f.create_rollout(&actor(&h), r).await?),
+        Json(f.create_rollout(&p.actor, r).await?),
     ))
 }
 
 #[utoipa::path(post, path = "/admin/v1/rollouts/{id}/{action}", security(("admin" = [])), tag = "admin", summary = "Advance, pause, resume, complete or roll back a rollout", params(("id" = u64, Path, description = "Rollout id"), ("action" = String, Path, description = "advance, pause, resume, complete or rollback")), request_body = ActionBody, responses((status = 200, description = "The rollout after the action", body = RolloutView), super::Errors))]
 pub async fn rollout_action(
     State(f): Fl,
-    h: HeaderMap,
+    Extension(p): Extension<Principal>,
     Path((id, action)): Path<(String, String)>,
     JsonBody(b): JsonBody<ActionBody>,
 ) -> Res<RolloutView> {
@@ -149,7 +153,7 @@ pub async fn rollout_action(
         ))
     })?;
     Ok(Json(
-        f.rollout_action(&actor(&h), id, action, b.reason).await?,
+        f.rollout_action(&p.actor, id, action, b.reason).await?,
     ))
 }
 
@@ -186,7 +190,7 @@ pub async fn device(State(f): Fl, Path(id): Path<String>) -> Res<DeviceView> {
 #[utoipa::path(post, path = "/admin/v1/devices/{id}/pins", security(("admin" = [])), tag = "admin", summary = "Pin a device to a release of a model", params(("id" = String, Path, description = "Device id")), request_body = Pin, responses((status = 200, description = "The device", body = DeviceView), super::Errors))]
 pub async fn pin(
     State(f): Fl,
-    h: HeaderMap,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     JsonBody(p): JsonBody<Pin>,
 ) -> Res<DeviceView> {
@@ -194,41 +198,41 @@ pub async fn pin(
         model: p.model.clone(),
         version: p.version,
     };
-    f.pin(&actor(&h), &id, Some(&rr), &p.model).await?;
+    f.pin(&who.actor, &id, Some(&rr), &p.model).await?;
     Ok(Json(f.device(&id)?))
 }
 
 #[utoipa::path(delete, path = "/admin/v1/devices/{id}/pins/{model}", security(("admin" = [])), tag = "admin", summary = "Remove a device's pin for a model", params(("id" = String, Path, description = "Device id"), ("model" = String, Path, description = "Model name")), responses((status = 200, description = "The device", body = DeviceView), super::Errors))]
 pub async fn unpin(
     State(f): Fl,
-    h: HeaderMap,
+    Extension(p): Extension<Principal>,
     Path((id, m)): Path<(String, String)>,
 ) -> Res<DeviceView> {
     let m = model(&m)?;
-    f.pin(&actor(&h), &id, None, &m).await?;
+    f.pin(&p.actor, &id, None, &m).await?;
     Ok(Json(f.device(&id)?))
 }
 
 #[utoipa::path(post, path = "/admin/v1/devices/{id}/channel", security(("admin" = [])), tag = "admin", summary = "Move a device to another channel", params(("id" = String, Path, description = "Device id")), request_body = MoveDevice, responses((status = 200, description = "The device", body = DeviceView), super::Errors))]
 pub async fn move_device(
     State(f): Fl,
-    h: HeaderMap,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     JsonBody(b): JsonBody<MoveDevice>,
 ) -> Res<DeviceView> {
-    f.move_device(&actor(&h), &id, &b.channel).await?;
+    f.move_device(&p.actor, &id, &b.channel).await?;
     Ok(Json(f.device(&id)?))
 }
 
 #[utoipa::path(post, path = "/admin/v1/app-keys", security(("admin" = [])), tag = "admin", summary = "Create an app key (devices register with it; shown once)", request_body = CreateAppKey, responses((status = 201, description = "The key", body = AppKeyView), super::Errors))]
 pub async fn create_app_key(
     State(f): Fl,
-    h: HeaderMap,
+    Extension(p): Extension<Principal>,
     JsonBody(b): JsonBody<CreateAppKey>,
 ) -> Result<(StatusCode, Json<AppKeyView>), FleetError> {
     Ok((
         StatusCode::CREATED,
-        Json(f.create_app_key(&actor(&h), &b.label).await?),
+        Json(f.create_app_key(&p.actor, &b.label).await?),
     ))
 }
 
@@ -303,18 +307,22 @@ pub struct PutContentKey {
 #[utoipa::path(put, path = "/admin/v1/content-keys/{digest}", security(("admin" = [])), tag = "admin", summary = "Set a sealed blob's content key (never shown again; released only wrapped to entitled devices)", params(("digest" = String, Path, description = "The sealed blob's sha256:<hex>")), request_body = PutContentKey, responses((status = 200, description = "Stored", body = Done), super::Errors))]
 pub async fn put_content_key(
     State(f): Fl,
-    h: HeaderMap,
+    Extension(p): Extension<Principal>,
     Path(digest): Path<String>,
     JsonBody(b): JsonBody<PutContentKey>,
 ) -> Res<Done> {
     let digest = outpost_protocol::Digest::parse(&digest)
         .map_err(|e| FleetError::BadRequest(format!("digest: {e}")))?;
-    f.put_content_key(&actor(&h), digest, &b.key).await?;
+    f.put_content_key(&p.actor, digest, &b.key).await?;
     Ok(ok())
 }
 
 #[utoipa::path(post, path = "/admin/v1/devices/{id}/revoke", security(("admin" = [])), tag = "admin", summary = "Revoke a device: no content key is released to it any more", params(("id" = String, Path, description = "Device id")), responses((status = 200, description = "Revoked", body = Done), super::Errors))]
-pub async fn revoke_device(State(f): Fl, h: HeaderMap, Path(id): Path<String>) -> Res<Done> {
-    f.revoke_device(&actor(&h), &id).await?;
+pub async fn revoke_device(
+    State(f): Fl,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Res<Done> {
+    f.revoke_device(&p.actor, &id).await?;
     Ok(ok())
 }

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
 
-use super::{actor, JsonBody};
+use super::JsonBody;
+use crate::access::Principal;
 use crate::api::ActionBody;
 use crate::error::FleetError;
 use crate::experiment::admin::{CreateExperiment, ExperimentView};
@@ -23,12 +25,12 @@ fn experiment_id(s: &str) -> Result<u64, FleetError> {
 #[utoipa::path(post, path = "/admin/v1/experiments", security(("admin" = [])), tag = "admin", summary = "Start an A/B experiment: a share of the targeted devices gets the treatment, the rest keep the channel's release (the control)", request_body = CreateExperiment, responses((status = 201, description = "The experiment, running", body = ExperimentView), super::Errors))]
 pub async fn create(
     State(f): Fl,
-    h: HeaderMap,
+    Extension(p): Extension<Principal>,
     JsonBody(r): JsonBody<CreateExperiment>,
 ) -> Result<(StatusCode, Json<ExperimentView>), FleetError> {
     Ok((
         StatusCode::CREATED,
-        Json(f.create_experiment(&actor(&h), r).await?),
+        Json(f.create_experiment(&p.actor, r).await?),
     ))
 }
 
@@ -45,7 +47,7 @@ pub async fn one(State(f): Fl, Path(id): Path<String>) -> Result<Json<Experiment
 #[utoipa::path(post, path = "/admin/v1/experiments/{id}/{action}", security(("admin" = [])), tag = "admin", summary = "Ship (the treatment becomes the channel's release) or stop (every device returns to the control) an experiment", params(("id" = u64, Path, description = "Experiment id"), ("action" = String, Path, description = "ship or stop")), request_body = ActionBody, responses((status = 200, description = "The experiment after the action, its analysis kept as it ended", body = ExperimentView), super::Errors))]
 pub async fn action(
     State(f): Fl,
-    h: HeaderMap,
+    Extension(p): Extension<Principal>,
     Path((id, action)): Path<(String, String)>,
     JsonBody(b): JsonBody<ActionBody>,
 ) -> Result<Json<ExperimentView>, FleetError> {
@@ -60,6 +62,6 @@ pub async fn action(
         }
     };
     Ok(Json(
-        f.experiment_action(&actor(&h), id, ship, b.reason).await?,
+        f.experiment_action(&p.actor, id, ship, b.reason).await?,
     ))
 }

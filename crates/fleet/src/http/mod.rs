@@ -1,5 +1,8 @@
-//! The fleet's HTTP API (axum). Handlers are thin: authenticate, parse the
-//! body strictly ([`JsonBody`]: a malformed or oversized body is a 4xx that
+//! The fleet's HTTP API (axum). Every `/admin/v1` request is authenticated
+//! (the bootstrap admin token, an API token, or a console session cookie
+//! plus its CSRF token on changes) and authorised by its matched route's
+//! role in `access.rs` (a route missing there is refused). Handlers are
+//! thin: parse the body strictly ([`JsonBody`]: a malformed or oversized body is a 4xx that
 //! names the problem, before anything runs), call a [`Fleet`] method, and
 //! answer JSON.
 //!
@@ -22,10 +25,15 @@
 //! POST /admin/v1/devices/{id}/channel   POST /admin/v1/devices/{id}/revoke
 //! PUT  /admin/v1/content-keys/{digest}              a sealed blob's content key (never shown)
 //! POST /admin/v1/app-keys        GET /admin/v1/status          GET /admin/v1/audit
+//! GET  /admin/v1/users   POST   DELETE /admin/v1/users/{name}     (admin)
+//! GET  /admin/v1/tokens  POST   POST /admin/v1/tokens/{id}/revoke (admin)
+//! GET  /admin/v1/whoami
+//! POST /console/v1/login  /console/v1/logout       session cookie + CSRF token
 //! GET  /admin/v1/cohorts?minutes=60                 telemetry per cohort over a window
 //! GET  /admin/v1/fragmentation?stale_days=7         devices per release × channel × class
 //! ```
 
+mod accounts;
 mod admin;
 mod artifacts;
 mod device;
@@ -34,14 +42,15 @@ pub mod openapi;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::{header, HeaderMap};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 
+use crate::access::{self, Principal};
 use crate::error::FleetError;
 use crate::Fleet;
 
@@ -99,7 +108,19 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
         )
         .route("/experiments/{id}", get(experiments::one))
         .route("/experiments/{id}/{action}", post(experiments::action))
-        .layer(middleware::from_fn_with_state(fleet.clone(), admin_auth))
+        .route("/users", get(accounts::users).post(accounts::create_user))
+        .route(
+            "/users/{name}",
+            axum::routing::delete(accounts::delete_user),
+        )
+        .route(
+            "/tokens",
+            get(accounts::tokens).post(accounts::create_token),
+        )
+        .route("/tokens/{id}/revoke", post(accounts::revoke_token))
+        .route("/whoami", get(accounts::whoami))
+        // After routing (route_layer), so the matched route is known.
+        .route_layer(middleware::from_fn_with_state(fleet.clone(), admin_auth))
         .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT));
     let device = Router::new()
         .route("/keys", get(device::keys))
@@ -121,6 +142,8 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
         .route("/health", get(health))
         .merge(outpost_web::docs::routes(&openapi::document()))
         .nest("/admin/v1", admin)
+        .route("/console/v1/login", post(accounts::login))
+        .route("/console/v1/logout", post(accounts::logout))
         .nest("/v1", device)
         .fallback(not_found)
         .with_state(fleet);
@@ -159,16 +182,80 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, FleetError> {
         })
 }
 
-async fn admin_auth(State(fleet): State<Arc<Fleet>>, req: Request, next: Next) -> Response {
-    match bearer(req.headers()) {
-        Ok(t) if fleet.is_admin(t) => next.run(req).await,
-        Ok(_) => FleetError::Unauthorized("the admin token is wrong".into()).into_response(),
-        Err(e) => e.into_response(),
+/// Authenticates an admin request, checks its role for the matched route,
+/// and hands the handlers its [`Principal`].
+async fn admin_auth(State(fleet): State<Arc<Fleet>>, mut req: Request, next: Next) -> Response {
+    let p = match authenticate(&fleet, req.headers(), req.method()) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().trim_start_matches("/admin/v1").to_string())
+        .unwrap_or_default();
+    if let Err(why) = access::authorize(&p, req.method().as_str(), &route) {
+        return FleetError::Forbidden(why).into_response();
+    }
+    req.extensions_mut().insert(p);
+    next.run(req).await
+}
+
+/// Who the request is: a bearer token (the bootstrap admin token or a live
+/// API token) or else a console session cookie, whose changes must carry
+/// its CSRF token.
+fn authenticate(
+    fleet: &Fleet,
+    headers: &HeaderMap,
+    method: &Method,
+) -> Result<Principal, FleetError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        let t = bearer(headers)?;
+        return fleet.principal_for_bearer(t, actor(headers)).ok_or_else(|| {
+            FleetError::Unauthorized(
+                "the token is neither the admin token nor a live API token (revoked and expired tokens are refused)".into(),
+            )
+        });
+    }
+    let Some(cookie) = accounts::session_cookie(headers) else {
+        return Err(FleetError::Unauthorized(
+            "missing Authorization: Bearer <token> header (or a console session: POST /console/v1/login)".into(),
+        ));
+    };
+    let (p, _) = fleet.principal_for_session(&cookie).ok_or_else(|| {
+        FleetError::Unauthorized("the console session has ended; log in again".into())
+    })?;
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        check_csrf(fleet, &cookie, headers)?;
+    }
+    Ok(p)
+}
+
+/// A change under a console session must carry the session's CSRF token
+/// (`X-CSRF-Token`, from the login answer): a page on another site can make
+/// the browser send the cookie, never the token.
+pub(crate) fn check_csrf(
+    fleet: &Fleet,
+    cookie: &str,
+    headers: &HeaderMap,
+) -> Result<(), FleetError> {
+    let Some((_, want)) = fleet.principal_for_session(cookie) else {
+        return Err(FleetError::Unauthorized(
+            "the console session has ended; log in again".into(),
+        ));
+    };
+    let given = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    if given.is_some_and(|t| crate::keys::secret_hash(t) == want) {
+        Ok(())
+    } else {
+        Err(FleetError::Forbidden(
+            "missing or wrong X-CSRF-Token header: a change made under a console session must carry the session's CSRF token from the login answer".into(),
+        ))
     }
 }
 
-/// Who did an admin action: the `X-Outpost-Actor` header (1-64 printable
-/// characters), else `admin`.
+/// Who did an admin action with the bootstrap admin token: the
+/// `X-Outpost-Actor` header (1-64 printable characters), else `admin`.
 pub(crate) fn actor(headers: &HeaderMap) -> String {
     headers
         .get("x-outpost-actor")

@@ -25,7 +25,7 @@ impl Modify for Tokens {
         c.add_security_scheme(
             "admin",
             bearer(
-                "The admin token (OUTPOST_FLEET_ADMIN_TOKEN, or admin.token in the data folder)",
+                "The bootstrap admin token (OUTPOST_FLEET_ADMIN_TOKEN, or admin.token in the data folder), or an API token from POST /admin/v1/tokens (its role decides which routes it may call)",
             ),
         );
         c.add_security_scheme(
@@ -79,6 +79,15 @@ impl Modify for Tokens {
         super::experiments::list,
         super::experiments::one,
         super::experiments::action,
+        super::accounts::whoami,
+        super::accounts::users,
+        super::accounts::create_user,
+        super::accounts::delete_user,
+        super::accounts::tokens,
+        super::accounts::create_token,
+        super::accounts::revoke_token,
+        super::accounts::login,
+        super::accounts::logout,
         outpost_web::metrics::serve,
     ),
     components(schemas(FleetErrorBody))

@@ -1,0 +1,156 @@
+//! The SQL of users, API tokens and console sessions on SQLite (#22):
+//! loaded whole at start, written by the account changes of a commit (in
+//! its transaction, beside its audit record). An expired session is
+//! loaded too and refused when used (a login removes its user's expired
+//! ones).
+
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+
+use super::error::{DbError, DbResult};
+use super::sqlite::{digest, sql};
+use crate::access::{AccountChange, Accounts, ApiToken, Role, Session, User};
+
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn uint(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn role(s: &str) -> DbResult<Role> {
+    s.parse().map_err(|problem| DbError::Corrupt {
+        what: "a role",
+        problem,
+    })
+}
+
+/// Every user, token and session.
+pub(super) async fn load(p: &SqlitePool) -> DbResult<Accounts> {
+    let mut a = Accounts::default();
+    for row in sqlx::query(
+        "SELECT name, role, password_hash, created_at, failed_logins, locked_until FROM users",
+    )
+    .fetch_all(p)
+    .await
+    .map_err(sql("loading users"))?
+    {
+        let u = User {
+            name: row.get("name"),
+            role: role(row.get("role"))?,
+            password_hash: row.get("password_hash"),
+            created_at: uint(row.get("created_at")),
+            failed_logins: u32::try_from(row.get::<i64, _>("failed_logins")).unwrap_or(u32::MAX),
+            locked_until: row.get::<Option<i64>, _>("locked_until").map(uint),
+        };
+        a.users.insert(u.name.clone(), u);
+    }
+    for row in sqlx::query(
+        "SELECT id, name, role, hash, created_by, created_at, expires_at, revoked_at FROM api_tokens",
+    )
+    .fetch_all(p)
+    .await
+    .map_err(sql("loading API tokens"))?
+    {
+        let t = ApiToken {
+            id: row.get("id"),
+            name: row.get("name"),
+            role: role(row.get("role"))?,
+            hash: digest(row.get("hash"), "API token hash")?,
+            created_by: row.get("created_by"),
+            created_at: uint(row.get("created_at")),
+            expires_at: uint(row.get("expires_at")),
+            revoked_at: row.get::<Option<i64>, _>("revoked_at").map(uint),
+        };
+        a.tokens.insert(t.id.clone(), t);
+    }
+    for row in
+        sqlx::query("SELECT hash, user_name, csrf_hash, created_at, expires_at FROM sessions")
+            .fetch_all(p)
+            .await
+            .map_err(sql("loading sessions"))?
+    {
+        let s = Session {
+            hash: digest(row.get("hash"), "session hash")?,
+            user: row.get("user_name"),
+            csrf_hash: digest(row.get("csrf_hash"), "CSRF token hash")?,
+            created_at: uint(row.get("created_at")),
+            expires_at: uint(row.get("expires_at")),
+        };
+        a.sessions.insert(s.hash, s);
+    }
+    Ok(a)
+}
+
+/// Writes one account change inside a commit's transaction.
+pub(super) async fn apply(tx: &mut Transaction<'_, Sqlite>, c: &AccountChange) -> DbResult<()> {
+    match c {
+        AccountChange::PutUser(u) => {
+            sqlx::query(
+                "INSERT INTO users (name, role, password_hash, created_at, failed_logins, locked_until) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET role = excluded.role, \
+                 password_hash = excluded.password_hash, failed_logins = excluded.failed_logins, \
+                 locked_until = excluded.locked_until",
+            )
+            .bind(&u.name)
+            .bind(u.role.as_str())
+            .bind(&u.password_hash)
+            .bind(int(u.created_at))
+            .bind(i64::from(u.failed_logins))
+            .bind(u.locked_until.map(int))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("storing a user"))?;
+        }
+        AccountChange::DeleteUser { name } => {
+            sqlx::query("DELETE FROM sessions WHERE user_name = ?")
+                .bind(name)
+                .execute(&mut **tx)
+                .await
+                .map_err(sql("ending a user's sessions"))?;
+            sqlx::query("DELETE FROM users WHERE name = ?")
+                .bind(name)
+                .execute(&mut **tx)
+                .await
+                .map_err(sql("deleting a user"))?;
+        }
+        AccountChange::PutToken(t) => {
+            sqlx::query(
+                "INSERT INTO api_tokens (id, name, role, hash, created_by, created_at, expires_at, revoked_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET revoked_at = excluded.revoked_at",
+            )
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(t.role.as_str())
+            .bind(t.hash.to_string())
+            .bind(&t.created_by)
+            .bind(int(t.created_at))
+            .bind(int(t.expires_at))
+            .bind(t.revoked_at.map(int))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("storing an API token"))?;
+        }
+        AccountChange::PutSession(s) => {
+            sqlx::query(
+                "INSERT INTO sessions (hash, user_name, csrf_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(s.hash.to_string())
+            .bind(&s.user)
+            .bind(s.csrf_hash.to_string())
+            .bind(int(s.created_at))
+            .bind(int(s.expires_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("storing a session"))?;
+        }
+        AccountChange::DeleteSession { hash } => {
+            sqlx::query("DELETE FROM sessions WHERE hash = ?")
+                .bind(hash.to_string())
+                .execute(&mut **tx)
+                .await
+                .map_err(sql("ending a session"))?;
+        }
+    }
+    Ok(())
+}
