@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 scripts/ensure-build-deps.sh
 scripts/ensure-cross.sh
 scripts/ensure-kotlin.sh
+scripts/ensure-browser.sh
 scripts/fetch-models.sh
 scripts/build-reference.sh
 # Python's sqlite3 module (schemathesis needs it) loads the system's

@@ -7,6 +7,7 @@
 //! answer JSON.
 //!
 //! ```text
+//! GET  /  /console.css  /console.js                the web console (console.rs)
 //! GET  /health  /metrics  /openapi.json  /docs     no token
 //! GET  /v1/keys                                     the signing key(s) devices pin
 //! POST /v1/devices/register                         app key → device id + token
@@ -36,6 +37,7 @@
 mod accounts;
 mod admin;
 mod artifacts;
+mod console;
 mod device;
 mod experiments;
 pub mod openapi;
@@ -142,6 +144,9 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
         .route("/health", get(health))
         .merge(outpost_web::docs::routes(&openapi::document()))
         .nest("/admin/v1", admin)
+        .route("/", get(console::index))
+        .route("/console.css", get(console::css))
+        .route("/console.js", get(console::js))
         .route("/console/v1/login", post(accounts::login))
         .route("/console/v1/logout", post(accounts::logout))
         .nest("/v1", device)
