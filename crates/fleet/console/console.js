@@ -90,6 +90,33 @@ function scatter(title, xName, yName, pts) {
   return svg;
 }
 
+// Lines over time: series of {label, points: [{t (ms), y}]}.
+function lines(title, yName, series) {
+  const w = 640, hgt = 260, pad = 44, colors = ["#0b5cad", "#c2410c", "#137333", "#7c3aed", "#b42318"];
+  const all = series.flatMap((s) => s.points);
+  const svg = svgEl("svg", { viewBox: `0 0 ${w} ${hgt}`, role: "img", "aria-label": title });
+  svg.append(svgText(8, 16, title));
+  if (!all.length) { svg.append(svgText(pad, hgt / 2, "no data in this window")); return svg; }
+  const t0 = Math.min(...all.map((p) => p.t)), t1 = Math.max(...all.map((p) => p.t));
+  const y1 = Math.max(...all.map((p) => p.y), 0) || 1;
+  const X = (t) => pad + (w - 2 * pad) * (t - t0) / ((t1 - t0) || 1);
+  const Y = (y) => hgt - pad - (hgt - 2 * pad) * y / y1;
+  svg.append(svgEl("line", { x1: pad, y1: hgt - pad, x2: w - pad, y2: hgt - pad, stroke: "#999" }));
+  svg.append(svgText(4, pad - 8, `${yName} (max ${Number(y1.toPrecision(3))})`));
+  svg.append(svgText(pad, hgt - 12, new Date(t0).toISOString().slice(5, 16).replace("T", " ")));
+  svg.append(svgText(w - pad - 70, hgt - 12, new Date(t1).toISOString().slice(5, 16).replace("T", " ")));
+  series.forEach((s, i) => {
+    const c = colors[i % colors.length];
+    const pts = s.points.map((p) => `${X(p.t).toFixed(1)},${Y(p.y).toFixed(1)}`).join(" ");
+    svg.append(svgEl("polyline", { points: pts, fill: "none", stroke: c, "stroke-width": 2 }));
+    for (const p of s.points) svg.append(svgEl("circle", { cx: X(p.t), cy: Y(p.y), r: 2.5, fill: c }));
+    const key = svgText(w - pad - 150, pad + 14 * i, s.label);
+    key.setAttribute("fill", c);
+    svg.append(key);
+  });
+  return svg;
+}
+
 function svgEl(tag, attrs) {
   const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
@@ -194,6 +221,9 @@ async function fragmentation() {
   return [h("h1", {}, "Fragmentation"),
     h("p", {}, `${f.devices} devices, ${f.stale} not seen for ${f.stale_days} days.`),
     bars("Devices per release", Object.entries(byRelease).map(([label, value]) => ({ label, value }))),
+    h("h2", {}, "Over time"),
+    lines("Devices first issued each release", "devices", (f.adoption || []).map((a) => ({ label: `${a.model}@${a.model_version}`,
+      points: a.points.map(([at, n]) => ({ t: Date.parse(at), y: n })) }))),
     h("h2", {}, "Release × class × channel"),
     table(["Release", "Class", "Channel", "Devices"], f.cells.map((c) => [`${c.model}@${c.model_version}`, c.device_class, c.channel, c.devices]), [3]),
     h("h2", {}, "Rollout reach"),
@@ -201,29 +231,43 @@ async function fragmentation() {
       fmt(r.percent, 1) + " %", r.targeted, r.on_release, fmt(r.reached_pct, 1) + " %"]), [4, 5, 6, 7])];
 }
 
+const METRICS = { ttft_ms_p50: "TTFT p50 (ms)", tok_s_p50: "tok/s p50", error_rate: "error rate", crash_rate: "crash rate",
+  canary_fail_rate: "canary failure rate", thermal_hot: "thermal-hot reports", inferences: "inferences" };
+
 async function cohorts() {
-  const minutes = Number(new URLSearchParams(location.hash.split("?")[1] || "").get("minutes") || 60);
+  const q = new URLSearchParams(location.hash.split("?")[1] || "");
+  const minutes = Number(q.get("minutes") || 1440);
   const cs = await api("GET", `/admin/v1/cohorts?minutes=${minutes}`);
-  const releases = [...new Set(cs.map((c) => `${c.model}@${c.model_version}`))];
-  const sel = (id) => h("select", { id, onchange: drawPair }, releases.map((r) => h("option", { value: r }, r)));
-  const a = sel("cmp-a"), b = sel("cmp-b");
-  if (releases.length > 1) b.value = releases[1];
-  const pair = h("div", { id: "pair" });
-  function drawPair() {
+  const series = await api("GET", `/admin/v1/cohorts/series?minutes=${minutes}`);
+  const releases = [...new Set(series.map((l) => `${l.model}@${l.model_version}`).concat(cs.map((c) => `${c.model}@${c.model_version}`)))];
+  const sel = (id, label, options, value) => {
+    const e = h("select", { id, onchange: draw }, options.map(([v, t]) => h("option", { value: v }, t)));
+    if (value !== undefined) e.value = value;
+    return h("label", {}, label, e);
+  };
+  const a = sel("cmp-a", "Release A", releases.map((r) => [r, r]), releases[0]);
+  const b = sel("cmp-b", "Release B", releases.map((r) => [r, r]), releases[1] || releases[0]);
+  const metric = sel("metric", "Metric", Object.entries(METRICS), "ttft_ms_p50");
+  const chart = h("div", { id: "series" }), pair = h("div", { id: "pair" });
+  function draw() {
+    const [ra, rb, m] = [a.querySelector("select").value, b.querySelector("select").value, metric.querySelector("select").value];
+    const line = (rel) => series.find((l) => `${l.model}@${l.model_version}` === rel);
+    const picked = [...new Set([ra, rb])].map((rel) => ({ label: rel, points: ((line(rel) || {}).points || [])
+      .filter((p) => p[m] !== null && p[m] !== undefined).map((p) => ({ t: Date.parse(p.at), y: p[m] })) }));
+    chart.replaceChildren(lines(`${METRICS[m]} over the last ${minutes} minutes`, METRICS[m], picked));
     const rows = (rel) => cs.filter((c) => `${c.model}@${c.model_version}` === rel);
-    const merge = (rs) => ({ devices: rs.reduce((s, c) => s + c.devices, 0), ttft: rs.map((c) => c.ttft_ms_p50).filter((x) => x != null),
-      tok: rs.map((c) => c.tok_s_p50).filter((x) => x != null), err: rs.map((c) => c.error_rate), crash: rs.map((c) => c.crash_rate) });
-    const avg = (xs) => xs.length ? xs.reduce((s, x) => s + x, 0) / xs.length : null;
-    const [x, y] = [merge(rows(a.value)), merge(rows(b.value))];
-    pair.replaceChildren(table(["Metric", a.value || "–", b.value || "–"], [
-      ["Devices", x.devices, y.devices], ["TTFT p50 (ms)", fmt(avg(x.ttft)), fmt(avg(y.ttft))],
-      ["tok/s p50", fmt(avg(x.tok), 1), fmt(avg(y.tok), 1)], ["Error rate", pct(avg(x.err)), pct(avg(y.err))],
-      ["Crash rate", pct(avg(x.crash)), pct(avg(y.crash))]], [1, 2]));
+    const avg = (xs) => { const v = xs.filter((x) => x !== null && x !== undefined); return v.length ? v.reduce((s, x) => s + x, 0) / v.length : null; };
+    const sum = (rel) => { const r = rows(rel); return { devices: r.reduce((s, c) => s + c.devices, 0), ttft: avg(r.map((c) => c.ttft_ms_p50)),
+      tok: avg(r.map((c) => c.tok_s_p50)), err: avg(r.map((c) => c.error_rate)), crash: avg(r.map((c) => c.crash_rate)) }; };
+    const [x, y] = [sum(ra), sum(rb)];
+    pair.replaceChildren(table(["Metric", ra || "–", rb || "–"], [
+      ["Devices", x.devices, y.devices], ["TTFT p50 (ms)", fmt(x.ttft), fmt(y.ttft)], ["tok/s p50", fmt(x.tok, 1), fmt(y.tok, 1)],
+      ["Error rate", pct(x.err), pct(y.err)], ["Crash rate", pct(x.crash), pct(y.crash)]], [1, 2]));
   }
-  drawPair();
+  draw();
   return [h("h1", {}, "Cohorts"),
-    h("p", {}, `Telemetry per device class × channel × release over the last ${minutes} minutes.`),
-    h("h2", {}, "Two releases side by side"), h("div", { class: "filters" }, h("label", {}, "Release A", a), h("label", {}, "Release B", b)), pair,
+    h("p", {}, `Telemetry per release over the last ${minutes} minutes; every cohort (class × channel × release) below.`),
+    h("div", { class: "filters" }, a, b, metric), chart, h("h2", {}, "Two releases side by side"), pair,
     h("h2", {}, "Every cohort"),
     table(["Class", "Channel", "Release", "Devices", "TTFT p50 ms", "tok/s p50", "Errors", "Crashes", "Canary fails", "Thermal hot"],
       cs.map((c) => [c.device_class, c.channel, `${c.model}@${c.model_version}`, c.devices, fmt(c.ttft_ms_p50), fmt(c.tok_s_p50, 1),
@@ -378,5 +422,8 @@ document.getElementById("logout").addEventListener("click", async () => {
   S.who = null; S.csrf = null;
   loginPage("Signed out.");
 });
+// Enter in the reason field confirms (the only submit button); Escape or
+// Cancel closes without a change.
+document.getElementById("confirm-cancel").addEventListener("click", () => document.getElementById("confirm").close("cancel"));
 window.addEventListener("hashchange", show);
 show();

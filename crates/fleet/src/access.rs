@@ -116,6 +116,7 @@ pub const ADMIN_ROUTES: &[AdminRoute] = &[
     r("GET", "/status", Viewer),
     r("GET", "/audit", Viewer),
     r("GET", "/cohorts", Viewer),
+    r("GET", "/cohorts/series", Viewer),
     r("GET", "/fragmentation", Viewer),
     r("GET", "/experiments", Viewer),
     r("POST", "/experiments", Operator),

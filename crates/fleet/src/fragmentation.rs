@@ -97,6 +97,51 @@ pub struct FragmentationView {
     pub cells: Vec<FragCell>,
     pub blocked: Vec<BlockedCell>,
     pub rollouts: Vec<RolloutReach>,
+    /// Per release, how many devices had first been issued it over time
+    /// (the change of the fleet's mix; 24 points from the first issue to
+    /// now).
+    #[serde(default)]
+    pub adoption: Vec<Adoption>,
+}
+
+/// Devices first issued a release, over time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Adoption {
+    pub model: String,
+    pub model_version: String,
+    /// (when, devices first issued it by then), oldest first.
+    pub points: Vec<(Timestamp, u64)>,
+}
+
+/// Samples each release's first-issue times at `n` evenly spaced moments
+/// from the earliest of them to `now`: the count issued by each moment.
+fn adoption(firsts: BTreeMap<(String, String), Vec<u64>>, now: u64, n: u64) -> Vec<Adoption> {
+    let start = firsts
+        .values()
+        .flatten()
+        .copied()
+        .min()
+        .unwrap_or(now)
+        .min(now);
+    let n = n.max(2);
+    firsts
+        .into_iter()
+        .map(|((model, model_version), mut times)| {
+            times.sort_unstable();
+            let points = (0..n)
+                .map(|i| {
+                    let at = start + (now - start) * i / (n - 1);
+                    let by = times.partition_point(|&t| t <= at) as u64;
+                    (Timestamp::from_unix_seconds(at), by)
+                })
+                .collect();
+            Adoption {
+                model,
+                model_version,
+                points,
+            }
+        })
+        .collect()
 }
 
 fn pct(n: u64, of: u64) -> f64 {
@@ -121,6 +166,7 @@ impl Fleet {
         let mut blocked: BTreeMap<(String, String), u64> = BTreeMap::new();
         let mut reach: Vec<(u64, u64)> = vec![(0, 0); live.len()];
         let mut firsts: Vec<Vec<u64>> = vec![Vec::new(); live.len()];
+        let mut issued_at: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
         let (mut total, mut stale) = (0, 0);
         for d in self.devices().all() {
             let d = lock(d);
@@ -141,6 +187,12 @@ impl Fleet {
                         class.clone(),
                     ))
                     .or_default() += 1;
+            }
+            for ((m, v), at) in &d.first_issued {
+                issued_at
+                    .entry((m.to_string(), v.clone()))
+                    .or_default()
+                    .push(at.unix_seconds());
             }
             for (m, bl) in &d.blocked {
                 for b in bl {
@@ -208,13 +260,27 @@ impl Fleet {
                     milestones: milestones(r.created_at.unix_seconds(), times, targeted),
                 })
                 .collect(),
+            adoption: adoption(issued_at, now, 24),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::milestones;
+    use super::{adoption, milestones};
+
+    #[test]
+    fn adoption_counts_first_issues_by_each_moment() {
+        let mut firsts = std::collections::BTreeMap::new();
+        firsts.insert(("m".to_string(), "1".to_string()), vec![100, 100, 150]);
+        firsts.insert(("m".to_string(), "2".to_string()), vec![190, 200]);
+        let a = adoption(firsts, 200, 3);
+        let counts = |i: usize| a[i].points.iter().map(|p| p.1).collect::<Vec<_>>();
+        // Moments 100, 150, 200.
+        assert_eq!(counts(0), [2, 3, 3]);
+        assert_eq!(counts(1), [0, 0, 2]);
+        assert_eq!(a[1].points[2].0.unix_seconds(), 200);
+    }
 
     #[test]
     fn milestones_are_order_statistics_of_first_issue_times() {

@@ -423,9 +423,13 @@ impl Fleet {
         actor: &str,
         action: &str,
         target: String,
-        detail: serde_json::Value,
+        mut detail: serde_json::Value,
         changes: Vec<Change>,
     ) -> FleetResult<()> {
+        // Where the request came from, when it came over HTTP.
+        if let (Ok(from), Some(d)) = (AUDIT_FROM.try_with(Clone::clone), detail.as_object_mut()) {
+            d.entry("from").or_insert(serde_json::Value::String(from));
+        }
         let audit = db::AuditRecord {
             id: 0,
             at: self.now(),
@@ -457,6 +461,12 @@ impl Fleet {
     pub fn channels(&self) -> Vec<Channel> {
         self.state().channels.values().cloned().collect()
     }
+}
+
+tokio::task_local! {
+    /// The client address of the admin request being served: every audit
+    /// record it writes says where it came from (`detail.from`).
+    pub(crate) static AUDIT_FROM: String;
 }
 
 /// Serves the fleet's API on `listener` until `shutdown` resolves, with the

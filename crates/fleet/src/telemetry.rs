@@ -43,6 +43,7 @@ use outpost_protocol::manifest::ModelName;
 use outpost_protocol::telemetry::{
     Battery, EventData, FeedbackSignal, TelemetryAck, TelemetryBatch, ThermalState, MAX_EVENTS,
 };
+use outpost_protocol::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FleetError, FleetResult};
@@ -621,6 +622,97 @@ impl Fleet {
                     seen.values().filter(|&&m| m >= from).count() as u64
                 });
                 CohortView::of(key.clone(), devices, agg)
+            })
+            .collect()
+    }
+}
+
+/// One release's telemetry as a time series (`GET
+/// /admin/v1/cohorts/series`): the cohorts it has merged per step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SeriesLine {
+    pub model: String,
+    pub model_version: String,
+    pub points: Vec<SeriesPoint>,
+}
+
+/// One step of a [`SeriesLine`] (steps without data are left out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SeriesPoint {
+    /// The step's first minute.
+    pub at: Timestamp,
+    pub inferences: u64,
+    pub ttft_ms_p50: Option<f64>,
+    pub tok_s_p50: Option<f64>,
+    pub error_rate: f64,
+    pub crash_rate: f64,
+    pub canary_fail_rate: f64,
+    pub thermal_hot: u64,
+}
+
+impl Fleet {
+    /// Per release, the last `minutes` minutes in steps of `step` minutes
+    /// (rolled-up hours fall in the step their hour starts in), only the
+    /// cohorts of `class` and `channel` when given.
+    pub fn cohort_series(
+        &self,
+        minutes: u64,
+        step: u64,
+        class: Option<&str>,
+        channel: Option<&str>,
+    ) -> Vec<SeriesLine> {
+        let step = step.max(1);
+        let now_min = self.now().unix_seconds() / 60;
+        let from = now_min.saturating_sub(minutes.max(1) - 1);
+        let t = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lines: BTreeMap<(ModelName, String), BTreeMap<u64, Agg>> = BTreeMap::new();
+        let hours = t.hours.range(from / 60 * 60..);
+        for (&minute, cohorts) in t.minutes.range(from..).chain(hours) {
+            let bucket = from + (minute.max(from) - from) / step * step;
+            for (key, agg) in cohorts {
+                if class.is_some_and(|c| c != key.device_class)
+                    || channel.is_some_and(|c| c != key.channel)
+                {
+                    continue;
+                }
+                lines
+                    .entry((key.model.clone(), key.model_version.clone()))
+                    .or_default()
+                    .entry(bucket)
+                    .or_default()
+                    .merge(agg);
+            }
+        }
+        lines
+            .into_iter()
+            .map(|((model, model_version), steps)| {
+                let points = steps
+                    .into_iter()
+                    .map(|(minute, agg)| {
+                        let key = CohortKey {
+                            device_class: String::new(),
+                            channel: String::new(),
+                            model: model.clone(),
+                            model_version: model_version.clone(),
+                        };
+                        let v = CohortView::of(key, 0, agg);
+                        SeriesPoint {
+                            at: Timestamp::from_unix_seconds(minute * 60),
+                            inferences: v.agg.inferences,
+                            ttft_ms_p50: v.ttft_ms_p50,
+                            tok_s_p50: v.tok_s_p50,
+                            error_rate: v.error_rate,
+                            crash_rate: v.crash_rate,
+                            canary_fail_rate: v.canary_fail_rate,
+                            thermal_hot: v.agg.thermal_hot,
+                        }
+                    })
+                    .collect();
+                SeriesLine {
+                    model: model.to_string(),
+                    model_version,
+                    points,
+                }
             })
             .collect()
     }

@@ -2,7 +2,8 @@
 //! chromium-driver, driven over WebDriver with fantoccini), against a
 //! fleet served on a loopback socket with 1 000 registered devices and a
 //! staged rollout: an operator signs in, sees the fleet, and pauses the
-//! rollout through the confirmation dialog; a viewer has no such button and
+//! rollout with the keyboard through the confirmation dialog, and the page
+//! follows a resume made elsewhere by itself; a viewer has no such button and
 //! the API answers the page 403; an admin creates an API token (which then
 //! works) and revokes it (which then fails). Every page is screenshotted
 //! at 1280 px and 390 px into `target/console-screenshots/`, and each
@@ -96,12 +97,42 @@ async fn fleet() -> (TempDir, Arc<Fleet>, String, u64) {
     publish(&t, "smollm2-135m", "1.1.0", "0.1.0").await;
     release_on_stable(&t, "smollm2-135m", "1.0.0").await;
     let classes = ["phone-4gb", "phone-8gb", "laptop-16gb", "tablet-6gb"];
+    let mut devices = Vec::new();
     for i in 0..1000 {
-        let (_, token) = register(&t, "stable").await;
-        check_in(&t, &token, profile(classes[i % 4]), "smollm2-135m").await;
+        let d = register(&t, "stable").await;
+        check_in(&t, &d.1, profile(classes[i % 4]), "smollm2-135m").await;
+        devices.push(d);
     }
     let r = start_rollout(&t, "smollm2-135m", "1.1.0", &[10, 50, 100], 3600).await;
     let rollout = r["id"].as_u64().expect("rollout id");
+    // A day of telemetry from 100 devices, for the time series; then the
+    // ones the rollout picked report from the new release.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    for (n, d) in devices.iter().take(100).enumerate() {
+        let a = check_in(&t, &d.1, profile(classes[n % 4]), "smollm2-135m").await;
+        let version = a["model_version"].as_str().unwrap_or("1.0.0").to_string();
+        let events: Vec<Value> = (0..24)
+            .map(|h| {
+                let at = outpost_protocol::Timestamp::from_unix_seconds(now - h * 3000 - n as u64);
+                json!({"at": at, "model": "smollm2-135m", "model_version": version,
+                    "model_digest": outpost_protocol::Digest::sha256(version.as_bytes()).to_string(),
+                    "engine_version": "0.1.0", "app_version": "2.0.0", "kind": "inference",
+                    "data": {"ttft_ms": 40.0 + (h as f64) + (n % 7) as f64, "latency_ms": 900.0, "tokens": 32, "tok_s": 60.0 - (n % 5) as f64}})
+            })
+            .collect();
+        let (s, v) = call(
+            &t,
+            "POST",
+            "/v1/telemetry",
+            Some(&d.1),
+            Some(json!({"batch_id": format!("b{n}"), "device_id": d.0, "events": events})),
+        )
+        .await;
+        assert!(s.is_success(), "{v}");
+    }
     for (name, role) in [
         ("ada", outpost_fleet::access::Role::Admin),
         ("olivia", outpost_fleet::access::Role::Operator),
@@ -275,13 +306,17 @@ async fn operator_viewer_and_admin_in_headless_chromium() {
     }
     eprintln!("render ms with 1000 devices (Chromium, this machine): {timings:?}");
     c.goto(&format!("{url}/#/rollouts")).await.expect("goto");
-    let pause = wait_css(
+    // By keyboard: Enter on the focused button, the reason typed, Enter.
+    wait_css(
         &c,
         &format!("button[data-action='pause'][data-rollout='{rollout}']"),
     )
-    .await;
-    pause.click().await.expect("click pause");
-    confirm(&c, Some("crash rate on phone-4gb")).await;
+    .await
+    .send_keys("\u{E007}")
+    .await
+    .expect("Enter on pause");
+    wait_css(&c, "dialog#confirm[open]").await;
+    type_into(&c, "#confirm-reason", "crash rate on phone-4gb\u{E007}").await;
     wait_css(
         &c,
         &format!("button[data-action='resume'][data-rollout='{rollout}']"),
@@ -292,6 +327,22 @@ async fn operator_viewer_and_admin_in_headless_chromium() {
     assert!(
         c.find(Locator::Css("#kill-switch")).await.is_err(),
         "an operator has no kill switch"
+    );
+    // The page follows the rollout by itself: resumed elsewhere (the API),
+    // the Pause button is back without a reload.
+    let resumed = ureq::post(&format!("{url}/admin/v1/rollouts/{rollout}/resume"))
+        .set("authorization", &format!("Bearer {ADMIN}"))
+        .send_json(json!({"reason": "looked fine"}));
+    assert!(resumed.is_ok(), "{resumed:?}");
+    let seen = Instant::now();
+    wait_css(
+        &c,
+        &format!("button[data-action='pause'][data-rollout='{rollout}']"),
+    )
+    .await;
+    eprintln!(
+        "the rollouts page showed the resume after {:?}",
+        seen.elapsed()
     );
 
     // The viewer: no action buttons, and the API refuses the page's call.
@@ -377,6 +428,11 @@ async fn operator_viewer_and_admin_in_headless_chromium() {
             .any(|a| a["actor"] == actor && a["action"] == action)
     };
     assert!(by("user:olivia", "rollout.pause"), "{audit:?}");
+    let pause = audit
+        .iter()
+        .find(|a| a["action"] == "rollout.pause")
+        .expect("pause");
+    assert_eq!(pause["detail"]["from"], "127.0.0.1", "where from: {pause}");
     assert!(by("user:ada", "token.create") && by("user:ada", "token.revoke"));
     c.close().await.expect("close");
 }

@@ -334,3 +334,64 @@ async fn a_healthy_rollout_is_not_halted() {
     let r = admin(&t, "GET", &format!("/admin/v1/rollouts/{id}"), None).await;
     assert_eq!(r["percent"], 100.0, "{r}");
 }
+
+#[tokio::test]
+async fn a_release_over_time_comes_in_steps_and_filters() {
+    let (t, d) = small("series").await;
+    let (s, a) = send(
+        &t,
+        &d,
+        "s1",
+        vec![inference("v1", T0 - 1500, 400.0, 50.0); 2],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    let (s, a) = send(&t, &d, "s2", vec![inference("v1", T0 - 30, 200.0, 80.0); 3]).await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    let v = admin(
+        &t,
+        "GET",
+        "/admin/v1/cohorts/series?minutes=30&step=10",
+        None,
+    )
+    .await;
+    let line = v
+        .as_array()
+        .expect("lines")
+        .iter()
+        .find(|l| l["model_version"] == "v1")
+        .cloned()
+        .expect("v1's line");
+    let points = line["points"].as_array().expect("points");
+    let counts: Vec<u64> = points
+        .iter()
+        .filter_map(|p| p["inferences"].as_u64())
+        .collect();
+    assert_eq!(counts, [2, 3], "{line}");
+    assert!(
+        points[0]["at"].as_str() < points[1]["at"].as_str(),
+        "{line}"
+    );
+    assert!(
+        points[1]["tok_s_p50"].as_f64().is_some_and(|x| x > 60.0),
+        "{line}"
+    );
+    let other = admin(
+        &t,
+        "GET",
+        "/admin/v1/cohorts/series?minutes=30&class=phone-4gb",
+        None,
+    )
+    .await;
+    assert_eq!(other, json!([]), "another class has none");
+    let (s, e) = call(
+        &t,
+        "GET",
+        "/admin/v1/cohorts/series?minutes=30&step=31",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert!(e.to_string().contains("step=31"), "{e}");
+}

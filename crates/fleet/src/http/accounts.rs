@@ -81,7 +81,8 @@ pub async fn revoke_token(
     Ok(Json(f.revoke_token(&p.actor, &id).await?))
 }
 
-/// The client's address, for the audit log.
+/// The client's address, for the audit log (the peer's: a proxy in front
+/// shows as itself).
 fn client(req: &Request) -> String {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()

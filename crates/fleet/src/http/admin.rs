@@ -283,6 +283,46 @@ pub async fn cohorts(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
+pub struct SeriesQuery {
+    /// The window (1-10080 minutes; default 1440).
+    minutes: Option<u64>,
+    /// Minutes per point (default: the window / 48, at least 1).
+    step: Option<u64>,
+    /// Only this device class's cohorts.
+    class: Option<String>,
+    /// Only this channel's cohorts.
+    channel: Option<String>,
+}
+
+#[utoipa::path(get, path = "/admin/v1/cohorts/series", security(("admin" = [])), tag = "admin", summary = "Telemetry per release as a time series (optionally one class or channel)", params(SeriesQuery), responses((status = 200, description = "One line a release", body = Vec<crate::telemetry::SeriesLine>), super::Errors))]
+pub async fn cohort_series(
+    State(f): Fl,
+    q: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Res<Vec<crate::telemetry::SeriesLine>> {
+    let Query(q) = q.map_err(|e| FleetError::BadRequest(format!("query string: {e}")))?;
+    let minutes = q.minutes.unwrap_or(1440);
+    if minutes == 0 || minutes > 7 * 24 * 60 {
+        return Err(FleetError::BadRequest(format!(
+            "minutes={minutes}; give 1-10080"
+        )));
+    }
+    let step = q.step.unwrap_or((minutes / 48).max(1));
+    if step == 0 || step > minutes {
+        return Err(FleetError::BadRequest(format!(
+            "step={step}; give 1 to minutes ({minutes})"
+        )));
+    }
+    Ok(Json(f.cohort_series(
+        minutes,
+        step,
+        q.class.as_deref(),
+        q.channel.as_deref(),
+    )))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct FragmentationQuery {
     stale_days: Option<u64>,
 }

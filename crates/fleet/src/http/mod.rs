@@ -31,6 +31,7 @@
 //! GET  /admin/v1/whoami
 //! POST /console/v1/login  /console/v1/logout       session cookie + CSRF token
 //! GET  /admin/v1/cohorts?minutes=60                 telemetry per cohort over a window
+//! GET  /admin/v1/cohorts/series?minutes=&step=&class=&channel=   per release, over time
 //! GET  /admin/v1/fragmentation?stale_days=7         devices per release × channel × class
 //! ```
 
@@ -103,6 +104,7 @@ pub fn router(fleet: Arc<Fleet>) -> Router {
         .route("/status", get(admin::status))
         .route("/audit", get(admin::audit))
         .route("/cohorts", get(admin::cohorts))
+        .route("/cohorts/series", get(admin::cohort_series))
         .route("/fragmentation", get(admin::fragmentation))
         .route(
             "/experiments",
@@ -203,7 +205,11 @@ async fn admin_auth(State(fleet): State<Arc<Fleet>>, mut req: Request, next: Nex
         return FleetError::Forbidden(why).into_response();
     }
     req.extensions_mut().insert(p);
-    next.run(req).await
+    let from = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+    crate::AUDIT_FROM.scope(from, next.run(req)).await
 }
 
 /// Who the request is: a bearer token (the bootstrap admin token or a live

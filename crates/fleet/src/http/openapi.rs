@@ -74,6 +74,7 @@ impl Modify for Tokens {
         super::admin::status,
         super::admin::audit,
         super::admin::cohorts,
+        super::admin::cohort_series,
         super::admin::fragmentation,
         super::experiments::create,
         super::experiments::list,
