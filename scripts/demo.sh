@@ -150,6 +150,15 @@ step "Make it the stable channel's release" $outpost fleet release smollm2-135m@
 step "200 devices of the four classes register, check in and get a signed manifest" \
   $outpost fleet simulate --devices 200 --classes phone-4GB,phone-8GB,laptop-16GB,desktop-32GB --data "$fleet"
 step "The fleet on one page" $outpost fleet status --data "$fleet"
+printf '\n== Operators: a console user and a scoped API token (roles: viewer < operator < admin)\n'
+echo '$ printf %s "correct horse battery" | outpost fleet user add olivia --role operator --password-stdin'
+printf '%s' "correct horse battery" | $outpost fleet user add olivia --role operator --password-stdin --data "$fleet"
+echo '$ outpost fleet token create wallboard --role viewer --expires-days 7'
+viewer_token=$($outpost fleet token create wallboard --role viewer --expires-days 7 --data "$fleet")
+step "A viewer token reads the audit log (who did what, from where)" $outpost fleet audit --token "$viewer_token" --data "$fleet"
+echo '$ outpost fleet freeze --reason demo --token <the viewer token>   (refused: the kill switch needs an admin)'
+$outpost fleet freeze --reason demo --token "$viewer_token" --data "$fleet" || true
+echo "The web console is at http://127.0.0.1:8700/ while this demo runs (sign in as olivia)."
 printf '\n== A device agent installs its tier; outpost serve answers with it; telemetry flows back\n'
 device=/tmp/outpost-demo-device
 rm -rf "$device"

@@ -308,6 +308,8 @@ async function device(id) {
       ["RAM", p.ram_bytes ? mib(p.ram_bytes) : "–"], ["Region", p.region || "–"]]),
     h("h2", {}, "Installs (last manifest per model)"),
     table(["Model", "Release", "Manifest version"], Object.entries(d.assigned || {}).map(([m, a]) => [m, a.model_version, a.manifest_version])),
+    h("h2", {}, "History (every release issued, when first)"),
+    table(["When", "Release"], (d.history || []).map((x) => [when(x.at), `${x.model}@${x.model_version}`])),
     h("h2", {}, "Pins"),
     Object.keys(d.pins || {}).length ? table(["Model", "Pinned release"], Object.entries(d.pins)) : h("p", {}, "No pins."),
     h("h2", {}, "Blocked"),

@@ -200,6 +200,18 @@ pub struct DeviceView {
     /// Model → (release, manifest_version) last issued.
     pub assigned: BTreeMap<String, Assigned>,
     pub blocked: BTreeMap<String, Vec<Blocked>>,
+    /// Every release it was ever issued, when first, oldest first: its
+    /// install history as the fleet saw it.
+    #[serde(default)]
+    pub history: Vec<FirstIssued>,
+}
+
+/// A release first issued to a device.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FirstIssued {
+    pub model: String,
+    pub model_version: String,
+    pub at: Timestamp,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]

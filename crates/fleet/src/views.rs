@@ -131,6 +131,19 @@ impl Fleet {
                 .iter()
                 .map(|(m, b)| (m.to_string(), b.clone()))
                 .collect(),
+            history: {
+                let mut h: Vec<crate::api::FirstIssued> = d
+                    .first_issued
+                    .iter()
+                    .map(|((m, v), at)| crate::api::FirstIssued {
+                        model: m.to_string(),
+                        model_version: v.clone(),
+                        at: *at,
+                    })
+                    .collect();
+                h.sort_by_key(|f| f.at);
+                h
+            },
         }
     }
 

@@ -79,9 +79,12 @@ async fn browser() -> (Driver, Client) {
     }
 }
 
-/// A fleet on a loopback socket: two releases, 1 000 devices on the first,
+/// Browser tests one at a time (each has its own Chromium).
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A fleet on a loopback socket: two releases, `n` devices on the first,
 /// a staged rollout of the second, and one user per role.
-async fn fleet() -> (TempDir, Arc<Fleet>, String, u64) {
+async fn fleet(n: usize) -> (TempDir, Arc<Fleet>, String, u64) {
     let dir = TempDir::new("console");
     let mut cfg = FleetConfig::new(&dir.0);
     cfg.admin_token = Some(ADMIN.into());
@@ -96,12 +99,31 @@ async fn fleet() -> (TempDir, Arc<Fleet>, String, u64) {
     publish(&t, "smollm2-135m", "1.0.0", "0.1.0").await;
     publish(&t, "smollm2-135m", "1.1.0", "0.1.0").await;
     release_on_stable(&t, "smollm2-135m", "1.0.0").await;
-    let classes = ["phone-4gb", "phone-8gb", "laptop-16gb", "tablet-6gb"];
+    const CLASSES: [&str; 4] = ["phone-4gb", "phone-8gb", "laptop-16gb", "tablet-6gb"];
+    let classes = CLASSES;
+    // Registered and checked in 500 at a time (the fleet's group commit
+    // writes each wave in a few transactions).
     let mut devices = Vec::new();
-    for i in 0..1000 {
-        let d = register(&t, "stable").await;
-        check_in(&t, &d.1, profile(classes[i % 4]), "smollm2-135m").await;
-        devices.push(d);
+    let app_key = fleet.app_key().to_string();
+    for wave in (0..n).collect::<Vec<_>>().chunks(500) {
+        let mut set = tokio::task::JoinSet::new();
+        for &i in wave {
+            let (f, key) = (fleet.clone(), app_key.clone());
+            set.spawn(async move {
+                let reg = json!({"app_key": key, "channel": "stable"});
+                let v = one(&f, "/v1/devices/register", None, reg).await;
+                let d = (
+                    v["device_id"].as_str().expect("id").to_string(),
+                    v["token"].as_str().expect("token").to_string(),
+                );
+                let body = json!({"profile": profile(CLASSES[i % 4])});
+                one(&f, "/v1/devices/check-in", Some(&d.1), body).await;
+                (i, d)
+            });
+        }
+        let mut got: Vec<_> = set.join_all().await;
+        got.sort_by_key(|(i, _)| *i);
+        devices.extend(got.into_iter().map(|(_, d)| d));
     }
     let r = start_rollout(&t, "smollm2-135m", "1.1.0", &[10, 50, 100], 3600).await;
     let rollout = r["id"].as_u64().expect("rollout id");
@@ -160,6 +182,32 @@ async fn fleet() -> (TempDir, Arc<Fleet>, String, u64) {
         let _ = outpost_fleet::serve(listener, f, std::future::pending()).await;
     });
     (dir, fleet, url, rollout)
+}
+
+/// One POST through the router; its JSON answer (a success, or panics).
+async fn one(f: &Arc<Fleet>, path: &str, token: Option<&str>, body: Value) -> Value {
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = outpost_fleet::router(f.clone())
+        .oneshot(
+            req.body(axum::body::Body::from(body.to_string()))
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    let ok = resp.status().is_success();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    assert!(ok, "POST {path}: {v}");
+    v
 }
 
 async fn wait_css(c: &Client, css: &str) -> fantoccini::elements::Element {
@@ -283,8 +331,16 @@ fn whoami(url: &str, token: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_viewer_and_admin_in_headless_chromium() {
-    let (_dir, fleet, url, rollout) = fleet().await;
+    let _one = ONE_BROWSER.lock().await;
+    let (_dir, fleet, url, rollout) = fleet(1000).await;
     let (_driver, c) = browser().await;
+    c.goto(&url).await.expect("goto");
+    wait_css(&c, "form#login").await;
+    std::fs::write(
+        shots_dir().join("login-1280.png"),
+        c.screenshot().await.expect("shot"),
+    )
+    .expect("write");
 
     // The operator: the fleet at a glance, every page, then a pause.
     sign_in(&c, &url, "olivia").await;
@@ -434,5 +490,51 @@ async fn operator_viewer_and_admin_in_headless_chromium() {
         .expect("pause");
     assert_eq!(pause["detail"]["from"], "127.0.0.1", "where from: {pause}");
     assert!(by("user:ada", "token.create") && by("user:ada", "token.revoke"));
+    c.close().await.expect("close");
+}
+
+/// Every page with 10 000 devices: the content is there; the render times
+/// (fetch + draw, in the page) are printed for the closing note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_renders_with_ten_thousand_devices() {
+    let _one = ONE_BROWSER.lock().await;
+    let started = Instant::now();
+    let (_dir, fleet, url, _) = fleet(10_000).await;
+    eprintln!(
+        "10 000 devices registered and checked in: {:?}",
+        started.elapsed()
+    );
+    let (_driver, c) = browser().await;
+    sign_in(&c, &url, "olivia").await;
+    let cards = wait_css(&c, ".cards").await.text().await.expect("cards");
+    assert!(cards.contains("10000"), "{cards}");
+    let device = fleet.list_devices(None, None, 1, 0).devices[0].id.clone();
+    let mut timings = Vec::new();
+    for page in [
+        "overview",
+        "fragmentation",
+        "rollouts",
+        "cohorts",
+        "devices",
+        &format!("device/{device}") as &str,
+        "releases",
+        "audit",
+    ] {
+        let name = page.split('/').next().unwrap_or(page).to_string();
+        timings.push((
+            name.clone(),
+            visit(&c, &url, page, &format!("10k-{name}")).await,
+        ));
+    }
+    let text = wait_css(&c, "main").await.text().await.expect("text");
+    assert!(!text.contains("Something went wrong"), "{text}");
+    c.goto(&format!("{url}/#/devices")).await.expect("goto");
+    let shown = wait_css(&c, "body[data-page='devices'] main p")
+        .await
+        .text()
+        .await
+        .expect("p");
+    assert!(shown.starts_with("10000 devices"), "{shown}");
+    eprintln!("render ms with 10 000 devices (Chromium, this machine): {timings:?}");
     c.close().await.expect("close");
 }
