@@ -123,7 +123,7 @@ impl CancelFlag {
 pub struct LocalModel {
     model: Arc<Model>,
     /// Started on the first `embed` (embedding models only).
-    embedder: std::sync::OnceLock<outpost_engine::Embedder>,
+    embedder: crate::embedding::LazyEmbedder,
     /// A sealed model's in-memory plaintext, which the model was loaded
     /// from.
     _backing: Option<Arc<outpost_store::MemoryModel>>,
@@ -175,40 +175,18 @@ impl LocalModel {
 }
 
 impl LocalModel {
-    pub(crate) fn new(
-        model: Model,
-        backing: Option<Arc<outpost_store::MemoryModel>>,
-    ) -> LocalModel {
+    fn new(model: Model, backing: Option<Arc<outpost_store::MemoryModel>>) -> LocalModel {
+        let model = Arc::new(model);
         LocalModel {
-            model: Arc::new(model),
-            embedder: std::sync::OnceLock::new(),
+            embedder: crate::embedding::LazyEmbedder::new(model.clone()),
+            model,
             _backing: backing,
         }
     }
 
-    /// The vectors of `texts` (an embedding model: pooled and normalised as
-    /// the model says; each text cut to its context), in order.
+    /// The vectors of `texts`, in order (`embedding.rs`).
     pub(crate) fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
-        if texts.is_empty() {
-            return Err("no texts to embed: give at least one".into());
-        }
-        let e = match self.embedder.get() {
-            Some(e) => e,
-            None => {
-                let started = outpost_engine::Embedder::start(
-                    self.model.clone(),
-                    outpost_engine::EmbedConfig::default(),
-                )
-                .map_err(|e| e.to_string())?;
-                self.embedder.get_or_init(|| started)
-            }
-        };
-        let inputs = texts
-            .iter()
-            .map(|t| e.tokenize(t, true))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        e.embed(inputs).map_err(|e| e.to_string())
+        self.embedder.embed(texts)
     }
 
     /// The engine's model.

@@ -47,7 +47,8 @@ impl InProcess {
             }
             CanarySet::Embedding(canaries) => {
                 let texts: Vec<String> = canaries.iter().map(|c| c.text.clone()).collect();
-                let vectors = crate::api::LocalModel::new(model, None).embed_texts(&texts)?;
+                let vectors = crate::embedding::LazyEmbedder::new(std::sync::Arc::new(model))
+                    .embed(&texts)?;
                 Ok(CanaryResult::Vectors {
                     min_cosine: fingerprint::worst_cosine(canaries, &vectors).unwrap_or(f64::NAN),
                 })

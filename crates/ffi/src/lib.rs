@@ -23,6 +23,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 mod agent;
 pub mod api;
 mod canary;
+mod embedding;
 mod generation;
 mod guard;
 mod model;

@@ -12,6 +12,7 @@
 //!   batch in one transaction; the group-commit writer (`writer.rs`) fills
 //!   the batches from concurrent requests.
 
+mod codec;
 pub mod error;
 pub mod sqlite;
 mod sqlite_accounts;

@@ -6,11 +6,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use outpost_protocol::manifest::ModelName;
-use outpost_protocol::{Digest, Timestamp};
+use outpost_protocol::Timestamp;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -18,6 +16,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+use super::codec::{corrupt, digest, model, sql, to_json};
 use super::error::{DbError, DbResult};
 use super::{AuditRecord, Db, DbFuture, DeviceWrite, NewDevice, Snapshot, StoredDevice};
 use crate::rollout::Rollout;
@@ -79,43 +78,12 @@ pub struct SqliteDb {
     pub(super) pool: SqlitePool,
 }
 
-pub(super) fn sql(doing: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
-    move |source| DbError::Sql { doing, source }
-}
-
-pub(super) fn corrupt(what: &'static str) -> impl FnOnce(serde_json::Error) -> DbError {
-    move |e| DbError::Corrupt {
-        what,
-        problem: e.to_string(),
-    }
-}
-
 fn ts(v: i64) -> Timestamp {
     Timestamp::from_unix_seconds(u64::try_from(v).unwrap_or(0))
 }
 
 fn secs(t: Timestamp) -> i64 {
     i64::try_from(t.unix_seconds()).unwrap_or(i64::MAX)
-}
-
-pub(super) fn to_json<T: serde::Serialize>(v: &T) -> String {
-    // Fleet types are plain data (strings, numbers, maps with string
-    // keys), which always serialize.
-    serde_json::to_string(v).unwrap_or_default()
-}
-
-pub(super) fn digest(s: &str, what: &'static str) -> DbResult<Digest> {
-    Digest::from_str(s).map_err(|e| DbError::Corrupt {
-        what,
-        problem: e.to_string(),
-    })
-}
-
-pub(super) fn model(s: &str) -> DbResult<ModelName> {
-    ModelName::parse(s).map_err(|e| DbError::Corrupt {
-        what: "model name",
-        problem: e.to_string(),
-    })
 }
 
 impl SqliteDb {

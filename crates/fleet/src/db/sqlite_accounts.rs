@@ -6,17 +6,9 @@
 
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
+use super::codec::{digest, int, sql, uint};
 use super::error::{DbError, DbResult};
-use super::sqlite::{digest, sql};
 use crate::access::{AccountChange, Accounts, ApiToken, Role, Session, User};
-
-fn int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn uint(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
 
 fn role(s: &str) -> DbResult<Role> {
     s.parse().map_err(|problem| DbError::Corrupt {

@@ -5,17 +5,10 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
+use super::codec::{corrupt, int, model, sql, to_json, uint};
 use super::error::DbResult;
-use super::sqlite::{corrupt, model, sql, to_json, SqliteDb};
+use super::sqlite::SqliteDb;
 use crate::telemetry::{BatchRecord, CohortKey, MinuteRow, TelemetryRows};
-
-fn int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn uint(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
 
 /// Upserts aggregates into `telemetry_minutes` or `telemetry_hours`.
 async fn upsert(tx: &mut Transaction<'_, Sqlite>, hours: bool, rows: &[MinuteRow]) -> DbResult<()> {
