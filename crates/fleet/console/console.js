@@ -162,15 +162,19 @@ function flash(msg) {
 async function overview() {
   const s = await api("GET", "/admin/v1/status");
   const frag = await api("GET", "/admin/v1/fragmentation?stale_days=7");
+  const hour = await api("GET", "/admin/v1/cohorts?minutes=60");
   const live = s.rollouts.filter((r) => r.state === "active" || r.state === "paused");
   const alerts = [];
   if (s.frozen) alerts.push(`Kill switch on since ${when(s.frozen.at)}: ${s.frozen.reason}`);
   for (const r of s.rollouts) {
     if (r.state === "aborted" || r.state === "rolled_back") alerts.push(`Rollout ${r.id} (${r.model}@${r.version}) ${r.state}: ${r.reason || "no reason given"}`);
   }
-  for (const t of s.telemetry || []) {
-    if ((t.crash_rate || 0) > 0.01) alerts.push(`${t.model}@${t.model_version}: crash rate ${pct(t.crash_rate)} in the last hour`);
-    if ((t.canary_fail_rate || 0) > 0) alerts.push(`${t.model}@${t.model_version}: canary failures ${pct(t.canary_fail_rate)}`);
+  // The last hour per cohort: a crash-rate spike (over 1 %) or any
+  // failed canary is worth a look.
+  for (const c of hour) {
+    const where = `${c.model}@${c.model_version} on ${c.device_class} (${c.channel})`;
+    if (c.crash_rate > 0.01) alerts.push(`Crash rate ${pct(c.crash_rate)} in the last hour: ${where}`);
+    if (c.canary_fail_rate > 0) alerts.push(`Canary failures ${pct(c.canary_fail_rate)} in the last hour: ${where}`);
   }
   return [
     h("h1", {}, "Overview"),
@@ -232,13 +236,22 @@ async function fragmentation() {
 }
 
 const METRICS = { ttft_ms_p50: "TTFT p50 (ms)", tok_s_p50: "tok/s p50", error_rate: "error rate", crash_rate: "crash rate",
-  canary_fail_rate: "canary failure rate", thermal_hot: "thermal-hot reports", inferences: "inferences" };
+  canary_fail_rate: "canary failure rate", thermal_hot: "thermal-hot reports", memory_peak_mib_p95: "peak memory p95 (MiB)",
+  inferences: "inferences" };
 
 async function cohorts() {
   const q = new URLSearchParams(location.hash.split("?")[1] || "");
   const minutes = Number(q.get("minutes") || 1440);
   const cs = await api("GET", `/admin/v1/cohorts?minutes=${minutes}`);
-  const series = await api("GET", `/admin/v1/cohorts/series?minutes=${minutes}`);
+  const only = new URLSearchParams({ minutes });
+  for (const k of ["class", "channel"]) if (q.get(k)) only.set(k, q.get(k));
+  const series = await api("GET", `/admin/v1/cohorts/series?${only}`);
+  const classes = [...new Set(cs.map((c) => c.device_class))], channels = [...new Set(cs.map((c) => c.channel))];
+  const narrow = (key, label, values) => h("label", {}, label, h("select", { id: `only-${key}`, onchange: (e) => {
+    const p = new URLSearchParams(q);
+    if (e.target.value) p.set(key, e.target.value); else p.delete(key);
+    location.hash = `#/cohorts?${p}`;
+  } }, [h("option", { value: "" }, "all")].concat(values.map((v) => h("option", { value: v, selected: q.get(key) === v }, v)))));
   const releases = [...new Set(series.map((l) => `${l.model}@${l.model_version}`).concat(cs.map((c) => `${c.model}@${c.model_version}`)))];
   const sel = (id, label, options, value) => {
     const e = h("select", { id, onchange: draw }, options.map(([v, t]) => h("option", { value: v }, t)));
@@ -267,11 +280,11 @@ async function cohorts() {
   draw();
   return [h("h1", {}, "Cohorts"),
     h("p", {}, `Telemetry per release over the last ${minutes} minutes; every cohort (class × channel × release) below.`),
-    h("div", { class: "filters" }, a, b, metric), chart, h("h2", {}, "Two releases side by side"), pair,
+    h("div", { class: "filters" }, a, b, metric, narrow("class", "Device class", classes), narrow("channel", "Channel", channels)), chart, h("h2", {}, "Two releases side by side"), pair,
     h("h2", {}, "Every cohort"),
-    table(["Class", "Channel", "Release", "Devices", "TTFT p50 ms", "tok/s p50", "Errors", "Crashes", "Canary fails", "Thermal hot"],
+    table(["Class", "Channel", "Release", "Devices", "TTFT p50 ms", "tok/s p50", "Errors", "Crashes", "Canary fails", "Thermal hot", "Peak memory p95"],
       cs.map((c) => [c.device_class, c.channel, `${c.model}@${c.model_version}`, c.devices, fmt(c.ttft_ms_p50), fmt(c.tok_s_p50, 1),
-        pct(c.error_rate), pct(c.crash_rate), pct(c.canary_fail_rate), c.agg ? c.agg.thermal_hot : "–"]), [3, 4, 5])];
+        pct(c.error_rate), pct(c.crash_rate), pct(c.canary_fail_rate), c.thermal_hot, c.memory_peak_mib_p95 == null ? "–" : fmt(c.memory_peak_mib_p95) + " MiB"]), [3, 4, 5, 9, 10])];
 }
 
 async function devices() {

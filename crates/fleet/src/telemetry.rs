@@ -316,6 +316,9 @@ pub struct CohortView {
     pub latency_ms_p99: Option<f64>,
     pub tok_s_p50: Option<f64>,
     pub tok_s_p05: Option<f64>,
+    /// Peak memory the app reported, p95 (MiB).
+    #[serde(default)]
+    pub memory_peak_mib_p95: Option<f64>,
     #[serde(flatten)]
     pub agg: Agg,
 }
@@ -338,6 +341,7 @@ impl CohortView {
             latency_ms_p99: agg.latency_ms.quantile(0.99),
             tok_s_p50: agg.tok_s.quantile(0.5),
             tok_s_p05: agg.tok_s.quantile(0.05),
+            memory_peak_mib_p95: agg.memory_peak_mib.quantile(0.95),
             agg,
         }
     }
@@ -648,6 +652,8 @@ pub struct SeriesPoint {
     pub crash_rate: f64,
     pub canary_fail_rate: f64,
     pub thermal_hot: u64,
+    /// Peak memory reported by the app, p95 (MiB).
+    pub memory_peak_mib_p95: Option<f64>,
 }
 
 impl Fleet {
@@ -705,6 +711,7 @@ impl Fleet {
                             crash_rate: v.crash_rate,
                             canary_fail_rate: v.canary_fail_rate,
                             thermal_hot: v.agg.thermal_hot,
+                            memory_peak_mib_p95: v.memory_peak_mib_p95,
                         }
                     })
                     .collect();

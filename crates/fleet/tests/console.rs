@@ -136,7 +136,7 @@ async fn fleet(n: usize) -> (TempDir, Arc<Fleet>, String, u64) {
     for (n, d) in devices.iter().take(100).enumerate() {
         let a = check_in(&t, &d.1, profile(classes[n % 4]), "smollm2-135m").await;
         let version = a["model_version"].as_str().unwrap_or("1.0.0").to_string();
-        let events: Vec<Value> = (0..24)
+        let mut events: Vec<Value> = (0..24)
             .map(|h| {
                 let at = outpost_protocol::Timestamp::from_unix_seconds(now - h * 3000 - n as u64);
                 json!({"at": at, "model": "smollm2-135m", "model_version": version,
@@ -145,6 +145,20 @@ async fn fleet(n: usize) -> (TempDir, Arc<Fleet>, String, u64) {
                     "data": {"ttft_ms": 40.0 + (h as f64) + (n % 7) as f64, "latency_ms": 900.0, "tokens": 32, "tok_s": 60.0 - (n % 5) as f64}})
             })
             .collect();
+        // phone-4gb crashes (an alert on the overview); every device
+        // reports its peak memory once.
+        let event = |kind: &str, data: Value| {
+            json!({"at": outpost_protocol::Timestamp::from_unix_seconds(now - 5), "model": "smollm2-135m",
+                "model_version": version, "model_digest": outpost_protocol::Digest::sha256(version.as_bytes()).to_string(),
+                "engine_version": "0.1.0", "app_version": "2.0.0", "kind": kind, "data": data})
+        };
+        if n % 4 == 0 {
+            events.push(event("crash", json!({"reason": "oom"})));
+        }
+        events.push(event(
+            "memory_peak",
+            json!({"bytes": 300_000_000u64 + n as u64 * 1_000_000}),
+        ));
         let (s, v) = call(
             &t,
             "POST",
@@ -346,6 +360,11 @@ async fn operator_viewer_and_admin_in_headless_chromium() {
     sign_in(&c, &url, "olivia").await;
     let cards = wait_css(&c, ".cards").await.text().await.expect("cards");
     assert!(cards.contains("1000"), "{cards}");
+    let alerts = wait_css(&c, "main").await.text().await.expect("text");
+    assert!(
+        alerts.contains("in the last hour: smollm2-135m@1.0.0 on phone-4gb"),
+        "{alerts}"
+    );
     let device = fleet.list_devices(None, None, 1, 0).devices[0].id.clone();
     let mut timings = Vec::new();
     for (page, shot) in [
@@ -361,6 +380,16 @@ async fn operator_viewer_and_admin_in_headless_chromium() {
         timings.push((shot, visit(&c, &url, page, shot).await));
     }
     eprintln!("render ms with 1000 devices (Chromium, this machine): {timings:?}");
+    // One class's series: the filter is kept in the page's address.
+    timings.push((
+        "cohorts-class",
+        visit(&c, &url, "cohorts?class=phone-4gb", "cohorts-phone-4gb").await,
+    ));
+    let picked = c
+        .execute("return document.getElementById('only-class').value", vec![])
+        .await
+        .expect("value");
+    assert_eq!(picked, json!("phone-4gb"));
     c.goto(&format!("{url}/#/rollouts")).await.expect("goto");
     // By keyboard: Enter on the focused button, the reason typed, Enter.
     wait_css(
