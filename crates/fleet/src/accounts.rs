@@ -64,8 +64,18 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password("outpost decoy password").unwrap_or_default())
 }
 
-/// Runs the (deliberately slow) hash work off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> FleetResult<T> {
+/// Runs the (deliberately slow, 19 MiB) hash work off the async workers,
+/// at most one per CPU at a time: a flood of logins queues here instead of
+/// taking every thread and gigabytes of memory.
+async fn hashing<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> FleetResult<T> {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    let _slot = slots
+        .acquire()
+        .await
+        .map_err(|e| FleetError::Internal(format!("password work: {e}")))?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| FleetError::Internal(format!("password work failed: {e}")))
@@ -158,7 +168,7 @@ impl Fleet {
             )));
         }
         let password = req.password;
-        let password_hash = blocking(move || hash_password(&password)).await??;
+        let password_hash = hashing(move || hash_password(&password)).await??;
         let _g = self.admin_lock.lock().await;
         if self.state().accounts.users.contains_key(&req.name) {
             return Err(FleetError::Conflict(format!(
@@ -186,20 +196,35 @@ impl Fleet {
         Ok(view)
     }
 
-    /// Deletes a user and ends their sessions.
+    /// Deletes a user, ends their sessions and revokes the API tokens they
+    /// made.
     pub async fn delete_user(&self, actor: &str, name: &str) -> FleetResult<()> {
         let _g = self.admin_lock.lock().await;
         if !self.state().accounts.users.contains_key(name) {
             return Err(FleetError::NotFound(format!("no user {name:?}")));
         }
+        // The tokens they made go with them: removing a user removes the
+        // access they handed out.
+        let now = self.unix_now();
+        let by = format!("user:{name}");
+        let mut changes = vec![account(AccountChange::DeleteUser {
+            name: name.to_string(),
+        })];
+        let mut revoked = Vec::new();
+        for t in self.state().accounts.tokens.values() {
+            if t.created_by == by && t.live(now) {
+                let mut t = t.clone();
+                t.revoked_at = Some(now);
+                revoked.push(t.id.clone());
+                changes.push(account(AccountChange::PutToken(t)));
+            }
+        }
         self.apply_admin(
             actor,
             "user.delete",
             format!("user/{name}"),
-            serde_json::json!({}),
-            vec![account(AccountChange::DeleteUser {
-                name: name.to_string(),
-            })],
+            serde_json::json!({"tokens_revoked": revoked}),
+            changes,
         )
         .await
     }
@@ -290,34 +315,56 @@ impl Fleet {
         from: &str,
         old_cookie: Option<&str>,
     ) -> FleetResult<LoggedIn> {
-        let wrong = || FleetError::Unauthorized("wrong user name or password".into());
-        let Some(user) = self.state().accounts.users.get(name).cloned() else {
-            let password = password.to_string();
-            blocking(move || verify_password(&password, decoy_hash())).await?;
-            return Err(wrong());
+        // One answer for an unknown name, a wrong password and a locked
+        // user, after the same hashing work: the answer says nothing about
+        // which names exist.
+        let wrong = || {
+            FleetError::Unauthorized(format!(
+                "wrong user name or password (after {MAX_FAILED_LOGINS} failures in a row a user is locked out for {} minutes)",
+                LOCKOUT_SECS / 60
+            ))
         };
         let now = self.unix_now();
-        if let Some(until) = user.locked_until.filter(|&t| t > now) {
-            return Err(FleetError::TooManyRequests(format!(
-                "{name} is locked out after {MAX_FAILED_LOGINS} failed logins for {} more seconds; wait, or have an admin replace the user",
-                until - now
-            )));
+        let user = self.state().accounts.users.get(name).cloned();
+        let locked = |u: &User| u.locked_until.is_some_and(|t| t > now);
+        let checked = match user.as_ref() {
+            Some(u) if !locked(u) => Some(u.password_hash.clone()),
+            _ => None,
+        };
+        let (pw, phc) = (
+            password.to_string(),
+            checked.clone().unwrap_or_else(|| decoy_hash().to_string()),
+        );
+        let ok = hashing(move || verify_password(&pw, &phc)).await? && checked.is_some();
+        let Some(user) = user else {
+            return Err(wrong());
+        };
+        if locked(&user) {
+            return Err(wrong());
         }
-        let (pw, phc) = (password.to_string(), user.password_hash.clone());
-        let ok = blocking(move || verify_password(&pw, &phc)).await?;
         let _g = self.admin_lock.lock().await;
-        // Counted against the current row: logins may race.
+        // Counted against the current row: logins race. A lock set while
+        // this one hashed, or a password changed meanwhile (the user
+        // replaced), refuses it.
         let Some(mut user) = self.state().accounts.users.get(name).cloned() else {
             return Err(wrong());
         };
+        if locked(&user) || Some(&user.password_hash) != checked.as_ref() {
+            return Err(wrong());
+        }
         let actor = format!("user:{name}");
         if !ok {
+            // A lock-out that has run out starts the count again.
+            if user.locked_until.is_some_and(|t| t <= now) {
+                user.failed_logins = 0;
+                user.locked_until = None;
+            }
             user.failed_logins = user.failed_logins.saturating_add(1);
-            let locked = user.failed_logins >= MAX_FAILED_LOGINS;
-            if locked {
+            let lock = user.failed_logins >= MAX_FAILED_LOGINS;
+            if lock {
                 user.locked_until = Some(now + LOCKOUT_SECS);
             }
-            let detail = serde_json::json!({"from": from, "failed_logins": user.failed_logins, "locked": locked});
+            let detail = serde_json::json!({"from": from, "failed_logins": user.failed_logins, "locked": lock});
             self.apply_admin(
                 &actor,
                 "user.login_failed",

@@ -101,6 +101,32 @@ pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .map(|c| c.value().to_string())
 }
 
+/// A login must be JSON (`Content-Type: application/json`, which a form on
+/// another site cannot send without a CORS preflight) and not marked
+/// cross-site by the browser (`Sec-Fetch-Site`): no other site can sign a
+/// visitor in as someone else, or spend their failed logins.
+fn same_site_json(headers: &HeaderMap) -> Result<(), FleetError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(FleetError::BadRequest(
+            "a login must be sent as Content-Type: application/json".into(),
+        ));
+    }
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+    {
+        return Err(FleetError::Forbidden(
+            "a login from another site is refused".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn set_cookie(f: &Fleet, headers: &HeaderMap, value: &str, max_age_s: i64) -> HeaderValue {
     let https = f.config().secure_cookies
         || headers
@@ -120,6 +146,9 @@ fn set_cookie(f: &Fleet, headers: &HeaderMap, value: &str, max_age_s: i64) -> He
 pub async fn login(State(f): Fl, req: Request) -> Response {
     let from = client(&req);
     let headers = req.headers().clone();
+    if let Err(e) = same_site_json(&headers) {
+        return e.into_response();
+    }
     let old = session_cookie(&headers);
     let bytes = match axum::body::to_bytes(req.into_body(), 64 << 10).await {
         Ok(b) => b,
