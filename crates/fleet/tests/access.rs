@@ -63,6 +63,11 @@ fn documented_admin_routes() -> Vec<(String, String)> {
     out
 }
 
+/// `GET /admin/v1/whoami` with `headers`: its status.
+async fn whoami(t: &TestFleet, headers: &[(&str, &str)]) -> StatusCode {
+    send(t, "GET", "/admin/v1/whoami", headers, None).await.0
+}
+
 async fn make_token(t: &TestFleet, name: &str, role: &str) -> (String, String) {
     let v = admin(
         t,
@@ -252,14 +257,7 @@ async fn tokens_are_shown_once_stored_hashed_and_die_when_revoked_or_expired() {
     assert_eq!(s, StatusCode::FORBIDDEN);
     // Survives a restart.
     let t = reopened(t).await;
-    let (s, _, _) = send(
-        &t,
-        "GET",
-        "/admin/v1/whoami",
-        &[("authorization", &auth)],
-        None,
-    )
-    .await;
+    let s = whoami(&t, &[("authorization", &auth)]).await;
     assert_eq!(s, StatusCode::OK, "a token survives a restart");
     admin(&t, "POST", &format!("/admin/v1/tokens/{id}/revoke"), None).await;
     let (s, _, v) = send(
@@ -275,24 +273,10 @@ async fn tokens_are_shown_once_stored_hashed_and_die_when_revoked_or_expired() {
     let (_, short) = make_token(&t, "short", "viewer").await;
     let auth = format!("Bearer {short}");
     t.clock.advance(7 * 86_400 - 1);
-    let (s, _, _) = send(
-        &t,
-        "GET",
-        "/admin/v1/whoami",
-        &[("authorization", &auth)],
-        None,
-    )
-    .await;
+    let s = whoami(&t, &[("authorization", &auth)]).await;
     assert_eq!(s, StatusCode::OK);
     t.clock.advance(1);
-    let (s, _, _) = send(
-        &t,
-        "GET",
-        "/admin/v1/whoami",
-        &[("authorization", &auth)],
-        None,
-    )
-    .await;
+    let s = whoami(&t, &[("authorization", &auth)]).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "expired");
     let (s, _, v) = send(
         &t,
@@ -389,7 +373,7 @@ async fn sessions_need_csrf_rotate_on_login_and_lock_out_after_failures() {
         (who["actor"].as_str(), who["session"].as_bool()),
         (Some("user:olivia"), Some(true))
     );
-    let (s, _, _) = send(&t, "GET", "/admin/v1/whoami", &[("cookie", planted)], None).await;
+    let s = whoami(&t, &[("cookie", planted)]).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
     // A change without the CSRF token, or with another, is refused.
@@ -425,7 +409,7 @@ async fn sessions_need_csrf_rotate_on_login_and_lock_out_after_failures() {
         &[("cookie", &jar), ("x-forwarded-proto", "https")],
     )
     .await;
-    let (s, _, _) = send(&t, "GET", "/admin/v1/whoami", &[("cookie", &jar)], None).await;
+    let s = whoami(&t, &[("cookie", &jar)]).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "the old session is gone");
     let (_, line, csrf2) = login(
         &t,
@@ -436,7 +420,7 @@ async fn sessions_need_csrf_rotate_on_login_and_lock_out_after_failures() {
     .await;
     assert!(line.contains("Secure"), "behind an HTTPS proxy: {line}");
     let jar2 = format!("outpost_session={second}");
-    let (s, _, _) = send(&t, "GET", "/admin/v1/whoami", &[("cookie", &jar2)], None).await;
+    let s = whoami(&t, &[("cookie", &jar2)]).await;
     assert_eq!(s, StatusCode::OK);
     // Logout needs the CSRF token of its own session.
     let (s, _, _) = send(
@@ -548,29 +532,15 @@ async fn deleting_a_user_revokes_the_tokens_they_made() {
     .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let auth = format!("Bearer {}", v["token"].as_str().expect("secret"));
-    let (s, _, _) = send(
-        &t,
-        "GET",
-        "/admin/v1/whoami",
-        &[("authorization", &auth)],
-        None,
-    )
-    .await;
+    let s = whoami(&t, &[("authorization", &auth)]).await;
     assert_eq!(s, StatusCode::OK);
     admin(&t, "DELETE", "/admin/v1/users/ada", None).await;
-    let (s, _, _) = send(
-        &t,
-        "GET",
-        "/admin/v1/whoami",
-        &[("authorization", &auth)],
-        None,
-    )
-    .await;
+    let s = whoami(&t, &[("authorization", &auth)]).await;
     assert_eq!(
         s,
         StatusCode::UNAUTHORIZED,
         "the deleted user's token died with them"
     );
-    let (s, _, _) = send(&t, "GET", "/admin/v1/whoami", &[("cookie", &jar)], None).await;
+    let s = whoami(&t, &[("cookie", &jar)]).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "and their session");
 }

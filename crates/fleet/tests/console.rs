@@ -200,27 +200,8 @@ async fn fleet(n: usize) -> (TempDir, Arc<Fleet>, String, u64) {
 
 /// One POST through the router; its JSON answer (a success, or panics).
 async fn one(f: &Arc<Fleet>, path: &str, token: Option<&str>, body: Value) -> Value {
-    use tower::ServiceExt;
-    let mut req = axum::http::Request::builder()
-        .method("POST")
-        .uri(path)
-        .header("content-type", "application/json");
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let resp = outpost_fleet::router(f.clone())
-        .oneshot(
-            req.body(axum::body::Body::from(body.to_string()))
-                .expect("request"),
-        )
-        .await
-        .expect("infallible");
-    let ok = resp.status().is_success();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    assert!(ok, "POST {path}: {v}");
+    let (s, v) = call_fleet(f, "POST", path, token, body.to_string().into_bytes()).await;
+    assert!(s.is_success(), "POST {path}: {v}");
     v
 }
 

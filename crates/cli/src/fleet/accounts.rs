@@ -6,31 +6,17 @@
 use std::io::Read;
 
 use anyhow::{bail, Context, Result};
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
+use outpost_fleet::access::Role;
 use serde_json::{json, Value};
 
 use super::print::{list, s, table};
 use super::{Api, Out};
 
-/// What a user or token may do.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum RoleArg {
-    /// Read everything; change nothing.
-    Viewer,
-    /// Rollouts, pins, pause/resume, channels, experiments, publishing.
-    Operator,
-    /// Users, tokens, keys, revocations and the kill switch too.
-    Admin,
-}
-
-impl RoleArg {
-    fn as_str(self) -> &'static str {
-        match self {
-            RoleArg::Viewer => "viewer",
-            RoleArg::Operator => "operator",
-            RoleArg::Admin => "admin",
-        }
-    }
+/// `--role`: the fleet's own roles (viewer < operator < admin); a wrong
+/// one is refused with the three named.
+fn role(s: &str) -> Result<Role, String> {
+    s.parse()
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,8 +31,10 @@ pub enum UserCommand {
     #[command(verbatim_doc_comment)]
     Add {
         name: String,
-        #[arg(long, value_enum)]
-        role: RoleArg,
+        /// viewer (reads), operator (rollouts, pins, pause/resume,
+        /// publishing) or admin (users, tokens, keys, kill switch too).
+        #[arg(long, value_parser = role)]
+        role: Role,
         /// Read the password from stdin (one line; the newline is dropped).
         #[arg(long, required = true)]
         password_stdin: bool,
@@ -69,8 +57,10 @@ pub enum TokenCommand {
     #[command(verbatim_doc_comment)]
     Create {
         name: String,
-        #[arg(long, value_enum)]
-        role: RoleArg,
+        /// viewer (reads), operator (rollouts, pins, pause/resume,
+        /// publishing) or admin (users, tokens, keys, kill switch too).
+        #[arg(long, value_parser = role)]
+        role: Role,
         /// Days until it stops working (1-365).
         #[arg(long, default_value_t = 90)]
         expires_days: u32,

@@ -6,10 +6,9 @@
 //! (`FleetConfig::secure_cookies`) or the request came through a proxy
 //! that says so (`X-Forwarded-Proto: https`).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -81,14 +80,6 @@ pub async fn revoke_token(
     Ok(Json(f.revoke_token(&p.actor, &id).await?))
 }
 
-/// The client's address, for the audit log (the peer's: a proxy in front
-/// shows as itself).
-fn client(req: &Request) -> String {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".into(), |c| c.0.ip().to_string())
-}
-
 /// The session cookie's value, if the request carries one.
 pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
     headers
@@ -144,7 +135,7 @@ fn set_cookie(f: &Fleet, headers: &HeaderMap, value: &str, max_age_s: i64) -> He
 
 #[utoipa::path(post, path = "/console/v1/login", tag = "accounts", summary = "Log a console user in: a fresh session cookie (HttpOnly, SameSite=Strict) and its CSRF token", request_body = Login, responses((status = 200, description = "Signed in; the cookie is in Set-Cookie", body = LoginView), super::Errors))]
 pub async fn login(State(f): Fl, req: Request) -> Response {
-    let from = client(&req);
+    let from = super::client_address(&req);
     let headers = req.headers().clone();
     if let Err(e) = same_site_json(&headers) {
         return e.into_response();
@@ -179,7 +170,7 @@ pub async fn login(State(f): Fl, req: Request) -> Response {
 
 #[utoipa::path(post, path = "/console/v1/logout", tag = "accounts", summary = "End this console session (needs its X-CSRF-Token)", responses((status = 200, description = "Signed out; the cookie is cleared", body = Done), super::Errors))]
 pub async fn logout(State(f): Fl, req: Request) -> Response {
-    let from = client(&req);
+    let from = super::client_address(&req);
     let headers = req.headers();
     let Some(cookie) = session_cookie(headers) else {
         return FleetError::Unauthorized("no console session to end".into()).into_response();

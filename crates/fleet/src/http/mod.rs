@@ -205,11 +205,16 @@ async fn admin_auth(State(fleet): State<Arc<Fleet>>, mut req: Request, next: Nex
         return FleetError::Forbidden(why).into_response();
     }
     req.extensions_mut().insert(p);
-    let from = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+    let from = client_address(&req);
     crate::AUDIT_FROM.scope(from, next.run(req)).await
+}
+
+/// The client's address, for the audit log (the peer's: a proxy in front
+/// shows as itself).
+pub(crate) fn client_address(req: &Request) -> String {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".into(), |c| c.0.ip().to_string())
 }
 
 /// Who the request is: a bearer token (the bootstrap admin token or a live

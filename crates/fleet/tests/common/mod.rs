@@ -88,12 +88,24 @@ pub async fn call_raw(
     token: Option<&str>,
     body: Vec<u8>,
 ) -> (StatusCode, Value) {
+    call_fleet(&t.fleet, method, path, token, body).await
+}
+
+/// One request through the router of `fleet` (a handle that may move into
+/// a spawned task).
+pub async fn call_fleet(
+    fleet: &Arc<Fleet>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
     let mut req = Request::builder().method(method).uri(path);
     if let Some(tok) = token {
         req = req.header("authorization", format!("Bearer {tok}"));
     }
     let req = req.body(Body::from(body)).expect("request");
-    let resp = outpost_fleet::router(t.fleet.clone())
+    let resp = outpost_fleet::router(fleet.clone())
         .oneshot(req)
         .await
         .expect("infallible");
