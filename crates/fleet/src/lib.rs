@@ -15,7 +15,7 @@
 //! - the edge-vs-cloud cost report from route telemetry ([`economics`]);
 //! - A/B experiments between two releases, with always-valid intervals
 //!   per class and metric ([`experiment`], [`stats`]);
-//! - storage behind the [`db::Db`] trait (SQLite today), an audit log of
+//! - storage behind the [`db::Db`] trait (SQLite by default, PostgreSQL by URL), an audit log of
 //!   every admin action, and an axum router ([`http::router`]).
 //!
 //! ```no_run
@@ -66,7 +66,7 @@ use outpost_store::{Store, StoreConfig};
 pub use error::{FleetError, FleetResult};
 pub use http::router;
 
-use db::sqlite::SqliteDb;
+use db::sql::SqlDb;
 use db::Db;
 use keys::{secret_hash, Signer};
 use state::Change;
@@ -76,8 +76,11 @@ use writer::Writer;
 /// How a fleet runs. Defaults in [`FleetConfig::new`].
 #[derive(Debug, Clone)]
 pub struct FleetConfig {
-    /// Holds `fleet.db`, `store/` and the key files (see `keys.rs`).
+    /// Holds `fleet.db` (unless `db` says otherwise), `store/` and the key
+    /// files (see `keys.rs`).
     pub data_dir: PathBuf,
+    /// The database; `None`: SQLite in `DATA_DIR/fleet.db`.
+    pub db: Option<db::DbUrl>,
     /// The admin API's bearer token; `None`: `DIR/admin.token` (created on
     /// first start). The CLI reads it from `OUTPOST_FLEET_ADMIN_TOKEN`.
     pub admin_token: Option<String>,
@@ -108,9 +111,17 @@ pub struct FleetConfig {
 }
 
 impl FleetConfig {
+    /// The database this fleet opens.
+    pub fn db_url(&self) -> db::DbUrl {
+        self.db
+            .clone()
+            .unwrap_or_else(|| db::DbUrl::default_in(&self.data_dir))
+    }
+
     pub fn new(data_dir: impl Into<PathBuf>) -> FleetConfig {
         FleetConfig {
             data_dir: data_dir.into(),
+            db: None,
             admin_token: None,
             manifest_ttl_s: 7 * 24 * 3600,
             check_in_interval_s: 3600,
@@ -256,7 +267,7 @@ impl Fleet {
         };
         let fleet_metrics = metrics::FleetMetrics::default();
         let db: Arc<dyn Db> = Arc::new(metrics::TimedDb::new(
-            Arc::new(SqliteDb::open(&dir.join("fleet.db")).await?),
+            Arc::new(SqlDb::open(&config.db_url()).await?),
             fleet_metrics.db_latency.clone(),
         ));
         let app_key = keys::load_or_create_token(&dir.join(keys::APP_KEY_FILE), "opk_")?;

@@ -236,12 +236,7 @@ async fn tokens_are_shown_once_stored_hashed_and_die_when_revoked_or_expired() {
     );
     // The database (and its write-ahead log) hold the token's digest, never
     // the token.
-    let mut hay = String::new();
-    for f in ["fleet.db", "fleet.db-wal"] {
-        if let Ok(b) = std::fs::read(t.dir.0.join(f)) {
-            hay.push_str(&String::from_utf8_lossy(&b));
-        }
-    }
+    let hay = stored_text(&t);
     let digest = outpost_protocol::Digest::sha256(secret.as_bytes()).to_string();
     assert!(hay.contains(&digest), "the token's digest is stored");
     assert!(!hay.contains(&secret[4..]), "the database holds no secret");

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use outpost_fleet::api::CreateUser;
-use outpost_fleet::{Fleet, FleetConfig, SystemClock};
+use outpost_fleet::{Fleet, SystemClock};
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct horse battery";
@@ -86,7 +86,7 @@ static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// a staged rollout of the second, and one user per role.
 async fn fleet(n: usize) -> (TempDir, Arc<Fleet>, String, u64) {
     let dir = TempDir::new("console");
-    let mut cfg = FleetConfig::new(&dir.0);
+    let mut cfg = config(&dir);
     cfg.admin_token = Some(ADMIN.into());
     let fleet = Fleet::open(cfg, Arc::new(SystemClock))
         .await

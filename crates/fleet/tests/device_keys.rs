@@ -294,7 +294,7 @@ async fn a_sealed_release_needs_its_key_and_is_blocked_for_devices_without_one()
 async fn a_fleet_that_seals_every_release_refuses_a_plain_one() {
     let dir = TempDir::new("seal-required");
     let clock = std::sync::Arc::new(outpost_fleet::ManualClock::new(T0));
-    let mut cfg = outpost_fleet::FleetConfig::new(&dir.0);
+    let mut cfg = config(&dir);
     cfg.admin_token = Some(ADMIN.into());
     cfg.seal_releases = true;
     let fleet = outpost_fleet::Fleet::open(cfg, clock.clone())

@@ -243,7 +243,7 @@ fn throttled_downloads_are_paced_and_byte_correct() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = TempDir::new("throttle");
     let rate = 256u64 << 10;
-    let mut cfg = outpost_fleet::FleetConfig::new(&dir.0);
+    let mut cfg = config(&dir);
     cfg.admin_token = Some(ADMIN.into());
     cfg.throttle_bytes_per_s = Some(rate);
     let clock = std::sync::Arc::new(outpost_fleet::ManualClock::new(T0));

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use common::*;
-use outpost_fleet::{Fleet, FleetConfig, ManualClock};
+use outpost_fleet::{Fleet, ManualClock};
 use outpost_protocol::{Digest, Timestamp};
 use serde_json::{json, Value};
 
@@ -24,7 +24,7 @@ async fn open_with(name: &str) -> TestFleet {
 }
 
 async fn reopen_with(dir: &TempDir, clock: &Arc<ManualClock>) -> Arc<Fleet> {
-    let mut cfg = FleetConfig::new(&dir.0);
+    let mut cfg = config(&dir);
     cfg.admin_token = Some(ADMIN.into());
     cfg.halt.min_devices = 5;
     cfg.halt.min_inferences = 20;

@@ -1,9 +1,9 @@
 //! The fleet's storage, behind one trait: [`Db`]. Every SQL statement of
-//! the crate lives under this module (`sqlite.rs` today); handlers and the
-//! fleet logic speak in [`Change`]s and [`DeviceWrite`]s, so another
-//! backend (PostgreSQL) is one more implementation of the trait. Storage
-//! depends on the domain's types (`state`, `telemetry`, `rollout`), never
-//! the reverse.
+//! the crate lives under this module (`sql.rs` and its siblings, one set of
+//! queries for SQLite and PostgreSQL, chosen by [`DbUrl`]); handlers and
+//! the fleet logic speak in [`Change`]s and [`DeviceWrite`]s and do not know
+//! which database they run on. Storage depends on the domain's types
+//! (`state`, `telemetry`, `rollout`), never the reverse.
 //!
 //! Writes come in two kinds:
 //! - admin changes: [`Db::commit`] writes a list of changes and their audit
@@ -14,9 +14,10 @@
 
 mod codec;
 pub mod error;
-pub mod sqlite;
-mod sqlite_accounts;
-mod sqlite_telemetry;
+pub mod sql;
+mod sql_accounts;
+mod sql_telemetry;
+mod url;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,6 +28,7 @@ use outpost_protocol::{Digest, Timestamp};
 use serde::{Deserialize, Serialize};
 
 pub use error::{DbError, DbResult};
+pub use url::DbUrl;
 
 use crate::rollout::Rollout;
 use crate::state::{Change, Channel, Freeze, Issued, Release};

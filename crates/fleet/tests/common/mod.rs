@@ -37,6 +37,68 @@ impl Drop for TempDir {
     }
 }
 
+/// The environment variable that runs the fleet tests on PostgreSQL: a
+/// server URL without a database (`scripts/ensure-postgres.sh` prints
+/// one). Unset: SQLite in the temp folder, the default.
+pub const TEST_DB_VAR: &str = "OUTPOST_FLEET_TEST_DB";
+
+/// The PostgreSQL server the tests run on, if `OUTPOST_FLEET_TEST_DB` names one.
+pub fn test_postgres() -> Option<String> {
+    let v = std::env::var(TEST_DB_VAR).ok().filter(|v| !v.is_empty())?;
+    assert!(
+        v.starts_with("postgres://") || v.starts_with("postgresql://"),
+        "{TEST_DB_VAR}={v:?} is not a postgres:// server URL"
+    );
+    Some(v.trim_end_matches('/').to_string())
+}
+
+/// A fleet configuration for the folder `dir`: its SQLite file by default,
+/// or a fresh PostgreSQL database named after the folder when
+/// `OUTPOST_FLEET_TEST_DB` is set (the same folder opened again finds the
+/// same database, as a restarted fleet would).
+pub fn config(dir: &TempDir) -> FleetConfig {
+    let mut cfg = FleetConfig::new(&dir.0);
+    if let Some(server) = test_postgres() {
+        let name = Digest::sha256(dir.0.to_string_lossy().as_bytes()).to_string();
+        let name = format!("outpost_t_{}", &name["sha256:".len().."sha256:".len() + 24]);
+        cfg.db = Some(
+            format!("{server}/{name}")
+                .parse()
+                .expect("test database URL"),
+        );
+    }
+    cfg
+}
+
+/// Everything the fleet's database holds, as text: the SQLite file and its
+/// write-ahead log, or a `pg_dump` of the PostgreSQL database.
+pub fn stored_text(t: &TestFleet) -> String {
+    match t.fleet.config().db_url() {
+        outpost_fleet::db::DbUrl::Sqlite(path) => {
+            let mut hay = String::new();
+            for suffix in ["", "-wal"] {
+                let f = format!("{}{suffix}", path.display());
+                if let Ok(b) = std::fs::read(f) {
+                    hay.push_str(&String::from_utf8_lossy(&b));
+                }
+            }
+            hay
+        }
+        outpost_fleet::db::DbUrl::Postgres(url) => {
+            let out = std::process::Command::new("pg_dump")
+                .args(["--data-only", &url])
+                .output()
+                .expect("pg_dump runs (apt-get install postgresql-client)");
+            assert!(
+                out.status.success(),
+                "pg_dump: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    }
+}
+
 pub struct TestFleet {
     pub fleet: Arc<Fleet>,
     pub clock: Arc<ManualClock>,
@@ -51,7 +113,7 @@ pub async fn open(name: &str) -> TestFleet {
 }
 
 pub async fn reopen(dir: &TempDir, clock: &Arc<ManualClock>) -> Arc<Fleet> {
-    let mut cfg = FleetConfig::new(&dir.0);
+    let mut cfg = config(&dir);
     cfg.admin_token = Some(ADMIN.into());
     Fleet::open(cfg, clock.clone()).await.expect("fleet opens")
 }

@@ -1,10 +1,10 @@
-//! The SQL of users, API tokens and console sessions on SQLite (#22):
+//! The SQL of users, API tokens and console sessions (#22):
 //! loaded whole at start, written by the account changes of a commit (in
 //! its transaction, beside its audit record). An expired session is
 //! loaded too and refused when used (a login removes its user's expired
 //! ones).
 
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use super::codec::{digest, int, sql, uint};
 use super::error::{DbError, DbResult};
@@ -18,12 +18,12 @@ fn role(s: &str) -> DbResult<Role> {
 }
 
 /// Every user, token and session.
-pub(super) async fn load(p: &SqlitePool) -> DbResult<Accounts> {
+pub(super) async fn load(tx: &mut Transaction<'_, Any>) -> DbResult<Accounts> {
     let mut a = Accounts::default();
     for row in sqlx::query(
         "SELECT name, role, password_hash, created_at, failed_logins, locked_until FROM users",
     )
-    .fetch_all(p)
+    .fetch_all(&mut **tx)
     .await
     .map_err(sql("loading users"))?
     {
@@ -40,7 +40,7 @@ pub(super) async fn load(p: &SqlitePool) -> DbResult<Accounts> {
     for row in sqlx::query(
         "SELECT id, name, role, hash, created_by, created_at, expires_at, revoked_at FROM api_tokens",
     )
-    .fetch_all(p)
+    .fetch_all(&mut **tx)
     .await
     .map_err(sql("loading API tokens"))?
     {
@@ -58,7 +58,7 @@ pub(super) async fn load(p: &SqlitePool) -> DbResult<Accounts> {
     }
     for row in
         sqlx::query("SELECT hash, user_name, csrf_hash, created_at, expires_at FROM sessions")
-            .fetch_all(p)
+            .fetch_all(&mut **tx)
             .await
             .map_err(sql("loading sessions"))?
     {
@@ -75,12 +75,12 @@ pub(super) async fn load(p: &SqlitePool) -> DbResult<Accounts> {
 }
 
 /// Writes one account change inside a commit's transaction.
-pub(super) async fn apply(tx: &mut Transaction<'_, Sqlite>, c: &AccountChange) -> DbResult<()> {
+pub(super) async fn apply(tx: &mut Transaction<'_, Any>, c: &AccountChange) -> DbResult<()> {
     match c {
         AccountChange::PutUser(u) => {
             sqlx::query(
                 "INSERT INTO users (name, role, password_hash, created_at, failed_logins, locked_until) \
-                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET role = excluded.role, \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET role = excluded.role, \
                  password_hash = excluded.password_hash, failed_logins = excluded.failed_logins, \
                  locked_until = excluded.locked_until",
             )
@@ -95,12 +95,12 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Sqlite>, c: &AccountChange) -
             .map_err(sql("storing a user"))?;
         }
         AccountChange::DeleteUser { name } => {
-            sqlx::query("DELETE FROM sessions WHERE user_name = ?")
+            sqlx::query("DELETE FROM sessions WHERE user_name = $1")
                 .bind(name)
                 .execute(&mut **tx)
                 .await
                 .map_err(sql("ending a user's sessions"))?;
-            sqlx::query("DELETE FROM users WHERE name = ?")
+            sqlx::query("DELETE FROM users WHERE name = $1")
                 .bind(name)
                 .execute(&mut **tx)
                 .await
@@ -109,7 +109,7 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Sqlite>, c: &AccountChange) -
         AccountChange::PutToken(t) => {
             sqlx::query(
                 "INSERT INTO api_tokens (id, name, role, hash, created_by, created_at, expires_at, revoked_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET revoked_at = excluded.revoked_at",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET revoked_at = excluded.revoked_at",
             )
             .bind(&t.id)
             .bind(&t.name)
@@ -125,7 +125,7 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Sqlite>, c: &AccountChange) -
         }
         AccountChange::PutSession(s) => {
             sqlx::query(
-                "INSERT INTO sessions (hash, user_name, csrf_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO sessions (hash, user_name, csrf_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(s.hash.to_string())
             .bind(&s.user)
@@ -137,7 +137,7 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Sqlite>, c: &AccountChange) -
             .map_err(sql("storing a session"))?;
         }
         AccountChange::DeleteSession { hash } => {
-            sqlx::query("DELETE FROM sessions WHERE hash = ?")
+            sqlx::query("DELETE FROM sessions WHERE hash = $1")
                 .bind(hash.to_string())
                 .execute(&mut **tx)
                 .await

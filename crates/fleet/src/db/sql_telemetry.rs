@@ -1,22 +1,22 @@
-//! The SQL of telemetry on SQLite: per-minute and hourly cohort aggregates
+//! The SQL of telemetry (both dialects): per-minute and hourly cohort aggregates
 //! (replaced whole on each flush; minutes rolled into hours are deleted in
 //! the same transaction) and the batch ids already counted.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
 use super::codec::{corrupt, int, model, sql, to_json, uint};
 use super::error::DbResult;
-use super::sqlite::SqliteDb;
+use super::sql::SqlDb;
 use crate::telemetry::{BatchRecord, CohortKey, MinuteRow, TelemetryRows};
 
 /// Upserts aggregates into `telemetry_minutes` or `telemetry_hours`.
-async fn upsert(tx: &mut Transaction<'_, Sqlite>, hours: bool, rows: &[MinuteRow]) -> DbResult<()> {
+async fn upsert(tx: &mut Transaction<'_, Any>, hours: bool, rows: &[MinuteRow]) -> DbResult<()> {
     let q = if hours {
-        "INSERT INTO telemetry_hours (minute, device_class, channel, model, model_version, agg) VALUES (?, ?, ?, ?, ?, ?) \
+        "INSERT INTO telemetry_hours (minute, device_class, channel, model, model_version, agg) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (minute, device_class, channel, model, model_version) DO UPDATE SET agg = excluded.agg"
     } else {
-        "INSERT INTO telemetry_minutes (minute, device_class, channel, model, model_version, agg) VALUES (?, ?, ?, ?, ?, ?) \
+        "INSERT INTO telemetry_minutes (minute, device_class, channel, model, model_version, agg) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (minute, device_class, channel, model, model_version) DO UPDATE SET agg = excluded.agg"
     };
     for r in rows {
@@ -34,7 +34,7 @@ async fn upsert(tx: &mut Transaction<'_, Sqlite>, hours: bool, rows: &[MinuteRow
     Ok(())
 }
 
-fn agg_row(row: &SqliteRow) -> DbResult<MinuteRow> {
+fn agg_row(row: &AnyRow) -> DbResult<MinuteRow> {
     let agg: String = row.get("agg");
     let m: String = row.get("model");
     Ok(MinuteRow {
@@ -49,7 +49,7 @@ fn agg_row(row: &SqliteRow) -> DbResult<MinuteRow> {
     })
 }
 
-impl SqliteDb {
+impl SqlDb {
     pub(super) async fn write_telemetry_inner(
         &self,
         rows: TelemetryRows,
@@ -65,7 +65,7 @@ impl SqliteDb {
         upsert(&mut tx, true, &rows.hours).await?;
         for b in &rows.batches {
             sqlx::query(
-                "INSERT OR IGNORE INTO telemetry_batches (device_id, batch_id, received_at) VALUES (?, ?, ?)",
+                "INSERT INTO telemetry_batches (device_id, batch_id, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             )
             .bind(&b.device_id)
             .bind(&b.batch_id)
@@ -75,18 +75,18 @@ impl SqliteDb {
             .map_err(sql("recording telemetry batches"))?;
         }
         let forget_minute = forget_before_s / 60;
-        sqlx::query("DELETE FROM telemetry_minutes WHERE minute < ?")
+        sqlx::query("DELETE FROM telemetry_minutes WHERE minute < $1")
             .bind(int(forget_minute.max(rolled_before_minute)))
             .execute(&mut *tx)
             .await
             .map_err(sql("deleting telemetry minutes rolled into hours"))?;
         // An hour goes when all of it is older than the limit.
-        sqlx::query("DELETE FROM telemetry_hours WHERE minute < ?")
+        sqlx::query("DELETE FROM telemetry_hours WHERE minute < $1")
             .bind(int(forget_minute / 60 * 60))
             .execute(&mut *tx)
             .await
             .map_err(sql("forgetting old telemetry hours"))?;
-        sqlx::query("DELETE FROM telemetry_batches WHERE received_at < ?")
+        sqlx::query("DELETE FROM telemetry_batches WHERE received_at < $1")
             .bind(int(forget_before_s))
             .execute(&mut *tx)
             .await
@@ -97,7 +97,7 @@ impl SqliteDb {
     pub(super) async fn load_telemetry_inner(&self, since_s: u64) -> DbResult<TelemetryRows> {
         let since_minute = since_s / 60;
         let rows = sqlx::query(
-            "SELECT minute, device_class, channel, model, model_version, agg FROM telemetry_minutes WHERE minute >= ?",
+            "SELECT minute, device_class, channel, model, model_version, agg FROM telemetry_minutes WHERE minute >= $1",
         )
         .bind(int(since_minute))
         .fetch_all(&self.pool)
@@ -105,7 +105,7 @@ impl SqliteDb {
         .map_err(sql("loading telemetry aggregates"))?;
         let minutes = rows.iter().map(agg_row).collect::<DbResult<Vec<_>>>()?;
         let rows = sqlx::query(
-            "SELECT minute, device_class, channel, model, model_version, agg FROM telemetry_hours WHERE minute >= ?",
+            "SELECT minute, device_class, channel, model, model_version, agg FROM telemetry_hours WHERE minute >= $1",
         )
         .bind(int(since_minute / 60 * 60))
         .fetch_all(&self.pool)
@@ -113,7 +113,7 @@ impl SqliteDb {
         .map_err(sql("loading hourly telemetry aggregates"))?;
         let hours = rows.iter().map(agg_row).collect::<DbResult<Vec<_>>>()?;
         let rows = sqlx::query(
-            "SELECT device_id, batch_id, received_at FROM telemetry_batches WHERE received_at >= ?",
+            "SELECT device_id, batch_id, received_at FROM telemetry_batches WHERE received_at >= $1",
         )
         .bind(int(since_s))
         .fetch_all(&self.pool)

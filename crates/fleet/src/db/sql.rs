@@ -1,0 +1,777 @@
+//! [`Db`] in SQL through sqlx's `Any` driver: one set of runtime-checked
+//! queries for both dialects, chosen by [`DbUrl`]:
+//! - SQLite (the default): one file in the data folder, WAL journal,
+//!   `synchronous = NORMAL` (a commit survives the process being killed; a
+//!   power cut may lose the last commits, never corrupt the file);
+//! - PostgreSQL: any server the URL names (the database is created when
+//!   missing and the role may), TLS when the URL asks for it.
+//!
+//! Each dialect has its own versioned, forward-only migrations
+//! (`migrations/sqlite/`, `migrations/postgres/`, the same versions), run
+//! and checked at start. Statements use `$N` parameters, which both accept;
+//! the one place the dialects differ (a list bound as JSON) asks
+//! [`Dialect`].
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use outpost_protocol::Timestamp;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Row, Transaction};
+
+use super::codec::{corrupt, digest, model, sql, to_json};
+use super::error::{DbError, DbResult};
+use super::{AuditRecord, Db, DbFuture, DbUrl, DeviceWrite, NewDevice, Snapshot, StoredDevice};
+use crate::rollout::Rollout;
+use crate::state::{Change, Channel, ChannelEntry, Freeze, Issued, Release, Revocation};
+use crate::telemetry::TelemetryRows;
+
+macro_rules! migrations {
+    ($dir:literal) => {
+        [
+            (
+                1,
+                "init",
+                include_str!(concat!("../../migrations/", $dir, "/0001_init.sql")),
+            ),
+            (
+                2,
+                "telemetry",
+                include_str!(concat!("../../migrations/", $dir, "/0002_telemetry.sql")),
+            ),
+            (
+                3,
+                "first_issued",
+                include_str!(concat!("../../migrations/", $dir, "/0003_first_issued.sql")),
+            ),
+            (
+                4,
+                "telemetry_hours",
+                include_str!(concat!(
+                    "../../migrations/",
+                    $dir,
+                    "/0004_telemetry_hours.sql"
+                )),
+            ),
+            (
+                5,
+                "device_keys",
+                include_str!(concat!("../../migrations/", $dir, "/0005_device_keys.sql")),
+            ),
+            (
+                6,
+                "accounts",
+                include_str!(concat!("../../migrations/", $dir, "/0006_accounts.sql")),
+            ),
+        ]
+    };
+}
+
+const SQLITE_MIGRATIONS: [(i64, &str, &str); 6] = migrations!("sqlite");
+const POSTGRES_MIGRATIONS: [(i64, &str, &str); 6] = migrations!("postgres");
+
+/// Which SQL the database speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+fn migrator(dialect: Dialect) -> Migrator {
+    let set = match dialect {
+        Dialect::Sqlite => &SQLITE_MIGRATIONS,
+        Dialect::Postgres => &POSTGRES_MIGRATIONS,
+    };
+    Migrator {
+        migrations: Cow::Owned(
+            set.iter()
+                .map(|(v, d, sql)| {
+                    Migration::new(
+                        *v,
+                        Cow::Borrowed(*d),
+                        MigrationType::Simple,
+                        Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect(),
+        ),
+        ..Migrator::DEFAULT
+    }
+}
+
+/// The newest schema version this build knows.
+pub const SCHEMA_VERSION: i64 = 6;
+
+/// The SQL backend (SQLite or PostgreSQL).
+#[derive(Debug, Clone)]
+pub struct SqlDb {
+    pub(super) pool: AnyPool,
+    pub(super) dialect: Dialect,
+}
+
+pub(super) fn ts(v: i64) -> Timestamp {
+    Timestamp::from_unix_seconds(u64::try_from(v).unwrap_or(0))
+}
+
+pub(super) fn secs(t: Timestamp) -> i64 {
+    i64::try_from(t.unix_seconds()).unwrap_or(i64::MAX)
+}
+
+impl SqlDb {
+    /// Opens (creating) the database at `url` and brings its schema up to
+    /// date.
+    pub async fn open(url: &DbUrl) -> DbResult<SqlDb> {
+        sqlx::any::install_default_drivers();
+        let (dialect, options, pool) = match url {
+            DbUrl::Sqlite(path) => {
+                let file = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true);
+                let options = AnyConnectOptions::from_url(&file.to_url_lossy())
+                    .map_err(sql("reading the SQLite path"))?;
+                let pool = AnyPoolOptions::new().max_connections(4).after_connect(
+                    |conn: &mut AnyConnection, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await
+                            .map(|_| ())
+                        })
+                    },
+                );
+                (Dialect::Sqlite, options, pool)
+            }
+            DbUrl::Postgres(u) => {
+                create_postgres_database(u).await?;
+                let options = u
+                    .parse::<AnyConnectOptions>()
+                    .map_err(sql("reading the PostgreSQL URL"))?;
+                let pool = AnyPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(30));
+                (Dialect::Postgres, options, pool)
+            }
+        };
+        let pool = pool
+            .connect_with(options)
+            .await
+            .map_err(sql("opening the database"))?;
+        migrator(dialect).run(&pool).await?;
+        Ok(SqlDb { pool, dialect })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+}
+
+/// Creates the URL's database when the server lacks it (two replicas
+/// starting together may race; the loser finds it made).
+async fn create_postgres_database(url: &str) -> DbResult<()> {
+    use sqlx::migrate::MigrateDatabase;
+    use sqlx::Postgres;
+    if Postgres::database_exists(url)
+        .await
+        .map_err(sql("connecting to PostgreSQL"))?
+    {
+        return Ok(());
+    }
+    match Postgres::create_database(url).await {
+        Ok(()) => Ok(()),
+        Err(e) => match Postgres::database_exists(url).await {
+            Ok(true) => Ok(()),
+            _ => Err(DbError::Sql {
+                doing: "creating the database (create it, or give the role CREATEDB)",
+                source: e,
+            }),
+        },
+    }
+}
+
+impl SqlDb {
+    /// Everything, read in one transaction (a consistent copy of a fleet
+    /// that keeps running).
+    async fn load_inner(&self) -> DbResult<Snapshot> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(sql("starting a transaction"))?;
+        let snap = load_all(&mut tx).await?;
+        tx.commit().await.map_err(sql("ending the read"))?;
+        Ok(snap)
+    }
+}
+
+async fn load_all(tx: &mut Transaction<'_, Any>) -> DbResult<Snapshot> {
+    let mut snap = Snapshot::default();
+    for row in sqlx::query(
+        "SELECT meta, published_at, revoked_at, revoke_reason FROM releases ORDER BY published_at, model, version",
+    )
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(sql("loading releases"))?
+    {
+        let meta: String = row.get("meta");
+        let revoked_at: Option<i64> = row.get("revoked_at");
+        let reason: Option<String> = row.get("revoke_reason");
+        snap.releases.push(Release {
+            meta: serde_json::from_str(&meta).map_err(corrupt("release"))?,
+            published_at: ts(row.get("published_at")),
+            revoked: revoked_at.map(|at| Revocation {
+                at: ts(at),
+                reason: reason.unwrap_or_default(),
+            }),
+        });
+    }
+    let mut channels: BTreeMap<String, Channel> = BTreeMap::new();
+    for row in sqlx::query("SELECT name, created_at FROM channels")
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(sql("loading channels"))?
+    {
+        let name: String = row.get("name");
+        channels.insert(
+            name.clone(),
+            Channel {
+                name,
+                created_at: ts(row.get("created_at")),
+                history: Vec::new(),
+            },
+        );
+    }
+    for row in sqlx::query("SELECT channel, model, version, at FROM channel_releases ORDER BY id")
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(sql("loading channel releases"))?
+    {
+        let ch: String = row.get("channel");
+        if let Some(c) = channels.get_mut(&ch) {
+            c.history.push(ChannelEntry {
+                model: model(row.get("model"))?,
+                version: row.get("version"),
+                at: ts(row.get("at")),
+            });
+        }
+    }
+    snap.channels = channels.into_values().collect();
+    for row in sqlx::query("SELECT body FROM rollouts ORDER BY id")
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(sql("loading rollouts"))?
+    {
+        let body: String = row.get("body");
+        snap.rollouts
+            .push(serde_json::from_str::<Rollout>(&body).map_err(corrupt("rollout"))?);
+    }
+    for row in sqlx::query("SELECT key, value FROM meta")
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(sql("loading settings"))?
+    {
+        let key: String = row.get("key");
+        let value: String = row.get("value");
+        match key.as_str() {
+            "frozen" => {
+                snap.frozen = serde_json::from_str::<Option<Freeze>>(&value)
+                    .map_err(corrupt("kill switch"))?
+            }
+            "version_reserved" => {
+                snap.version_reserved = value.parse().map_err(|_| DbError::Corrupt {
+                    what: "manifest version reservation",
+                    problem: format!("{value:?} is not a number"),
+                })?
+            }
+            _ => {}
+        }
+    }
+    for row in sqlx::query("SELECT hash FROM app_keys")
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(sql("loading app keys"))?
+    {
+        snap.app_keys.push(digest(row.get("hash"), "app key hash")?);
+    }
+    for row in sqlx::query("SELECT digest, key FROM content_keys")
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(sql("loading content keys"))?
+    {
+        let key: String = row.get("key");
+        let key = crate::keys::key32_from_base64(&key).map_err(|problem| DbError::Corrupt {
+            what: "a content key",
+            problem,
+        })?;
+        snap.content_keys
+            .push((digest(row.get("digest"), "sealed blob digest")?, key));
+    }
+    snap.devices = load_devices(tx).await?;
+    snap.accounts = super::sql_accounts::load(tx).await?;
+    Ok(snap)
+}
+
+async fn load_devices(tx: &mut Transaction<'_, Any>) -> DbResult<Vec<StoredDevice>> {
+    let mut devices: BTreeMap<String, StoredDevice> = BTreeMap::new();
+    for row in sqlx::query(
+        "SELECT id, token_hash, channel, registered_at, last_seen_at, profile, blocked, public_key, revoked_at FROM devices",
+    )
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(sql("loading devices"))?
+    {
+        let d = stored_device(&row)?;
+        devices.insert(d.new.id.clone(), d);
+    }
+    for row in sqlx::query("SELECT device_id, model, version FROM pins")
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(sql("loading pins"))?
+    {
+        let id: String = row.get("device_id");
+        if let Some(d) = devices.get_mut(&id) {
+            d.pins.push((model(row.get("model"))?, row.get("version")));
+        }
+    }
+    for row in sqlx::query(
+        "SELECT device_id, model, manifest_version, content_key, model_version, expires_at, envelope FROM issued",
+    )
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(sql("loading issued manifests"))?
+    {
+        let id: String = row.get("device_id");
+        let envelope: String = row.get("envelope");
+        let issued = Issued {
+            model: model(row.get("model"))?,
+            manifest_version: u64::try_from(row.get::<i64, _>("manifest_version"))
+                .unwrap_or(0),
+            content_key: digest(row.get("content_key"), "content key")?,
+            model_version: row.get("model_version"),
+            expires_at: ts(row.get("expires_at")),
+            envelope: serde_json::from_str(&envelope).map_err(corrupt("issued manifest"))?,
+        };
+        if let Some(d) = devices.get_mut(&id) {
+            d.issued.push(issued);
+        }
+    }
+    for row in sqlx::query("SELECT device_id, model, model_version, at FROM first_issued")
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(sql("loading first-issue times"))?
+    {
+        let id: String = row.get("device_id");
+        if let Some(d) = devices.get_mut(&id) {
+            d.first_issued.push((
+                model(row.get("model"))?,
+                row.get("model_version"),
+                ts(row.get("at")),
+            ));
+        }
+    }
+    Ok(devices.into_values().collect())
+}
+
+fn stored_device(row: &AnyRow) -> DbResult<StoredDevice> {
+    let profile: Option<String> = row.get("profile");
+    let blocked: Option<String> = row.get("blocked");
+    Ok(StoredDevice {
+        new: NewDevice {
+            id: row.get("id"),
+            token_hash: digest(row.get("token_hash"), "device token hash")?,
+            channel: row.get("channel"),
+            registered_at: ts(row.get("registered_at")),
+            public_key: row
+                .get::<Option<String>, _>("public_key")
+                .map(|k| {
+                    crate::keys::public_key_from_base64(&k).map_err(|problem| DbError::Corrupt {
+                        what: "a device's public key",
+                        problem,
+                    })
+                })
+                .transpose()?,
+        },
+        revoked_at: row.get::<Option<i64>, _>("revoked_at").map(ts),
+        last_seen_at: row.get::<Option<i64>, _>("last_seen_at").map(ts),
+        profile: profile
+            .map(|p| serde_json::from_str(&p))
+            .transpose()
+            .map_err(corrupt("device profile"))?,
+        blocked: blocked
+            .map(|b| serde_json::from_str(&b))
+            .transpose()
+            .map_err(corrupt("device blocked list"))?
+            .unwrap_or_default(),
+        pins: Vec::new(),
+        issued: Vec::new(),
+        first_issued: Vec::new(),
+    })
+}
+
+async fn apply_change(tx: &mut Transaction<'_, Any>, c: &Change) -> DbResult<()> {
+    match c {
+        Change::PutRelease(r) => {
+            let m = &r.meta;
+            sqlx::query(
+                "INSERT INTO releases (model, version, meta, published_at, revoked_at, revoke_reason) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(m.model.as_str())
+            .bind(&m.version)
+            .bind(to_json(m))
+            .bind(secs(r.published_at))
+            .bind(r.revoked.as_ref().map(|x| secs(x.at)))
+            .bind(r.revoked.as_ref().map(|x| x.reason.clone()))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("storing a release"))?;
+            for v in &m.variants {
+                sqlx::query(
+                    "INSERT INTO variants (model, version, digest, length, quantization) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(m.model.as_str())
+                .bind(&m.version)
+                .bind(v.digest.map(|d| d.to_string()).unwrap_or_default())
+                .bind(v.length.map(|l| i64::try_from(l).unwrap_or(i64::MAX)).unwrap_or(0))
+                .bind(&v.quantization)
+                .execute(&mut **tx)
+                .await
+                .map_err(sql("storing a variant"))?;
+            }
+        }
+        Change::Revoke {
+            model,
+            version,
+            revocation,
+        } => {
+            sqlx::query("UPDATE releases SET revoked_at = $1, revoke_reason = $2 WHERE model = $3 AND version = $4")
+                .bind(secs(revocation.at))
+                .bind(&revocation.reason)
+                .bind(model.as_str())
+                .bind(version)
+                .execute(&mut **tx)
+                .await
+                .map_err(sql("revoking a release"))?;
+        }
+        Change::PutChannel { name, created_at } => {
+            sqlx::query(
+                "INSERT INTO channels (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(name)
+            .bind(secs(*created_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("creating a channel"))?;
+        }
+        Change::ChannelRelease { channel, entry } => {
+            sqlx::query(
+                "INSERT INTO channel_releases (channel, model, version, at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(channel)
+            .bind(entry.model.as_str())
+            .bind(&entry.version)
+            .bind(secs(entry.at))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("setting a channel's release"))?;
+        }
+        Change::PutRollout(r) => {
+            sqlx::query(
+                "INSERT INTO rollouts (id, body, model, version, channel, state) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (id) DO UPDATE SET body = excluded.body, state = excluded.state",
+            )
+            .bind(i64::try_from(r.id).unwrap_or(i64::MAX))
+            .bind(to_json(r))
+            .bind(r.model.as_str())
+            .bind(&r.version)
+            .bind(&r.channel)
+            .bind(r.state.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("storing a rollout"))?;
+        }
+        Change::Pin {
+            device_id,
+            model,
+            version,
+        } => {
+            let q = match version {
+                Some(v) => sqlx::query(
+                    "INSERT INTO pins (device_id, model, version) VALUES ($1, $2, $3)
+                     ON CONFLICT (device_id, model) DO UPDATE SET version = excluded.version",
+                )
+                .bind(device_id)
+                .bind(model.as_str())
+                .bind(v),
+                None => sqlx::query("DELETE FROM pins WHERE device_id = $1 AND model = $2")
+                    .bind(device_id)
+                    .bind(model.as_str()),
+            };
+            q.execute(&mut **tx)
+                .await
+                .map_err(sql("pinning a device"))?;
+        }
+        Change::DeviceChannel { device_id, channel } => {
+            sqlx::query("UPDATE devices SET channel = $1 WHERE id = $2")
+                .bind(channel)
+                .bind(device_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(sql("moving a device to a channel"))?;
+        }
+        Change::Freeze(f) => {
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ('frozen', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(to_json(f))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("setting the kill switch"))?;
+        }
+        Change::PutAppKey {
+            hash,
+            label,
+            created_at,
+        } => {
+            sqlx::query(
+                "INSERT INTO app_keys (hash, label, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(hash.to_string())
+            .bind(label)
+            .bind(secs(*created_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("storing an app key"))?;
+        }
+        Change::PutContentKey {
+            digest,
+            key,
+            created_at,
+        } => {
+            sqlx::query(
+                "INSERT INTO content_keys (digest, key, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (digest) DO UPDATE SET key = excluded.key, created_at = excluded.created_at",
+            )
+            .bind(digest.to_string())
+            .bind(crate::keys::key32_to_base64(key))
+            .bind(secs(*created_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("storing a content key"))?;
+        }
+        Change::RevokeDevice { device_id, at } => {
+            sqlx::query("UPDATE devices SET revoked_at = $1 WHERE id = $2")
+                .bind(secs(*at))
+                .bind(device_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(sql("revoking a device"))?;
+        }
+        Change::Account(c) => super::sql_accounts::apply(tx, c).await?,
+    }
+    Ok(())
+}
+
+async fn write_device(tx: &mut Transaction<'_, Any>, w: &DeviceWrite) -> DbResult<()> {
+    match w {
+        DeviceWrite::Register(d) => {
+            sqlx::query(
+                "INSERT INTO devices (id, token_hash, channel, registered_at, public_key) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&d.id)
+            .bind(d.token_hash.to_string())
+            .bind(&d.channel)
+            .bind(secs(d.registered_at))
+            .bind(d.public_key.map(|k| crate::keys::key32_to_base64(&k)))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("registering a device"))?;
+        }
+        DeviceWrite::CheckIn {
+            device_id,
+            at,
+            profile,
+            blocked,
+            issued,
+            first_issued,
+        } => {
+            // The common case (nothing changed but the time) is batched by
+            // the caller into one statement; see `write_devices_inner`.
+            if let Some(p) = profile {
+                sqlx::query("UPDATE devices SET profile = $1 WHERE id = $2")
+                    .bind(to_json(p))
+                    .bind(device_id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(sql("storing a device profile"))?;
+            }
+            if let Some(b) = blocked {
+                sqlx::query("UPDATE devices SET blocked = $1 WHERE id = $2")
+                    .bind(to_json(b))
+                    .bind(device_id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(sql("storing a device's blocked releases"))?;
+            }
+            for i in issued {
+                sqlx::query(
+                    "INSERT INTO issued (device_id, model, manifest_version, content_key, model_version, expires_at, envelope)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (device_id, model) DO UPDATE SET manifest_version = excluded.manifest_version,
+                       content_key = excluded.content_key, model_version = excluded.model_version,
+                       expires_at = excluded.expires_at, envelope = excluded.envelope",
+                )
+                .bind(device_id)
+                .bind(i.model.as_str())
+                .bind(i64::try_from(i.manifest_version).unwrap_or(i64::MAX))
+                .bind(i.content_key.to_string())
+                .bind(&i.model_version)
+                .bind(secs(i.expires_at))
+                .bind(to_json(&i.envelope))
+                .execute(&mut **tx)
+                .await
+                .map_err(sql("storing an issued manifest"))?;
+            }
+            for (m, v) in first_issued {
+                sqlx::query(
+                    "INSERT INTO first_issued (device_id, model, model_version, at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(device_id)
+                .bind(m.as_str())
+                .bind(v)
+                .bind(secs(*at))
+                .execute(&mut **tx)
+                .await
+                .map_err(sql("recording when a release was first issued"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl SqlDb {
+    async fn commit_inner(&self, changes: Vec<Change>, audit: AuditRecord) -> DbResult<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(sql("starting a transaction"))?;
+        for c in &changes {
+            apply_change(&mut tx, c).await?;
+        }
+        sqlx::query(
+            "INSERT INTO audit (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(secs(audit.at))
+        .bind(&audit.actor)
+        .bind(&audit.action)
+        .bind(&audit.target)
+        .bind(audit.detail.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("writing the audit log"))?;
+        tx.commit().await.map_err(sql("committing"))
+    }
+
+    async fn write_devices_inner(&self, writes: Vec<DeviceWrite>) -> DbResult<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(sql("starting a transaction"))?;
+        // Last-seen times, grouped by second: one statement per second.
+        let mut seen: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
+        for w in &writes {
+            write_device(&mut tx, w).await?;
+            if let DeviceWrite::CheckIn { device_id, at, .. } = w {
+                seen.entry(secs(*at)).or_default().push(device_id);
+            }
+        }
+        for (at, ids) in seen {
+            sqlx::query(
+                match self.dialect {
+                    Dialect::Sqlite => "UPDATE devices SET last_seen_at = $1 WHERE id IN (SELECT value FROM json_each($2))",
+                    Dialect::Postgres => "UPDATE devices SET last_seen_at = $1 WHERE id IN (SELECT jsonb_array_elements_text($2::jsonb))",
+                },
+            )
+            .bind(at)
+            .bind(to_json(&ids))
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("recording check-ins"))?;
+        }
+        tx.commit().await.map_err(sql("committing device writes"))
+    }
+
+    async fn audit_inner(&self, limit: u32, before: Option<u64>) -> DbResult<Vec<AuditRecord>> {
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, target, detail FROM audit WHERE id < $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql("reading the audit log"))?;
+        rows.iter()
+            .map(|row| {
+                let detail: String = row.get("detail");
+                Ok(AuditRecord {
+                    id: u64::try_from(row.get::<i64, _>("id")).unwrap_or(0),
+                    at: ts(row.get("at")),
+                    actor: row.get("actor"),
+                    action: row.get("action"),
+                    target: row.get("target"),
+                    detail: serde_json::from_str(&detail).map_err(corrupt("audit detail"))?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Db for SqlDb {
+    fn load(&self) -> DbFuture<'_, Snapshot> {
+        Box::pin(self.load_inner())
+    }
+
+    fn commit(&self, changes: Vec<Change>, audit: AuditRecord) -> DbFuture<'_, ()> {
+        Box::pin(self.commit_inner(changes, audit))
+    }
+
+    fn write_devices(&self, writes: Vec<DeviceWrite>) -> DbFuture<'_, ()> {
+        Box::pin(self.write_devices_inner(writes))
+    }
+
+    fn reserve_versions(&self, upto: u64) -> DbFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ('version_reserved', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(upto.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(sql("reserving manifest versions"))?;
+            Ok(())
+        })
+    }
+
+    fn audit_log(&self, limit: u32, before: Option<u64>) -> DbFuture<'_, Vec<AuditRecord>> {
+        Box::pin(self.audit_inner(limit, before))
+    }
+
+    fn write_telemetry(
+        &self,
+        rows: TelemetryRows,
+        rolled_before_minute: u64,
+        forget_before_s: u64,
+    ) -> DbFuture<'_, ()> {
+        Box::pin(self.write_telemetry_inner(rows, rolled_before_minute, forget_before_s))
+    }
+
+    fn load_telemetry(&self, since_s: u64) -> DbFuture<'_, TelemetryRows> {
+        Box::pin(self.load_telemetry_inner(since_s))
+    }
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Ensures a PostgreSQL server for the fleet's tests on its PostgreSQL
+# backend (#21), and prints its URL (no database: each test fleet creates
+# its own). Installs Debian's postgresql when missing, then runs a cluster
+# of its own ("outpost", port $OUTPOST_PG_PORT, default 54329) on loopback
+# only, started with pg_ctlcluster, with a role outpost/outpost that may
+# create databases. Idempotent: a second call only prints the URL. Needs
+# root (or sudo).
+set -euo pipefail
+port=${OUTPOST_PG_PORT:-54329}
+sudo=""
+[[ $(id -u) -ne 0 ]] && sudo="sudo"
+if ! command -v pg_createcluster >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  echo "fleet tests: installing postgresql with apt-get" >&2
+  $sudo apt-get update -qq
+  # The package's own start may fail where there is no init system; the
+  # cluster below is started by hand.
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null 2>&1 ||
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >&2
+fi
+version=$(ls /usr/lib/postgresql | sort -n | tail -1)
+if ! pg_lsclusters -h | awk '{print $2}' | grep -qx outpost; then
+  $sudo pg_createcluster "$version" outpost --port "$port" \
+    -o max_connections=400 -o fsync=off \
+    -o synchronous_commit=off >/dev/null
+fi
+if ! pg_lsclusters -h | awk '$2 == "outpost" {print $4}' | grep -qx online; then
+  $sudo pg_ctlcluster "$version" outpost start
+fi
+port=$(pg_lsclusters -h | awk '$2 == "outpost" {print $3}')
+psql_as_postgres() { $sudo -u postgres psql -p "$port" -qtAX "$@" 2>/dev/null || su postgres -c "psql -p $port -qtAX $(printf '%q ' "$@")"; }
+if [[ -z $sudo ]]; then
+  psql_as_postgres() { su postgres -c "psql -p $port -qtAX $(printf '%q ' "$@")"; }
+fi
+if [[ $(psql_as_postgres -c "SELECT 1 FROM pg_roles WHERE rolname = 'outpost'") != 1 ]]; then
+  psql_as_postgres -c "CREATE ROLE outpost LOGIN CREATEDB PASSWORD 'outpost'" >/dev/null
+fi
+echo "postgres://outpost:outpost@127.0.0.1:$port"
