@@ -5,7 +5,8 @@
 # of its own ("outpost", port $OUTPOST_PG_PORT, default 54329) on loopback
 # only, started with pg_ctlcluster, with a role outpost/outpost that may
 # create databases. Idempotent: a second call only prints the URL. Needs
-# root (or sudo).
+# root (or sudo). With --drop-test-databases, first drops the databases
+# earlier test runs made (outpost_t_*, outpost_migrate_*).
 set -euo pipefail
 port=${OUTPOST_PG_PORT:-54329}
 sudo=""
@@ -28,11 +29,19 @@ if ! pg_lsclusters -h | awk '$2 == "outpost" {print $4}' | grep -qx online; then
   $sudo pg_ctlcluster "$version" outpost start
 fi
 port=$(pg_lsclusters -h | awk '$2 == "outpost" {print $3}')
-psql_as_postgres() { $sudo -u postgres psql -p "$port" -qtAX "$@" 2>/dev/null || su postgres -c "psql -p $port -qtAX $(printf '%q ' "$@")"; }
-if [[ -z $sudo ]]; then
-  psql_as_postgres() { su postgres -c "psql -p $port -qtAX $(printf '%q ' "$@")"; }
-fi
+psql_as_postgres() {
+  if [[ -z $sudo ]]; then
+    su postgres -c "psql -p $port -qtAX $(printf '%q ' "$@")"
+  else
+    sudo -u postgres psql -p "$port" -qtAX "$@"
+  fi
+}
 if [[ $(psql_as_postgres -c "SELECT 1 FROM pg_roles WHERE rolname = 'outpost'") != 1 ]]; then
   psql_as_postgres -c "CREATE ROLE outpost LOGIN CREATEDB PASSWORD 'outpost'" >/dev/null
+fi
+if [[ ${1:-} == --drop-test-databases ]]; then
+  for db in $(psql_as_postgres -c "SELECT datname FROM pg_database WHERE datname LIKE 'outpost\_t\_%' OR datname LIKE 'outpost\_migrate\_%'"); do
+    psql_as_postgres -c "DROP DATABASE \"$db\" WITH (FORCE)" >/dev/null
+  done
 fi
 echo "postgres://outpost:outpost@127.0.0.1:$port"

@@ -8,13 +8,18 @@
 # aarch64 cross toolchain and qemu-user (scripts/ensure-cross.sh) are for
 # the ARM test (crates/xtask/tests/aarch64.rs); a Java runtime, JNA and
 # kotlinc (scripts/ensure-kotlin.sh) for the Kotlin binding's; maturin and
-# auditwheel (scripts/build-wheel.sh) build the Python wheel its test installs.
+# auditwheel (scripts/build-wheel.sh) build the Python wheel its test installs;
+# PostgreSQL (scripts/ensure-postgres.sh) is the fleet's second backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-build-deps.sh
 scripts/ensure-cross.sh
 scripts/ensure-kotlin.sh
 scripts/ensure-browser.sh
+# PostgreSQL (Debian's), a cluster of the tests' own on loopback: the
+# fleet's suite runs a second time on it (#21). Test databases of earlier
+# runs are dropped first.
+pg_url=$(scripts/ensure-postgres.sh --drop-test-databases)
 scripts/fetch-models.sh
 scripts/build-reference.sh
 # Python's sqlite3 module (schemathesis needs it) loads the system's
@@ -61,3 +66,7 @@ cargo build --release -p outpost-ffi
 # The Python wheel (maturin + auditwheel) the Python binding test installs.
 scripts/build-wheel.sh
 cargo test --release --workspace --no-fail-fast "$@"
+# The fleet's whole suite again with PostgreSQL as its database (every test
+# fleet gets a database of its own), and the SQLite-to-PostgreSQL copy.
+OUTPOST_FLEET_TEST_DB=$pg_url cargo test --release -p outpost-fleet --no-fail-fast "$@"
+OUTPOST_FLEET_TEST_DB=$pg_url cargo test --release -p outpost-cli --test fleet_migrate "$@"

@@ -2,7 +2,6 @@
 //! its admin API (every other command), with readable tables or `--json`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -14,7 +13,10 @@ mod economics;
 mod experiment;
 mod print;
 mod publish;
+mod serve;
 mod simulate;
+
+use serve::ServeArgs;
 
 /// Where the fleet is and how to reach its admin API.
 #[derive(Debug, Args)]
@@ -50,7 +52,8 @@ pub struct FleetArgs {
 
 #[derive(Debug, Subcommand)]
 enum FleetCommand {
-    /// Run the control plane: SQLite + blob store in --data DIR, device API
+    /// Run the control plane: database (SQLite in --data DIR unless --db
+    /// names one) + blob store in --data DIR, device API
     /// under /v1, admin API under /admin/v1. On first start it creates the
     /// signing key (DIR/signing.key; devices pin DIR/signing.pub.json), the
     /// admin token (DIR/admin.token) and an app key (DIR/app.key).
@@ -60,6 +63,17 @@ enum FleetCommand {
     ///   outpost fleet serve --data ./fleet --host 0.0.0.0 --port 8700
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
+    /// Copy a fleet's database into another, e.g. from the default SQLite
+    /// file to PostgreSQL, while the fleet keeps running (the source is
+    /// read in one consistent transaction). The target must be empty; it
+    /// is written in one transaction, so a failed copy leaves nothing.
+    /// Then restart `outpost fleet serve` with `--db` set to the target.
+    ///
+    /// Examples:
+    ///   outpost fleet migrate --from sqlite:./fleet/fleet.db \
+    ///       --to postgres://outpost:PASSWORD@db.internal:5432/outpost
+    #[command(verbatim_doc_comment)]
+    Migrate(serve::MigrateArgs),
     /// Publish a release from DIR: the output folder of `outpost variants
     /// build` (variants.json beside the tier files; give --version), or a
     /// folder with a hand-written release.json and the GGUF files it
@@ -87,7 +101,7 @@ enum FleetCommand {
     /// Rotating a sealed release's key: publish the same folder again as a
     /// new version with --encrypt (a fresh key, new blobs) and roll it out;
     /// devices that installed the old one keep it until then.
-    #[command(verbatim_doc_comment)]
+    #[command(verbatim_doc_comment, disable_version_flag = true)]
     Publish {
         dir: PathBuf,
         /// The model version (variants.json folders only; required there).
@@ -337,43 +351,10 @@ struct CreateArgs {
     min_ram: Option<String>,
 }
 
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
-    #[arg(long, default_value_t = 8700)]
-    port: u16,
-    /// Manifest lifetime: 7d by default.
-    #[arg(long, default_value = "7d")]
-    manifest_ttl: String,
-    /// Check-in interval told to devices.
-    #[arg(long, default_value = "1h")]
-    check_in_interval: String,
-    /// The automatic halt's thresholds as JSON (fields of
-    /// outpost_fleet::health::HaltPolicy; those left out keep their
-    /// defaults), e.g. {"min_devices": 50, "rollback": true}.
-    #[arg(long, value_name = "FILE")]
-    halt_policy: Option<PathBuf>,
-    /// Cap every artifact download (GET /v1/artifacts/DIGEST) to this many
-    /// bytes per second per response, e.g. 5MB (a 50 MB blob then takes
-    /// about 10 s). For testing devices against slow or interrupted
-    /// downloads; Range requests are paced the same way. Default: no cap.
-    #[arg(long, value_name = "BYTES")]
-    throttle_bytes_per_s: Option<String>,
-    /// Seal every release: `outpost fleet publish` encrypts by default,
-    /// and a plain release is refused (409).
-    #[arg(long)]
-    seal_releases: bool,
-    /// Clients reach this fleet over HTTPS (a TLS proxy in front): mark
-    /// console session cookies Secure. (A proxy that sends
-    /// `X-Forwarded-Proto: https` gets them Secure anyway.)
-    #[arg(long)]
-    secure_cookies: bool,
-}
-
 pub fn fleet(args: FleetArgs) -> Result<()> {
     match args.command {
-        FleetCommand::Serve(ref s) => serve(&args, s),
+        FleetCommand::Serve(ref s) => serve::serve(&args, s),
+        FleetCommand::Migrate(ref m) => serve::migrate(m),
         FleetCommand::Simulate(ref a) => {
             let mut v = simulate::run(args.url.trim_end_matches('/'), args.data.as_deref(), a)?;
             // The fleet's own memory, when the admin token is at hand.
@@ -435,70 +416,6 @@ pub fn parse_size(s: &str) -> Result<u64> {
         bail!("{s:?} is not a size");
     }
     Ok((n * mult as f64) as u64)
-}
-
-fn serve(args: &FleetArgs, s: &ServeArgs) -> Result<()> {
-    let dir = args.data.clone().ok_or_else(|| {
-        anyhow!("serve needs --data DIR (where the database, blobs and keys live)")
-    })?;
-    let mut config = outpost_fleet::FleetConfig::new(&dir);
-    config.admin_token = args.token.clone();
-    config.manifest_ttl_s = parse_duration(&s.manifest_ttl)?;
-    config.check_in_interval_s = parse_duration(&s.check_in_interval)?;
-    if let Some(p) = &s.halt_policy {
-        let text =
-            std::fs::read(p).with_context(|| format!("reading the halt policy {}", p.display()))?;
-        config.halt = serde_json::from_slice(&text)
-            .with_context(|| format!("the halt policy {} is not valid", p.display()))?;
-    }
-    if let Some(t) = &s.throttle_bytes_per_s {
-        let rate = parse_size(t).context("--throttle-bytes-per-s")?;
-        if rate == 0 {
-            bail!("--throttle-bytes-per-s {t:?} would stop every download; give a rate above 0 (e.g. 5MB) or leave the option out");
-        }
-        config.throttle_bytes_per_s = Some(rate);
-    }
-    config.seal_releases = s.seal_releases;
-    config.secure_cookies = s.secure_cookies;
-    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    rt.block_on(async move {
-        let fleet = outpost_fleet::Fleet::open(config, Arc::new(outpost_fleet::SystemClock))
-            .await
-            .with_context(|| format!("opening the fleet in {}", dir.display()))?;
-        let addr = format!("{}:{}", s.host, s.port);
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        let local = listener.local_addr()?;
-        tracing::info!(
-            "fleet listening on http://{local} (data {}, signing key {}; admin token in {}, app key in {})",
-            dir.display(),
-            fleet.signer().key_id(),
-            if args.token.is_some() { "OUTPOST_FLEET_ADMIN_TOKEN".to_string() } else { dir.join("admin.token").display().to_string() },
-            dir.join("app.key").display()
-        );
-        outpost_fleet::serve(listener, fleet, shutdown_signal()).await?;
-        tracing::info!("fleet stopped");
-        Ok(())
-    })
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
 /// The admin API over blocking HTTP.
@@ -577,7 +494,9 @@ fn run(api: &Api, cmd: &FleetCommand, json_out: bool) -> Result<()> {
         }
     };
     match cmd {
-        FleetCommand::Serve(_) | FleetCommand::Simulate(_) => unreachable!("handled by fleet()"),
+        FleetCommand::Serve(_) | FleetCommand::Migrate(_) | FleetCommand::Simulate(_) => {
+            unreachable!("handled by fleet()")
+        }
         FleetCommand::Publish {
             dir,
             version,

@@ -14,6 +14,17 @@ pub enum DbError {
     },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the target database is not empty ({table} holds {rows} rows): migrate copies into a database no fleet has started on; give a new database (PostgreSQL creates it) or a new SQLite file")]
+    NotEmpty { table: &'static str, rows: u64 },
+    #[error("--from and --to name the same database")]
+    SameDatabase,
+    #[error("copying table {table} failed while {doing}: {source}")]
+    Copy {
+        table: &'static str,
+        doing: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("stored {what} cannot be read back ({problem}); the database is damaged or from a newer version")]
     Corrupt { what: &'static str, problem: String },
 }

@@ -13,6 +13,7 @@
 //!   the batches from concurrent requests.
 
 mod codec;
+pub mod copy;
 pub mod error;
 pub mod sql;
 mod sql_accounts;

@@ -202,6 +202,12 @@ impl SqlDb {
             .begin()
             .await
             .map_err(sql("starting a transaction"))?;
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await
+                .map_err(sql("starting a consistent read"))?;
+        }
         let snap = load_all(&mut tx).await?;
         tx.commit().await.map_err(sql("ending the read"))?;
         Ok(snap)
