@@ -9,7 +9,8 @@
 # the ARM test (crates/xtask/tests/aarch64.rs); a Java runtime, JNA and
 # kotlinc (scripts/ensure-kotlin.sh) for the Kotlin binding's; maturin and
 # auditwheel (scripts/build-wheel.sh) build the Python wheel its test installs;
-# PostgreSQL (scripts/ensure-postgres.sh) is the fleet's second backend.
+# PostgreSQL (scripts/ensure-postgres.sh) is the fleet's second database and
+# moto's S3 server (scripts/ensure-s3.sh) its second blob store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-build-deps.sh
@@ -20,6 +21,8 @@ scripts/ensure-browser.sh
 # fleet's suite runs a second time on it (#21). Test databases of earlier
 # runs are dropped first.
 pg_url=$(scripts/ensure-postgres.sh --drop-test-databases)
+# moto's S3-compatible server, for the fleet's blobs on S3 (#21).
+scripts/ensure-s3.sh
 scripts/fetch-models.sh
 scripts/build-reference.sh
 # Python's sqlite3 module (schemathesis needs it) loads the system's

@@ -40,6 +40,10 @@ impl FleetClient {
             agent: ureq::AgentBuilder::new()
                 .timeout_connect(Duration::from_secs(10))
                 .timeout_read(Duration::from_secs(60))
+                // A blob download may be sent elsewhere (a fleet with blobs
+                // on S3 answers 307 to a pre-signed URL): followed by hand in
+                // `download`, without the fleet's token.
+                .redirects(0)
                 .build(),
             token,
             bandwidth_cap: None,
@@ -156,11 +160,30 @@ impl FleetClient {
         let crash_at: Option<u64> = crash_value("download").and_then(|v| v.parse().ok());
         let mut transferred = 0u64;
         if partial.remaining() > 0 {
-            let resp = self
+            let range = format!("bytes={}-", partial.present());
+            let mut resp = self
                 .request("GET", &format!("/v1/artifacts/{digest}"))
-                .set("range", &format!("bytes={}-", partial.present()))
+                .set("range", &range)
                 .call()
                 .map_err(|e| self.fail("an artifact download", e))?;
+            if (300..400).contains(&resp.status()) {
+                // The bytes are elsewhere (a pre-signed object-store URL,
+                // which carries its own authorisation: the fleet's token
+                // stays here).
+                let location = resp.header("location").unwrap_or_default().to_string();
+                if location.is_empty() {
+                    return Err(fail(format!(
+                        "the fleet answered {} without a Location",
+                        resp.status()
+                    )));
+                }
+                resp = self
+                    .agent
+                    .get(&location)
+                    .set("range", &range)
+                    .call()
+                    .map_err(|e| self.fail("an artifact download from the object store", e))?;
+            }
             let status = resp.status();
             if status != 206 && !(status == 200 && resumed_from == 0) {
                 return Err(fail(format!(

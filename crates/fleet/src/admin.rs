@@ -118,14 +118,14 @@ impl Fleet {
                 }
                 _ => {}
             }
-            match self.store.blob_len(&d) {
-                Ok(have) if have == len => {}
-                Ok(have) => {
+            match self.blobs.len(&d).await? {
+                Some(have) if have == len => {}
+                Some(have) => {
                     return Err(FleetError::BadRequest(format!(
                         "variants[{i}].length is {len} but blob {d} has {have} bytes"
                     )))
                 }
-                Err(_) => {
+                None => {
                     return Err(FleetError::BadRequest(format!(
                         "variants[{i}].digest {d} is not in the fleet's store; upload it first (PUT /admin/v1/blobs/{d})"
                     )))

@@ -33,6 +33,7 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod assign;
+pub mod blobs;
 pub mod checkin;
 pub mod content_keys;
 pub mod db;
@@ -61,7 +62,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use outpost_protocol::{Digest, Timestamp};
-use outpost_store::{Store, StoreConfig};
+use outpost_store::Store;
 
 pub use error::{FleetError, FleetResult};
 pub use http::router;
@@ -81,6 +82,8 @@ pub struct FleetConfig {
     pub data_dir: PathBuf,
     /// The database; `None`: SQLite in `DATA_DIR/fleet.db`.
     pub db: Option<db::DbUrl>,
+    /// Where blobs live; `None`: the folder `DATA_DIR/store`.
+    pub blobs: Option<blobs::BlobsUrl>,
     /// The admin API's bearer token; `None`: `DIR/admin.token` (created on
     /// first start). The CLI reads it from `OUTPOST_FLEET_ADMIN_TOKEN`.
     pub admin_token: Option<String>,
@@ -118,10 +121,18 @@ impl FleetConfig {
             .unwrap_or_else(|| db::DbUrl::default_in(&self.data_dir))
     }
 
+    /// Where this fleet keeps blobs.
+    pub fn blobs_url(&self) -> blobs::BlobsUrl {
+        self.blobs
+            .clone()
+            .unwrap_or_else(|| blobs::BlobsUrl::File(self.data_dir.join("store")))
+    }
+
     pub fn new(data_dir: impl Into<PathBuf>) -> FleetConfig {
         FleetConfig {
             data_dir: data_dir.into(),
             db: None,
+            blobs: None,
             admin_token: None,
             manifest_ttl_s: 7 * 24 * 3600,
             check_in_interval_s: 3600,
@@ -220,7 +231,7 @@ pub struct Fleet {
     config: FleetConfig,
     clock: Arc<dyn Clock>,
     db: Arc<dyn Db>,
-    store: Arc<Store>,
+    blobs: blobs::Blobs,
     signer: Signer,
     admin_token_hash: Digest,
     state: RwLock<FleetState>,
@@ -254,7 +265,7 @@ impl Fleet {
     pub async fn open(config: FleetConfig, clock: Arc<dyn Clock>) -> FleetResult<Arc<Fleet>> {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| FleetError::io("create", dir, e))?;
-        let store = Store::open(dir.join("store"), StoreConfig::default())?;
+        let blobs = blobs::Blobs::open(&config.blobs_url()).await?;
         let signer = Signer::load_or_create(dir)?;
         let admin_token = match &config.admin_token {
             Some(t) if t.len() >= 16 => t.clone(),
@@ -321,7 +332,7 @@ impl Fleet {
             config,
             clock,
             db,
-            store: Arc::new(store),
+            blobs,
             signer,
             admin_token_hash: secret_hash(&admin_token),
             state: RwLock::new(state),
@@ -384,8 +395,18 @@ impl Fleet {
         &self.metrics
     }
 
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
+    /// Where blobs live.
+    pub fn blobs(&self) -> &blobs::Blobs {
+        &self.blobs
+    }
+
+    /// The local blob store, when blobs are in a folder (the default);
+    /// `None` with S3.
+    pub fn local_store(&self) -> Option<&Arc<Store>> {
+        match &self.blobs {
+            blobs::Blobs::Local(s) => Some(s),
+            blobs::Blobs::S3(_) => None,
+        }
     }
 
     pub fn signer(&self) -> &Signer {

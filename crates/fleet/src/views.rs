@@ -270,7 +270,7 @@ impl Fleet {
     }
 
     /// Whether a blob is in the store (for `HEAD` before an upload).
-    pub fn has_blob(&self, d: &Digest) -> bool {
-        self.store.contains(d)
+    pub async fn has_blob(&self, d: &Digest) -> FleetResult<bool> {
+        Ok(self.blobs.len(d).await?.is_some())
     }
 }

@@ -229,7 +229,11 @@ async fn a_sealed_release_needs_its_key_and_is_blocked_for_devices_without_one()
     let t = open("sealed-release").await;
     let blob = b"sealed bytes, not a GGUF".repeat(100);
     let digest = outpost_protocol::Digest::sha256(&blob).to_string();
-    t.fleet.store().put(None, &blob[..]).expect("blob stored");
+    t.fleet
+        .local_store()
+        .expect("blobs in a folder")
+        .put(None, &blob[..])
+        .expect("blob stored");
     // One chunk: header, plaintext, tag.
     let chunk = 4096u32;
     let plain_length =
@@ -302,7 +306,11 @@ async fn a_fleet_that_seals_every_release_refuses_a_plain_one() {
         .expect("fleet");
     let t = TestFleet { fleet, clock, dir };
     let data = gguf("m@1", 4096);
-    t.fleet.store().put(None, &data[..]).expect("blob");
+    t.fleet
+        .local_store()
+        .expect("blobs in a folder")
+        .put(None, &data[..])
+        .expect("blob");
     let (s, v) = call(
         &t,
         "POST",

@@ -62,7 +62,13 @@ fn register_check_in_verify_and_download_over_a_socket() {
             .is_some_and(|m| m.contains("hashes to")),
         "{v}"
     );
-    assert!(t.fleet.store().blobs().expect("blobs").is_empty());
+    assert!(t
+        .fleet
+        .local_store()
+        .expect("blobs in a folder")
+        .blobs()
+        .expect("blobs")
+        .is_empty());
     let (s, v) = status_of(
         a.put(&format!("{base}/admin/v1/blobs/{digest}"))
             .set("authorization", &admin_auth)
@@ -251,7 +257,11 @@ fn throttled_downloads_are_paced_and_byte_correct() {
         .block_on(outpost_fleet::Fleet::open(cfg, clock))
         .expect("fleet opens");
     let data = gguf("throttle", 1_000_000);
-    let digest = fleet.store().put(None, &data[..]).expect("blob stored");
+    let digest = fleet
+        .local_store()
+        .expect("blobs in a folder")
+        .put(None, &data[..])
+        .expect("blob stored");
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");

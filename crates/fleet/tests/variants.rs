@@ -196,8 +196,16 @@ fn tiers_classes_blocks_and_canaries_map_onto_a_release() {
 async fn devices_get_their_class_tier_or_are_blocked() {
     let t = open("variants").await;
     let (q8, q4) = (gguf("q8", 3000), gguf("q4", 2000));
-    t.fleet.store().put(None, &q8[..]).expect("blob");
-    t.fleet.store().put(None, &q4[..]).expect("blob");
+    t.fleet
+        .local_store()
+        .expect("blobs in a folder")
+        .put(None, &q8[..])
+        .expect("blob");
+    t.fleet
+        .local_store()
+        .expect("blobs in a folder")
+        .put(None, &q4[..])
+        .expect("blob");
     let m = from_variants(&file(&q8, &q4), &mins("1.0.0")).expect("maps");
     t.fleet.publish("test", m).await.expect("published");
     release_on_stable(&t, "tinymodel", "1.0.0").await;

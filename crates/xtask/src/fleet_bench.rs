@@ -12,6 +12,11 @@
 //! A third phase sends telemetry: batches of 500 inference events (unique
 //! batch ids) from the devices for a fixed time; events/s is reported.
 //!
+//! With `--db postgres://…` the same phases run a second time on a fleet
+//! whose database is that PostgreSQL (it must be empty or absent: use a new
+//! database name per run), and a table puts both side by side with the
+//! ratio PostgreSQL / SQLite.
+//!
 //! The load generator is one thread (a single-threaded tokio runtime)
 //! with C keep-alive connections in a closed loop, speaking HTTP/1.1 by
 //! hand, so that it takes as little of the 2 cores as possible; latency is
@@ -37,6 +42,8 @@ struct Opts {
     devices: usize,
     conns: usize,
     secs: u64,
+    /// A PostgreSQL database to run the same phases on, after SQLite.
+    postgres: Option<String>,
 }
 
 fn opts(args: &[String]) -> Result<Opts> {
@@ -44,9 +51,25 @@ fn opts(args: &[String]) -> Result<Opts> {
         devices: 10_000,
         conns: 64,
         secs: 10,
+        postgres: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
+        if a == "--db" {
+            let url = it.next().context("--db needs a postgres://… URL")?;
+            if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+                bail!("--db {url:?}: give a postgres://USER:PASSWORD@HOST:PORT/DATABASE URL (SQLite always runs first, for the ratio)");
+            }
+            o.postgres = Some(url.clone());
+            continue;
+        }
+        if a == "--replicas" {
+            let n = it.next().context("--replicas needs a number")?;
+            if n != "1" {
+                bail!("--replicas {n}: several fleet replicas on one database are not built yet (#21); this bench runs one");
+            }
+            continue;
+        }
         let v: u64 = it
             .next()
             .with_context(|| format!("{a} needs a value"))?
@@ -56,7 +79,7 @@ fn opts(args: &[String]) -> Result<Opts> {
             "--devices" => o.devices = v as usize,
             "--connections" => o.conns = v as usize,
             "--seconds" => o.secs = v,
-            other => bail!("unknown option {other}; use --devices N --connections N --seconds N"),
+            other => bail!("unknown option {other}; use --devices N --connections N --seconds N [--db postgres://…]"),
         }
     }
     if o.devices == 0 || o.conns == 0 || o.secs == 0 {
@@ -204,6 +227,16 @@ struct Phase {
 }
 
 impl Phase {
+    fn rate(&self) -> f64 {
+        self.n as f64 / self.secs
+    }
+
+    fn p99_ms(&mut self) -> f64 {
+        self.lat_us.sort_unstable();
+        let i = ((self.lat_us.len() as f64 * 0.99).ceil() as usize).saturating_sub(1);
+        self.lat_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
+    }
+
     fn report(&mut self, name: &str) {
         self.lat_us.sort_unstable();
         let q = |p: f64| {
@@ -367,9 +400,44 @@ async fn telemetry(
     merge(local, handles, t0).await
 }
 
+/// One backend's phases: (name, per second, p99 ms).
+type Results = Vec<(&'static str, f64, f64)>;
+
 pub fn run(outpost: &Path, args: &[String]) -> Result<()> {
     let o = opts(args)?;
-    let root = std::env::temp_dir().join(format!("outpost-bench-fleet-{}", std::process::id()));
+    let sqlite = run_one(outpost, &o, None)?;
+    let Some(pg) = &o.postgres else {
+        return Ok(());
+    };
+    let postgres = run_one(outpost, &o, Some(pg))?;
+    println!();
+    println!(
+        "                       SQLite /s   PostgreSQL /s   ratio   SQLite p99   PostgreSQL p99"
+    );
+    for ((name, s_rate, s_p99), (_, p_rate, p_p99)) in sqlite.iter().zip(&postgres) {
+        println!(
+            "{name:<22} {s_rate:>9.0}   {p_rate:>13.0}   {:>5.2}   {s_p99:>7.2} ms   {p_p99:>11.2} ms",
+            p_rate / s_rate
+        );
+    }
+    Ok(())
+}
+
+fn run_one(outpost: &Path, o: &Opts, db: Option<&str>) -> Result<Results> {
+    println!();
+    println!(
+        "== database: {} ==",
+        if db.is_some() {
+            "PostgreSQL (--db)"
+        } else {
+            "SQLite (the default)"
+        }
+    );
+    let root = std::env::temp_dir().join(format!(
+        "outpost-bench-fleet-{}-{}",
+        std::process::id(),
+        if db.is_some() { "pg" } else { "sqlite" }
+    ));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root)?;
     let data = root.join("data");
@@ -381,6 +449,7 @@ pub fn run(outpost: &Path, args: &[String]) -> Result<()> {
         Command::new(outpost)
             .args(["fleet", "serve", "--port", &port.to_string(), "--data"])
             .arg(&data)
+            .args(db.map(|u| vec!["--db", u]).unwrap_or_default())
             .stderr(Stdio::null())
             .spawn()
             .context("starting outpost fleet serve")?,
@@ -496,6 +565,11 @@ pub fn run(outpost: &Path, args: &[String]) -> Result<()> {
             kb("VmHWM:") / 1024
         );
     }
+    let results = vec![
+        ("first check-in", first.rate(), first.p99_ms()),
+        ("steady check-ins", steady.rate(), steady.p99_ms()),
+        ("telemetry events", tele.rate(), tele.p99_ms()),
+    ];
     if first.errors + steady.errors + tele.errors > 0 {
         bail!(
             "{} requests failed",
@@ -504,5 +578,5 @@ pub fn run(outpost: &Path, args: &[String]) -> Result<()> {
     }
     drop(server);
     let _ = std::fs::remove_dir_all(&root);
-    Ok(())
+    Ok(results)
 }

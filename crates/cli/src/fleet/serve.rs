@@ -24,6 +24,14 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     db: Option<String>,
+    /// Where model bytes live: file:DIR (default: DIR/store) or
+    /// s3://BUCKET/PREFIX on any S3-compatible store (AWS_ENDPOINT_URL,
+    /// AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY from the
+    /// environment; AWS_ALLOW_HTTP=true for a plain-HTTP endpoint). With S3,
+    /// devices download from short-lived pre-signed URLs, not through the
+    /// fleet.
+    #[arg(long, env = "OUTPOST_FLEET_BLOBS", value_name = "URL")]
+    blobs: Option<String>,
     #[arg(long, default_value_t = 8700)]
     port: u16,
     /// Manifest lifetime: 7d by default.
@@ -112,7 +120,11 @@ pub fn serve(args: &FleetArgs, s: &ServeArgs) -> Result<()> {
     if let Some(u) = &s.db {
         config.db = Some(db_url("--db", u)?);
     }
+    if let Some(b) = &s.blobs {
+        config.blobs = Some(b.parse().map_err(|e| anyhow!("--blobs: {e}"))?);
+    }
     let db_shown = config.db_url().to_string();
+    let blobs_shown = config.blobs_url().to_string();
     config.admin_token = args.token.clone();
     config.manifest_ttl_s = parse_duration(&s.manifest_ttl)?;
     config.check_in_interval_s = parse_duration(&s.check_in_interval)?;
@@ -142,7 +154,7 @@ pub fn serve(args: &FleetArgs, s: &ServeArgs) -> Result<()> {
             .with_context(|| format!("binding {addr}"))?;
         let local = listener.local_addr()?;
         tracing::info!(
-            "fleet listening on http://{local} (data {}, database {db_shown}, signing key {}; admin token in {}, app key in {})",
+            "fleet listening on http://{local} (data {}, database {db_shown}, blobs {blobs_shown}, signing key {}; admin token in {}, app key in {})",
             dir.display(),
             fleet.signer().key_id(),
             if args.token.is_some() { "OUTPOST_FLEET_ADMIN_TOKEN".to_string() } else { dir.join("admin.token").display().to_string() },

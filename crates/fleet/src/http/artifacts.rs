@@ -3,7 +3,8 @@
 //! range that is malformed or starts past the end; paced to
 //! `FleetConfig::throttle_bytes_per_s` when set), and admin uploads that
 //! the store hashes while writing (a digest or length mismatch is a `400`,
-//! and nothing is kept).
+//! and nothing is kept). With blobs on S3 (`blobs.rs`) a download is a
+//! `307` to a pre-signed URL instead: the bucket serves the bytes.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tokio_stream::StreamExt;
 
 use super::bearer;
 use crate::api::Stored;
+use crate::blobs::Blobs;
 use crate::error::FleetError;
 use crate::keys::secret_hash;
 use crate::Fleet;
@@ -96,8 +98,26 @@ pub async fn download(
         ));
     }
     let d = digest(&d)?;
-    let len = fleet
-        .store()
+    let store = match fleet.blobs() {
+        Blobs::Local(store) => store.clone(),
+        Blobs::S3(s3) => {
+            // The bucket serves the bytes (and the ranges) itself.
+            if s3.len(&d).await?.is_none() {
+                return Err(FleetError::NotFound(format!(
+                    "blob {d} is not in the fleet's store"
+                )));
+            }
+            let url = s3.presigned_get(&d).await?;
+            let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+            if let Ok(v) = HeaderValue::from_str(url.as_str()) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return Ok(resp);
+        }
+    };
+    let len = store
         .blob_len(&d)
         .map_err(|_| FleetError::NotFound(format!("blob {d} is not in the fleet's store")))?;
     let range = match headers.get(header::RANGE) {
@@ -112,7 +132,7 @@ pub async fn download(
     };
     let (start, end) = range.unwrap_or((0, len.saturating_sub(1)));
     let count = if len == 0 { 0 } else { end - start + 1 };
-    let path = fleet.store().blob_path(&d);
+    let path = store.blob_path(&d);
     let throttle = fleet.config().throttle_bytes_per_s.filter(|&r| r > 0);
     // Throttled: chunks of about 1/10 s, so the pace is smooth.
     let chunk = throttle.map_or(CHUNK, |r| {
@@ -197,7 +217,7 @@ pub async fn upload(
     req: Request,
 ) -> Result<Response, FleetError> {
     let d = digest(&d)?;
-    if fleet.has_blob(&d) {
+    if fleet.has_blob(&d).await? {
         // Read (and drop) the body first, so the client reads this answer
         // instead of a broken pipe.
         let mut body = req.into_body().into_data_stream();
@@ -224,14 +244,18 @@ pub async fn upload(
         )));
     }
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
-    let store = fleet.store().clone();
-    let writer = tokio::task::spawn_blocking(move || -> Result<Digest, FleetError> {
-        let mut w = store.writer(Some(&d), length)?;
-        while let Some(chunk) = rx.blocking_recv() {
-            w.write(&chunk)?;
+    let writer = match fleet.blobs().clone() {
+        Blobs::Local(store) => {
+            tokio::task::spawn_blocking(move || -> Result<Digest, FleetError> {
+                let mut w = store.writer(Some(&d), length)?;
+                while let Some(chunk) = rx.blocking_recv() {
+                    w.write(&chunk)?;
+                }
+                Ok(w.commit()?)
+            })
         }
-        Ok(w.commit()?)
-    });
+        Blobs::S3(s3) => tokio::spawn(async move { s3.upload(&d, length, &mut rx).await }),
+    };
     let mut body = req.into_body().into_data_stream();
     let mut failed = None;
     let mut refused = false;

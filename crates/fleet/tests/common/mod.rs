@@ -213,7 +213,11 @@ pub fn meta(model: &str, version: &str, data: &[u8], min_engine: &str) -> Value 
 /// Stores the blob and publishes `model@version`.
 pub async fn publish(t: &TestFleet, model: &str, version: &str, min_engine: &str) -> Vec<u8> {
     let data = gguf(&format!("{model}@{version}"), 4096);
-    t.fleet.store().put(None, &data[..]).expect("blob stored");
+    t.fleet
+        .local_store()
+        .expect("blobs in a folder")
+        .put(None, &data[..])
+        .expect("blob stored");
     let m: ReleaseMeta =
         serde_json::from_value(meta(model, version, &data, min_engine)).expect("meta");
     t.fleet.publish("test", m).await.expect("published");
