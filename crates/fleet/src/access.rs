@@ -170,7 +170,7 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
 }
 
 /// A console user, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub name: String,
     pub role: Role,
@@ -184,7 +184,7 @@ pub struct User {
 }
 
 /// An API token, as stored (its secret only as a digest).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiToken {
     /// Public, e.g. `tok_1a2b3c4d5e6f`.
     pub id: String,
@@ -205,7 +205,7 @@ impl ApiToken {
 }
 
 /// A console session, as stored (its cookie and CSRF token as digests).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub hash: outpost_protocol::Digest,
     pub user: String,
@@ -226,7 +226,7 @@ pub struct Accounts {
 }
 
 /// What changes about accounts (a part of the fleet's `Change`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AccountChange {
     /// Insert or replace (also a failed-login count or a lock-out).
     PutUser(User),

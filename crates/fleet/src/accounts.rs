@@ -169,7 +169,7 @@ impl Fleet {
         }
         let password = req.password;
         let password_hash = hashing(move || hash_password(&password)).await??;
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         if self.state().accounts.users.contains_key(&req.name) {
             return Err(FleetError::Conflict(format!(
                 "user {:?} exists; delete it first to replace it",
@@ -199,7 +199,7 @@ impl Fleet {
     /// Deletes a user, ends their sessions and revokes the API tokens they
     /// made.
     pub async fn delete_user(&self, actor: &str, name: &str) -> FleetResult<()> {
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         if !self.state().accounts.users.contains_key(name) {
             return Err(FleetError::NotFound(format!("no user {name:?}")));
         }
@@ -254,7 +254,7 @@ impl Fleet {
                 "expires_in_days must be 1-{MAX_TOKEN_DAYS}, not {days}"
             )));
         }
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         let secret = new_token("opt_")?;
         let now = self.unix_now();
         let t = ApiToken {
@@ -284,7 +284,7 @@ impl Fleet {
 
     /// Revokes a token at once (idempotent).
     pub async fn revoke_token(&self, actor: &str, id: &str) -> FleetResult<TokenView> {
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         let now = self.unix_now();
         let Some(mut t) = self.state().accounts.tokens.get(id).cloned() else {
             return Err(FleetError::NotFound(format!(
@@ -342,7 +342,7 @@ impl Fleet {
         if locked(&user) {
             return Err(wrong());
         }
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         // Counted against the current row: logins race. A lock set while
         // this one hashed, or a password changed meanwhile (the user
         // replaced), refuses it.
@@ -422,7 +422,7 @@ impl Fleet {
 
     /// Ends the session of `cookie` (no-op for an unknown one).
     pub async fn logout(&self, cookie: &str, from: &str) -> FleetResult<()> {
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         let hash = secret_hash(cookie);
         let Some(s) = self.state().accounts.sessions.get(&hash).cloned() else {
             return Ok(());

@@ -92,7 +92,7 @@ impl Fleet {
     pub async fn publish(&self, actor: &str, meta: ReleaseMeta) -> FleetResult<Release> {
         meta.validate()
             .map_err(|e| FleetError::BadRequest(e.to_string()))?;
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         if self.state().release(&meta.model, &meta.version).is_some() {
             return Err(FleetError::Conflict(format!(
                 "release {}@{} already exists; a published release never changes, publish a new version",
@@ -157,7 +157,7 @@ impl Fleet {
 
     pub async fn create_channel(&self, actor: &str, name: &str) -> FleetResult<()> {
         channel_name_ok(name)?;
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         if self.state().channels.contains_key(name) {
             return Err(FleetError::Conflict(format!(
                 "channel {name:?} already exists"
@@ -184,7 +184,7 @@ impl Fleet {
         channel: &str,
         r: &ReleaseRef,
     ) -> FleetResult<()> {
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         let change = {
             let s = self.state();
             s.need_channel(channel)?;
@@ -249,7 +249,7 @@ impl Fleet {
                 req.soak_s
             )));
         }
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         let rollout = {
             let s = self.state();
             s.need_channel(&req.channel)?;
@@ -337,7 +337,7 @@ impl Fleet {
         if let Some(r) = &reason {
             reason_ok(r)?;
         }
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         self.rollout_action_locked(actor, id, action, reason).await
     }
 
@@ -410,7 +410,13 @@ impl Fleet {
     /// run its time, unless the kill switch is on. Returns the rollouts
     /// moved.
     pub async fn tick(&self) -> FleetResult<Vec<u64>> {
+        // What other replicas changed, then this replica's telemetry.
+        self.catch_up().await?;
         self.flush_telemetry().await?;
+        // Halts and soak timers: only where the background lease is held.
+        if !self.holds_background_lease().await? {
+            return Ok(Vec::new());
+        }
         self.auto_halt().await?;
         let now = self.now();
         let due: Vec<u64> = {
@@ -426,8 +432,13 @@ impl Fleet {
         };
         let mut moved = Vec::new();
         for id in due {
-            let _g = self.admin_lock.lock().await;
-            // Re-check under the lock: an operator may have acted meanwhile.
+            let _g = self.admin_guard().await?;
+            // Still the lease holder (a replica that stalled past its lease
+            // stops here), and re-checked on the replayed state: an
+            // operator, or the replica that took over, may have acted.
+            if !self.holds_background_lease().await? {
+                break;
+            }
             let still = {
                 let s = self.state();
                 s.frozen.is_none() && s.rollouts.get(&id).is_some_and(|r| r.soak_due(now))
@@ -448,7 +459,7 @@ impl Fleet {
         r: Option<&ReleaseRef>,
         model: &ModelName,
     ) -> FleetResult<()> {
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         if self.devices().by_id(device_id).is_none() {
             return Err(FleetError::NotFound(format!(
                 "device {device_id:?} does not exist"
@@ -491,7 +502,7 @@ impl Fleet {
         device_id: &str,
         channel: &str,
     ) -> FleetResult<()> {
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         self.state().need_channel(channel)?;
         if self.devices().by_id(device_id).is_none() {
             return Err(FleetError::NotFound(format!(
@@ -552,7 +563,7 @@ impl Fleet {
 
     pub async fn revoke(&self, actor: &str, r: &ReleaseRef, reason: &str) -> FleetResult<()> {
         reason_ok(reason)?;
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         let changes = self.revoke_changes(&self.state(), std::slice::from_ref(r), reason)?;
         self.apply_admin(
             actor,
@@ -574,7 +585,7 @@ impl Fleet {
                 "revoke goes with freeze: true; to revoke alone use POST /admin/v1/revoke".into(),
             ));
         }
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         let changes = {
             let s = self.state();
             let mut changes = self.revoke_changes(&s, &req.revoke, &reason)?;
@@ -600,7 +611,7 @@ impl Fleet {
                 "label must be 1-64 characters".into(),
             ));
         }
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         let key = new_token("opk_")?;
         let change = Change::PutAppKey {
             hash: secret_hash(&key),

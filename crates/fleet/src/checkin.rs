@@ -95,7 +95,7 @@ impl Fleet {
         profile
             .validate()
             .map_err(|e| FleetError::BadRequest(e.to_string()))?;
-        let device = self.device_by_token(token)?;
+        let device = self.device_by_token(token).await?;
         self.versions.ensure_headroom(self.db.as_ref()).await?;
         let now = self.now();
         let ttl = self.config.manifest_ttl_s;
@@ -154,7 +154,10 @@ impl Fleet {
                     let envelope = match reuse {
                         Some(i) => i.envelope.clone(),
                         None => {
-                            m.manifest_version = self.versions.next()?;
+                            // Above the device's last one too, which another
+                            // replica may have numbered from its own block.
+                            let last = d.issued.get(model).map_or(0, |i| i.manifest_version);
+                            m.manifest_version = self.versions.next()?.max(last + 1);
                             m.expires_at = Timestamp::from_unix_seconds(now.unix_seconds() + ttl);
                             let envelope = self.signer.sign(&m);
                             let issued = Issued {

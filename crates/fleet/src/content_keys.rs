@@ -52,7 +52,7 @@ impl Fleet {
     pub async fn put_content_key(&self, actor: &str, digest: Digest, key: &str) -> FleetResult<()> {
         let key = crate::keys::key32_from_base64(key)
             .map_err(|e| FleetError::BadRequest(format!("key: {e}")))?;
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         self.apply_admin(
             actor,
             "content-key.put",
@@ -69,7 +69,7 @@ impl Fleet {
 
     /// Stops every content-key release to device `device_id`.
     pub async fn revoke_device(&self, actor: &str, device_id: &str) -> FleetResult<()> {
-        let _g = self.admin_lock.lock().await;
+        let _g = self.admin_guard().await?;
         if self.devices().by_id(device_id).is_none() {
             return Err(FleetError::NotFound(format!(
                 "device {device_id:?} does not exist"
@@ -92,7 +92,7 @@ impl Fleet {
     /// refusals (after the token is accepted) are both audited, with the
     /// device as actor.
     pub async fn grant_content_key(&self, token: &str, req: KeyRequest) -> FleetResult<KeyGrant> {
-        let device = self.device_by_token(token)?;
+        let device = self.device_by_token(token).await?;
         let device_id = lock(&device).id.clone();
         let digest = req.digest;
         match self.grant_to(&device, req).await {

@@ -229,7 +229,7 @@ impl Fleet {
             }
             let Some(reason) = reason else { continue };
             let reason: String = reason.chars().take(500).collect();
-            let _g = self.admin_lock.lock().await;
+            let _g = self.admin_guard().await?;
             let still = self
                 .state()
                 .rollouts

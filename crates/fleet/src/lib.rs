@@ -47,6 +47,7 @@ pub mod http;
 pub mod keys;
 pub mod meta;
 pub mod metrics;
+pub mod replicas;
 pub mod rollout;
 pub mod route_agg;
 pub mod state;
@@ -184,10 +185,12 @@ impl Clock for ManualClock {
     }
 }
 
-/// Manifest versions: one counter for the whole fleet, so they rise per
-/// device and model whatever happens (rollback included). Blocks are
-/// reserved in the database ahead of use; a restart continues above the
-/// last reservation, never below anything issued.
+/// Manifest versions: one counter per process, so they rise per device and
+/// model whatever happens (rollback included). Blocks are reserved in the
+/// database ahead of use, atomically, so replicas draw disjoint blocks and a
+/// restart continues above the last reservation, never below anything
+/// issued. A device that moves between replicas still sees its versions
+/// rise: a new manifest is numbered above the device's last one too.
 struct Versions {
     next: AtomicU64,
     reserved: AtomicU64,
@@ -208,8 +211,10 @@ impl Versions {
         if self.next.load(Ordering::SeqCst) + VERSION_BLOCK / 2 < reserved {
             return Ok(());
         }
-        let upto = reserved + VERSION_BLOCK;
-        db.reserve_versions(upto).await?;
+        // A block of its own, whatever other replicas reserved meanwhile.
+        let upto = db.reserve_versions(VERSION_BLOCK).await?;
+        let start = upto.saturating_sub(VERSION_BLOCK) + 1;
+        self.next.fetch_max(start, Ordering::SeqCst);
         self.reserved.store(upto, Ordering::SeqCst);
         Ok(())
     }
@@ -238,6 +243,14 @@ pub struct Fleet {
     devices: RwLock<Devices>,
     /// Serialises admin changes (validate → commit → apply).
     admin_lock: tokio::sync::Mutex<()>,
+    /// Several replicas may share the database (PostgreSQL): admin changes
+    /// take the database's admin lock, devices are read back per request,
+    /// background work needs the lease.
+    shared: bool,
+    /// This process, as a lease holder.
+    replica_id: String,
+    /// The change-log position replayed into memory.
+    applied: AtomicU64,
     versions: Versions,
     writer: Writer,
     app_key: String,
@@ -255,6 +268,28 @@ impl std::fmt::Debug for Fleet {
             .field("data_dir", &self.config.data_dir)
             .field("key_id", &self.signer.key_id())
             .finish_non_exhaustive()
+    }
+}
+
+/// A device as loaded, as kept in memory.
+fn device_from(d: db::StoredDevice) -> Device {
+    Device {
+        id: d.new.id,
+        token_hash: d.new.token_hash,
+        channel: d.new.channel,
+        registered_at: d.new.registered_at,
+        public_key: d.new.public_key,
+        revoked_at: d.revoked_at,
+        last_seen_at: d.last_seen_at,
+        profile: d.profile,
+        pins: d.pins.into_iter().collect(),
+        issued: d.issued.into_iter().map(|i| (i.model.clone(), i)).collect(),
+        first_issued: d
+            .first_issued
+            .into_iter()
+            .map(|(m, v, at)| ((m, v), at))
+            .collect(),
+        blocked: d.blocked,
     }
 }
 
@@ -277,12 +312,21 @@ impl Fleet {
             None => keys::load_or_create_token(&dir.join(keys::ADMIN_TOKEN_FILE), "opa_")?,
         };
         let fleet_metrics = metrics::FleetMetrics::default();
+        let sql_db = SqlDb::open(&config.db_url()).await?;
+        let shared = sql_db.dialect() == db::sql::Dialect::Postgres;
         let db: Arc<dyn Db> = Arc::new(metrics::TimedDb::new(
-            Arc::new(SqlDb::open(&config.db_url()).await?),
+            Arc::new(sql_db),
             fleet_metrics.db_latency.clone(),
         ));
+        let replica_id = {
+            let mut b = [0u8; 8];
+            getrandom::getrandom(&mut b)
+                .map_err(|e| FleetError::Internal(format!("no randomness: {e}")))?;
+            format!("replica-{}", hex::encode(b))
+        };
         let app_key = keys::load_or_create_token(&dir.join(keys::APP_KEY_FILE), "opk_")?;
         let snap = db.load().await?;
+        let snap_applied = snap.change_log_position;
         let now = clock.now();
 
         let mut state = FleetState::default();
@@ -301,24 +345,7 @@ impl Fleet {
         state.accounts = snap.accounts;
         let mut devices = Devices::default();
         for d in snap.devices {
-            devices.insert(Device {
-                id: d.new.id,
-                token_hash: d.new.token_hash,
-                channel: d.new.channel,
-                registered_at: d.new.registered_at,
-                public_key: d.new.public_key,
-                revoked_at: d.revoked_at,
-                last_seen_at: d.last_seen_at,
-                profile: d.profile,
-                pins: d.pins.into_iter().collect(),
-                issued: d.issued.into_iter().map(|i| (i.model.clone(), i)).collect(),
-                first_issued: d
-                    .first_issued
-                    .into_iter()
-                    .map(|(m, v, at)| ((m, v), at))
-                    .collect(),
-                blocked: d.blocked,
-            });
+            devices.insert(device_from(d));
         }
         let reserved = snap.version_reserved;
         let rows = db
@@ -338,6 +365,9 @@ impl Fleet {
             state: RwLock::new(state),
             devices: RwLock::new(devices),
             admin_lock: tokio::sync::Mutex::new(()),
+            shared,
+            replica_id,
+            applied: AtomicU64::new(snap_applied),
             versions: Versions {
                 next: AtomicU64::new(reserved + 1),
                 reserved: AtomicU64::new(reserved),
@@ -432,16 +462,21 @@ impl Fleet {
         self.devices.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The device a bearer token belongs to, or 401.
-    pub(crate) fn device_by_token(&self, token: &str) -> FleetResult<state::DeviceRef> {
-        self.devices()
-            .by_token(&keys::secret_hash(token))
-            .cloned()
-            .ok_or_else(|| {
-                FleetError::Unauthorized(
-                    "device token is not known to this fleet; register again".into(),
-                )
-            })
+    /// The device a bearer token belongs to, or 401. With a shared
+    /// database the device is read back first: another replica may have
+    /// registered it or issued it a manifest since.
+    pub(crate) async fn device_by_token(&self, token: &str) -> FleetResult<state::DeviceRef> {
+        let hash = keys::secret_hash(token);
+        if self.shared {
+            if let Some(d) = self.db.load_device(db::DeviceKey::TokenHash(hash)).await? {
+                self.devices_mut().insert(device_from(d));
+            }
+        }
+        self.devices().by_token(&hash).cloned().ok_or_else(|| {
+            FleetError::Unauthorized(
+                "device token is not known to this fleet; register again".into(),
+            )
+        })
     }
 
     pub(crate) fn devices_mut(&self) -> RwLockWriteGuard<'_, Devices> {
@@ -470,10 +505,16 @@ impl Fleet {
             target,
             detail,
         };
-        self.db.commit(changes.clone(), audit).await?;
+        let id = self.db.commit(changes.clone(), audit).await?;
+        self.committed(id, &changes);
+        Ok(())
+    }
+
+    /// Applies committed changes to the state in memory.
+    fn apply_in_memory(&self, changes: &[Change]) {
         {
             let mut s = self.state.write().unwrap_or_else(|e| e.into_inner());
-            for c in &changes {
+            for c in changes {
                 if let Change::PutRollout(r) = c {
                     if s.rollouts.get(&r.id).map(|old| old.state) != Some(r.state) {
                         self.metrics.rollout_entered(r.state.as_str());
@@ -483,10 +524,9 @@ impl Fleet {
             }
         }
         let d = self.devices();
-        for c in &changes {
+        for c in changes {
             d.apply(c);
         }
-        Ok(())
     }
 
     /// Channels by name, for the admin views.

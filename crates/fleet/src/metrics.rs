@@ -117,14 +117,38 @@ impl Db for TimedDb {
     fn load(&self) -> DbFuture<'_, Snapshot> {
         self.timed("load", self.inner.load())
     }
-    fn commit(&self, changes: Vec<Change>, audit: AuditRecord) -> DbFuture<'_, ()> {
+    fn commit(&self, changes: Vec<Change>, audit: AuditRecord) -> DbFuture<'_, u64> {
         self.timed("commit", self.inner.commit(changes, audit))
     }
     fn write_devices(&self, writes: Vec<DeviceWrite>) -> DbFuture<'_, ()> {
         self.timed("write_devices", self.inner.write_devices(writes))
     }
-    fn reserve_versions(&self, upto: u64) -> DbFuture<'_, ()> {
-        self.timed("reserve_versions", self.inner.reserve_versions(upto))
+    fn reserve_versions(&self, block: u64) -> DbFuture<'_, u64> {
+        self.timed("reserve_versions", self.inner.reserve_versions(block))
+    }
+    fn changes_since(&self, after: u64) -> DbFuture<'_, Vec<(u64, Vec<Change>)>> {
+        self.timed("changes_since", self.inner.changes_since(after))
+    }
+    fn last_change(&self) -> DbFuture<'_, u64> {
+        self.timed("last_change", self.inner.last_change())
+    }
+    fn lease(
+        &self,
+        name: String,
+        holder: String,
+        now: u64,
+        ttl_s: u64,
+    ) -> DbFuture<'_, Option<u64>> {
+        self.timed("lease", self.inner.lease(name, holder, now, ttl_s))
+    }
+    fn admin_lock(&self) -> DbFuture<'_, Option<crate::db::AdminLock>> {
+        self.timed("admin_lock", self.inner.admin_lock())
+    }
+    fn load_device(
+        &self,
+        by: crate::db::DeviceKey,
+    ) -> DbFuture<'_, Option<crate::db::StoredDevice>> {
+        self.timed("load_device", self.inner.load_device(by))
     }
     fn audit_log(&self, limit: u32, before: Option<u64>) -> DbFuture<'_, Vec<AuditRecord>> {
         self.timed("audit_log", self.inner.audit_log(limit, before))

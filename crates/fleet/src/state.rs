@@ -20,7 +20,7 @@ use crate::rollout::Rollout;
 /// (one admin request), so the size of a rollout with its experiment's
 /// analysis does not matter.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Change {
     PutRelease(Release),
     Revoke {

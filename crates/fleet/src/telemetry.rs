@@ -459,8 +459,8 @@ fn device_hash(id: &str) -> u64 {
 
 impl Fleet {
     /// `POST /v1/telemetry` (see the module docs for the rules).
-    pub fn ingest(&self, token: &str, batch: TelemetryBatch) -> FleetResult<TelemetryAck> {
-        let device = self.device_by_token(token)?;
+    pub async fn ingest(&self, token: &str, batch: TelemetryBatch) -> FleetResult<TelemetryAck> {
+        let device = self.device_by_token(token).await?;
         let (device_id, class, channel) = {
             let d = lock(&device);
             let class = d

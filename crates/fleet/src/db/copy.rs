@@ -31,7 +31,7 @@ struct Table {
 /// How many tables a copy goes through.
 pub const TABLE_COUNT: usize = TABLES.len();
 
-/// Every table of schema version 6, parents before children.
+/// Every table of schema version 7, parents before children.
 const TABLES: &[Table] = &[
     Table {
         name: "meta",
@@ -130,6 +130,18 @@ const TABLES: &[Table] = &[
         kinds: &[Text, Text, Int],
     },
     Table {
+        name: "change_log",
+        select: "SELECT id, changes FROM change_log ORDER BY id",
+        insert: "INSERT INTO change_log (id, changes) VALUES ($1, $2)",
+        kinds: &[Int, Text],
+    },
+    Table {
+        name: "leases",
+        select: "SELECT name, holder, fence, expires_at FROM leases ORDER BY name",
+        insert: "INSERT INTO leases (name, holder, fence, expires_at) VALUES ($1, $2, $3, $4)",
+        kinds: &[Text, Text, Int, Int],
+    },
+    Table {
         name: "users",
         select: "SELECT name, role, password_hash, created_at, failed_logins, locked_until FROM users ORDER BY name, role",
         insert: "INSERT INTO users (name, role, password_hash, created_at, failed_logins, locked_until) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -172,6 +184,8 @@ const COUNTS: &[(&str, &str)] = &[
         "telemetry_batches",
         "SELECT COUNT(*) FROM telemetry_batches",
     ),
+    ("change_log", "SELECT COUNT(*) FROM change_log"),
+    ("leases", "SELECT COUNT(*) FROM leases"),
     ("users", "SELECT COUNT(*) FROM users"),
     ("api_tokens", "SELECT COUNT(*) FROM api_tokens"),
     ("sessions", "SELECT COUNT(*) FROM sessions"),

@@ -17,6 +17,7 @@ pub mod copy;
 pub mod error;
 pub mod sql;
 mod sql_accounts;
+mod sql_replicas;
 mod sql_telemetry;
 mod url;
 
@@ -112,6 +113,25 @@ pub struct Snapshot {
     pub version_reserved: u64,
     /// Users, API tokens and live sessions.
     pub accounts: crate::access::Accounts,
+    /// The change log's newest position, read in the same transaction.
+    pub change_log_position: u64,
+}
+
+/// Held while an admin change is computed and committed (see
+/// [`Db::admin_lock`]); dropping it releases the lock.
+pub struct AdminLock(pub Box<dyn std::any::Any + Send>);
+
+impl std::fmt::Debug for AdminLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminLock")
+    }
+}
+
+/// How [`Db::load_device`] finds a device.
+#[derive(Debug, Clone)]
+pub enum DeviceKey {
+    Id(String),
+    TokenHash(Digest),
 }
 
 pub type DbFuture<'a, T> = Pin<Box<dyn Future<Output = DbResult<T>> + Send + 'a>>;
@@ -121,13 +141,39 @@ pub type DbFuture<'a, T> = Pin<Box<dyn Future<Output = DbResult<T>> + Send + 'a>
 pub trait Db: Send + Sync + 'static {
     /// Everything needed to rebuild the state in memory.
     fn load(&self) -> DbFuture<'_, Snapshot>;
-    /// Admin changes and their audit record, in one transaction.
-    fn commit(&self, changes: Vec<Change>, audit: AuditRecord) -> DbFuture<'_, ()>;
+    /// Admin changes and their audit record, in one transaction; changes
+    /// also go to the change log other replicas replay. Returns the audit
+    /// record's id (the change log's position when there were changes).
+    fn commit(&self, changes: Vec<Change>, audit: AuditRecord) -> DbFuture<'_, u64>;
     /// A batch of device writes, in one transaction.
     fn write_devices(&self, writes: Vec<DeviceWrite>) -> DbFuture<'_, ()>;
-    /// Records that manifest versions up to `upto` may be issued, so a
-    /// restarted fleet starts above them.
-    fn reserve_versions(&self, upto: u64) -> DbFuture<'_, ()>;
+    /// Reserves the next `block` manifest versions for this process,
+    /// atomically across replicas; returns the last of them (a restarted
+    /// fleet, or another replica, starts above it).
+    fn reserve_versions(&self, block: u64) -> DbFuture<'_, u64>;
+    /// The change log after position `after`, oldest first: what other
+    /// replicas committed, to replay in memory.
+    fn changes_since(&self, after: u64) -> DbFuture<'_, Vec<(u64, Vec<Change>)>>;
+    /// The newest change-log position (0: none).
+    fn last_change(&self) -> DbFuture<'_, u64>;
+    /// Takes or renews the lease `name` for `holder` until `now + ttl_s`
+    /// (unix seconds): its fencing token when `holder` has it, `None` when
+    /// another replica holds it unexpired. The token grows whenever the
+    /// holder changes.
+    fn lease(
+        &self,
+        name: String,
+        holder: String,
+        now: u64,
+        ttl_s: u64,
+    ) -> DbFuture<'_, Option<u64>>;
+    /// Serialises admin changes across replicas sharing the database: held
+    /// until the returned lock is dropped. `None` where one process owns
+    /// the database (SQLite), whose in-process lock is enough.
+    fn admin_lock(&self) -> DbFuture<'_, Option<AdminLock>>;
+    /// One device as stored, by id or by token digest: for a replica that
+    /// did not see its registration or last check-in.
+    fn load_device(&self, by: DeviceKey) -> DbFuture<'_, Option<StoredDevice>>;
     /// The newest audit records first, up to `limit`, older than `before`
     /// when given.
     fn audit_log(&self, limit: u32, before: Option<u64>) -> DbFuture<'_, Vec<AuditRecord>>;

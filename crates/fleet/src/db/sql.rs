@@ -65,12 +65,17 @@ macro_rules! migrations {
                 "accounts",
                 include_str!(concat!("../../migrations/", $dir, "/0006_accounts.sql")),
             ),
+            (
+                7,
+                "replicas",
+                include_str!(concat!("../../migrations/", $dir, "/0007_replicas.sql")),
+            ),
         ]
     };
 }
 
-const SQLITE_MIGRATIONS: [(i64, &str, &str); 6] = migrations!("sqlite");
-const POSTGRES_MIGRATIONS: [(i64, &str, &str); 6] = migrations!("postgres");
+const SQLITE_MIGRATIONS: [(i64, &str, &str); 7] = migrations!("sqlite");
+const POSTGRES_MIGRATIONS: [(i64, &str, &str); 7] = migrations!("postgres");
 
 /// Which SQL the database speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +108,7 @@ fn migrator(dialect: Dialect) -> Migrator {
 }
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// The SQL backend (SQLite or PostgreSQL).
 #[derive(Debug, Clone)]
@@ -316,15 +321,30 @@ async fn load_all(tx: &mut Transaction<'_, Any>) -> DbResult<Snapshot> {
         snap.content_keys
             .push((digest(row.get("digest"), "sealed blob digest")?, key));
     }
-    snap.devices = load_devices(tx).await?;
+    snap.devices = load_devices(tx, None).await?;
     snap.accounts = super::sql_accounts::load(tx).await?;
+    let position: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM change_log")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(sql("reading the change log"))?;
+    snap.change_log_position = position.map_or(0, |p| u64::try_from(p).unwrap_or(0));
     Ok(snap)
 }
 
-async fn load_devices(tx: &mut Transaction<'_, Any>) -> DbResult<Vec<StoredDevice>> {
+/// Every device, or only the one with id `only`.
+pub(super) async fn load_devices(
+    tx: &mut Transaction<'_, Any>,
+    only: Option<&str>,
+) -> DbResult<Vec<StoredDevice>> {
+    // The same statement for all devices or one (bound as $1).
+    let q = |all: &'static str, one: &'static str| match only {
+        None => sqlx::query(all),
+        Some(id) => sqlx::query(one).bind(id.to_string()),
+    };
     let mut devices: BTreeMap<String, StoredDevice> = BTreeMap::new();
-    for row in sqlx::query(
+    for row in q(
         "SELECT id, token_hash, channel, registered_at, last_seen_at, profile, blocked, public_key, revoked_at FROM devices",
+        "SELECT id, token_hash, channel, registered_at, last_seen_at, profile, blocked, public_key, revoked_at FROM devices WHERE id = $1",
     )
     .fetch_all(&mut **tx)
     .await
@@ -333,18 +353,22 @@ async fn load_devices(tx: &mut Transaction<'_, Any>) -> DbResult<Vec<StoredDevic
         let d = stored_device(&row)?;
         devices.insert(d.new.id.clone(), d);
     }
-    for row in sqlx::query("SELECT device_id, model, version FROM pins")
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(sql("loading pins"))?
+    for row in q(
+        "SELECT device_id, model, version FROM pins",
+        "SELECT device_id, model, version FROM pins WHERE device_id = $1",
+    )
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(sql("loading pins"))?
     {
         let id: String = row.get("device_id");
         if let Some(d) = devices.get_mut(&id) {
             d.pins.push((model(row.get("model"))?, row.get("version")));
         }
     }
-    for row in sqlx::query(
+    for row in q(
         "SELECT device_id, model, manifest_version, content_key, model_version, expires_at, envelope FROM issued",
+        "SELECT device_id, model, manifest_version, content_key, model_version, expires_at, envelope FROM issued WHERE device_id = $1",
     )
     .fetch_all(&mut **tx)
     .await
@@ -365,10 +389,13 @@ async fn load_devices(tx: &mut Transaction<'_, Any>) -> DbResult<Vec<StoredDevic
             d.issued.push(issued);
         }
     }
-    for row in sqlx::query("SELECT device_id, model, model_version, at FROM first_issued")
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(sql("loading first-issue times"))?
+    for row in q(
+        "SELECT device_id, model, model_version, at FROM first_issued",
+        "SELECT device_id, model, model_version, at FROM first_issued WHERE device_id = $1",
+    )
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(sql("loading first-issue times"))?
     {
         let id: String = row.get("device_id");
         if let Some(d) = devices.get_mut(&id) {
@@ -382,7 +409,7 @@ async fn load_devices(tx: &mut Transaction<'_, Any>) -> DbResult<Vec<StoredDevic
     Ok(devices.into_values().collect())
 }
 
-fn stored_device(row: &AnyRow) -> DbResult<StoredDevice> {
+pub(super) fn stored_device(row: &AnyRow) -> DbResult<StoredDevice> {
     let profile: Option<String> = row.get("profile");
     let blocked: Option<String> = row.get("blocked");
     Ok(StoredDevice {
@@ -659,7 +686,7 @@ async fn write_device(tx: &mut Transaction<'_, Any>, w: &DeviceWrite) -> DbResul
 }
 
 impl SqlDb {
-    async fn commit_inner(&self, changes: Vec<Change>, audit: AuditRecord) -> DbResult<()> {
+    async fn commit_inner(&self, changes: Vec<Change>, audit: AuditRecord) -> DbResult<u64> {
         let mut tx = self
             .pool
             .begin()
@@ -668,18 +695,22 @@ impl SqlDb {
         for c in &changes {
             apply_change(&mut tx, c).await?;
         }
-        sqlx::query(
-            "INSERT INTO audit (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(secs(audit.at))
         .bind(&audit.actor)
         .bind(&audit.action)
         .bind(&audit.target)
         .bind(audit.detail.to_string())
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(sql("writing the audit log"))?;
-        tx.commit().await.map_err(sql("committing"))
+        if !changes.is_empty() {
+            super::sql_replicas::log_changes(&mut tx, id, &changes).await?;
+        }
+        tx.commit().await.map_err(sql("committing"))?;
+        Ok(u64::try_from(id).unwrap_or(0))
     }
 
     async fn write_devices_inner(&self, writes: Vec<DeviceWrite>) -> DbResult<()> {
@@ -743,7 +774,7 @@ impl Db for SqlDb {
         Box::pin(self.load_inner())
     }
 
-    fn commit(&self, changes: Vec<Change>, audit: AuditRecord) -> DbFuture<'_, ()> {
+    fn commit(&self, changes: Vec<Change>, audit: AuditRecord) -> DbFuture<'_, u64> {
         Box::pin(self.commit_inner(changes, audit))
     }
 
@@ -751,17 +782,34 @@ impl Db for SqlDb {
         Box::pin(self.write_devices_inner(writes))
     }
 
-    fn reserve_versions(&self, upto: u64) -> DbFuture<'_, ()> {
-        Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO meta (key, value) VALUES ('version_reserved', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(upto.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(sql("reserving manifest versions"))?;
-            Ok(())
-        })
+    fn reserve_versions(&self, block: u64) -> DbFuture<'_, u64> {
+        Box::pin(self.reserve_versions_inner(block))
+    }
+
+    fn changes_since(&self, after: u64) -> DbFuture<'_, Vec<(u64, Vec<Change>)>> {
+        Box::pin(self.changes_since_inner(after))
+    }
+
+    fn last_change(&self) -> DbFuture<'_, u64> {
+        Box::pin(self.last_change_inner())
+    }
+
+    fn lease(
+        &self,
+        name: String,
+        holder: String,
+        now: u64,
+        ttl_s: u64,
+    ) -> DbFuture<'_, Option<u64>> {
+        Box::pin(async move { self.lease_inner(&name, &holder, now, ttl_s).await })
+    }
+
+    fn admin_lock(&self) -> DbFuture<'_, Option<super::AdminLock>> {
+        Box::pin(self.admin_lock_inner())
+    }
+
+    fn load_device(&self, by: super::DeviceKey) -> DbFuture<'_, Option<StoredDevice>> {
+        Box::pin(self.load_device_inner(by))
     }
 
     fn audit_log(&self, limit: u32, before: Option<u64>) -> DbFuture<'_, Vec<AuditRecord>> {

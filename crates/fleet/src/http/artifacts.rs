@@ -23,7 +23,6 @@ use super::bearer;
 use crate::api::Stored;
 use crate::blobs::Blobs;
 use crate::error::FleetError;
-use crate::keys::secret_hash;
 use crate::Fleet;
 
 const CHUNK: usize = 256 << 10;
@@ -92,7 +91,7 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Result<Response, FleetError> {
     let token = bearer(&headers)?;
-    if !fleet.is_admin(token) && fleet.devices().by_token(&secret_hash(token)).is_none() {
+    if !fleet.is_admin(token) && fleet.device_by_token(token).await.is_err() {
         return Err(FleetError::Unauthorized(
             "token is neither a device token nor the admin token".into(),
         ));

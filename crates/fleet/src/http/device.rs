@@ -61,7 +61,7 @@ pub async fn telemetry(
     let batch: TelemetryBatch = super::parse_json(&body.map_err(super::body_error)?)?;
     let events = u32::try_from(batch.events.len()).unwrap_or(u32::MAX);
     let m = fleet.metrics();
-    match fleet.ingest(token, batch) {
+    match fleet.ingest(token, batch).await {
         Ok(ack) => {
             if ack.duplicate {
                 m.telemetry("duplicate", events);

@@ -1,0 +1,18 @@
+-- Several fleet replicas on one database (issue #21). Every admin commit
+-- that changes the fleet's state also records its changes here, under the
+-- audit record's id, so the other replicas replay them in order; leases
+-- give background work (soak timers, automatic halts) to one replica at a
+-- time, with a fencing token that grows with every new holder. Queries
+-- live in src/db/sql_replicas.rs.
+
+CREATE TABLE change_log (
+    id      INTEGER PRIMARY KEY,  -- the audit record's id
+    changes TEXT NOT NULL         -- [Change] JSON
+);
+
+CREATE TABLE leases (
+    name       TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    fence      INTEGER NOT NULL,  -- +1 whenever the holder changes
+    expires_at INTEGER NOT NULL   -- unix seconds
+);

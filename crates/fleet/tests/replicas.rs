@@ -1,0 +1,196 @@
+//! Two fleet replicas on one PostgreSQL database (#21), in one process
+//! with one manual clock: a device registered on one checks in on the
+//! other and keeps its manifest; manifest versions rise per device however
+//! it moves between replicas; an admin change on one is seen by the other
+//! after its tick; a console session made on one works on the other; the
+//! background lease gives soak timers to one replica at a time, so each
+//! stage advances exactly once, and the other takes over when the holder
+//! stops. Without `OUTPOST_FLEET_TEST_DB` the test starts PostgreSQL
+//! itself (`scripts/ensure-postgres.sh`).
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use common::*;
+use outpost_fleet::replicas::LEASE_TTL_S;
+use outpost_fleet::{Fleet, FleetConfig};
+use serde_json::{json, Value};
+
+const MODEL: &str = "smollm2-135m";
+
+fn postgres_server() -> String {
+    if let Some(url) = test_postgres() {
+        return url;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/ensure-postgres.sh"
+    );
+    let out = std::process::Command::new(script)
+        .output()
+        .expect("run scripts/ensure-postgres.sh");
+    assert!(
+        out.status.success(),
+        "PostgreSQL is needed for replicas: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A second replica: its own folder with the first one's key files (the
+/// signing key, admin token and app key are the fleet's, not a replica's),
+/// the same database and clock.
+async fn replica_of(a: &TestFleet, db: &str) -> TestFleet {
+    let dir = TempDir::new("replica-b");
+    for f in std::fs::read_dir(&a.dir.0).expect("dir a").flatten() {
+        if f.path().is_file() && !f.file_name().to_string_lossy().starts_with("fleet.db") {
+            std::fs::copy(f.path(), dir.0.join(f.file_name())).expect("copy key file");
+        }
+    }
+    let mut cfg = FleetConfig::new(&dir.0);
+    cfg.admin_token = Some(ADMIN.into());
+    cfg.db = Some(db.parse().expect("db url"));
+    let fleet = Fleet::open(cfg, a.clock.clone())
+        .await
+        .expect("replica opens");
+    TestFleet {
+        fleet,
+        clock: a.clock.clone(),
+        dir,
+    }
+}
+
+async fn advances(t: &TestFleet) -> usize {
+    admin(t, "GET", "/admin/v1/audit?limit=1000", None)
+        .await
+        .as_array()
+        .map_or(0, |a| {
+            a.iter()
+                .filter(|r| r["action"] == "rollout.advance")
+                .count()
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_devices_admin_changes_sessions_and_background_work() {
+    let server = postgres_server();
+    let db = format!("{server}/outpost_t_replicas_{}_{}", std::process::id(), T0);
+    let dir = TempDir::new("replica-a");
+    let clock = Arc::new(outpost_fleet::ManualClock::new(T0));
+    let mut cfg = FleetConfig::new(&dir.0);
+    cfg.admin_token = Some(ADMIN.into());
+    cfg.db = Some(db.parse().expect("db url"));
+    let a = TestFleet {
+        fleet: Fleet::open(cfg, clock.clone())
+            .await
+            .expect("replica a opens"),
+        clock,
+        dir,
+    };
+    let b = replica_of(&a, &db).await;
+
+    // Admin changes on A; B sees them after its tick.
+    publish(&a, MODEL, "v1", "0.1.0").await;
+    publish(&a, MODEL, "v2", "0.1.0").await;
+    release_on_stable(&a, MODEL, "v1").await;
+    let r = start_rollout(&a, MODEL, "v2", &[50, 100], 60).await;
+    let id = r["id"].as_u64().expect("rollout id");
+    b.fleet.catch_up().await.expect("b catches up");
+    let rollouts = admin(&b, "GET", "/admin/v1/rollouts", None).await;
+    assert_eq!(rollouts[0]["id"].as_u64(), Some(id), "{rollouts}");
+    assert_eq!(rollouts[0]["stage"].as_u64(), Some(0), "{rollouts}");
+
+    // Devices registered on one replica check in on either; versions only
+    // rise, whichever replica numbers them.
+    let mut devices = Vec::new();
+    for i in 0..40 {
+        let on = if i % 2 == 0 { &a } else { &b };
+        devices.push(register(on, "stable").await);
+    }
+    let mut last = vec![0u64; devices.len()];
+    for round in 0..3 {
+        for (i, (_, token)) in devices.iter().enumerate() {
+            let on = if (i + round) % 2 == 0 { &b } else { &a };
+            let m = check_in(on, token, profile("phone-8gb"), MODEL).await;
+            let v = manifest_version(&m);
+            assert!(v >= last[i], "device {i}: version {v} after {}", last[i]);
+            if round > 0 {
+                assert_eq!(v, last[i], "an unchanged assignment keeps its manifest");
+            }
+            last[i] = v;
+        }
+    }
+
+    // One replica holds the background lease; with both ticking past the
+    // soak, the stage advances once.
+    a.clock.advance(61);
+    for _ in 0..3 {
+        let (x, y) = tokio::join!(a.fleet.tick(), b.fleet.tick());
+        x.expect("a ticks");
+        y.expect("b ticks");
+    }
+    assert_eq!(advances(&a).await, 1, "the first stage advanced once");
+    b.fleet.catch_up().await.expect("b catches up");
+    let seen = admin(&b, "GET", "/admin/v1/rollouts", None).await;
+    assert_eq!(seen[0]["stage"].as_u64(), Some(1), "{seen}");
+
+    // Devices moved by the advance get new manifests, numbered above
+    // their last wherever they check in.
+    for (i, (_, token)) in devices.iter().enumerate() {
+        let on = if i % 3 == 0 { &a } else { &b };
+        let m = check_in(on, token, profile("phone-8gb"), MODEL).await;
+        let v = manifest_version(&m);
+        assert!(v >= last[i], "device {i}: {v} after {}", last[i]);
+        assert_eq!(m["model_version"], "v2", "device {i} on the last stage");
+        last[i] = v;
+    }
+
+    // A stops (no more ticks); once its lease has run out, B takes over
+    // and advances the next stage, once.
+    a.clock.advance(LEASE_TTL_S + 61);
+    // Only B ticks now (A is "stopped"); B may need one tick to take the
+    // lease, and A's lease has run out.
+    for _ in 0..3 {
+        b.fleet.tick().await.expect("b ticks");
+    }
+    let completed = admin(&b, "GET", "/admin/v1/rollouts", None).await;
+    assert_eq!(
+        advances(&b).await,
+        2,
+        "the second stage advanced once: {completed}"
+    );
+    // A comes back (a stalled replica): it replays B's advance and does
+    // nothing twice.
+    for _ in 0..3 {
+        a.fleet.tick().await.expect("a ticks");
+    }
+    assert_eq!(advances(&a).await, 2);
+
+    // A console session made on A works on B.
+    let (s, v) = call(
+        &a,
+        "POST",
+        "/admin/v1/users",
+        Some(ADMIN),
+        Some(json!({"name": "rosa", "role": "viewer", "password": "a long enough password"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let login = a
+        .fleet
+        .login("rosa", "a long enough password", "127.0.0.1", None)
+        .await
+        .expect("login on a");
+    b.fleet.catch_up().await.expect("b catches up");
+    let who: Option<Value> = b
+        .fleet
+        .principal_for_session(&login.cookie)
+        .map(|(p, _)| json!({"actor": p.actor, "role": p.role.as_str()}));
+    assert_eq!(
+        who,
+        Some(json!({"actor": "user:rosa", "role": "viewer"})),
+        "the session made on A is known to B"
+    );
+}
