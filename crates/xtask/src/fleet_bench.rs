@@ -14,8 +14,9 @@
 //!
 //! With `--db postgres://…` the same phases run a second time on a fleet
 //! whose database is that PostgreSQL (it must be empty or absent: use a new
-//! database name per run), and a table puts both side by side with the
-//! ratio PostgreSQL / SQLite.
+//! database name per run), with `--replicas N` fleet processes on it (the
+//! load generator's connections spread over them), and a table puts both
+//! side by side with the ratio PostgreSQL / SQLite.
 //!
 //! The load generator is one thread (a single-threaded tokio runtime)
 //! with C keep-alive connections in a closed loop, speaking HTTP/1.1 by
@@ -44,6 +45,8 @@ struct Opts {
     secs: u64,
     /// A PostgreSQL database to run the same phases on, after SQLite.
     postgres: Option<String>,
+    /// Fleet processes on the PostgreSQL database (SQLite: always one).
+    replicas: usize,
 }
 
 fn opts(args: &[String]) -> Result<Opts> {
@@ -52,6 +55,7 @@ fn opts(args: &[String]) -> Result<Opts> {
         conns: 64,
         secs: 10,
         postgres: None,
+        replicas: 1,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -65,9 +69,11 @@ fn opts(args: &[String]) -> Result<Opts> {
         }
         if a == "--replicas" {
             let n = it.next().context("--replicas needs a number")?;
-            if n != "1" {
-                bail!("--replicas {n}: several fleet replicas on one database are not built yet (#21); this bench runs one");
-            }
+            o.replicas = n
+                .parse()
+                .ok()
+                .filter(|&n| (1..=8).contains(&n))
+                .with_context(|| format!("--replicas {n}: give 1 to 8"))?;
             continue;
         }
         let v: u64 = it
@@ -79,8 +85,14 @@ fn opts(args: &[String]) -> Result<Opts> {
             "--devices" => o.devices = v as usize,
             "--connections" => o.conns = v as usize,
             "--seconds" => o.secs = v,
-            other => bail!("unknown option {other}; use --devices N --connections N --seconds N [--db postgres://…]"),
+            other => bail!("unknown option {other}; use --devices N --connections N --seconds N [--db postgres://… [--replicas N]]"),
         }
+    }
+    if o.replicas > 1 && o.postgres.is_none() {
+        bail!(
+            "--replicas {} needs --db postgres://… (replicas share a PostgreSQL database)",
+            o.replicas
+        );
     }
     if o.devices == 0 || o.conns == 0 || o.secs == 0 {
         bail!("--devices, --connections and --seconds must be above 0");
@@ -259,7 +271,7 @@ impl Phase {
 /// Closed loop over `conns` connections: each takes the next device (in
 /// order, wrapping) until `count` requests are done or `until` passes.
 async fn drive(
-    addr: &str,
+    addrs: &[String],
     tokens: &[String],
     conns: usize,
     count: Option<usize>,
@@ -270,12 +282,13 @@ async fn drive(
     let t0 = Instant::now();
     let local = tokio::task::LocalSet::new();
     let mut handles = Vec::new();
-    for _ in 0..conns {
+    for k in 0..conns {
+        // Connections spread over the replicas.
         let (next, tokens, bodies, addr) = (
             next.clone(),
             tokens.to_vec(),
             bodies.clone(),
-            addr.to_string(),
+            addrs[k % addrs.len()].clone(),
         );
         handles.push(local.spawn_local(async move {
             let mut c = Conn::open(&addr).await?;
@@ -356,7 +369,7 @@ fn batch(device_id: &str, id: usize) -> String {
 
 /// Telemetry batches over `conns` connections until `until`.
 async fn telemetry(
-    addr: &str,
+    addrs: &[String],
     devices: &[(String, String)],
     conns: usize,
     until: Instant,
@@ -369,12 +382,12 @@ async fn telemetry(
     let t0 = Instant::now();
     let local = tokio::task::LocalSet::new();
     let mut handles = Vec::new();
-    for _ in 0..conns {
+    for k in 0..conns {
         let (next, devices, bodies, addr) = (
             next.clone(),
             devices.to_vec(),
             bodies.clone(),
-            addr.to_string(),
+            addrs[k % addrs.len()].clone(),
         );
         handles.push(local.spawn_local(async move {
             let mut c = Conn::open(&addr).await?;
@@ -445,21 +458,45 @@ fn run_one(outpost: &Path, o: &Opts, db: Option<&str>) -> Result<Results> {
         .local_addr()?
         .port();
     let url = format!("http://127.0.0.1:{port}");
-    let server = Proc(
-        Command::new(outpost)
-            .args(["fleet", "serve", "--port", &port.to_string(), "--data"])
-            .arg(&data)
-            .args(db.map(|u| vec!["--db", u]).unwrap_or_default())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting outpost fleet serve")?,
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ureq::get(&format!("{url}/health")).call().is_err() {
-        if Instant::now() > deadline {
-            bail!("fleet did not start");
+    let start = |data: &Path, port: u16| -> Result<Proc> {
+        let p = Proc(
+            Command::new(outpost)
+                .args(["fleet", "serve", "--port", &port.to_string(), "--data"])
+                .arg(data)
+                .args(db.map(|u| vec!["--db", u]).unwrap_or_default())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting outpost fleet serve")?,
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ureq::get(&format!("http://127.0.0.1:{port}/health"))
+            .call()
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                bail!("fleet did not start");
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        Ok(p)
+    };
+    let server = start(&data, port)?;
+    // More replicas: each its own folder with the first one's key files
+    // (signing key, admin token, app key), on the same database.
+    let replicas = if db.is_some() { o.replicas } else { 1 };
+    let mut others = Vec::new();
+    let mut addrs = vec![format!("127.0.0.1:{port}")];
+    for r in 1..replicas {
+        let dir = root.join(format!("replica-{r}"));
+        std::fs::create_dir_all(&dir)?;
+        for f in ["signing.key", "signing.pub.json", "admin.token", "app.key"] {
+            std::fs::copy(data.join(f), dir.join(f)).with_context(|| format!("copying {f}"))?;
+        }
+        let p = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        others.push(start(&dir, p)?);
+        addrs.push(format!("127.0.0.1:{p}"));
     }
     for v in ["v1", "v2"] {
         let dir = release_dir(&root, v)?;
@@ -499,10 +536,11 @@ fn run_one(outpost: &Path, o: &Opts, db: Option<&str>) -> Result<Results> {
         .build()?;
     let addr = format!("127.0.0.1:{port}");
     println!(
-        "fleet bench: {} devices, {} connections, {} s steady phase, server and load generator on this machine ({} cores)",
+        "fleet bench: {} devices, {} connections, {} s steady phase, {} fleet process(es) and the load generator on this machine ({} cores)",
         o.devices,
         o.conns,
         o.secs,
+        addrs.len(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let devices: Vec<(String, String)> = rt.block_on(async {
@@ -525,13 +563,13 @@ fn run_one(outpost: &Path, o: &Opts, db: Option<&str>) -> Result<Results> {
         Ok::<_, anyhow::Error>(tokens)
     })?;
     let tokens: Vec<String> = devices.iter().map(|d| d.1.clone()).collect();
-    let mut first = rt.block_on(drive(&addr, &tokens, o.conns, Some(o.devices), None))?;
+    let mut first = rt.block_on(drive(&addrs, &tokens, o.conns, Some(o.devices), None))?;
     first.report("first check-in");
     let until = Instant::now() + Duration::from_secs(o.secs);
-    let mut steady = rt.block_on(drive(&addr, &tokens, o.conns, None, Some(until)))?;
+    let mut steady = rt.block_on(drive(&addrs, &tokens, o.conns, None, Some(until)))?;
     steady.report("steady check-ins");
     let until = Instant::now() + Duration::from_secs(o.secs);
-    let mut tele = rt.block_on(telemetry(&addr, &devices, o.conns.min(16), until))?;
+    let mut tele = rt.block_on(telemetry(&addrs, &devices, o.conns.min(16), until))?;
     let batches = tele.n;
     tele.n *= BATCH;
     tele.report("telemetry events");
@@ -577,6 +615,7 @@ fn run_one(outpost: &Path, o: &Opts, db: Option<&str>) -> Result<Results> {
         );
     }
     drop(server);
+    drop(others);
     let _ = std::fs::remove_dir_all(&root);
     Ok(results)
 }

@@ -49,7 +49,7 @@ const USAGE: &str =
        cargo xtask bench-variants [--threads N]
   Times `outpost variants build` (all default tiers) on both models and
   compares the reference perplexity with llama-perplexity's.
-       cargo xtask bench-fleet [--devices N] [--connections N] [--seconds N] [--db postgres://…]
+       cargo xtask bench-fleet [--devices N] [--connections N] [--seconds N] [--db postgres://… [--replicas N]]
   Check-ins/s and latency p50/p99 of `outpost fleet serve` over loopback
   from simulated devices (default 10000 devices, 64 connections, 10 s).
        cargo xtask bench-router [--rounds N]
