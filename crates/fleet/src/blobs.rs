@@ -292,9 +292,9 @@ mod tests {
         );
         assert!("s3:///x"
             .parse::<BlobsUrl>()
-            .unwrap_err()
+            .expect_err("refused")
             .contains("no bucket"));
-        let e = "gs://b".parse::<BlobsUrl>().unwrap_err();
+        let e = "gs://b".parse::<BlobsUrl>().expect_err("refused");
         assert!(e.contains("file:DIR") && e.contains("s3://"), "{e}");
     }
 }

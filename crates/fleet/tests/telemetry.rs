@@ -24,7 +24,7 @@ async fn open_with(name: &str) -> TestFleet {
 }
 
 async fn reopen_with(dir: &TempDir, clock: &Arc<ManualClock>) -> Arc<Fleet> {
-    let mut cfg = config(&dir);
+    let mut cfg = config(dir);
     cfg.admin_token = Some(ADMIN.into());
     cfg.halt.min_devices = 5;
     cfg.halt.min_inferences = 20;

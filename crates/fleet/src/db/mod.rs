@@ -17,6 +17,7 @@ pub mod copy;
 pub mod error;
 pub mod sql;
 mod sql_accounts;
+mod sql_load;
 mod sql_replicas;
 mod sql_telemetry;
 mod url;

@@ -9,12 +9,13 @@ use sqlx::{Any, Row, Transaction};
 
 use super::codec::{corrupt, int, sql, to_json, uint};
 use super::error::DbResult;
-use super::sql::{load_devices, Dialect, SqlDb};
+use super::sql::{Dialect, SqlDb};
+use super::sql_load::load_devices;
 use super::{AdminLock, DeviceKey, StoredDevice};
 use crate::state::Change;
 
 /// The advisory-lock key of admin changes ("outpost" in ASCII).
-const ADMIN_LOCK_KEY: i64 = 0x6f75_7470_6f73_74;
+const ADMIN_LOCK_KEY: i64 = 0x006f_7574_706f_7374;
 
 /// Records a commit's changes under its audit id.
 pub(super) async fn log_changes(

@@ -106,17 +106,19 @@ mod tests {
             "sqlite:///tmp/f.db".parse::<DbUrl>(),
             Ok(DbUrl::Sqlite("/tmp/f.db".into()))
         );
-        let pg: DbUrl = "postgres://u:secret@127.0.0.1:5432/fleet".parse().unwrap();
+        let pg: DbUrl = "postgres://u:secret@127.0.0.1:5432/fleet"
+            .parse()
+            .expect("parses");
         assert!(!pg.to_string().contains("secret"), "{pg}");
         assert!(!format!("{pg:?}").contains("secret"));
         let e = "postgres://u:secret@127.0.0.1:5432"
             .parse::<DbUrl>()
-            .unwrap_err();
+            .expect_err("refused");
         assert!(
             e.contains("names no database") && !e.contains("secret"),
             "{e}"
         );
-        let e = "mysql://u@h/db".parse::<DbUrl>().unwrap_err();
+        let e = "mysql://u@h/db".parse::<DbUrl>().expect_err("refused");
         assert!(
             e.contains("sqlite:PATH") && e.contains("postgres://"),
             "{e}"

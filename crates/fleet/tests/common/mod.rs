@@ -113,7 +113,7 @@ pub async fn open(name: &str) -> TestFleet {
 }
 
 pub async fn reopen(dir: &TempDir, clock: &Arc<ManualClock>) -> Arc<Fleet> {
-    let mut cfg = config(&dir);
+    let mut cfg = config(dir);
     cfg.admin_token = Some(ADMIN.into());
     Fleet::open(cfg, clock.clone()).await.expect("fleet opens")
 }
