@@ -6,7 +6,7 @@
 use std::str::FromStr;
 
 use outpost_protocol::manifest::ModelName;
-use outpost_protocol::Digest;
+use outpost_protocol::{Digest, Timestamp};
 
 use super::error::{DbError, DbResult};
 
@@ -49,4 +49,14 @@ pub(super) fn int(v: u64) -> i64 {
 /// An INTEGER column's value as a count or time (negative: 0).
 pub(super) fn uint(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
+}
+
+/// A stored time (unix seconds; negative: the epoch).
+pub(super) fn ts(v: i64) -> Timestamp {
+    Timestamp::from_unix_seconds(u64::try_from(v).unwrap_or(0))
+}
+
+/// A time for an INTEGER column (saturating).
+pub(super) fn secs(t: Timestamp) -> i64 {
+    i64::try_from(t.unix_seconds()).unwrap_or(i64::MAX)
 }

@@ -16,12 +16,11 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use outpost_protocol::Timestamp;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Row, Transaction};
 
-use super::codec::{corrupt, sql, to_json};
+use super::codec::{corrupt, secs, sql, to_json, ts};
 use super::error::{DbError, DbResult};
 use super::{AuditRecord, Db, DbFuture, DbUrl, DeviceWrite, Snapshot, StoredDevice};
 use crate::state::Change;
@@ -114,14 +113,6 @@ pub const SCHEMA_VERSION: i64 = 7;
 pub struct SqlDb {
     pub(super) pool: AnyPool,
     pub(super) dialect: Dialect,
-}
-
-pub(super) fn ts(v: i64) -> Timestamp {
-    Timestamp::from_unix_seconds(u64::try_from(v).unwrap_or(0))
-}
-
-pub(super) fn secs(t: Timestamp) -> i64 {
-    i64::try_from(t.unix_seconds()).unwrap_or(i64::MAX)
 }
 
 impl SqlDb {
@@ -458,6 +449,21 @@ async fn write_device(tx: &mut Transaction<'_, Any>, w: &DeviceWrite) -> DbResul
     Ok(())
 }
 
+/// Records a commit's changes under its audit id.
+pub(super) async fn log_changes(
+    tx: &mut Transaction<'_, Any>,
+    id: i64,
+    changes: &[Change],
+) -> DbResult<()> {
+    sqlx::query("INSERT INTO change_log (id, changes) VALUES ($1, $2)")
+        .bind(id)
+        .bind(to_json(&changes))
+        .execute(&mut **tx)
+        .await
+        .map_err(sql("writing the change log"))?;
+    Ok(())
+}
+
 impl SqlDb {
     async fn commit_inner(&self, changes: Vec<Change>, audit: AuditRecord) -> DbResult<u64> {
         let mut tx = self
@@ -480,7 +486,7 @@ impl SqlDb {
         .await
         .map_err(sql("writing the audit log"))?;
         if !changes.is_empty() {
-            super::sql_replicas::log_changes(&mut tx, id, &changes).await?;
+            log_changes(&mut tx, id, &changes).await?;
         }
         tx.commit().await.map_err(sql("committing"))?;
         Ok(u64::try_from(id).unwrap_or(0))

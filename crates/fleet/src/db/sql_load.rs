@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::codec::{corrupt, digest, model, sql};
+use super::codec::{corrupt, digest, model, sql, ts};
 use super::error::{DbError, DbResult};
-use super::sql::ts;
 use super::{NewDevice, Snapshot, StoredDevice};
 use crate::rollout::Rollout;
 use crate::state::{Channel, ChannelEntry, Freeze, Issued, Release, Revocation};

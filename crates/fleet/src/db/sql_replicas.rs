@@ -5,9 +5,9 @@
 //! leases with fencing tokens for background work, atomic reservation of
 //! manifest-version blocks, and one device read back by id or token.
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
-use super::codec::{corrupt, int, sql, to_json, uint};
+use super::codec::{corrupt, int, sql, uint};
 use super::error::DbResult;
 use super::sql::{Dialect, SqlDb};
 use super::sql_load::load_devices;
@@ -16,21 +16,6 @@ use crate::state::Change;
 
 /// The advisory-lock key of admin changes ("outpost" in ASCII).
 const ADMIN_LOCK_KEY: i64 = 0x006f_7574_706f_7374;
-
-/// Records a commit's changes under its audit id.
-pub(super) async fn log_changes(
-    tx: &mut Transaction<'_, Any>,
-    id: i64,
-    changes: &[Change],
-) -> DbResult<()> {
-    sqlx::query("INSERT INTO change_log (id, changes) VALUES ($1, $2)")
-        .bind(id)
-        .bind(to_json(&changes))
-        .execute(&mut **tx)
-        .await
-        .map_err(sql("writing the change log"))?;
-    Ok(())
-}
 
 impl SqlDb {
     pub(super) async fn changes_since_inner(
