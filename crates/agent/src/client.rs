@@ -182,7 +182,7 @@ impl FleetClient {
                     .get(&location)
                     .set("range", &range)
                     .call()
-                    .map_err(|e| self.fail("an artifact download from the object store", e))?;
+                    .map_err(|e| object_store_error(&location, e))?;
             }
             let status = resp.status();
             if status != 206 && !(status == 200 && resumed_from == 0) {
@@ -322,5 +322,22 @@ impl Progress {
         } else {
             self.bar.finish_and_clear();
         }
+    }
+}
+
+/// A failed download from the object store a fleet sent us to: retried
+/// later like an offline fleet, and said without the pre-signed URL's
+/// query (its signature and credential stay out of logs).
+fn object_store_error(location: &str, e: ureq::Error) -> AgentError {
+    let place = location.split('?').next().unwrap_or_default().to_string();
+    let problem = match e {
+        ureq::Error::Status(status, _) => {
+            format!("the object store answered {status} (an expired or refused pre-signed URL is renewed at the next attempt)")
+        }
+        ureq::Error::Transport(t) => format!("the object store did not answer ({})", t.kind()),
+    };
+    AgentError::Offline {
+        url: place,
+        problem,
     }
 }

@@ -460,7 +460,7 @@ impl Fleet {
         model: &ModelName,
     ) -> FleetResult<()> {
         let _g = self.admin_guard().await?;
-        if self.devices().by_id(device_id).is_none() {
+        if !self.knows_device(device_id).await? {
             return Err(FleetError::NotFound(format!(
                 "device {device_id:?} does not exist"
             )));
@@ -504,7 +504,7 @@ impl Fleet {
     ) -> FleetResult<()> {
         let _g = self.admin_guard().await?;
         self.state().need_channel(channel)?;
-        if self.devices().by_id(device_id).is_none() {
+        if !self.knows_device(device_id).await? {
             return Err(FleetError::NotFound(format!(
                 "device {device_id:?} does not exist"
             )));

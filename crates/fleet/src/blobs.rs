@@ -4,9 +4,9 @@
 //!   (`GET /v1/artifacts/{digest}` with `Range`);
 //! - `s3://bucket/prefix` on any S3-compatible store through the
 //!   `object_store` crate (endpoint, region and credentials from the usual
-//!   `AWS_*` environment variables): an upload streams into a temporary
-//!   object while it is hashed, and becomes `PREFIX/blobs/sha256/HEX` only
-//!   when digest and length match; a device's download is answered with a
+//!   `AWS_*` environment variables): an upload streams into a multipart
+//!   upload of `PREFIX/blobs/sha256/HEX` while it is hashed, completed only
+//!   when digest and length match (aborted otherwise); a device's download is answered with a
 //!   `307` to a short-lived pre-signed URL, so the bytes never pass through
 //!   the fleet, and the store itself serves ranges (resume).
 
@@ -158,41 +158,20 @@ impl S3Blobs {
             .map_err(|e| self.s3_error("signing a download URL", e))
     }
 
-    /// Streams `chunks` into a temporary object, hashing as it goes; when
-    /// the digest is `expected` (and the length `length`, if given), the
-    /// object becomes the blob. Whatever happens, the temporary object
-    /// goes.
+    /// Streams `chunks` into a multipart upload of the blob's own key,
+    /// hashing as it goes; the upload completes (and the object appears)
+    /// only when the digest is `expected` (and the length `length`, if
+    /// given), and is aborted otherwise: nothing is left behind, and no
+    /// copy limits the size.
     pub async fn upload(
         &self,
         expected: &Digest,
         length: Option<u64>,
         chunks: &mut tokio::sync::mpsc::Receiver<bytes::Bytes>,
     ) -> FleetResult<Digest> {
-        let mut nonce = [0u8; 12];
-        getrandom::getrandom(&mut nonce)
-            .map_err(|e| FleetError::Internal(format!("no randomness: {e}")))?;
-        let tmp = ObjectPath::from(format!(
-            "{}uploads/{}",
-            self.prefix_slash(),
-            hex::encode(nonce)
-        ));
-        let result = self.upload_to(&tmp, expected, length, chunks).await;
-        if result.is_err() {
-            let _ = self.store.delete(&tmp).await;
-        }
-        result
-    }
-
-    async fn upload_to(
-        &self,
-        tmp: &ObjectPath,
-        expected: &Digest,
-        length: Option<u64>,
-        chunks: &mut tokio::sync::mpsc::Receiver<bytes::Bytes>,
-    ) -> FleetResult<Digest> {
         let upload = self
             .store
-            .put_multipart(tmp)
+            .put_multipart(&self.key(expected))
             .await
             .map_err(|e| self.s3_error("starting an upload", e))?;
         let mut w = WriteMultipart::new(upload);
@@ -201,9 +180,10 @@ impl S3Blobs {
         while let Some(chunk) = chunks.recv().await {
             n += chunk.len() as u64;
             hasher.update(&chunk);
-            w.wait_for_capacity(4)
-                .await
-                .map_err(|e| self.s3_error("uploading a blob", e))?;
+            if let Err(e) = w.wait_for_capacity(4).await {
+                let _ = w.abort().await;
+                return Err(self.s3_error("uploading a blob", e));
+            }
             w.put(chunk);
         }
         let got = Digest::from_sha256_bytes(hasher.finalize().into());
@@ -219,11 +199,6 @@ impl S3Blobs {
         w.finish()
             .await
             .map_err(|e| self.s3_error("finishing an upload", e))?;
-        self.store
-            .copy(tmp, &self.key(expected))
-            .await
-            .map_err(|e| self.s3_error("storing an uploaded blob", e))?;
-        let _ = self.store.delete(tmp).await;
         Ok(got)
     }
 

@@ -70,7 +70,7 @@ impl Fleet {
     /// Stops every content-key release to device `device_id`.
     pub async fn revoke_device(&self, actor: &str, device_id: &str) -> FleetResult<()> {
         let _g = self.admin_guard().await?;
-        if self.devices().by_id(device_id).is_none() {
+        if !self.knows_device(device_id).await? {
             return Err(FleetError::NotFound(format!(
                 "device {device_id:?} does not exist"
             )));

@@ -272,7 +272,7 @@ impl std::fmt::Debug for Fleet {
 }
 
 /// A device as loaded, as kept in memory.
-fn device_from(d: db::StoredDevice) -> Device {
+pub(crate) fn device_from(d: db::StoredDevice) -> Device {
     Device {
         id: d.new.id,
         token_hash: d.new.token_hash,
@@ -506,8 +506,7 @@ impl Fleet {
             detail,
         };
         let id = self.db.commit(changes.clone(), audit).await?;
-        self.committed(id, &changes);
-        Ok(())
+        self.committed(id, &changes).await
     }
 
     /// Applies committed changes to the state in memory.

@@ -16,6 +16,7 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::db::DeviceKey;
 use crate::error::FleetResult;
 use crate::state::Change;
 use crate::Fleet;
@@ -60,13 +61,23 @@ impl Fleet {
         Ok(())
     }
 
-    /// After this process committed change-log entry `id` (under the admin
-    /// guard, so nothing came between).
-    pub(crate) fn committed(&self, id: u64, changes: &[Change]) {
-        self.apply_in_memory(changes);
-        if !changes.is_empty() {
-            self.applied.fetch_max(id, Ordering::SeqCst);
+    /// After this process committed `changes` at change-log position `id`
+    /// (0: none). Under the admin guard nothing comes between, so they are
+    /// applied at once; otherwise (a first start beside another replica)
+    /// the log is replayed up to and including them, in order.
+    pub(crate) async fn committed(&self, id: u64, changes: &[Change]) -> FleetResult<()> {
+        if changes.is_empty() {
+            return Ok(());
         }
+        if self
+            .applied
+            .compare_exchange(id - 1, id, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            self.apply_in_memory(changes);
+            return Ok(());
+        }
+        self.replay_locked().await
     }
 
     /// Whether this replica may run background work now: it holds the
@@ -87,6 +98,24 @@ impl Fleet {
             )
             .await?
             .is_some())
+    }
+
+    /// Whether the device exists: in memory, or (replicas sharing the
+    /// database) registered through another replica, then kept here.
+    pub(crate) async fn knows_device(&self, id: &str) -> FleetResult<bool> {
+        if self.devices().by_id(id).is_some() {
+            return Ok(true);
+        }
+        if !self.shared {
+            return Ok(false);
+        }
+        match self.db.load_device(DeviceKey::Id(id.to_string())).await? {
+            Some(d) => {
+                self.devices_mut().insert(crate::device_from(d));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// This process's name as a lease holder.

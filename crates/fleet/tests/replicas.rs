@@ -123,6 +123,17 @@ async fn two_replicas_share_devices_admin_changes_sessions_and_background_work()
         }
     }
 
+    // A device only A has seen is pinned through B (B reads it back).
+    let fresh = register(&a, "stable").await;
+    let pinned = admin(
+        &b,
+        "POST",
+        &format!("/admin/v1/devices/{}/pins", fresh.0),
+        Some(json!({"model": MODEL, "version": "v1"})),
+    )
+    .await;
+    assert!(pinned.to_string().contains("v1"), "{pinned}");
+
     // One replica holds the background lease; with both ticking past the
     // soak, the stage advances once.
     a.clock.advance(61);

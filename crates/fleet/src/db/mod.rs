@@ -143,8 +143,8 @@ pub trait Db: Send + Sync + 'static {
     /// Everything needed to rebuild the state in memory.
     fn load(&self) -> DbFuture<'_, Snapshot>;
     /// Admin changes and their audit record, in one transaction; changes
-    /// also go to the change log other replicas replay. Returns the audit
-    /// record's id (the change log's position when there were changes).
+    /// also go to the change log other replicas replay. Returns their
+    /// change-log position (0 without changes).
     fn commit(&self, changes: Vec<Change>, audit: AuditRecord) -> DbFuture<'_, u64>;
     /// A batch of device writes, in one transaction.
     fn write_devices(&self, writes: Vec<DeviceWrite>) -> DbFuture<'_, ()>;

@@ -449,19 +449,33 @@ async fn write_device(tx: &mut Transaction<'_, Any>, w: &DeviceWrite) -> DbResul
     Ok(())
 }
 
-/// Records a commit's changes under its audit id.
-pub(super) async fn log_changes(
+/// The advisory-lock key of change-log positions ("outlog" in ASCII).
+const CHANGE_LOG_KEY: i64 = 0x6f75_746c_6f67;
+
+/// Appends a commit's changes to the change log; returns their position.
+/// Positions are handed out under a lock the transaction holds until it
+/// ends (PostgreSQL; SQLite has one writer anyway), so they become visible
+/// in order and a replica reading "after N" never skips one.
+async fn log_changes(
     tx: &mut Transaction<'_, Any>,
-    id: i64,
+    dialect: Dialect,
     changes: &[Change],
-) -> DbResult<()> {
-    sqlx::query("INSERT INTO change_log (id, changes) VALUES ($1, $2)")
-        .bind(id)
-        .bind(to_json(&changes))
-        .execute(&mut **tx)
-        .await
-        .map_err(sql("writing the change log"))?;
-    Ok(())
+) -> DbResult<u64> {
+    if dialect == Dialect::Postgres {
+        sqlx::query("SELECT CAST(pg_advisory_xact_lock($1) AS TEXT)")
+            .bind(CHANGE_LOG_KEY)
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("taking the change log's lock"))?;
+    }
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO change_log (id, changes) SELECT COALESCE(MAX(id), 0) + 1, $1 FROM change_log RETURNING id",
+    )
+    .bind(to_json(&changes))
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(sql("writing the change log"))?;
+    Ok(u64::try_from(id).unwrap_or(0))
 }
 
 impl SqlDb {
@@ -474,22 +488,25 @@ impl SqlDb {
         for c in &changes {
             apply_change(&mut tx, c).await?;
         }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO audit (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        sqlx::query(
+            "INSERT INTO audit (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(secs(audit.at))
         .bind(&audit.actor)
         .bind(&audit.action)
         .bind(&audit.target)
         .bind(audit.detail.to_string())
-        .fetch_one(&mut *tx)
+        .execute(&mut *tx)
         .await
         .map_err(sql("writing the audit log"))?;
-        if !changes.is_empty() {
-            log_changes(&mut tx, id, &changes).await?;
-        }
+        // Last, so the change log's lock is held as briefly as possible.
+        let position = if changes.is_empty() {
+            0
+        } else {
+            log_changes(&mut tx, self.dialect, &changes).await?
+        };
         tx.commit().await.map_err(sql("committing"))?;
-        Ok(u64::try_from(id).unwrap_or(0))
+        Ok(position)
     }
 
     async fn write_devices_inner(&self, writes: Vec<DeviceWrite>) -> DbResult<()> {

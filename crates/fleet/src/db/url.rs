@@ -26,13 +26,7 @@ impl DbUrl {
     pub fn redacted(&self) -> String {
         match self {
             DbUrl::Sqlite(p) => format!("sqlite:{}", p.display()),
-            DbUrl::Postgres(u) => match url::Url::parse(u) {
-                Ok(mut parsed) if parsed.password().is_some() => {
-                    let _ = parsed.set_password(Some("***"));
-                    parsed.to_string()
-                }
-                _ => u.clone(),
-            },
+            DbUrl::Postgres(u) => redact(u),
         }
     }
 }
@@ -88,8 +82,37 @@ impl FromStr for DbUrl {
     }
 }
 
+/// `s` with its password (`user:PASSWORD@`, `?password=…`) replaced by
+/// `***`, even when it does not parse as a URL.
 fn redact(s: &str) -> String {
-    DbUrl::Postgres(s.to_string()).redacted()
+    if let Ok(mut parsed) = url::Url::parse(s) {
+        if parsed.password().is_some() {
+            let _ = parsed.set_password(Some("***"));
+        }
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.eq_ignore_ascii_case("password") {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        if !pairs.is_empty() {
+            parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        return parsed.to_string();
+    }
+    // Unparsable: hide everything between the scheme and the last `@`,
+    // and any query.
+    let (scheme, rest) = s.split_once("://").unwrap_or(("", s));
+    let rest = rest.split('?').next().unwrap_or("");
+    match rest.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}"),
+        None => format!("{scheme}://{rest}"),
+    }
 }
 
 #[cfg(test)]
@@ -117,6 +140,18 @@ mod tests {
         assert!(
             e.contains("names no database") && !e.contains("secret"),
             "{e}"
+        );
+        let e = "postgres://u:p#ss/w@rd@h:5432/db"
+            .parse::<DbUrl>()
+            .map(|u| u.to_string())
+            .unwrap_or_else(|e| e);
+        assert!(!e.contains("p#ss") && !e.contains("w@rd"), "{e}");
+        let q: DbUrl = "postgres://u@h/db?password=hunter2&sslmode=require"
+            .parse()
+            .expect("parses");
+        assert!(
+            !q.to_string().contains("hunter2") && q.to_string().contains("sslmode"),
+            "{q}"
         );
         let e = "mysql://u@h/db".parse::<DbUrl>().expect_err("refused");
         assert!(

@@ -91,10 +91,17 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Result<Response, FleetError> {
     let token = bearer(&headers)?;
-    if !fleet.is_admin(token) && fleet.device_by_token(token).await.is_err() {
-        return Err(FleetError::Unauthorized(
-            "token is neither a device token nor the admin token".into(),
-        ));
+    if !fleet.is_admin(token) {
+        match fleet.device_by_token(token).await {
+            Ok(_) => {}
+            Err(FleetError::Unauthorized(_)) => {
+                return Err(FleetError::Unauthorized(
+                    "token is neither a device token nor the admin token".into(),
+                ))
+            }
+            // The database failing is not the device's fault.
+            Err(e) => return Err(e),
+        }
     }
     let d = digest(&d)?;
     let store = match fleet.blobs() {
