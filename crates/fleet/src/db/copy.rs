@@ -25,6 +25,8 @@ struct Table {
     name: &'static str,
     select: &'static str,
     insert: &'static str,
+    /// Its rows, to check that the target is empty.
+    count: &'static str,
     kinds: &'static [Kind],
 }
 
@@ -35,161 +37,151 @@ pub const TABLE_COUNT: usize = TABLES.len();
 const TABLES: &[Table] = &[
     Table {
         name: "meta",
+        count: "SELECT COUNT(*) FROM meta",
         select: "SELECT key, value FROM meta ORDER BY key, value",
         insert: "INSERT INTO meta (key, value) VALUES ($1, $2)",
         kinds: &[Text, Text],
     },
     Table {
         name: "app_keys",
+        count: "SELECT COUNT(*) FROM app_keys",
         select: "SELECT hash, label, created_at FROM app_keys ORDER BY hash, label",
         insert: "INSERT INTO app_keys (hash, label, created_at) VALUES ($1, $2, $3)",
         kinds: &[Text, Text, Int],
     },
     Table {
         name: "releases",
+        count: "SELECT COUNT(*) FROM releases",
         select: "SELECT model, version, meta, published_at, revoked_at, revoke_reason FROM releases ORDER BY model, version",
         insert: "INSERT INTO releases (model, version, meta, published_at, revoked_at, revoke_reason) VALUES ($1, $2, $3, $4, $5, $6)",
         kinds: &[Text, Text, Text, Int, Int, Text],
     },
     Table {
         name: "variants",
+        count: "SELECT COUNT(*) FROM variants",
         select: "SELECT model, version, digest, length, quantization FROM variants ORDER BY model, version",
         insert: "INSERT INTO variants (model, version, digest, length, quantization) VALUES ($1, $2, $3, $4, $5)",
         kinds: &[Text, Text, Text, Int, Text],
     },
     Table {
         name: "channels",
+        count: "SELECT COUNT(*) FROM channels",
         select: "SELECT name, created_at FROM channels ORDER BY name, created_at",
         insert: "INSERT INTO channels (name, created_at) VALUES ($1, $2)",
         kinds: &[Text, Int],
     },
     Table {
         name: "channel_releases",
+        count: "SELECT COUNT(*) FROM channel_releases",
         select: "SELECT id, channel, model, version, at FROM channel_releases ORDER BY id",
         insert: "INSERT INTO channel_releases (id, channel, model, version, at) VALUES ($1, $2, $3, $4, $5)",
         kinds: &[Int, Text, Text, Text, Int],
     },
     Table {
         name: "rollouts",
+        count: "SELECT COUNT(*) FROM rollouts",
         select: "SELECT id, body, model, version, channel, state FROM rollouts ORDER BY id",
         insert: "INSERT INTO rollouts (id, body, model, version, channel, state) VALUES ($1, $2, $3, $4, $5, $6)",
         kinds: &[Int, Text, Text, Text, Text, Text],
     },
     Table {
         name: "devices",
+        count: "SELECT COUNT(*) FROM devices",
         select: "SELECT id, token_hash, channel, registered_at, last_seen_at, profile, blocked, public_key, revoked_at FROM devices ORDER BY id, token_hash",
         insert: "INSERT INTO devices (id, token_hash, channel, registered_at, last_seen_at, profile, blocked, public_key, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         kinds: &[Text, Text, Text, Int, Int, Text, Text, Text, Int],
     },
     Table {
         name: "pins",
+        count: "SELECT COUNT(*) FROM pins",
         select: "SELECT device_id, model, version FROM pins ORDER BY device_id, model",
         insert: "INSERT INTO pins (device_id, model, version) VALUES ($1, $2, $3)",
         kinds: &[Text, Text, Text],
     },
     Table {
         name: "issued",
+        count: "SELECT COUNT(*) FROM issued",
         select: "SELECT device_id, model, manifest_version, content_key, model_version, expires_at, envelope FROM issued ORDER BY device_id, model",
         insert: "INSERT INTO issued (device_id, model, manifest_version, content_key, model_version, expires_at, envelope) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         kinds: &[Text, Text, Int, Text, Text, Int, Text],
     },
     Table {
         name: "first_issued",
+        count: "SELECT COUNT(*) FROM first_issued",
         select: "SELECT device_id, model, model_version, at FROM first_issued ORDER BY device_id, model",
         insert: "INSERT INTO first_issued (device_id, model, model_version, at) VALUES ($1, $2, $3, $4)",
         kinds: &[Text, Text, Text, Int],
     },
     Table {
         name: "content_keys",
+        count: "SELECT COUNT(*) FROM content_keys",
         select: "SELECT digest, key, created_at FROM content_keys ORDER BY digest, key",
         insert: "INSERT INTO content_keys (digest, key, created_at) VALUES ($1, $2, $3)",
         kinds: &[Text, Text, Int],
     },
     Table {
         name: "audit",
+        count: "SELECT COUNT(*) FROM audit",
         select: "SELECT id, at, actor, action, target, detail FROM audit ORDER BY id",
         insert: "INSERT INTO audit (id, at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)",
         kinds: &[Int, Int, Text, Text, Text, Text],
     },
     Table {
         name: "telemetry_minutes",
+        count: "SELECT COUNT(*) FROM telemetry_minutes",
         select: "SELECT minute, device_class, channel, model, model_version, agg FROM telemetry_minutes ORDER BY minute, device_class",
         insert: "INSERT INTO telemetry_minutes (minute, device_class, channel, model, model_version, agg) VALUES ($1, $2, $3, $4, $5, $6)",
         kinds: &[Int, Text, Text, Text, Text, Text],
     },
     Table {
         name: "telemetry_hours",
+        count: "SELECT COUNT(*) FROM telemetry_hours",
         select: "SELECT minute, device_class, channel, model, model_version, agg FROM telemetry_hours ORDER BY minute, device_class",
         insert: "INSERT INTO telemetry_hours (minute, device_class, channel, model, model_version, agg) VALUES ($1, $2, $3, $4, $5, $6)",
         kinds: &[Int, Text, Text, Text, Text, Text],
     },
     Table {
         name: "telemetry_batches",
+        count: "SELECT COUNT(*) FROM telemetry_batches",
         select: "SELECT device_id, batch_id, received_at FROM telemetry_batches ORDER BY device_id, batch_id",
         insert: "INSERT INTO telemetry_batches (device_id, batch_id, received_at) VALUES ($1, $2, $3)",
         kinds: &[Text, Text, Int],
     },
     Table {
         name: "change_log",
+        count: "SELECT COUNT(*) FROM change_log",
         select: "SELECT id, changes FROM change_log ORDER BY id",
         insert: "INSERT INTO change_log (id, changes) VALUES ($1, $2)",
         kinds: &[Int, Text],
     },
     Table {
         name: "leases",
+        count: "SELECT COUNT(*) FROM leases",
         select: "SELECT name, holder, fence, expires_at FROM leases ORDER BY name",
         insert: "INSERT INTO leases (name, holder, fence, expires_at) VALUES ($1, $2, $3, $4)",
         kinds: &[Text, Text, Int, Int],
     },
     Table {
         name: "users",
+        count: "SELECT COUNT(*) FROM users",
         select: "SELECT name, role, password_hash, created_at, failed_logins, locked_until FROM users ORDER BY name, role",
         insert: "INSERT INTO users (name, role, password_hash, created_at, failed_logins, locked_until) VALUES ($1, $2, $3, $4, $5, $6)",
         kinds: &[Text, Text, Text, Int, Int, Int],
     },
     Table {
         name: "api_tokens",
+        count: "SELECT COUNT(*) FROM api_tokens",
         select: "SELECT id, name, role, hash, created_by, created_at, expires_at, revoked_at FROM api_tokens ORDER BY id, name",
         insert: "INSERT INTO api_tokens (id, name, role, hash, created_by, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         kinds: &[Text, Text, Text, Text, Text, Int, Int, Int],
     },
     Table {
         name: "sessions",
+        count: "SELECT COUNT(*) FROM sessions",
         select: "SELECT hash, user_name, csrf_hash, created_at, expires_at FROM sessions ORDER BY hash, user_name",
         insert: "INSERT INTO sessions (hash, user_name, csrf_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
         kinds: &[Text, Text, Text, Int, Int],
     },];
-
-/// Row counts, to check that the target is empty.
-const COUNTS: &[(&str, &str)] = &[
-    ("meta", "SELECT COUNT(*) FROM meta"),
-    ("app_keys", "SELECT COUNT(*) FROM app_keys"),
-    ("releases", "SELECT COUNT(*) FROM releases"),
-    ("variants", "SELECT COUNT(*) FROM variants"),
-    ("channels", "SELECT COUNT(*) FROM channels"),
-    ("channel_releases", "SELECT COUNT(*) FROM channel_releases"),
-    ("rollouts", "SELECT COUNT(*) FROM rollouts"),
-    ("devices", "SELECT COUNT(*) FROM devices"),
-    ("pins", "SELECT COUNT(*) FROM pins"),
-    ("issued", "SELECT COUNT(*) FROM issued"),
-    ("first_issued", "SELECT COUNT(*) FROM first_issued"),
-    ("content_keys", "SELECT COUNT(*) FROM content_keys"),
-    ("audit", "SELECT COUNT(*) FROM audit"),
-    (
-        "telemetry_minutes",
-        "SELECT COUNT(*) FROM telemetry_minutes",
-    ),
-    ("telemetry_hours", "SELECT COUNT(*) FROM telemetry_hours"),
-    (
-        "telemetry_batches",
-        "SELECT COUNT(*) FROM telemetry_batches",
-    ),
-    ("change_log", "SELECT COUNT(*) FROM change_log"),
-    ("leases", "SELECT COUNT(*) FROM leases"),
-    ("users", "SELECT COUNT(*) FROM users"),
-    ("api_tokens", "SELECT COUNT(*) FROM api_tokens"),
-    ("sessions", "SELECT COUNT(*) FROM sessions"),
-];
 
 /// One value read from the source.
 enum Cell {
@@ -250,12 +242,7 @@ pub async fn copy_database(
         .await
         .map_err(sql("starting the target's transaction"))?;
     for t in TABLES {
-        let count_sql = COUNTS
-            .iter()
-            .find(|(name, _)| *name == t.name)
-            .map(|(_, q)| *q)
-            .unwrap_or("SELECT 0");
-        let n: i64 = sqlx::query_scalar(count_sql)
+        let n: i64 = sqlx::query_scalar(t.count)
             .fetch_one(&mut *dst)
             .await
             .map_err(sql("checking that the target is empty"))?;

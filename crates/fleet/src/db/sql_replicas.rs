@@ -1,6 +1,6 @@
 //! The SQL that lets several fleet replicas share one database (#21): the
-//! change log other replicas replay (written in the admin commit's own
-//! transaction), the admin lock that serialises admin changes across
+//! change log other replicas replay (read here; written by the admin
+//! commit in `sql.rs`, in its own transaction), the admin lock that serialises admin changes across
 //! replicas (a PostgreSQL advisory lock held by an open transaction),
 //! leases with fencing tokens for background work, atomic reservation of
 //! manifest-version blocks, and one device read back by id or token.
