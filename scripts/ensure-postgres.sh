@@ -8,6 +8,9 @@
 # root (or sudo). With --drop-test-databases, first drops the databases
 # earlier test runs made (outpost_t_*, outpost_migrate_*).
 set -euo pipefail
+# Only the URL goes to stdout (callers capture it); everything the tools
+# print (pg_ctlcluster's "Removed stale pid file.", apt) goes to stderr.
+exec 3>&1 1>&2
 port=${OUTPOST_PG_PORT:-54329}
 sudo=""
 [[ $(id -u) -ne 0 ]] && sudo="sudo"
@@ -44,4 +47,4 @@ if [[ ${1:-} == --drop-test-databases ]]; then
     psql_as_postgres -c "DROP DATABASE \"$db\" WITH (FORCE)" >/dev/null
   done
 fi
-echo "postgres://outpost:outpost@127.0.0.1:$port"
+echo "postgres://outpost:outpost@127.0.0.1:$port" >&3
