@@ -8,15 +8,16 @@
 # root (or sudo). With --drop-test-databases, first drops the databases
 # earlier test runs made (outpost_t_*, outpost_migrate_*).
 set -euo pipefail
-# Only the URL goes to stdout (callers capture it); everything the tools
-# print (pg_ctlcluster's "Removed stale pid file.", apt) goes to stderr.
-exec 3>&1 1>&2
+# Only the URL goes to stdout (callers capture it): what the tools print
+# (pg_ctlcluster's "Removed stale pid file.", apt) is sent to stderr, per
+# command (not with exec: the server would inherit a copy of stdout and a
+# caller reading it to its end would wait for the server to stop).
 port=${OUTPOST_PG_PORT:-54329}
 sudo=""
 [[ $(id -u) -ne 0 ]] && sudo="sudo"
 if ! command -v pg_createcluster >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   echo "fleet tests: installing postgresql with apt-get" >&2
-  $sudo apt-get update -qq
+  $sudo apt-get update -qq >&2
   # The package's own start may fail where there is no init system; the
   # cluster below is started by hand.
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null 2>&1 ||
@@ -29,7 +30,7 @@ if ! pg_lsclusters -h | awk '{print $2}' | grep -qx outpost; then
     -o synchronous_commit=off >/dev/null
 fi
 if ! pg_lsclusters -h | awk '$2 == "outpost" {print $4}' | grep -qx online; then
-  $sudo pg_ctlcluster "$version" outpost start
+  $sudo pg_ctlcluster "$version" outpost start >&2
 fi
 port=$(pg_lsclusters -h | awk '$2 == "outpost" {print $3}')
 psql_as_postgres() {
@@ -47,4 +48,4 @@ if [[ ${1:-} == --drop-test-databases ]]; then
     psql_as_postgres -c "DROP DATABASE \"$db\" WITH (FORCE)" >/dev/null
   done
 fi
-echo "postgres://outpost:outpost@127.0.0.1:$port" >&3
+echo "postgres://outpost:outpost@127.0.0.1:$port"
