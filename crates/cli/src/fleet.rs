@@ -107,6 +107,10 @@ enum FleetCommand {
         /// The model version (variants.json folders only; required there).
         #[arg(long)]
         version: Option<String>,
+        /// The app whose devices run it (default: release.json's `app`, else
+        /// `default`); every release of a model has the same app.
+        #[arg(long)]
+        app: Option<String>,
         /// Oldest app that may install it (variants.json folders; default 0.1.0).
         #[arg(long, value_name = "MAJOR.MINOR.PATCH")]
         min_app_version: Option<String>,
@@ -154,6 +158,9 @@ enum FleetCommand {
     /// once), list, revoke (admin).
     #[command(subcommand)]
     Token(accounts::TokenCommand),
+    /// App keys devices register with, each for one app: create (admin).
+    #[command(subcommand)]
+    AppKey(accounts::AppKeyCommand),
     /// Pin a device to a release (it gets it whatever its channel runs), or
     /// --clear the pin of a model.
     ///
@@ -500,6 +507,7 @@ fn run(api: &Api, cmd: &FleetCommand, json_out: bool) -> Result<()> {
         FleetCommand::Publish {
             dir,
             version,
+            app,
             min_app_version,
             min_engine_version,
             encrypt,
@@ -511,6 +519,7 @@ fn run(api: &Api, cmd: &FleetCommand, json_out: bool) -> Result<()> {
                 &publish::Publish {
                     dir,
                     version,
+                    app,
                     min_app_version,
                     min_engine_version,
                     encrypt: (*encrypt || *no_encrypt).then_some(*encrypt),
@@ -539,6 +548,7 @@ fn run(api: &Api, cmd: &FleetCommand, json_out: bool) -> Result<()> {
         FleetCommand::Experiment(c) => experiment::run(api, c, &out)?,
         FleetCommand::User(c) => accounts::run_user(api, c, &out)?,
         FleetCommand::Token(c) => accounts::run_token(api, c, &out)?,
+        FleetCommand::AppKey(c) => accounts::run_app_key(api, c, &out)?,
         FleetCommand::Economics(e) => economics::run(api, e, &out)?,
         FleetCommand::Pin {
             device,

@@ -230,5 +230,69 @@ fn users_and_tokens_through_the_cli_and_a_real_socket() {
         "pause as operator",
     );
     assert_eq!(p["state"], "paused", "{p}");
+
+    // Apps: a key for the app chat, a token scoped to it that publishes a
+    // chat model and is refused the default app's rollout.
+    let k = ok(
+        &run(
+            None,
+            &[
+                "app-key",
+                "create",
+                "chat-android",
+                "--app",
+                "chat",
+                "--json",
+            ],
+            "",
+        ),
+        "app-key create",
+    );
+    assert_eq!(k["app"], "chat", "{k}");
+    assert!(
+        k["app_key"].as_str().is_some_and(|s| s.starts_with("opk_")),
+        "{k}"
+    );
+    let chat = ok(
+        &run(
+            None,
+            &[
+                "token", "create", "chat-ci", "--role", "operator", "--app", "chat", "--json",
+            ],
+            "",
+        ),
+        "token create --app",
+    );
+    assert_eq!(chat["apps"], json!(["chat"]), "{chat}");
+    let chat = chat["token"].as_str().expect("secret").to_string();
+    let listed = run(None, &["token", "list"], "");
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains("APPS")
+            && text
+                .lines()
+                .any(|l| l.contains("chat-ci") && l.trim_end().ends_with("chat")),
+        "{text}"
+    );
+    let rel3 = common::fleet::release_dir(&dir, "chat-lm", "2.0.0");
+    let published = ok(
+        &run(
+            Some(&chat),
+            &[
+                "publish",
+                rel3.to_str().expect("utf8"),
+                "--app",
+                "chat",
+                "--json",
+            ],
+            "",
+        ),
+        "publish --app as the chat token",
+    );
+    assert_eq!(published["meta"]["app"], "chat", "{published}");
+    refused(
+        &run(Some(&chat), &["rollout", "resume", &rid], ""),
+        "scoped to the apps",
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -42,6 +42,8 @@ async function api(method, path, body) {
 const may = (role) => S.who && RANK[S.who.role] >= RANK[role];
 const fmt = (x, d = 0) => (x === null || x === undefined) ? "–" : Number(x).toFixed(d);
 const pct = (x) => (x === null || x === undefined) ? "–" : (100 * x).toFixed(2) + " %";
+// Seconds as the largest whole unit: 7200 → "2 h", 90 → "90 s".
+const duration = (s) => s % 86400 === 0 ? `${s / 86400} d` : s % 3600 === 0 ? `${s / 3600} h` : s % 60 === 0 ? `${s / 60} min` : `${s} s`;
 const when = (t) => t ? String(t).replace("T", " ").replace("Z", "") : "–";
 const mib = (b) => (b / 1048576).toFixed(1) + " MiB";
 
@@ -180,6 +182,7 @@ async function overview() {
     h("h1", {}, "Overview"),
     h("div", { class: "cards" },
       card(s.devices, "devices"),
+      card(s.online_devices, `online (checked in within ${duration(s.online_window_s)})`),
       card(s.devices - frag.stale, "seen in 7 days"),
       card(frag.stale, "stale (7 days)"),
       card(live.length, "rollouts in flight"),
@@ -316,8 +319,8 @@ async function device(id) {
   const d = await api("GET", `/admin/v1/devices/${encodeURIComponent(id)}`);
   const p = d.profile || {};
   return [h("h1", {}, `Device ${d.id}`),
-    table(["Field", "Value"], [["Channel", d.channel], ["Registered", when(d.registered_at)], ["Last check-in", when(d.last_seen_at)],
-      ["Class", p.device_class || "–"], ["OS", p.os || "–"], ["App", p.app_version || "–"], ["Engine", p.engine_version || "–"],
+    table(["Field", "Value"], [["App", d.app || "default"], ["Channel", d.channel], ["Registered", when(d.registered_at)], ["Last check-in", when(d.last_seen_at)],
+      ["Class", p.device_class || "–"], ["OS", p.os || "–"], ["App version", p.app_version || "–"], ["Engine", p.engine_version || "–"],
       ["RAM", p.ram_bytes ? mib(p.ram_bytes) : "–"], ["Region", p.region || "–"]]),
     h("h2", {}, "Installs (last manifest per model)"),
     table(["Model", "Release", "Manifest version"], Object.entries(d.assigned || {}).map(([m, a]) => [m, a.model_version, a.manifest_version])),
@@ -335,12 +338,12 @@ async function releases() {
   for (const r of rs) {
     for (const v of r.meta.variants) {
       const q = v.quality || {};
-      rows.push([`${r.meta.model}@${r.meta.version}`, v.quantization, mib(v.length), q.kld_mean ?? q.min_cosine ?? "–", q.same_top_pct ?? "–", r.revoked ? "revoked" : "live"]);
+      rows.push([`${r.meta.model}@${r.meta.version}`, r.meta.app || "default", v.quantization, mib(v.length), q.kld_mean ?? q.min_cosine ?? "–", q.same_top_pct ?? "–", r.revoked ? "revoked" : "live"]);
       if (q.kld_mean !== undefined) pts.push({ x: v.length / 1048576, y: q.kld_mean, label: `${r.meta.version} ${v.quantization}` });
     }
   }
   return [h("h1", {}, "Releases"),
-    table(["Release", "Variant", "Size", "KLD (or cosine)", "Same top %", "State"], rows, [2, 3, 4]),
+    table(["Release", "App", "Variant", "Size", "KLD (or cosine)", "Same top %", "State"], rows, [3, 4, 5]),
     pts.length ? [h("h2", {}, "Quality against size"), scatter("KLD against size per variant", "size (MiB)", "KLD mean (lower is better)", pts)] : null];
 }
 
@@ -358,7 +361,8 @@ async function tokens() {
     e.preventDefault();
     const f = new FormData(e.target);
     try {
-      const t = await api("POST", "/admin/v1/tokens", { name: f.get("name"), role: f.get("role"), expires_in_days: Number(f.get("days")) });
+      const apps = String(f.get("apps") || "").split(",").map((a) => a.trim()).filter((a) => a);
+      const t = await api("POST", "/admin/v1/tokens", { name: f.get("name"), role: f.get("role"), expires_in_days: Number(f.get("days")), ...(apps.length ? { apps } : {}) });
       await show();
       document.getElementById("new-token").replaceChildren(h("p", {}, `Token ${t.id} (${t.role}); copy it now, it is not shown again:`), h("p", { class: "secret", id: "token-secret" }, t.token));
     } catch (err) { flash(err.message); }
@@ -366,9 +370,10 @@ async function tokens() {
   h("label", {}, "Name", h("input", { name: "name", required: true, pattern: "[A-Za-z0-9._-]{1,64}" })),
   h("label", {}, "Role", h("select", { name: "role" }, ["viewer", "operator", "admin"].map((r) => h("option", { value: r }, r)))),
   h("label", {}, "Days", h("input", { name: "days", type: "number", min: 1, max: 365, value: 90 })),
+  h("label", {}, "Apps (comma-separated; empty: every app)", h("input", { name: "apps" })),
   h("button", { type: "submit", class: "primary" }, "Create token"));
   return [h("h1", {}, "API tokens"), form, out,
-    table(["Id", "Name", "Role", "Created by", "Expires", "State", ""], ts.map((t) => [t.id, t.name, t.role, t.created_by,
+    table(["Id", "Name", "Role", "Apps", "Created by", "Expires", "State", ""], ts.map((t) => [t.id, t.name, t.role, (t.apps || []).join(", ") || "all", t.created_by,
       new Date(t.expires_at * 1000).toISOString().slice(0, 10), t.live ? "live" : (t.revoked_at ? "revoked" : "expired"),
       t.live ? h("button", { type: "button", class: "danger", "data-revoke": t.id,
         onclick: () => act(`Revoke token ${t.name} (${t.id})? Whatever uses it stops working at once.`, "POST", `/admin/v1/tokens/${t.id}/revoke`, {}, false) }, "Revoke") : ""]))];

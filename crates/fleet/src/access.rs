@@ -1,6 +1,8 @@
 //! Who may do what on the admin API (#22): the three roles, the principal
 //! a request acts as, and the one table that gives every admin route the
-//! least role it needs ([`ADMIN_ROUTES`]). The HTTP layer looks each
+//! least role it needs and what it changes ([`ADMIN_ROUTES`]): nothing
+//! (reads), one app's things (a token scoped to apps must name that app),
+//! or the whole fleet (refused to a token scoped to apps). The HTTP layer looks each
 //! request's matched route up here and refuses a route the table lacks, so
 //! a new endpoint cannot slip through unguarded; the tests walk the
 //! OpenAPI document against it. Pure: no I/O.
@@ -65,6 +67,20 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// The app everything belongs to unless told otherwise: the fleet's first
+/// app key, releases published without `app`, and their devices.
+pub const DEFAULT_APP: &str = "default";
+
+/// [`DEFAULT_APP`], for serde defaults.
+pub fn default_app() -> String {
+    DEFAULT_APP.to_string()
+}
+
+/// Whether `app` is [`DEFAULT_APP`] (left out when serialised).
+pub fn is_default_app(app: &str) -> bool {
+    app == DEFAULT_APP
+}
+
 /// Who a request acts as, for the role check and the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -74,6 +90,38 @@ pub struct Principal {
     pub role: Role,
     /// Signed in with a session cookie: mutations need the CSRF token.
     pub session: bool,
+    /// The apps an API token is scoped to; `None`: every app (users, the
+    /// bootstrap token, and tokens made without `apps`).
+    pub apps: Option<std::collections::BTreeSet<String>>,
+}
+
+impl Principal {
+    /// Whether this principal may change what belongs to `app` (a
+    /// release of one of its models, one of its devices, rollouts and
+    /// experiments of its releases, its app keys).
+    pub fn may_change(&self, app: &str) -> Result<(), String> {
+        match &self.apps {
+            Some(apps) if !apps.contains(app) => Err(format!(
+                "{} is scoped to the apps {:?}; this belongs to the app {app:?}",
+                self.actor,
+                apps.iter().collect::<Vec<_>>()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What an admin route changes, for tokens scoped to apps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Reads, and content-addressed blob uploads: open to every scope.
+    Any,
+    /// Things of one app: the handler checks the app of what it changes
+    /// ([`Principal::may_change`]).
+    App,
+    /// The whole fleet (channels, the kill switch, users, tokens): refused
+    /// to a token scoped to apps.
+    Fleet,
 }
 
 /// One admin route (path as the router spells it, under `/admin/v1`).
@@ -82,73 +130,90 @@ pub struct AdminRoute {
     pub method: &'static str,
     pub path: &'static str,
     pub role: Role,
+    pub reach: Reach,
 }
 
-const fn r(method: &'static str, path: &'static str, role: Role) -> AdminRoute {
-    AdminRoute { method, path, role }
+const fn r(method: &'static str, path: &'static str, role: Role, reach: Reach) -> AdminRoute {
+    AdminRoute {
+        method,
+        path,
+        role,
+        reach,
+    }
 }
 
+use Reach::{Any, App, Fleet};
 use Role::{Admin, Operator, Viewer};
 
-/// Every admin route and the least role it needs.
+/// Every admin route, the least role it needs and what it reaches.
 pub const ADMIN_ROUTES: &[AdminRoute] = &[
-    r("PUT", "/blobs/{digest}", Operator),
-    r("GET", "/releases", Viewer),
-    r("POST", "/releases", Operator),
-    r("GET", "/releases/{model}/{version}", Viewer),
-    r("POST", "/revoke", Admin),
-    r("POST", "/kill-switch", Admin),
-    r("GET", "/channels", Viewer),
-    r("POST", "/channels", Operator),
-    r("POST", "/channels/{name}/release", Operator),
-    r("GET", "/rollouts", Viewer),
-    r("POST", "/rollouts", Operator),
-    r("GET", "/rollouts/{id}", Viewer),
-    r("POST", "/rollouts/{id}/{action}", Operator),
-    r("GET", "/devices", Viewer),
-    r("GET", "/devices/{id}", Viewer),
-    r("POST", "/devices/{id}/pins", Operator),
-    r("DELETE", "/devices/{id}/pins/{model}", Operator),
-    r("POST", "/devices/{id}/channel", Operator),
-    r("POST", "/devices/{id}/revoke", Admin),
-    r("PUT", "/content-keys/{digest}", Admin),
-    r("POST", "/app-keys", Admin),
-    r("GET", "/status", Viewer),
-    r("GET", "/audit", Viewer),
-    r("GET", "/cohorts", Viewer),
-    r("GET", "/cohorts/series", Viewer),
-    r("GET", "/fragmentation", Viewer),
-    r("GET", "/experiments", Viewer),
-    r("POST", "/experiments", Operator),
-    r("GET", "/experiments/{id}", Viewer),
-    r("POST", "/experiments/{id}/{action}", Operator),
-    r("GET", "/users", Admin),
-    r("POST", "/users", Admin),
-    r("DELETE", "/users/{name}", Admin),
-    r("GET", "/tokens", Admin),
-    r("POST", "/tokens", Admin),
-    r("POST", "/tokens/{id}/revoke", Admin),
-    r("GET", "/whoami", Viewer),
+    r("PUT", "/blobs/{digest}", Operator, Any),
+    r("GET", "/releases", Viewer, Any),
+    r("POST", "/releases", Operator, App),
+    r("GET", "/releases/{model}/{version}", Viewer, Any),
+    r("POST", "/revoke", Admin, App),
+    r("POST", "/kill-switch", Admin, Fleet),
+    r("GET", "/channels", Viewer, Any),
+    r("POST", "/channels", Operator, Fleet),
+    r("POST", "/channels/{name}/release", Operator, App),
+    r("GET", "/rollouts", Viewer, Any),
+    r("POST", "/rollouts", Operator, App),
+    r("GET", "/rollouts/{id}", Viewer, Any),
+    r("POST", "/rollouts/{id}/{action}", Operator, App),
+    r("GET", "/devices", Viewer, Any),
+    r("GET", "/devices/{id}", Viewer, Any),
+    r("POST", "/devices/{id}/pins", Operator, App),
+    r("DELETE", "/devices/{id}/pins/{model}", Operator, App),
+    r("POST", "/devices/{id}/channel", Operator, App),
+    r("POST", "/devices/{id}/revoke", Admin, App),
+    r("PUT", "/content-keys/{digest}", Admin, App),
+    r("POST", "/app-keys", Admin, App),
+    r("GET", "/status", Viewer, Any),
+    r("GET", "/audit", Viewer, Any),
+    r("GET", "/cohorts", Viewer, Any),
+    r("GET", "/cohorts/series", Viewer, Any),
+    r("GET", "/fragmentation", Viewer, Any),
+    r("GET", "/experiments", Viewer, Any),
+    r("POST", "/experiments", Operator, App),
+    r("GET", "/experiments/{id}", Viewer, Any),
+    r("POST", "/experiments/{id}/{action}", Operator, App),
+    r("GET", "/users", Admin, Any),
+    r("POST", "/users", Admin, Fleet),
+    r("DELETE", "/users/{name}", Admin, Fleet),
+    r("GET", "/tokens", Admin, Any),
+    r("POST", "/tokens", Admin, Fleet),
+    r("POST", "/tokens/{id}/revoke", Admin, Fleet),
+    r("GET", "/whoami", Viewer, Any),
 ];
 
-/// The least role `method` on the admin route `path` (as matched, under
-/// `/admin/v1`) needs; `None` for a route the table lacks (refused).
-pub fn required_role(method: &str, path: &str) -> Option<Role> {
+/// The admin route `method` `path` (as matched, under `/admin/v1`);
+/// `None` for a route the table lacks (refused).
+pub fn route(method: &str, path: &str) -> Option<&'static AdminRoute> {
     ADMIN_ROUTES
         .iter()
         .find(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
-        .map(|r| r.role)
+}
+
+/// The least role `method` on the admin route `path` needs.
+pub fn required_role(method: &str, path: &str) -> Option<Role> {
+    route(method, path).map(|r| r.role)
 }
 
 /// Whether `p` may call `method` `path`; the error says what is missing.
+/// (A route that reaches one app is checked again, against that app, by
+/// its handler.)
 pub fn authorize(p: &Principal, method: &str, path: &str) -> Result<(), String> {
-    match required_role(method, path) {
+    match route(method, path) {
         None => Err(format!(
             "{method} /admin/v1{path} has no role in crates/fleet/src/access.rs; refused"
         )),
-        Some(need) if p.role < need => Err(format!(
-            "{} is a {}; {method} /admin/v1{path} needs {need}",
-            p.actor, p.role
+        Some(r) if p.role < r.role => Err(format!(
+            "{} is a {}; {method} /admin/v1{path} needs {}",
+            p.actor, p.role, r.role
+        )),
+        Some(r) if r.reach == Fleet && p.apps.is_some() => Err(format!(
+            "{} is scoped to apps; {method} /admin/v1{path} changes the whole fleet and needs a token for every app",
+            p.actor
         )),
         Some(_) => Ok(()),
     }
@@ -195,6 +260,9 @@ pub struct ApiToken {
     pub created_at: u64,
     pub expires_at: u64,
     pub revoked_at: Option<u64>,
+    /// The apps it may change; empty: every app.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<String>,
 }
 
 impl ApiToken {
@@ -294,6 +362,42 @@ mod tests {
             actor: "token:ci".into(),
             role,
             session: false,
+            apps: None,
+        }
+    }
+
+    #[test]
+    fn a_token_scoped_to_apps_changes_only_them_and_nothing_fleet_wide() {
+        let mut ci = p(Admin);
+        ci.apps = Some(["chat".to_string()].into());
+        assert!(ci.may_change("chat").is_ok());
+        let e = ci.may_change("maps").unwrap_err();
+        assert!(
+            e.contains("scoped to the apps [\"chat\"]") && e.contains("\"maps\""),
+            "{e}"
+        );
+        assert!(authorize(&ci, "POST", "/rollouts/{id}/{action}").is_ok());
+        assert!(authorize(&ci, "GET", "/tokens").is_ok());
+        for (m, path) in [
+            ("POST", "/kill-switch"),
+            ("POST", "/tokens"),
+            ("POST", "/channels"),
+        ] {
+            let e = authorize(&ci, m, path).unwrap_err();
+            assert!(e.contains("whole fleet"), "{e}");
+        }
+        // Unscoped: every app, fleet-wide routes too.
+        assert!(p(Admin).may_change("maps").is_ok());
+        assert!(authorize(&p(Admin), "POST", "/kill-switch").is_ok());
+        // Every mutation reaches an app or the fleet; every read reaches any.
+        for r in ADMIN_ROUTES {
+            assert_eq!(
+                r.reach == Any,
+                r.method == "GET" || r.path == "/blobs/{digest}",
+                "{} {}",
+                r.method,
+                r.path
+            );
         }
     }
 

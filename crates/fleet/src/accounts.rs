@@ -91,6 +91,7 @@ fn token_view(t: &ApiToken, now: u64) -> TokenView {
         expires_at: t.expires_at,
         revoked_at: t.revoked_at,
         live: t.live(now),
+        apps: t.apps.clone(),
     }
 }
 
@@ -117,6 +118,7 @@ impl Fleet {
                 actor,
                 role: Role::Admin,
                 session: false,
+                apps: None,
             });
         }
         let now = self.unix_now();
@@ -126,6 +128,7 @@ impl Fleet {
             actor: format!("token:{} ({})", t.name, t.id),
             role: t.role,
             session: false,
+            apps: (!t.apps.is_empty()).then(|| t.apps.iter().cloned().collect()),
         })
     }
 
@@ -145,6 +148,7 @@ impl Fleet {
                 actor: format!("user:{}", u.name),
                 role: u.role,
                 session: true,
+                apps: None,
             },
             s.csrf_hash,
         ))
@@ -248,6 +252,12 @@ impl Fleet {
                 by.actor, by.role, req.role
             )));
         }
+        let mut apps = req.apps.unwrap_or_default();
+        apps.sort();
+        apps.dedup();
+        for app in &apps {
+            check_name("app", app).map_err(FleetError::BadRequest)?;
+        }
         let days = req.expires_in_days.unwrap_or(DEFAULT_TOKEN_DAYS);
         if !(1..=MAX_TOKEN_DAYS).contains(&days) {
             return Err(FleetError::BadRequest(format!(
@@ -266,13 +276,14 @@ impl Fleet {
             created_at: now,
             expires_at: now + u64::from(days) * 86_400,
             revoked_at: None,
+            apps,
         };
         let view = token_view(&t, now);
         self.apply_admin(
             &by.actor,
             "token.create",
             format!("token/{}", t.id),
-            serde_json::json!({"name": t.name, "role": t.role, "expires_at": t.expires_at}),
+            serde_json::json!({"name": t.name, "role": t.role, "expires_at": t.expires_at, "apps": t.apps}),
             vec![account(AccountChange::PutToken(t))],
         )
         .await?;

@@ -17,7 +17,7 @@ use crate::error::{FleetError, FleetResult};
 use crate::keys::{new_token, secret_hash};
 use crate::meta::ReleaseMeta;
 use crate::rollout::{stages_from_percent, Rollout, RolloutAction, RolloutState};
-use crate::state::Change;
+use crate::state::{lock, Change};
 use crate::state::{ChannelEntry, FleetState, Freeze, Release, Revocation};
 use crate::Fleet;
 
@@ -98,6 +98,14 @@ impl Fleet {
                 "release {}@{} already exists; a published release never changes, publish a new version",
                 meta.model, meta.version
             )));
+        }
+        if let Some(app) = self.app_of_model(&meta.model) {
+            if app != meta.app {
+                return Err(FleetError::Conflict(format!(
+                    "model {} belongs to the app {app:?} (its earlier releases), not {:?}; publish it with \"app\": {app:?} or under another model name",
+                    meta.model, meta.app
+                )));
+            }
         }
         for (i, v) in meta.variants.iter().enumerate() {
             let (Some(d), Some(len)) = (v.digest, v.length) else {
@@ -465,6 +473,7 @@ impl Fleet {
                 "device {device_id:?} does not exist"
             )));
         }
+        let device_app = self.devices().by_id(device_id).map(|d| lock(d).app.clone());
         if let Some(r) = r {
             let s = self.state();
             let rel = s.need_release(&r.model, &r.version)?;
@@ -472,6 +481,12 @@ impl Fleet {
                 return Err(FleetError::Conflict(format!(
                     "{r} is revoked ({})",
                     rev.reason
+                )));
+            }
+            if let Some(app) = device_app.filter(|a| *a != rel.meta.app) {
+                return Err(FleetError::Conflict(format!(
+                    "device {device_id} belongs to the app {app:?} and {r} to {:?}; a device runs only its app's releases",
+                    rel.meta.app
                 )));
             }
         }
@@ -605,29 +620,38 @@ impl Fleet {
             .await
     }
 
-    pub async fn create_app_key(&self, actor: &str, label: &str) -> FleetResult<AppKeyView> {
+    /// A new app key for `app`'s devices (shown once).
+    pub async fn create_app_key(
+        &self,
+        actor: &str,
+        label: &str,
+        app: &str,
+    ) -> FleetResult<AppKeyView> {
         if label.is_empty() || label.len() > 64 {
             return Err(FleetError::BadRequest(
                 "label must be 1-64 characters".into(),
             ));
         }
+        crate::access::check_name("app", app).map_err(FleetError::BadRequest)?;
         let _g = self.admin_guard().await?;
         let key = new_token("opk_")?;
         let change = Change::PutAppKey {
             hash: secret_hash(&key),
             label: label.to_string(),
             created_at: self.now(),
+            app: app.to_string(),
         };
         self.apply_admin(
             actor,
             "app_key.create",
             format!("app_key/{label}"),
-            serde_json::json!({}),
+            serde_json::json!({"app": app}),
             vec![change],
         )
         .await?;
         Ok(AppKeyView {
             label: label.to_string(),
+            app: app.to_string(),
             app_key: key,
         })
     }

@@ -124,11 +124,16 @@ pub struct KillSwitch {
 #[serde(deny_unknown_fields)]
 pub struct CreateAppKey {
     pub label: String,
+    /// The app whose devices register with it (default `default`): they
+    /// are offered only that app's releases.
+    #[serde(default)]
+    pub app: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AppKeyView {
     pub label: String,
+    pub app: String,
     /// Shown once; the fleet keeps its SHA-256.
     pub app_key: String,
 }
@@ -189,6 +194,9 @@ pub struct ChannelView {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeviceView {
     pub id: String,
+    /// The app it registered for (its app key's).
+    #[serde(default)]
+    pub app: String,
     pub channel: String,
     pub registered_at: Timestamp,
     /// The device's X25519 public key (standard base64), when it sent one.
@@ -238,6 +246,15 @@ pub struct StatusView {
     pub seal_releases: bool,
     pub frozen: Option<Freeze>,
     pub devices: u64,
+    /// Devices online: checked in within [`StatusView::online_window_s`]
+    /// (two check-in intervals, so a device that missed one check-in still
+    /// counts; one that missed two does not).
+    #[serde(default)]
+    pub online_devices: u64,
+    /// The window `online_devices` counts (seconds): twice the interval the
+    /// fleet tells devices to check in at (`check_in_after_s`).
+    #[serde(default)]
+    pub online_window_s: u64,
     /// Devices skipping at least one release as not loadable.
     pub blocked_devices: u64,
     pub channels: Vec<ChannelView>,
@@ -349,6 +366,12 @@ pub struct CreateToken {
     /// 1-365 days (default 90).
     #[serde(default)]
     pub expires_in_days: Option<u32>,
+    /// The apps it may change (releases of their models, their devices,
+    /// rollouts, experiments, app keys); left out: every app. A token
+    /// scoped to apps may read the whole fleet but change nothing
+    /// fleet-wide (channels, kill switch, users, tokens, content keys).
+    #[serde(default)]
+    pub apps: Option<Vec<String>>,
 }
 
 /// An API token as listed (never its secret).
@@ -363,6 +386,9 @@ pub struct TokenView {
     pub revoked_at: Option<u64>,
     /// Usable now: not revoked, not expired.
     pub live: bool,
+    /// The apps it may change; empty: every app.
+    #[serde(default)]
+    pub apps: Vec<String>,
 }
 
 /// A new API token: the secret is shown this once.

@@ -29,20 +29,21 @@ impl Fleet {
     /// `POST /v1/devices/register`.
     pub async fn register(&self, req: RegisterRequest) -> FleetResult<RegisterResponse> {
         let channel = req.channel.unwrap_or_else(|| DEFAULT_CHANNEL.to_string());
-        {
+        let app = {
             let state = self.state();
-            if !state.app_keys.contains(&secret_hash(&req.app_key)) {
+            let Some(app) = state.app_keys.get(&secret_hash(&req.app_key)).cloned() else {
                 return Err(FleetError::Unauthorized(
                     "app_key is not known to this fleet; use the key in the fleet's data folder (app.key) or one made with POST /admin/v1/app-keys".into(),
                 ));
-            }
+            };
             if !state.channels.contains_key(&channel) {
                 return Err(FleetError::BadRequest(format!(
                     "channel {channel:?} does not exist; channels: {:?}",
                     state.channels.keys().collect::<Vec<_>>()
                 )));
             }
-        }
+            app
+        };
         let public_key = req
             .public_key
             .as_deref()
@@ -61,6 +62,7 @@ impl Fleet {
         let new = NewDevice {
             id: id.clone(),
             token_hash: secret_hash(&token),
+            app,
             channel: channel.clone(),
             registered_at: self.now(),
             public_key,
@@ -71,6 +73,7 @@ impl Fleet {
         self.devices_mut().insert(Device {
             id: new.id,
             token_hash: new.token_hash,
+            app: new.app,
             channel: new.channel,
             registered_at: new.registered_at,
             public_key: new.public_key,
@@ -102,10 +105,13 @@ impl Fleet {
         let (response, write) = {
             let state = self.state();
             let mut d = lock(&device);
+            // Only its app's models: a channel may carry several apps'.
             let models: Vec<ModelName> = {
                 let mut m = state.channel_models(&d.channel);
                 m.extend(d.pins.keys().cloned());
-                m.into_iter().collect()
+                m.into_iter()
+                    .filter(|m| state.model_app(m).is_none_or(|a| a == d.app))
+                    .collect()
             };
             let mut out = Vec::with_capacity(models.len());
             let mut blocked_now = BTreeMap::new();

@@ -32,6 +32,7 @@ pub mod access;
 pub mod accounts;
 pub mod admin;
 pub mod api;
+pub mod apps;
 pub mod assign;
 pub mod blobs;
 pub mod checkin;
@@ -276,6 +277,7 @@ pub(crate) fn device_from(d: db::StoredDevice) -> Device {
     Device {
         id: d.new.id,
         token_hash: d.new.token_hash,
+        app: d.new.app,
         channel: d.new.channel,
         registered_at: d.new.registered_at,
         public_key: d.new.public_key,
@@ -390,11 +392,12 @@ impl Fleet {
             }
         }
         let app_hash = secret_hash(&fleet.app_key);
-        if !fleet.state().app_keys.contains(&app_hash) {
+        if !fleet.state().app_keys.contains_key(&app_hash) {
             first.push(Change::PutAppKey {
                 hash: app_hash,
                 label: "first".into(),
                 created_at: now,
+                app: access::default_app(),
             });
         }
         if !first.is_empty() {

@@ -69,6 +69,14 @@ pub const DEFAULT_CLASS: &str = "default";
 #[serde(deny_unknown_fields)]
 pub struct ReleaseMeta {
     pub model: ModelName,
+    /// The app whose devices run it (default `default`); every release of
+    /// a model has the same app. Tokens scoped to apps may change only
+    /// their apps' releases.
+    #[serde(
+        default = "crate::access::default_app",
+        skip_serializing_if = "crate::access::is_default_app"
+    )]
+    pub app: String,
     /// `generate` (the default, not written) or `embedding`; decides which
     /// canaries the variants carry.
     #[serde(default, skip_serializing_if = "ModelKind::is_generate")]
@@ -173,6 +181,7 @@ impl ReleaseMeta {
                 ),
             ));
         }
+        crate::access::check_name("app", &self.app).map_err(|e| invalid("app", e))?;
         if self.variants.is_empty() {
             return Err(invalid("variants", "empty: a release needs a GGUF file"));
         }

@@ -53,6 +53,9 @@ pub enum Change {
         hash: Digest,
         label: String,
         created_at: Timestamp,
+        /// The app its devices belong to.
+        #[serde(default = "crate::access::default_app")]
+        app: String,
     },
     /// A sealed blob's content key (insert or replace).
     PutContentKey {
@@ -116,8 +119,8 @@ pub struct FleetState {
     pub channels: BTreeMap<String, Channel>,
     pub rollouts: BTreeMap<u64, Rollout>,
     pub frozen: Option<Freeze>,
-    /// sha256 of each app key.
-    pub app_keys: BTreeSet<Digest>,
+    /// sha256 of each app key → the app its devices belong to.
+    pub app_keys: BTreeMap<Digest, String>,
     /// Sealed blob digest → its content key (never shown).
     pub content_keys: BTreeMap<Digest, [u8; 32]>,
     pub accounts: Accounts,
@@ -126,6 +129,17 @@ pub struct FleetState {
 impl FleetState {
     pub fn release(&self, model: &ModelName, version: &str) -> Option<&Release> {
         self.releases.get(&(model.clone(), version.to_string()))
+    }
+
+    /// The app `model` belongs to: its releases' (all of a model's
+    /// releases have one app; `publish` refuses another); `None` before
+    /// its first release.
+    pub fn model_app(&self, model: &ModelName) -> Option<&str> {
+        self.releases
+            .range((model.clone(), String::new())..)
+            .next()
+            .filter(|((m, _), _)| m == model)
+            .map(|(_, r)| r.meta.app.as_str())
     }
 
     /// The active or paused rollout of `model` on `channel`.
@@ -208,8 +222,8 @@ impl FleetState {
                 self.rollouts.insert(r.id, r.clone());
             }
             Change::Freeze(f) => self.frozen = f.clone(),
-            Change::PutAppKey { hash, .. } => {
-                self.app_keys.insert(*hash);
+            Change::PutAppKey { hash, app, .. } => {
+                self.app_keys.insert(*hash, app.clone());
             }
             Change::PutContentKey { digest, key, .. } => {
                 self.content_keys.insert(*digest, *key);
@@ -238,6 +252,9 @@ pub struct Issued {
 pub struct Device {
     pub id: String,
     pub token_hash: Digest,
+    /// The app it registered for (its app key's): it is offered only that
+    /// app's models.
+    pub app: String,
     pub channel: String,
     pub registered_at: Timestamp,
     /// X25519, for sealed models' content keys (`None` from older agents).

@@ -102,6 +102,7 @@ impl Fleet {
     fn device_view(d: &crate::state::Device) -> DeviceView {
         DeviceView {
             id: d.id.clone(),
+            app: d.app.clone(),
             channel: d.channel.clone(),
             registered_at: d.registered_at,
             public_key: d.public_key.as_ref().map(crate::keys::key32_to_base64),
@@ -186,11 +187,19 @@ impl Fleet {
     pub fn status(&self) -> StatusView {
         let mut per_channel: BTreeMap<String, u64> = BTreeMap::new();
         let mut blocked_devices = 0;
+        let online_window_s = self.config.check_in_interval_s.saturating_mul(2);
+        let online_since = self.now().unix_seconds().saturating_sub(online_window_s);
+        let mut online_devices = 0;
         let total = {
             let devices = self.devices();
             for d in devices.all() {
                 let d = lock(d);
                 *per_channel.entry(d.channel.clone()).or_default() += 1;
+                if d.last_seen_at
+                    .is_some_and(|t| t.unix_seconds() >= online_since)
+                {
+                    online_devices += 1;
+                }
                 if !d.blocked.is_empty() {
                     blocked_devices += 1;
                 }
@@ -220,6 +229,8 @@ impl Fleet {
             seal_releases: self.config.seal_releases,
             frozen: self.state().frozen.clone(),
             devices: total,
+            online_devices,
+            online_window_s,
             blocked_devices,
             channels,
             rollouts: self.rollouts(),

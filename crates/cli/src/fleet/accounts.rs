@@ -54,6 +54,7 @@ pub enum TokenCommand {
     ///
     /// Examples:
     ///   outpost fleet token create ci-deploy --role operator --expires-days 30 --data ./fleet
+    ///   outpost fleet token create chat-ci --role operator --app chat --data ./fleet
     #[command(verbatim_doc_comment)]
     Create {
         name: String,
@@ -64,11 +65,58 @@ pub enum TokenCommand {
         /// Days until it stops working (1-365).
         #[arg(long, default_value_t = 90)]
         expires_days: u32,
+        /// Scope it to this app (repeat for several): it may change only
+        /// the app's releases, devices, rollouts, experiments and app keys,
+        /// and nothing fleet-wide (channels, kill switch, users, tokens).
+        /// It still reads the whole fleet. Default: every app.
+        #[arg(long = "app", value_name = "APP")]
+        apps: Vec<String>,
     },
     /// Every token (never the secret): role, expiry, revoked or live.
     List,
     /// Revoke a token at once (by its id, `tok_...`).
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppKeyCommand {
+    /// Make an app key: devices register with it (`outpost agent
+    /// --app-key-file`) and belong to its app, which decides which releases
+    /// they are offered (those published with the same `--app`). Printed
+    /// once; the fleet keeps only its SHA-256. The data folder's `app.key`
+    /// is the app `default`'s first key.
+    ///
+    /// Examples:
+    ///   outpost fleet app-key create chat-android --app chat --data ./fleet > chat.key
+    #[command(verbatim_doc_comment)]
+    Create {
+        /// What it is for, e.g. the app and platform (1-64 characters).
+        label: String,
+        /// The app its devices belong to.
+        #[arg(long, default_value = "default")]
+        app: String,
+    },
+}
+
+pub(super) fn run_app_key(api: &Api, cmd: &AppKeyCommand, out: Out<'_>) -> Result<()> {
+    match cmd {
+        AppKeyCommand::Create { label, app } => {
+            let v = api.send(
+                "POST",
+                "/admin/v1/app-keys",
+                json!({"label": label, "app": app}),
+            )?;
+            out(&v, &|v| {
+                println!("{}", s(&v["app_key"]));
+                eprintln!(
+                    "app key {} for the app {}; it is shown only now",
+                    s(&v["label"]),
+                    s(&v["app"])
+                );
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The password on stdin: one line, its newline dropped.
@@ -115,12 +163,14 @@ pub(super) fn run_token(api: &Api, cmd: &TokenCommand, out: Out<'_>) -> Result<(
             name,
             role,
             expires_days,
+            apps,
         } => {
-            let v = api.send(
-                "POST",
-                "/admin/v1/tokens",
-                json!({"name": name, "role": role.as_str(), "expires_in_days": expires_days}),
-            )?;
+            let mut body =
+                json!({"name": name, "role": role.as_str(), "expires_in_days": expires_days});
+            if !apps.is_empty() {
+                body["apps"] = json!(apps);
+            }
+            let v = api.send("POST", "/admin/v1/tokens", body)?;
             out(&v, &|v| {
                 println!("{}", s(&v["token"]));
                 eprintln!(
@@ -174,11 +224,23 @@ fn tokens(v: &Value) {
                 s(&t["created_by"]),
                 s(&t["expires_at"]),
                 state.to_string(),
+                match t["apps"].as_array() {
+                    Some(a) if !a.is_empty() => a.iter().map(s).collect::<Vec<_>>().join(","),
+                    _ => "all".to_string(),
+                },
             ]
         })
         .collect();
     table(
-        &["ID", "NAME", "ROLE", "CREATED BY", "EXPIRES AT", "STATE"],
+        &[
+            "ID",
+            "NAME",
+            "ROLE",
+            "CREATED BY",
+            "EXPIRES AT",
+            "STATE",
+            "APPS",
+        ],
         rows,
     );
 }

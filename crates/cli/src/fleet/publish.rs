@@ -19,6 +19,7 @@ const CHUNK_MAX: u64 = 4 << 20;
 pub struct Publish<'a> {
     pub dir: &'a Path,
     pub version: &'a Option<String>,
+    pub app: &'a Option<String>,
     pub min_app_version: &'a Option<String>,
     pub min_engine_version: &'a Option<String>,
     /// `Some(true)`: --encrypt, `Some(false)`: --no-encrypt, `None`: the
@@ -48,6 +49,13 @@ pub fn run(api: &Api, p: &Publish<'_>) -> Result<Value> {
     }
     let mut rd = load_dir(p.dir, &mins)
         .with_context(|| format!("reading the release in {}", p.dir.display()))?;
+    if let Some(app) = p.app {
+        let given = &rd.meta.app;
+        if !outpost_fleet::access::is_default_app(given) && given != app {
+            bail!("--app {app:?} but the release's metadata says \"app\": {given:?}; drop one");
+        }
+        rd.meta.app = app.clone();
+    }
     let encrypt = match p.encrypt {
         Some(e) => e,
         None => api.get("/admin/v1/status")?["seal_releases"]

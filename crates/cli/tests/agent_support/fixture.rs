@@ -89,6 +89,8 @@ pub fn perturbed(root: &Path, file: &Path) -> PathBuf {
     out
 }
 
+// Not every test binary that includes this module uses both.
+#[allow(unused_imports)]
 pub use super::common::fleet::{free_port, Fleet};
 
 /// `outpost agent SUBCOMMAND` for a store against a fleet, with extra args

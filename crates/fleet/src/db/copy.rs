@@ -45,9 +45,9 @@ const TABLES: &[Table] = &[
     Table {
         name: "app_keys",
         count: "SELECT COUNT(*) FROM app_keys",
-        select: "SELECT hash, label, created_at FROM app_keys ORDER BY hash, label",
-        insert: "INSERT INTO app_keys (hash, label, created_at) VALUES ($1, $2, $3)",
-        kinds: &[Text, Text, Int],
+        select: "SELECT hash, label, created_at, app FROM app_keys ORDER BY hash, label",
+        insert: "INSERT INTO app_keys (hash, label, created_at, app) VALUES ($1, $2, $3, $4)",
+        kinds: &[Text, Text, Int, Text],
     },
     Table {
         name: "releases",
@@ -87,9 +87,9 @@ const TABLES: &[Table] = &[
     Table {
         name: "devices",
         count: "SELECT COUNT(*) FROM devices",
-        select: "SELECT id, token_hash, channel, registered_at, last_seen_at, profile, blocked, public_key, revoked_at FROM devices ORDER BY id, token_hash",
-        insert: "INSERT INTO devices (id, token_hash, channel, registered_at, last_seen_at, profile, blocked, public_key, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        kinds: &[Text, Text, Text, Int, Int, Text, Text, Text, Int],
+        select: "SELECT id, token_hash, channel, registered_at, last_seen_at, profile, blocked, public_key, revoked_at, app FROM devices ORDER BY id, token_hash",
+        insert: "INSERT INTO devices (id, token_hash, channel, registered_at, last_seen_at, profile, blocked, public_key, revoked_at, app) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        kinds: &[Text, Text, Text, Int, Int, Text, Text, Text, Int, Text],
     },
     Table {
         name: "pins",
@@ -171,9 +171,9 @@ const TABLES: &[Table] = &[
     Table {
         name: "api_tokens",
         count: "SELECT COUNT(*) FROM api_tokens",
-        select: "SELECT id, name, role, hash, created_by, created_at, expires_at, revoked_at FROM api_tokens ORDER BY id, name",
-        insert: "INSERT INTO api_tokens (id, name, role, hash, created_by, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        kinds: &[Text, Text, Text, Text, Text, Int, Int, Int],
+        select: "SELECT id, name, role, hash, created_by, created_at, expires_at, revoked_at, apps FROM api_tokens ORDER BY id, name",
+        insert: "INSERT INTO api_tokens (id, name, role, hash, created_by, created_at, expires_at, revoked_at, apps) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        kinds: &[Text, Text, Text, Text, Text, Int, Int, Int, Text],
     },
     Table {
         name: "sessions",

@@ -58,6 +58,8 @@ pub struct AuditRecord {
 pub struct NewDevice {
     pub id: String,
     pub token_hash: Digest,
+    /// The app it registered for (its app key's).
+    pub app: String,
     pub channel: String,
     pub registered_at: Timestamp,
     /// X25519, for sealed models' content keys (`None` from older agents).
@@ -106,7 +108,8 @@ pub struct Snapshot {
     pub channels: Vec<Channel>,
     pub rollouts: Vec<Rollout>,
     pub frozen: Option<Freeze>,
-    pub app_keys: Vec<Digest>,
+    /// App key digest and the app its devices belong to.
+    pub app_keys: Vec<(Digest, String)>,
     /// Sealed blob digest and its content key.
     pub content_keys: Vec<(Digest, [u8; 32])>,
     pub devices: Vec<StoredDevice>,

@@ -68,12 +68,17 @@ macro_rules! migrations {
                 "replicas",
                 include_str!(concat!("../../migrations/", $dir, "/0007_replicas.sql")),
             ),
+            (
+                8,
+                "apps",
+                include_str!(concat!("../../migrations/", $dir, "/0008_apps.sql")),
+            ),
         ]
     };
 }
 
-const SQLITE_MIGRATIONS: [(i64, &str, &str); 7] = migrations!("sqlite");
-const POSTGRES_MIGRATIONS: [(i64, &str, &str); 7] = migrations!("postgres");
+const SQLITE_MIGRATIONS: [(i64, &str, &str); 8] = migrations!("sqlite");
+const POSTGRES_MIGRATIONS: [(i64, &str, &str); 8] = migrations!("postgres");
 
 /// Which SQL the database speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +111,7 @@ fn migrator(dialect: Dialect) -> Migrator {
 }
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// The SQL backend (SQLite or PostgreSQL).
 #[derive(Debug, Clone)]
@@ -332,13 +337,15 @@ async fn apply_change(tx: &mut Transaction<'_, Any>, c: &Change) -> DbResult<()>
             hash,
             label,
             created_at,
+            app,
         } => {
             sqlx::query(
-                "INSERT INTO app_keys (hash, label, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                "INSERT INTO app_keys (hash, label, created_at, app) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             )
             .bind(hash.to_string())
             .bind(label)
             .bind(secs(*created_at))
+            .bind(app)
             .execute(&mut **tx)
             .await
             .map_err(sql("storing an app key"))?;
@@ -376,13 +383,14 @@ async fn write_device(tx: &mut Transaction<'_, Any>, w: &DeviceWrite) -> DbResul
     match w {
         DeviceWrite::Register(d) => {
             sqlx::query(
-                "INSERT INTO devices (id, token_hash, channel, registered_at, public_key) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO devices (id, token_hash, channel, registered_at, public_key, app) VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(&d.id)
             .bind(d.token_hash.to_string())
             .bind(&d.channel)
             .bind(secs(d.registered_at))
             .bind(d.public_key.map(|k| crate::keys::key32_to_base64(&k)))
+            .bind(&d.app)
             .execute(&mut **tx)
             .await
             .map_err(sql("registering a device"))?;

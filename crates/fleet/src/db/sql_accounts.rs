@@ -6,7 +6,7 @@
 
 use sqlx::{Any, Row, Transaction};
 
-use super::codec::{digest, int, sql, uint};
+use super::codec::{digest, int, sql, to_json, uint};
 use super::error::{DbError, DbResult};
 use crate::access::{AccountChange, Accounts, ApiToken, Role, Session, User};
 
@@ -38,7 +38,7 @@ pub(super) async fn load(tx: &mut Transaction<'_, Any>) -> DbResult<Accounts> {
         a.users.insert(u.name.clone(), u);
     }
     for row in sqlx::query(
-        "SELECT id, name, role, hash, created_by, created_at, expires_at, revoked_at FROM api_tokens",
+        "SELECT id, name, role, hash, created_by, created_at, expires_at, revoked_at, apps FROM api_tokens",
     )
     .fetch_all(&mut **tx)
     .await
@@ -53,6 +53,13 @@ pub(super) async fn load(tx: &mut Transaction<'_, Any>) -> DbResult<Accounts> {
             created_at: uint(row.get("created_at")),
             expires_at: uint(row.get("expires_at")),
             revoked_at: row.get::<Option<i64>, _>("revoked_at").map(uint),
+            apps: match row.get::<Option<String>, _>("apps") {
+                None => Vec::new(),
+                Some(j) => serde_json::from_str(&j).map_err(|e| DbError::Corrupt {
+                    what: "an API token's apps",
+                    problem: e.to_string(),
+                })?,
+            },
         };
         a.tokens.insert(t.id.clone(), t);
     }
@@ -108,8 +115,8 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Any>, c: &AccountChange) -> D
         }
         AccountChange::PutToken(t) => {
             sqlx::query(
-                "INSERT INTO api_tokens (id, name, role, hash, created_by, created_at, expires_at, revoked_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET revoked_at = excluded.revoked_at",
+                "INSERT INTO api_tokens (id, name, role, hash, created_by, created_at, expires_at, revoked_at, apps) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET revoked_at = excluded.revoked_at",
             )
             .bind(&t.id)
             .bind(&t.name)
@@ -119,6 +126,7 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Any>, c: &AccountChange) -> D
             .bind(int(t.created_at))
             .bind(int(t.expires_at))
             .bind(t.revoked_at.map(int))
+            .bind((!t.apps.is_empty()).then(|| to_json(&t.apps)))
             .execute(&mut **tx)
             .await
             .map_err(sql("storing an API token"))?;

@@ -95,12 +95,13 @@ pub(super) async fn load_all(tx: &mut Transaction<'_, Any>) -> DbResult<Snapshot
             _ => {}
         }
     }
-    for row in sqlx::query("SELECT hash FROM app_keys")
+    for row in sqlx::query("SELECT hash, app FROM app_keys")
         .fetch_all(&mut **tx)
         .await
         .map_err(sql("loading app keys"))?
     {
-        snap.app_keys.push(digest(row.get("hash"), "app key hash")?);
+        snap.app_keys
+            .push((digest(row.get("hash"), "app key hash")?, row.get("app")));
     }
     for row in sqlx::query("SELECT digest, key FROM content_keys")
         .fetch_all(&mut **tx)
@@ -137,8 +138,8 @@ pub(super) async fn load_devices(
     };
     let mut devices: BTreeMap<String, StoredDevice> = BTreeMap::new();
     for row in q(
-        "SELECT id, token_hash, channel, registered_at, last_seen_at, profile, blocked, public_key, revoked_at FROM devices",
-        "SELECT id, token_hash, channel, registered_at, last_seen_at, profile, blocked, public_key, revoked_at FROM devices WHERE id = $1",
+        "SELECT id, token_hash, channel, registered_at, last_seen_at, profile, blocked, public_key, revoked_at, app FROM devices",
+        "SELECT id, token_hash, channel, registered_at, last_seen_at, profile, blocked, public_key, revoked_at, app FROM devices WHERE id = $1",
     )
     .fetch_all(&mut **tx)
     .await
@@ -210,6 +211,7 @@ pub(super) fn stored_device(row: &AnyRow) -> DbResult<StoredDevice> {
         new: NewDevice {
             id: row.get("id"),
             token_hash: digest(row.get("token_hash"), "device token hash")?,
+            app: row.get("app"),
             channel: row.get("channel"),
             registered_at: ts(row.get("registered_at")),
             public_key: row

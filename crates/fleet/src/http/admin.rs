@@ -17,6 +17,7 @@ use crate::api::{
     DeviceView, Done, KillSwitch, MoveDevice, Pin, ReleaseRef, ReleaseView, Revoke, RolloutView,
     SetChannelRelease, StatusView,
 };
+use crate::apps::scope;
 use crate::db::AuditRecord;
 use crate::error::FleetError;
 use crate::meta::ReleaseMeta;
@@ -40,6 +41,7 @@ pub async fn publish(
     Extension(p): Extension<Principal>,
     JsonBody(meta): JsonBody<ReleaseMeta>,
 ) -> Result<(StatusCode, Json<crate::state::Release>), FleetError> {
+    scope(&p, [meta.app.as_str()])?;
     Ok((StatusCode::CREATED, Json(f.publish(&p.actor, meta).await?)))
 }
 
@@ -64,6 +66,7 @@ pub async fn revoke(
     Extension(p): Extension<Principal>,
     JsonBody(r): JsonBody<Revoke>,
 ) -> Res<Done> {
+    scope(&p, f.app_of_model(&r.model).as_deref())?;
     let rr = ReleaseRef {
         model: r.model,
         version: r.version,
@@ -104,6 +107,7 @@ pub async fn set_channel_release(
     Path(name): Path<String>,
     JsonBody(r): JsonBody<SetChannelRelease>,
 ) -> Res<Done> {
+    scope(&p, f.app_of_model(&r.model).as_deref())?;
     let rr = ReleaseRef {
         model: r.model,
         version: r.version,
@@ -133,6 +137,7 @@ pub async fn create_rollout(
     Extension(p): Extension<Principal>,
     JsonBody(r): JsonBody<CreateRollout>,
 ) -> Result<(StatusCode, Json<RolloutView>), FleetError> {
+    scope(&p, f.app_of_model(&r.model).as_deref())?;
     Ok((
         StatusCode::CREATED,
         Json(f.create_rollout(&p.actor, r).await?),
@@ -147,6 +152,7 @@ pub async fn rollout_action(
     JsonBody(b): JsonBody<ActionBody>,
 ) -> Res<RolloutView> {
     let id = rollout_id(&id)?;
+    scope(&p, f.app_of_rollout(id).as_deref())?;
     let action = RolloutAction::parse(&action).ok_or_else(|| {
         FleetError::NotFound(format!(
             "unknown rollout action {action:?}; use advance, pause, resume, complete or rollback"
@@ -194,6 +200,7 @@ pub async fn pin(
     Path(id): Path<String>,
     JsonBody(p): JsonBody<Pin>,
 ) -> Res<DeviceView> {
+    scope(&who, f.app_of_device(&id).await?.as_deref())?;
     let rr = ReleaseRef {
         model: p.model.clone(),
         version: p.version,
@@ -209,6 +216,7 @@ pub async fn unpin(
     Path((id, m)): Path<(String, String)>,
 ) -> Res<DeviceView> {
     let m = model(&m)?;
+    scope(&p, f.app_of_device(&id).await?.as_deref())?;
     f.pin(&p.actor, &id, None, &m).await?;
     Ok(Json(f.device(&id)?))
 }
@@ -220,6 +228,7 @@ pub async fn move_device(
     Path(id): Path<String>,
     JsonBody(b): JsonBody<MoveDevice>,
 ) -> Res<DeviceView> {
+    scope(&p, f.app_of_device(&id).await?.as_deref())?;
     f.move_device(&p.actor, &id, &b.channel).await?;
     Ok(Json(f.device(&id)?))
 }
@@ -230,9 +239,11 @@ pub async fn create_app_key(
     Extension(p): Extension<Principal>,
     JsonBody(b): JsonBody<CreateAppKey>,
 ) -> Result<(StatusCode, Json<AppKeyView>), FleetError> {
+    let app = b.app.unwrap_or_else(crate::access::default_app);
+    scope(&p, [app.as_str()])?;
     Ok((
         StatusCode::CREATED,
-        Json(f.create_app_key(&p.actor, &b.label).await?),
+        Json(f.create_app_key(&p.actor, &b.label, &app).await?),
     ))
 }
 
@@ -353,6 +364,9 @@ pub async fn put_content_key(
 ) -> Res<Done> {
     let digest = outpost_protocol::Digest::parse(&digest)
         .map_err(|e| FleetError::BadRequest(format!("digest: {e}")))?;
+    // A blob no release uses yet belongs to no app: set before publishing.
+    let apps = f.apps_of_blob(&digest);
+    scope(&p, apps.iter().map(String::as_str))?;
     f.put_content_key(&p.actor, digest, &b.key).await?;
     Ok(ok())
 }
@@ -363,6 +377,7 @@ pub async fn revoke_device(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Res<Done> {
+    scope(&p, f.app_of_device(&id).await?.as_deref())?;
     f.revoke_device(&p.actor, &id).await?;
     Ok(ok())
 }

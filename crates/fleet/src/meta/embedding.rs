@@ -126,6 +126,7 @@ pub fn from_embedding_variants(
     )]);
     let meta = ReleaseMeta {
         model,
+        app: crate::access::default_app(),
         kind: ModelKind::Embedding,
         version,
         min_app_version: mins.min_app_version.unwrap_or(FIRST_VERSION),

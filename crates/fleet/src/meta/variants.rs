@@ -161,6 +161,7 @@ pub fn from_variants(file: &VariantsFile, mins: &Minimums) -> Result<ReleaseMeta
     }
     let meta = ReleaseMeta {
         model,
+        app: crate::access::default_app(),
         kind: ModelKind::Generate,
         version,
         min_app_version: mins.min_app_version.unwrap_or(FIRST_VERSION),
