@@ -350,12 +350,16 @@ impl Fleet {
             devices.insert(device_from(d));
         }
         let reserved = snap.version_reserved;
-        let rows = db
-            .load_telemetry(
+        // Replicas sharing the database fill their cache from it below.
+        let rows = if shared {
+            telemetry::TelemetryRows::default()
+        } else {
+            db.load_telemetry(
                 now.unix_seconds()
                     .saturating_sub(config.telemetry.max_age_s),
             )
-            .await?;
+            .await?
+        };
         let fleet = Fleet {
             writer: Writer::spawn(db.clone()),
             config,
@@ -412,6 +416,9 @@ impl Fleet {
                 .await?;
         }
         fleet.versions.ensure_headroom(fleet.db.as_ref()).await?;
+        if fleet.shared {
+            fleet.flush_telemetry().await?;
+        }
         Ok(Arc::new(fleet))
     }
 

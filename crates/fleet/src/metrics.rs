@@ -168,4 +168,23 @@ impl Db for TimedDb {
     fn load_telemetry(&self, since_s: u64) -> DbFuture<'_, TelemetryRows> {
         self.timed("load_telemetry", self.inner.load_telemetry(since_s))
     }
+    fn ingest_telemetry(
+        &self,
+        batch: crate::telemetry::BatchRecord,
+        delta: crate::telemetry::shared::TelemetryDelta,
+    ) -> DbFuture<'_, bool> {
+        self.timed("ingest_telemetry", self.inner.ingest_telemetry(batch, delta))
+    }
+    fn roll_up_telemetry(&self, before_minute: u64, forget_before_s: u64) -> DbFuture<'_, ()> {
+        self.timed(
+            "roll_up_telemetry",
+            self.inner.roll_up_telemetry(before_minute, forget_before_s),
+        )
+    }
+    fn telemetry_changes(
+        &self,
+        from: u64,
+    ) -> DbFuture<'_, crate::telemetry::shared::TelemetryChanges> {
+        self.timed("telemetry_changes", self.inner.telemetry_changes(from))
+    }
 }

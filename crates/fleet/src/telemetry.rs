@@ -35,6 +35,11 @@
 //! it overlaps whole.
 //! Distinct devices per cohort are counted in memory only and start from
 //! zero after a restart.
+//!
+//! Where replicas share a PostgreSQL database it works differently
+//! ([`shared`]): each batch is merged into the database with its id before
+//! the answer, distinct devices are kept there too, and the memory above is
+//! a cache each tick refreshes; nothing is flushed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
@@ -50,6 +55,8 @@ use crate::error::{FleetError, FleetResult};
 use crate::hist::Histogram;
 use crate::state::lock;
 use crate::Fleet;
+
+pub mod shared;
 
 /// Telemetry limits. Defaults in [`TelemetryConfig::default`].
 #[derive(Debug, Clone)]
@@ -367,6 +374,9 @@ pub(crate) struct Telemetry {
     /// for the drain between discharging reports (memory only).
     battery: HashMap<u64, (u8, u64)>,
     new_batches: Vec<BatchRecord>,
+    /// Where replicas share the database: the position to refresh from
+    /// (`shared.rs`).
+    refreshed_from: u64,
 }
 
 impl Telemetry {
@@ -485,11 +495,31 @@ impl Fleet {
             .validate()
             .map_err(|e| FleetError::BadRequest(e.to_string()))?;
         let now = self.now().unix_seconds();
-        let cfg = &self.config.telemetry;
         let mut ack = TelemetryAck {
             batch_id: batch.batch_id.clone(),
             ..TelemetryAck::default()
         };
+        let dh = device_hash(&device_id);
+        if self.shared {
+            // Counted in the database before the answer (shared.rs).
+            let mut delta = shared::DeltaBuilder::new(self.rollup_before(now));
+            {
+                let state = self.state();
+                let mut t = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
+                self.count_events(&state, &batch, &class, &channel, now, &mut ack, |at, key, data| {
+                    let drain = match data {
+                        EventData::Battery(b) => t.battery_drain(dh, b, at),
+                        _ => 0,
+                    };
+                    delta.add(at / 60, key, data, drain);
+                });
+            }
+            return if self.ingest_shared(&batch, delta.finish(dh), now).await? {
+                Ok(ack)
+            } else {
+                Ok(Self::duplicate_ack(&batch.batch_id))
+            };
+        }
         let state = self.state();
         let mut t = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
         let id = (device_id.clone(), batch.batch_id.clone());
@@ -497,29 +527,10 @@ impl Fleet {
             ack.duplicate = true;
             return Ok(ack);
         }
-        let dh = device_hash(&device_id);
-        let oldest = now.saturating_sub(cfg.max_age_s);
-        for e in &batch.events {
-            let mut at = e.at.unix_seconds();
-            if at > now.saturating_add(cfg.skew_tolerance_s) {
-                at = now;
-                ack.clamped += 1;
-            } else if at < oldest {
-                ack.too_old += 1;
-                continue;
-            }
-            if state.release(&e.model, &e.model_version).is_none() {
-                ack.unknown_release += 1;
-                continue;
-            }
-            let key = CohortKey {
-                device_class: class.clone(),
-                channel: channel.clone(),
-                model: e.model.clone(),
-                model_version: e.model_version.clone(),
-            };
+        let t = &mut *t;
+        self.count_events(&state, &batch, &class, &channel, now, &mut ack, |at, key, data| {
             let minute = at / 60;
-            let drain = match &e.data {
+            let drain = match data {
                 EventData::Battery(b) => t.battery_drain(dh, b, at),
                 _ => 0,
             };
@@ -537,7 +548,7 @@ impl Fleet {
                     .or_default()
                     .entry(key)
                     .or_default()
-                    .record_with(&e.data, drain);
+                    .record_with(data, drain);
             } else {
                 t.dirty.insert((minute, key.clone()));
                 t.minutes
@@ -545,10 +556,9 @@ impl Fleet {
                     .or_default()
                     .entry(key)
                     .or_default()
-                    .record_with(&e.data, drain);
+                    .record_with(data, drain);
             }
-            ack.accepted += 1;
-        }
+        });
         t.batches.insert(id, now);
         t.new_batches.push(BatchRecord {
             device_id,
@@ -558,11 +568,57 @@ impl Fleet {
         Ok(ack)
     }
 
+    /// Calls `count` with (seconds, cohort, data) for each event of
+    /// `batch` that counts, and notes in `ack` the ones that do not or are
+    /// moved: stamped in the future (counted now), too old, or of a
+    /// release the fleet never published.
+    #[allow(clippy::too_many_arguments)]
+    fn count_events(
+        &self,
+        state: &crate::state::FleetState,
+        batch: &TelemetryBatch,
+        class: &str,
+        channel: &str,
+        now: u64,
+        ack: &mut TelemetryAck,
+        mut count: impl FnMut(u64, CohortKey, &EventData),
+    ) {
+        let cfg = &self.config.telemetry;
+        let oldest = now.saturating_sub(cfg.max_age_s);
+        for e in &batch.events {
+            let mut at = e.at.unix_seconds();
+            if at > now.saturating_add(cfg.skew_tolerance_s) {
+                at = now;
+                ack.clamped += 1;
+            } else if at < oldest {
+                ack.too_old += 1;
+                continue;
+            }
+            if state.release(&e.model, &e.model_version).is_none() {
+                ack.unknown_release += 1;
+                continue;
+            }
+            let key = CohortKey {
+                device_class: class.to_string(),
+                channel: channel.to_string(),
+                model: e.model.clone(),
+                model_version: e.model_version.clone(),
+            };
+            count(at, key, &e.data);
+            ack.accepted += 1;
+        }
+    }
+
     /// Rolls up the hours that ended more than `rollup_after_s` ago, then
     /// writes the minutes and hours changed since the last flush and the
     /// new batch ids in one transaction (deleting the rolled minutes), and
     /// forgets what is older than `max_age_s`.
+    /// Where replicas share the database, nothing waits in memory: this
+    /// rolls up and refreshes the cache instead (`shared.rs`).
     pub async fn flush_telemetry(&self) -> FleetResult<()> {
+        if self.shared {
+            return self.refresh_shared_telemetry().await;
+        }
         let _g = self.telemetry_flush.lock().await;
         let now = self.now().unix_seconds();
         let cfg = &self.config.telemetry;

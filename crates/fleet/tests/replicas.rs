@@ -5,8 +5,11 @@
 //! after its tick; a console session made on one works on the other; the
 //! background lease gives soak timers to one replica at a time, so each
 //! stage advances exactly once, and the other takes over when the holder
-//! stops. Without `OUTPOST_FLEET_TEST_DB` the test starts PostgreSQL
-//! itself (`scripts/ensure-postgres.sh`).
+//! stops. Telemetry: a batch sent to both replicas at once is counted
+//! once; what was acknowledged is in the database (a replica opened later
+//! counts it all); the roll-up into hours happens once and every replica
+//! still counts each event once. Without `OUTPOST_FLEET_TEST_DB` the tests
+//! start PostgreSQL themselves (`scripts/ensure-postgres.sh`).
 
 mod common;
 
@@ -204,4 +207,117 @@ async fn two_replicas_share_devices_admin_changes_sessions_and_background_work()
         Some(json!({"actor": "user:rosa", "role": "viewer"})),
         "the session made on A is known to B"
     );
+}
+
+/// One telemetry batch of `n` inference events for `model@version`, `ago`
+/// seconds before the clock.
+fn batch(t: &TestFleet, device: &str, id: &str, n: usize, version: &str, ago: u64) -> Value {
+    let at = outpost_protocol::Timestamp::from_unix_seconds(t.fleet.now().unix_seconds() - ago);
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"at": at, "model": MODEL, "model_version": version,
+                "model_digest": outpost_protocol::Digest::sha256(version.as_bytes()).to_string(),
+                "engine_version": "0.1.0", "app_version": "2.0.0", "kind": "inference",
+                "data": {"ttft_ms": 40.0 + i as f64, "latency_ms": 900.0, "tokens": 32, "tok_s": 60.0}})
+        })
+        .collect();
+    json!({"batch_id": id, "device_id": device, "events": events})
+}
+
+/// The cohort of `version` over the last `minutes`: (events, devices).
+async fn cohort(t: &TestFleet, version: &str, minutes: u64) -> (u64, u64) {
+    let v = admin(t, "GET", &format!("/admin/v1/cohorts?minutes={minutes}"), None).await;
+    v.as_array()
+        .and_then(|a| a.iter().find(|c| c["model_version"] == version))
+        .map_or((0, 0), |c| {
+            (
+                c["events"].as_u64().unwrap_or(0),
+                c["devices"].as_u64().unwrap_or(0),
+            )
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_is_counted_once_in_the_database_and_every_replica_sees_it() {
+    let server = postgres_server();
+    let db = format!("{server}/outpost_t_repltel_{}_{}", std::process::id(), T0);
+    let dir = TempDir::new("repltel-a");
+    let clock = Arc::new(outpost_fleet::ManualClock::new(T0));
+    let mut cfg = FleetConfig::new(&dir.0);
+    cfg.admin_token = Some(ADMIN.into());
+    cfg.db = Some(db.parse().expect("db url"));
+    let a = TestFleet {
+        fleet: Fleet::open(cfg, clock.clone()).await.expect("a opens"),
+        clock,
+        dir,
+    };
+    let b = replica_of(&a, &db).await;
+    publish(&a, MODEL, "v1", "0.1.0").await;
+    release_on_stable(&a, MODEL, "v1").await;
+    b.fleet.catch_up().await.expect("b catches up");
+    let mut devices = Vec::new();
+    for i in 0..20 {
+        let on = if i % 2 == 0 { &a } else { &b };
+        let d = register(on, "stable").await;
+        check_in(on, &d.1, profile("phone-8gb"), MODEL).await;
+        devices.push(d);
+    }
+
+    // Every device sends its first batch to both replicas at once (as a
+    // retry after a lost answer would), and a second one, with an event
+    // three hours old (past the roll-up: counted into its hour), to B.
+    let mut sends = tokio::task::JoinSet::new();
+    for (id, token) in &devices {
+        for on in [&a, &b] {
+            let (f, token) = (on.fleet.clone(), token.clone());
+            let body = batch(on, id, "first", 3, "v1", 5).to_string().into_bytes();
+            sends.spawn(async move {
+                call_fleet(&f, "POST", "/v1/telemetry", Some(&token), body).await
+            });
+        }
+    }
+    let answers = sends.join_all().await;
+    let mut duplicates = 0;
+    for (s, v) in &answers {
+        assert_eq!(*s, StatusCode::OK, "{v}");
+        if v["duplicate"] == true {
+            duplicates += 1;
+            assert_eq!(v["accepted"], 0, "{v}");
+        } else {
+            assert_eq!(v["accepted"], 3, "{v}");
+        }
+    }
+    assert_eq!(duplicates, devices.len(), "each batch counted by exactly one replica");
+    for (id, token) in &devices {
+        let mut second = batch(&b, id, "second", 2, "v1", 60);
+        let old = batch(&b, id, "x", 1, "v1", 3 * 3600);
+        second["events"]
+            .as_array_mut()
+            .expect("events")
+            .push(old["events"][0].clone());
+        let (s, v) = call(&b, "POST", "/v1/telemetry", Some(token), Some(second)).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["accepted"], 3, "{v}");
+    }
+    // Acknowledged means stored: a replica opened now (or one restarted
+    // after a kill) sees every event, as both running ones do after a tick.
+    let c = replica_of(&a, &db).await;
+    for r in [&a, &b, &c] {
+        r.fleet.tick().await.expect("tick");
+        assert_eq!(cohort(r, "v1", 60).await, (20 * 5, 20), "the last hour");
+        assert_eq!(cohort(r, "v1", 240).await, (20 * 6, 20), "with the old hour");
+    }
+
+    // Three hours on: the minutes are rolled into hours once, and every
+    // replica still counts each event once.
+    a.clock.advance(3 * 3600);
+    for r in [&a, &b, &c, &a] {
+        r.fleet.tick().await.expect("tick");
+    }
+    for r in [&a, &b, &c] {
+        assert_eq!(cohort(r, "v1", 420).await, (20 * 6, 20));
+        assert_eq!(r.fleet.telemetry_rows().0, 0, "no minute rows left");
+    }
+    let d = replica_of(&a, &db).await;
+    assert_eq!(cohort(&d, "v1", 420).await, (20 * 6, 20), "from the database alone");
 }

@@ -140,6 +140,15 @@ const TABLES: &[Table] = &[
         insert: "INSERT INTO telemetry_hours (minute, device_class, channel, model, model_version, agg) VALUES ($1, $2, $3, $4, $5, $6)",
         kinds: &[Int, Text, Text, Text, Text, Text],
     },
+    // Without `xid`: transaction ids mean nothing in another database
+    // (0: every replica of the target reads the row when it starts).
+    Table {
+        name: "telemetry_devices",
+        count: "SELECT COUNT(*) FROM telemetry_devices",
+        select: "SELECT device_class, channel, model, model_version, device, minute FROM telemetry_devices ORDER BY device_class, channel, model, model_version, device",
+        insert: "INSERT INTO telemetry_devices (device_class, channel, model, model_version, device, minute) VALUES ($1, $2, $3, $4, $5, $6)",
+        kinds: &[Text, Text, Text, Text, Int, Int],
+    },
     Table {
         name: "telemetry_batches",
         count: "SELECT COUNT(*) FROM telemetry_batches",

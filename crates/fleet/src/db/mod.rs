@@ -20,6 +20,7 @@ mod sql_accounts;
 mod sql_load;
 mod sql_replicas;
 mod sql_telemetry;
+mod sql_telemetry_shared;
 mod url;
 
 use std::future::Future;
@@ -35,7 +36,8 @@ pub use url::DbUrl;
 
 use crate::rollout::Rollout;
 use crate::state::{Change, Channel, Freeze, Issued, Release};
-use crate::telemetry::TelemetryRows;
+use crate::telemetry::shared::{TelemetryChanges, TelemetryDelta};
+use crate::telemetry::{BatchRecord, TelemetryRows};
 
 /// One line of the audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -194,4 +196,17 @@ pub trait Db: Send + Sync + 'static {
     /// Telemetry minutes, hours and batch ids from `since_s` (unix
     /// seconds) on; hours that end after it.
     fn load_telemetry(&self, since_s: u64) -> DbFuture<'_, TelemetryRows>;
+    /// Replicas sharing the database (PostgreSQL only): records `batch`
+    /// and merges `delta` into the minute and hour rows and the device
+    /// sightings, in one transaction; `false`, with nothing written, when
+    /// the batch was recorded before.
+    fn ingest_telemetry(&self, batch: BatchRecord, delta: TelemetryDelta) -> DbFuture<'_, bool>;
+    /// Replicas sharing the database: merges the minutes before
+    /// `before_minute` into their hours and deletes them, and forgets
+    /// aggregates, sightings and batch ids older than `forget_before_s`;
+    /// one replica at a time (another's call returns at once).
+    fn roll_up_telemetry(&self, before_minute: u64, forget_before_s: u64) -> DbFuture<'_, ()>;
+    /// Replicas sharing the database: the rows written from position
+    /// `from` on (0: all), the roll-up mark, and where to ask from next.
+    fn telemetry_changes(&self, from: u64) -> DbFuture<'_, TelemetryChanges>;
 }

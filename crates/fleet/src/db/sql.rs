@@ -73,12 +73,17 @@ macro_rules! migrations {
                 "apps",
                 include_str!(concat!("../../migrations/", $dir, "/0008_apps.sql")),
             ),
+            (
+                9,
+                "shared_telemetry",
+                include_str!(concat!("../../migrations/", $dir, "/0009_shared_telemetry.sql")),
+            ),
         ]
     };
 }
 
-const SQLITE_MIGRATIONS: [(i64, &str, &str); 8] = migrations!("sqlite");
-const POSTGRES_MIGRATIONS: [(i64, &str, &str); 8] = migrations!("postgres");
+const SQLITE_MIGRATIONS: [(i64, &str, &str); 9] = migrations!("sqlite");
+const POSTGRES_MIGRATIONS: [(i64, &str, &str); 9] = migrations!("postgres");
 
 /// Which SQL the database speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +116,7 @@ fn migrator(dialect: Dialect) -> Migrator {
 }
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// The SQL backend (SQLite or PostgreSQL).
 #[derive(Debug, Clone)]
@@ -631,5 +636,24 @@ impl Db for SqlDb {
 
     fn load_telemetry(&self, since_s: u64) -> DbFuture<'_, TelemetryRows> {
         Box::pin(self.load_telemetry_inner(since_s))
+    }
+
+    fn ingest_telemetry(
+        &self,
+        batch: crate::telemetry::BatchRecord,
+        delta: crate::telemetry::shared::TelemetryDelta,
+    ) -> DbFuture<'_, bool> {
+        Box::pin(self.ingest_telemetry_inner(batch, delta))
+    }
+
+    fn roll_up_telemetry(&self, before_minute: u64, forget_before_s: u64) -> DbFuture<'_, ()> {
+        Box::pin(self.roll_up_telemetry_inner(before_minute, forget_before_s))
+    }
+
+    fn telemetry_changes(
+        &self,
+        from: u64,
+    ) -> DbFuture<'_, crate::telemetry::shared::TelemetryChanges> {
+        Box::pin(self.telemetry_changes_inner(from))
     }
 }

@@ -34,7 +34,7 @@ async fn upsert(tx: &mut Transaction<'_, Any>, hours: bool, rows: &[MinuteRow]) 
     Ok(())
 }
 
-fn agg_row(row: &AnyRow) -> DbResult<MinuteRow> {
+pub(super) fn agg_row(row: &AnyRow) -> DbResult<MinuteRow> {
     let agg: String = row.get("agg");
     let m: String = row.get("model");
     Ok(MinuteRow {
