@@ -173,7 +173,10 @@ impl Db for TimedDb {
         batch: crate::telemetry::BatchRecord,
         delta: crate::telemetry::shared::TelemetryDelta,
     ) -> DbFuture<'_, bool> {
-        self.timed("ingest_telemetry", self.inner.ingest_telemetry(batch, delta))
+        self.timed(
+            "ingest_telemetry",
+            self.inner.ingest_telemetry(batch, delta),
+        )
     }
     fn roll_up_telemetry(&self, before_minute: u64, forget_before_s: u64) -> DbFuture<'_, ()> {
         self.timed(

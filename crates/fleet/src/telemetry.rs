@@ -506,15 +506,26 @@ impl Fleet {
             {
                 let state = self.state();
                 let mut t = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
-                self.count_events(&state, &batch, &class, &channel, now, &mut ack, |at, key, data| {
-                    let drain = match data {
-                        EventData::Battery(b) => t.battery_drain(dh, b, at),
-                        _ => 0,
-                    };
-                    delta.add(at / 60, key, data, drain);
-                });
+                self.count_events(
+                    &state,
+                    &batch,
+                    &class,
+                    &channel,
+                    now,
+                    &mut ack,
+                    |at, key, data| {
+                        let drain = match data {
+                            EventData::Battery(b) => t.battery_drain(dh, b, at),
+                            _ => 0,
+                        };
+                        delta.add(at / 60, key, data, drain);
+                    },
+                );
             }
-            return if self.ingest_shared(&batch, delta.finish(dh), now).await? {
+            let delta = delta.finish(dh);
+            return if self.ingest_shared(&batch, delta.clone(), now).await? {
+                let mut t = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
+                t.apply_delta(&delta);
                 Ok(ack)
             } else {
                 Ok(Self::duplicate_ack(&batch.batch_id))
@@ -528,37 +539,45 @@ impl Fleet {
             return Ok(ack);
         }
         let t = &mut *t;
-        self.count_events(&state, &batch, &class, &channel, now, &mut ack, |at, key, data| {
-            let minute = at / 60;
-            let drain = match data {
-                EventData::Battery(b) => t.battery_drain(dh, b, at),
-                _ => 0,
-            };
-            t.devices
-                .entry(key.clone())
-                .or_default()
-                .entry(dh)
-                .and_modify(|m| *m = (*m).max(minute))
-                .or_insert(minute);
-            if minute < t.rolled_before {
-                let hour = minute / 60 * 60;
-                t.dirty_hours.insert((hour, key.clone()));
-                t.hours
-                    .entry(hour)
+        self.count_events(
+            &state,
+            &batch,
+            &class,
+            &channel,
+            now,
+            &mut ack,
+            |at, key, data| {
+                let minute = at / 60;
+                let drain = match data {
+                    EventData::Battery(b) => t.battery_drain(dh, b, at),
+                    _ => 0,
+                };
+                t.devices
+                    .entry(key.clone())
                     .or_default()
-                    .entry(key)
-                    .or_default()
-                    .record_with(data, drain);
-            } else {
-                t.dirty.insert((minute, key.clone()));
-                t.minutes
-                    .entry(minute)
-                    .or_default()
-                    .entry(key)
-                    .or_default()
-                    .record_with(data, drain);
-            }
-        });
+                    .entry(dh)
+                    .and_modify(|m| *m = (*m).max(minute))
+                    .or_insert(minute);
+                if minute < t.rolled_before {
+                    let hour = minute / 60 * 60;
+                    t.dirty_hours.insert((hour, key.clone()));
+                    t.hours
+                        .entry(hour)
+                        .or_default()
+                        .entry(key)
+                        .or_default()
+                        .record_with(data, drain);
+                } else {
+                    t.dirty.insert((minute, key.clone()));
+                    t.minutes
+                        .entry(minute)
+                        .or_default()
+                        .entry(key)
+                        .or_default()
+                        .record_with(data, drain);
+                }
+            },
+        );
         t.batches.insert(id, now);
         t.new_batches.push(BatchRecord {
             device_id,

@@ -226,7 +226,13 @@ fn batch(t: &TestFleet, device: &str, id: &str, n: usize, version: &str, ago: u6
 
 /// The cohort of `version` over the last `minutes`: (events, devices).
 async fn cohort(t: &TestFleet, version: &str, minutes: u64) -> (u64, u64) {
-    let v = admin(t, "GET", &format!("/admin/v1/cohorts?minutes={minutes}"), None).await;
+    let v = admin(
+        t,
+        "GET",
+        &format!("/admin/v1/cohorts?minutes={minutes}"),
+        None,
+    )
+    .await;
     v.as_array()
         .and_then(|a| a.iter().find(|c| c["model_version"] == version))
         .map_or((0, 0), |c| {
@@ -287,7 +293,11 @@ async fn telemetry_is_counted_once_in_the_database_and_every_replica_sees_it() {
             assert_eq!(v["accepted"], 3, "{v}");
         }
     }
-    assert_eq!(duplicates, devices.len(), "each batch counted by exactly one replica");
+    assert_eq!(
+        duplicates,
+        devices.len(),
+        "each batch counted by exactly one replica"
+    );
     for (id, token) in &devices {
         let mut second = batch(&b, id, "second", 2, "v1", 60);
         let old = batch(&b, id, "x", 1, "v1", 3 * 3600);
@@ -305,7 +315,11 @@ async fn telemetry_is_counted_once_in_the_database_and_every_replica_sees_it() {
     for r in [&a, &b, &c] {
         r.fleet.tick().await.expect("tick");
         assert_eq!(cohort(r, "v1", 60).await, (20 * 5, 20), "the last hour");
-        assert_eq!(cohort(r, "v1", 240).await, (20 * 6, 20), "with the old hour");
+        assert_eq!(
+            cohort(r, "v1", 240).await,
+            (20 * 6, 20),
+            "with the old hour"
+        );
     }
 
     // Three hours on: the minutes are rolled into hours once, and every
@@ -319,5 +333,9 @@ async fn telemetry_is_counted_once_in_the_database_and_every_replica_sees_it() {
         assert_eq!(r.fleet.telemetry_rows().0, 0, "no minute rows left");
     }
     let d = replica_of(&a, &db).await;
-    assert_eq!(cohort(&d, "v1", 420).await, (20 * 6, 20), "from the database alone");
+    assert_eq!(
+        cohort(&d, "v1", 420).await,
+        (20 * 6, 20),
+        "from the database alone"
+    );
 }

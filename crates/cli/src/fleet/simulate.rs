@@ -35,6 +35,9 @@ use outpost_fleet::hist::Histogram;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+mod net;
+use net::Fleets;
+
 /// One device class of a `--mix` file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -230,6 +233,13 @@ pub struct SimulateArgs {
     /// --devices 100000.
     #[arg(long, default_value_t = 8)]
     threads: usize,
+    /// Another replica of the fleet (repeat for more): devices are spread
+    /// over --url and these (device i starts on the i-th mod n), and a
+    /// request that cannot connect or answers 5xx is tried on the next one
+    /// (up to 40 tries, 250 ms apart), as behind a load balancer while a
+    /// replica restarts.
+    #[arg(long = "also", value_name = "URL")]
+    also: Vec<String>,
     /// The app key (default: DIR/app.key with --data).
     #[arg(long, env = "OUTPOST_FLEET_APP_KEY", hide_env_values = true)]
     app_key: Option<String>,
@@ -246,21 +256,6 @@ fn profile(class: &str) -> Value {
         "region": "eu-west",
         "free_disk_bytes": 20_000_000_000u64
     })
-}
-
-fn post(agent: &ureq::Agent, url: &str, token: Option<&str>, body: &Value) -> Result<Value> {
-    let mut req = agent.post(url);
-    if let Some(t) = token {
-        req = req.set("authorization", &format!("Bearer {t}"));
-    }
-    match req.send_json(body) {
-        Ok(r) => Ok(r.into_json()?),
-        Err(ureq::Error::Status(code, r)) => {
-            let b: Value = r.into_json().unwrap_or(Value::Null);
-            bail!("{url}: {code} {}", b["error"]["message"])
-        }
-        Err(e) => bail!("{url}: {e}"),
-    }
 }
 
 fn unix_now() -> u64 {
@@ -303,6 +298,9 @@ struct Tally {
     regenerates: u64,
     late_batches: u64,
     duplicates: u64,
+    /// Batches whose answer was lost and whose retry was answered
+    /// `duplicate`: counted once, by the lost try.
+    lost_answers: u64,
     /// Route events by reason (simple, sensitive, complexity): requests,
     /// prompt and completion tokens.
     routes: [[u64; 3]; 3],
@@ -391,12 +389,18 @@ fn events_of(a: &SimulateArgs, mix: &ClassMix, i: usize, p: &Pending) -> Vec<Val
 
 /// Sends one pending batch (split at the protocol's event limit); the
 /// fleet must count every event once, or answer `duplicate` for a resend.
+/// `resend`: the batch was counted before, so `duplicate` is the only
+/// right answer; otherwise `duplicate` after a try whose answer was lost
+/// means that try counted it.
+#[allow(clippy::too_many_arguments)]
 fn send(
     agent: &ureq::Agent,
-    url: &str,
+    fleets: &Fleets,
+    i: usize,
     d: &mut Device,
     events: &[Value],
     batch_id: &str,
+    resend: bool,
     tally: &mut Tally,
 ) -> Result<()> {
     for (n, chunk) in events
@@ -404,17 +408,25 @@ fn send(
         .enumerate()
     {
         let id = format!("{batch_id}-{n}");
-        let ack = post(
+        let answer = fleets.post(
             agent,
-            &format!("{url}/v1/telemetry"),
+            i,
+            "/v1/telemetry",
             Some(&d.token),
             &json!({"batch_id": id, "device_id": d.id, "events": chunk}),
         )?;
-        if ack["duplicate"] == true {
+        let ack = answer.body;
+        let counted_by_lost_try = ack["duplicate"] == true && answer.retried && !resend;
+        if ack["duplicate"] == true && !counted_by_lost_try {
             tally.duplicates += 1;
             continue;
         }
-        let accepted = ack["accepted"].as_u64().unwrap_or(0);
+        let accepted = if counted_by_lost_try {
+            tally.lost_answers += 1;
+            chunk.len() as u64
+        } else {
+            ack["accepted"].as_u64().unwrap_or(0)
+        };
         if accepted != chunk.len() as u64 {
             bail!("batch {id} of {}: the fleet accepted {accepted} of {} events ({ack}); the simulator sends only current, published releases", d.id, chunk.len());
         }
@@ -453,7 +465,7 @@ fn send(
 #[allow(clippy::too_many_arguments)]
 fn device_round(
     agent: &ureq::Agent,
-    url: &str,
+    fleets: &Fleets,
     a: &SimulateArgs,
     mix: &ClassMix,
     i: usize,
@@ -475,12 +487,15 @@ fn device_round(
         return Ok(());
     }
     let t = Instant::now();
-    let ans = post(
-        agent,
-        &format!("{url}/v1/devices/check-in"),
-        Some(&d.token),
-        &json!({"profile": profile(&mix.class)}),
-    )?;
+    let ans = fleets
+        .post(
+            agent,
+            i,
+            "/v1/devices/check-in",
+            Some(&d.token),
+            &json!({"profile": profile(&mix.class)}),
+        )?
+        .body;
     tally.check_in_ms.record(t.elapsed().as_secs_f64() * 1000.0);
     tally.check_ins += 1;
     d.runs = ans["models"]
@@ -496,12 +511,14 @@ fn device_round(
         .collect();
     let pending = std::mem::take(&mut d.pending);
     for p in &pending {
-        send(agent, url, d, &events_of(a, mix, i, p), &p.batch_id, tally)?;
+        let events = events_of(a, mix, i, p);
+        send(agent, fleets, i, d, &events, &p.batch_id, false, tally)?;
         tally.late_batches += 1;
     }
     if let Some(p) = pending.first() {
         let before = tally.duplicates;
-        send(agent, url, d, &events_of(a, mix, i, p), &p.batch_id, tally)?;
+        let events = events_of(a, mix, i, p);
+        send(agent, fleets, i, d, &events, &p.batch_id, true, tally)?;
         if tally.duplicates == before {
             bail!(
                 "device {} resent batch {} and the fleet counted it again instead of answering duplicate",
@@ -515,14 +532,8 @@ fn device_round(
         ..this
     };
     if !this.runs.is_empty() {
-        send(
-            agent,
-            url,
-            d,
-            &events_of(a, mix, i, &this),
-            &this.batch_id,
-            tally,
-        )?;
+        let events = events_of(a, mix, i, &this);
+        send(agent, fleets, i, d, &events, &this.batch_id, false, tally)?;
     }
     Ok(())
 }
@@ -568,6 +579,7 @@ where
                 t.regenerates += mine.regenerates;
                 t.late_batches += mine.late_batches;
                 t.duplicates += mine.duplicates;
+                t.lost_answers += mine.lost_answers;
                 t.battery_drain += mine.battery_drain;
                 for (a, b) in t.routes.iter_mut().zip(mine.routes) {
                     for (x, y) in a.iter_mut().zip(b) {
@@ -654,16 +666,20 @@ pub fn run(url: &str, data: Option<&Path>, a: &SimulateArgs) -> Result<Value> {
     }
     let mix = load_mix(a)?;
     let agent = ureq::AgentBuilder::new().build();
+    let fleets = Fleets::new(url, &a.also);
     let tally = Mutex::new(Tally::default());
     let t0 = Instant::now();
     let devices: Vec<Mutex<Option<Device>>> = (0..a.devices).map(|_| Mutex::new(None)).collect();
     let errors = parallel(a.devices, a.threads, &tally, |i, _| {
-        let reg = post(
-            &agent,
-            &format!("{url}/v1/devices/register"),
-            None,
-            &json!({"app_key": app_key, "channel": a.channel}),
-        )?;
+        let reg = fleets
+            .post(
+                &agent,
+                i,
+                "/v1/devices/register",
+                None,
+                &json!({"app_key": app_key, "channel": a.channel}),
+            )?
+            .body;
         let d = Device {
             id: reg["device_id"].as_str().context("device_id")?.to_string(),
             token: reg["token"].as_str().context("token")?.to_string(),
@@ -683,7 +699,7 @@ pub fn run(url: &str, data: Option<&Path>, a: &SimulateArgs) -> Result<Value> {
             let d = slot.as_mut().context("device did not register")?;
             device_round(
                 &agent,
-                url,
+                &fleets,
                 a,
                 mix.class_of(i, a.devices),
                 i,
@@ -723,6 +739,7 @@ pub fn run(url: &str, data: Option<&Path>, a: &SimulateArgs) -> Result<Value> {
         "offline": offline,
         "late_batches": t.late_batches,
         "duplicates_acknowledged": t.duplicates,
+        "answers_lost": t.lost_answers,
         "events": t.events,
         "inferences": t.inferences,
         "thumbs_down": t.thumbs_down,

@@ -76,7 +76,11 @@ macro_rules! migrations {
             (
                 9,
                 "shared_telemetry",
-                include_str!(concat!("../../migrations/", $dir, "/0009_shared_telemetry.sql")),
+                include_str!(concat!(
+                    "../../migrations/",
+                    $dir,
+                    "/0009_shared_telemetry.sql"
+                )),
             ),
         ]
     };

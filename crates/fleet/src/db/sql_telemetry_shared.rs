@@ -144,13 +144,12 @@ impl SqlDb {
             .begin()
             .await
             .map_err(sql("starting a transaction"))?;
-        let mine: i64 = sqlx::query_scalar(
-            "SELECT CASE WHEN pg_try_advisory_xact_lock($1) THEN 1 ELSE 0 END",
-        )
-        .bind(ROLLUP_KEY)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(sql("taking the telemetry roll-up lock"))?;
+        let mine: i64 =
+            sqlx::query_scalar("SELECT CASE WHEN pg_try_advisory_xact_lock($1) THEN 1 ELSE 0 END")
+                .bind(ROLLUP_KEY)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(sql("taking the telemetry roll-up lock"))?;
         if mine != 1 {
             tx.rollback().await.map_err(sql("ending a transaction"))?;
             return Ok(());
@@ -215,7 +214,9 @@ impl SqlDb {
                 .await
                 .map_err(sql(doing))?;
         }
-        tx.commit().await.map_err(sql("committing a telemetry roll-up"))
+        tx.commit()
+            .await
+            .map_err(sql("committing a telemetry roll-up"))
     }
 
     pub(super) async fn telemetry_changes_inner(&self, from: u64) -> DbResult<TelemetryChanges> {

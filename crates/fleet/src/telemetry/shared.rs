@@ -5,7 +5,7 @@
 //! a batch sent to two replicas is counted once. Each replica's in-memory
 //! aggregates are then a cache, refreshed every tick with the rows written
 //! since its last look ([`TelemetryChanges`]); the views read the cache as
-//! on a single fleet. The roll-up of old minutes into hours, and
+//! on a single fleet (a replica adds its own batches at once). The roll-up of old minutes into hours, and
 //! forgetting what is past `max_age_s`, run on one replica at a time
 //! (the database lets one in; the others skip).
 
@@ -48,11 +48,38 @@ pub struct TelemetryChanges {
 }
 
 impl Telemetry {
+    /// Adds a batch this replica wrote to its cache at once (read your own
+    /// writes; the next refresh replaces these rows with the database's,
+    /// which hold the batch too).
+    pub(crate) fn apply_delta(&mut self, d: &TelemetryDelta) {
+        for (map, rows) in [(&mut self.minutes, &d.minutes), (&mut self.hours, &d.hours)] {
+            for r in rows {
+                map.entry(r.minute)
+                    .or_default()
+                    .entry(r.key.clone())
+                    .or_default()
+                    .merge(&r.agg);
+            }
+        }
+        for s in &d.sightings {
+            let seen = self
+                .devices
+                .entry(s.key.clone())
+                .or_default()
+                .entry(s.device);
+            seen.and_modify(|m| *m = (*m).max(s.minute))
+                .or_insert(s.minute);
+        }
+    }
+
     /// Replaces cached rows with `c`'s, drops minutes rolled into hours,
     /// and notes where to ask from next.
     pub(crate) fn apply_changes(&mut self, c: TelemetryChanges) {
         for r in c.minutes {
-            self.minutes.entry(r.minute).or_default().insert(r.key, r.agg);
+            self.minutes
+                .entry(r.minute)
+                .or_default()
+                .insert(r.key, r.agg);
         }
         for r in c.hours {
             self.hours.entry(r.minute).or_default().insert(r.key, r.agg);
