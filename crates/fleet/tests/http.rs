@@ -644,3 +644,44 @@ async fn bad_inputs_are_4xx_and_write_nothing() {
         serde_json::to_value(&dev.devices).ok()
     );
 }
+
+/// An admin change whose client hangs up at once still runs to its end
+/// (and releases the admin lock): it is not cancelled half-way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_change_runs_to_its_end_when_the_client_hangs_up() {
+    let t = open("hang-up").await;
+    for n in 0..5 {
+        let fleet = t.fleet.clone();
+        let body = json!({"name": format!("hung-{n}")})
+            .to_string()
+            .into_bytes();
+        // Polled once or twice, then dropped, as by a closed connection.
+        let call = call_fleet(&fleet, "POST", "/admin/v1/channels", Some(ADMIN), body);
+        let _ = tokio::time::timeout(std::time::Duration::from_micros(1), call).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let channels = admin(&t, "GET", "/admin/v1/channels", None).await;
+        let hung = channels.as_array().map_or(0, |c| {
+            c.iter()
+                .filter(|c| c["name"].as_str().is_some_and(|n| n.starts_with("hung-")))
+                .count()
+        });
+        if hung == 5 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{hung} of 5 changes landed: {channels}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The admin lock was released: another change goes through.
+    admin(
+        &t,
+        "POST",
+        "/admin/v1/channels",
+        Some(json!({"name": "after"})),
+    )
+    .await;
+}

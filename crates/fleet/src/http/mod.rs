@@ -206,7 +206,16 @@ async fn admin_auth(State(fleet): State<Arc<Fleet>>, mut req: Request, next: Nex
     }
     req.extensions_mut().insert(p);
     let from = client_address(&req);
-    crate::AUDIT_FROM.scope(from, next.run(req)).await
+    // In a task of its own: a client that hangs up mid-change does not
+    // cancel it between its database commit and the replicas' lock release
+    // (the change runs to its end either way; the answer is what is lost).
+    let run = tokio::spawn(crate::AUDIT_FROM.scope(from, next.run(req)));
+    match run.await {
+        Ok(resp) => resp,
+        Err(e) => {
+            FleetError::Internal(format!("the admin request's task failed: {e}")).into_response()
+        }
+    }
 }
 
 /// The client's address, for the audit log (the peer's: a proxy in front
