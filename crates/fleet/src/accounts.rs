@@ -252,6 +252,11 @@ impl Fleet {
                 by.actor, by.role, req.role
             )));
         }
+        if req.apps.as_ref().is_some_and(Vec::is_empty) {
+            return Err(FleetError::BadRequest(
+                "apps is empty: leave it out for a token for every app, or name at least one".into(),
+            ));
+        }
         let mut apps = req.apps.unwrap_or_default();
         apps.sort();
         apps.dedup();

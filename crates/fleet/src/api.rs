@@ -246,7 +246,9 @@ pub struct StatusView {
     pub seal_releases: bool,
     pub frozen: Option<Freeze>,
     pub devices: u64,
-    /// Devices online: checked in within [`StatusView::online_window_s`]
+    /// Devices online, as this replica knows them (replicas sharing a
+    /// database: a device counts here once it has been seen here):
+    /// checked in within [`StatusView::online_window_s`]
     /// (two check-in intervals, so a device that missed one check-in still
     /// counts; one that missed two does not).
     #[serde(default)]
@@ -367,9 +369,11 @@ pub struct CreateToken {
     #[serde(default)]
     pub expires_in_days: Option<u32>,
     /// The apps it may change (releases of their models, their devices,
-    /// rollouts, experiments, app keys); left out: every app. A token
-    /// scoped to apps may read the whole fleet but change nothing
-    /// fleet-wide (channels, kill switch, users, tokens, content keys).
+    /// rollouts, experiments, app keys, content keys of their blobs);
+    /// left out: every app. A token scoped to apps may read the whole
+    /// fleet but change nothing fleet-wide (channels, kill switch, users,
+    /// tokens), and may give a blob no release uses yet a content key but
+    /// not replace one.
     #[serde(default)]
     pub apps: Option<Vec<String>>,
 }
@@ -425,4 +429,7 @@ pub struct WhoAmI {
     pub role: crate::access::Role,
     /// Signed in with a console session (changes need the CSRF token).
     pub session: bool,
+    /// The apps a token is scoped to; absent: every app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apps: Option<Vec<String>>,
 }

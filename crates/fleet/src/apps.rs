@@ -16,14 +16,21 @@ use crate::error::{FleetError, FleetResult};
 use crate::state::lock;
 use crate::Fleet;
 
-/// Refuses (403) a change to what belongs to `apps` unless `p` may change
-/// every one of them. No app (a target that does not exist yet, or not at
-/// all: the operation answers for that) passes.
-pub fn scope<'a>(p: &Principal, apps: impl IntoIterator<Item = &'a str>) -> FleetResult<()> {
-    for app in apps {
-        p.may_change(app).map_err(FleetError::Forbidden)?;
+/// Refuses (403) a change to `target`, of `app`, unless `p` may change
+/// that app. For a token scoped to apps, a target without an app (one that
+/// does not exist) is a 404 here, not a pass: an app once given never
+/// changes, so a check on an existing target still holds when the change
+/// runs, but a target that appears in between (the next rollout id, a
+/// model's first release) could be another app's. For everyone else the
+/// operation answers for a missing target itself.
+pub fn scope(p: &Principal, target: &str, app: Option<&str>) -> FleetResult<()> {
+    match app {
+        Some(app) => p.may_change(app).map_err(FleetError::Forbidden),
+        None if p.apps.is_some() => Err(FleetError::NotFound(format!(
+            "{target} does not exist"
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 impl Fleet {

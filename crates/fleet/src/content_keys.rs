@@ -49,10 +49,23 @@ impl GrantCounter {
 impl Fleet {
     /// Sets the content key of the sealed blob `digest` (standard base64,
     /// 32 bytes).
-    pub async fn put_content_key(&self, actor: &str, digest: Digest, key: &str) -> FleetResult<()> {
+    /// `replace`: whether an existing key may be replaced (not by a token
+    /// scoped to apps: the key of a blob no release uses yet is anyone's).
+    pub async fn put_content_key(
+        &self,
+        actor: &str,
+        digest: Digest,
+        key: &str,
+        replace: bool,
+    ) -> FleetResult<()> {
         let key = crate::keys::key32_from_base64(key)
             .map_err(|e| FleetError::BadRequest(format!("key: {e}")))?;
         let _g = self.admin_guard().await?;
+        if !replace && self.state().content_keys.contains_key(&digest) {
+            return Err(FleetError::Forbidden(format!(
+                "blob {digest} has a content key already; only a token for every app may replace it"
+            )));
+        }
         self.apply_admin(
             actor,
             "content-key.put",

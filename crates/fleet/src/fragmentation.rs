@@ -203,7 +203,8 @@ impl Fleet {
             }
             for (k, r) in live.iter().enumerate() {
                 let Some(p) = &d.profile else { continue };
-                if d.channel == r.channel && r.target.matches(p) {
+                let same_app = state.model_app(&r.model).is_none_or(|a| a == d.app);
+                if d.channel == r.channel && same_app && r.target.matches(p) {
                     reach[k].0 += 1;
                     if let Some(at) = d.first_issued.get(&(r.model.clone(), r.version.clone())) {
                         firsts[k].push(at.unix_seconds());

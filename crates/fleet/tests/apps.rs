@@ -325,6 +325,38 @@ async fn apps_keep_devices_releases_and_scoped_tokens_apart() {
     let d = admin(&t, "GET", &format!("/admin/v1/devices/{maps_dev}"), None).await;
     assert_eq!(d["channel"], "stable", "{d}");
 
+    // A target that does not exist (yet) is a 404 to a scoped token: the
+    // next rollout id, or a model's first release, could be another app's.
+    let next = format!("/admin/v1/rollouts/{}/rollback", experiment + 1);
+    let (s, v) = call(&t, "POST", &next, Some(&ci), Some(json!({"reason": "x"}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let body = json!({"model": "new-lm", "version": "1", "reason": "x"});
+    let (s, v) = call(&t, "POST", "/admin/v1/revoke", Some(&ci), Some(body)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    // A blob no release uses yet: a scoped token may give it a key, never
+    // replace one (another app may be about to publish it).
+    let store = t.fleet.local_store().expect("blobs in a folder");
+    let mut fresh = Vec::new();
+    for tag in ["taken", "free"] {
+        let data = gguf(tag, 4096);
+        store.put(None, &data[..]).expect("blob stored");
+        fresh.push(outpost_protocol::Digest::sha256(&data).to_string());
+    }
+    let put = format!("/admin/v1/content-keys/{}", fresh[0]);
+    admin(&t, "PUT", &put, Some(json!({"key": key32}))).await;
+    let (s, v) = call(&t, "PUT", &put, Some(&ci), Some(json!({"key": key32}))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(v.to_string().contains("only a token for every app"), "{v}");
+    let put = format!("/admin/v1/content-keys/{}", fresh[1]);
+    let (s, v) = call(&t, "PUT", &put, Some(&ci), Some(json!({"key": key32}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // An empty list is refused, not taken as every app; whoami shows scope.
+    let body = json!({"name": "none", "role": "viewer", "apps": []});
+    let (s, v) = call(&t, "POST", "/admin/v1/tokens", Some(ADMIN), Some(body)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = call(&t, "GET", "/admin/v1/whoami", Some(&ci), None).await;
+    assert_eq!((s, &v["apps"]), (StatusCode::OK, &json!(["chat"])), "{v}");
+
     // Its own app's things it may change; it reads everything.
     let (s, v) = call(
         &t,
@@ -335,6 +367,13 @@ async fn apps_keep_devices_releases_and_scoped_tokens_apart() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    // The maps rollout on beta does not count the chat device now there.
+    let frag = admin(&t, "GET", "/admin/v1/fragmentation", None).await;
+    let reach = frag["rollouts"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["id"].as_u64() == Some(rollout)).cloned())
+        .expect("the maps rollout's reach");
+    assert_eq!(reach["targeted"], 0, "{reach}");
     let (s, v) = call(
         &t,
         "POST",

@@ -30,6 +30,7 @@ pub async fn whoami(Extension(p): Extension<Principal>) -> Json<WhoAmI> {
         actor: p.actor,
         role: p.role,
         session: p.session,
+        apps: p.apps.map(|a| a.into_iter().collect()),
     })
 }
 

@@ -41,7 +41,7 @@ pub async fn publish(
     Extension(p): Extension<Principal>,
     JsonBody(meta): JsonBody<ReleaseMeta>,
 ) -> Result<(StatusCode, Json<crate::state::Release>), FleetError> {
-    scope(&p, [meta.app.as_str()])?;
+    scope(&p, "app", Some(&meta.app))?;
     Ok((StatusCode::CREATED, Json(f.publish(&p.actor, meta).await?)))
 }
 
@@ -66,7 +66,8 @@ pub async fn revoke(
     Extension(p): Extension<Principal>,
     JsonBody(r): JsonBody<Revoke>,
 ) -> Res<Done> {
-    scope(&p, f.app_of_model(&r.model).as_deref())?;
+    let what = format!("model {}", r.model);
+    scope(&p, &what, f.app_of_model(&r.model).as_deref())?;
     let rr = ReleaseRef {
         model: r.model,
         version: r.version,
@@ -107,7 +108,8 @@ pub async fn set_channel_release(
     Path(name): Path<String>,
     JsonBody(r): JsonBody<SetChannelRelease>,
 ) -> Res<Done> {
-    scope(&p, f.app_of_model(&r.model).as_deref())?;
+    let what = format!("model {}", r.model);
+    scope(&p, &what, f.app_of_model(&r.model).as_deref())?;
     let rr = ReleaseRef {
         model: r.model,
         version: r.version,
@@ -137,7 +139,8 @@ pub async fn create_rollout(
     Extension(p): Extension<Principal>,
     JsonBody(r): JsonBody<CreateRollout>,
 ) -> Result<(StatusCode, Json<RolloutView>), FleetError> {
-    scope(&p, f.app_of_model(&r.model).as_deref())?;
+    let what = format!("model {}", r.model);
+    scope(&p, &what, f.app_of_model(&r.model).as_deref())?;
     Ok((
         StatusCode::CREATED,
         Json(f.create_rollout(&p.actor, r).await?),
@@ -152,7 +155,7 @@ pub async fn rollout_action(
     JsonBody(b): JsonBody<ActionBody>,
 ) -> Res<RolloutView> {
     let id = rollout_id(&id)?;
-    scope(&p, f.app_of_rollout(id).as_deref())?;
+    scope(&p, &format!("rollout {id}"), f.app_of_rollout(id).as_deref())?;
     let action = RolloutAction::parse(&action).ok_or_else(|| {
         FleetError::NotFound(format!(
             "unknown rollout action {action:?}; use advance, pause, resume, complete or rollback"
@@ -200,7 +203,7 @@ pub async fn pin(
     Path(id): Path<String>,
     JsonBody(p): JsonBody<Pin>,
 ) -> Res<DeviceView> {
-    scope(&who, f.app_of_device(&id).await?.as_deref())?;
+    scope(&who, &format!("device {id:?}"), f.app_of_device(&id).await?.as_deref())?;
     let rr = ReleaseRef {
         model: p.model.clone(),
         version: p.version,
@@ -216,7 +219,7 @@ pub async fn unpin(
     Path((id, m)): Path<(String, String)>,
 ) -> Res<DeviceView> {
     let m = model(&m)?;
-    scope(&p, f.app_of_device(&id).await?.as_deref())?;
+    scope(&p, &format!("device {id:?}"), f.app_of_device(&id).await?.as_deref())?;
     f.pin(&p.actor, &id, None, &m).await?;
     Ok(Json(f.device(&id)?))
 }
@@ -228,7 +231,7 @@ pub async fn move_device(
     Path(id): Path<String>,
     JsonBody(b): JsonBody<MoveDevice>,
 ) -> Res<DeviceView> {
-    scope(&p, f.app_of_device(&id).await?.as_deref())?;
+    scope(&p, &format!("device {id:?}"), f.app_of_device(&id).await?.as_deref())?;
     f.move_device(&p.actor, &id, &b.channel).await?;
     Ok(Json(f.device(&id)?))
 }
@@ -240,7 +243,7 @@ pub async fn create_app_key(
     JsonBody(b): JsonBody<CreateAppKey>,
 ) -> Result<(StatusCode, Json<AppKeyView>), FleetError> {
     let app = b.app.unwrap_or_else(crate::access::default_app);
-    scope(&p, [app.as_str()])?;
+    scope(&p, "app", Some(&app))?;
     Ok((
         StatusCode::CREATED,
         Json(f.create_app_key(&p.actor, &b.label, &app).await?),
@@ -364,10 +367,14 @@ pub async fn put_content_key(
 ) -> Res<Done> {
     let digest = outpost_protocol::Digest::parse(&digest)
         .map_err(|e| FleetError::BadRequest(format!("digest: {e}")))?;
-    // A blob no release uses yet belongs to no app: set before publishing.
-    let apps = f.apps_of_blob(&digest);
-    scope(&p, apps.iter().map(String::as_str))?;
-    f.put_content_key(&p.actor, digest, &b.key).await?;
+    // A blob belongs to the apps of the releases that use it. One no
+    // release uses yet (its key is set before publishing) belongs to none:
+    // a token scoped to apps may give it a key, never replace one.
+    for app in f.apps_of_blob(&digest) {
+        scope(&p, "blob", Some(&app))?;
+    }
+    let replace = p.apps.is_none();
+    f.put_content_key(&p.actor, digest, &b.key, replace).await?;
     Ok(ok())
 }
 
@@ -377,7 +384,7 @@ pub async fn revoke_device(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Res<Done> {
-    scope(&p, f.app_of_device(&id).await?.as_deref())?;
+    scope(&p, &format!("device {id:?}"), f.app_of_device(&id).await?.as_deref())?;
     f.revoke_device(&p.actor, &id).await?;
     Ok(ok())
 }

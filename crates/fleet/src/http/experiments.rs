@@ -28,7 +28,8 @@ pub async fn create(
     Extension(p): Extension<Principal>,
     JsonBody(r): JsonBody<CreateExperiment>,
 ) -> Result<(StatusCode, Json<ExperimentView>), FleetError> {
-    crate::apps::scope(&p, f.app_of_model(&r.model).as_deref())?;
+    let what = format!("model {}", r.model);
+    crate::apps::scope(&p, &what, f.app_of_model(&r.model).as_deref())?;
     Ok((
         StatusCode::CREATED,
         Json(f.create_experiment(&p.actor, r).await?),
@@ -53,7 +54,7 @@ pub async fn action(
     JsonBody(b): JsonBody<ActionBody>,
 ) -> Result<Json<ExperimentView>, FleetError> {
     let id = experiment_id(&id)?;
-    crate::apps::scope(&p, f.app_of_rollout(id).as_deref())?;
+    crate::apps::scope(&p, &format!("experiment {id}"), f.app_of_rollout(id).as_deref())?;
     let ship = match action.as_str() {
         "ship" => true,
         "stop" => false,
