@@ -254,7 +254,8 @@ impl Fleet {
         }
         if req.apps.as_ref().is_some_and(Vec::is_empty) {
             return Err(FleetError::BadRequest(
-                "apps is empty: leave it out for a token for every app, or name at least one".into(),
+                "apps is empty: leave it out for a token for every app, or name at least one"
+                    .into(),
             ));
         }
         let mut apps = req.apps.unwrap_or_default();

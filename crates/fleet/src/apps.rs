@@ -26,9 +26,7 @@ use crate::Fleet;
 pub fn scope(p: &Principal, target: &str, app: Option<&str>) -> FleetResult<()> {
     match app {
         Some(app) => p.may_change(app).map_err(FleetError::Forbidden),
-        None if p.apps.is_some() => Err(FleetError::NotFound(format!(
-            "{target} does not exist"
-        ))),
+        None if p.apps.is_some() => Err(FleetError::NotFound(format!("{target} does not exist"))),
         None => Ok(()),
     }
 }

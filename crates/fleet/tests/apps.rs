@@ -371,7 +371,11 @@ async fn apps_keep_devices_releases_and_scoped_tokens_apart() {
     let frag = admin(&t, "GET", "/admin/v1/fragmentation", None).await;
     let reach = frag["rollouts"]
         .as_array()
-        .and_then(|r| r.iter().find(|r| r["id"].as_u64() == Some(rollout)).cloned())
+        .and_then(|r| {
+            r.iter()
+                .find(|r| r["id"].as_u64() == Some(rollout))
+                .cloned()
+        })
         .expect("the maps rollout's reach");
     assert_eq!(reach["targeted"], 0, "{reach}");
     let (s, v) = call(

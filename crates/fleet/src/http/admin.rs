@@ -155,7 +155,11 @@ pub async fn rollout_action(
     JsonBody(b): JsonBody<ActionBody>,
 ) -> Res<RolloutView> {
     let id = rollout_id(&id)?;
-    scope(&p, &format!("rollout {id}"), f.app_of_rollout(id).as_deref())?;
+    scope(
+        &p,
+        &format!("rollout {id}"),
+        f.app_of_rollout(id).as_deref(),
+    )?;
     let action = RolloutAction::parse(&action).ok_or_else(|| {
         FleetError::NotFound(format!(
             "unknown rollout action {action:?}; use advance, pause, resume, complete or rollback"
@@ -203,7 +207,11 @@ pub async fn pin(
     Path(id): Path<String>,
     JsonBody(p): JsonBody<Pin>,
 ) -> Res<DeviceView> {
-    scope(&who, &format!("device {id:?}"), f.app_of_device(&id).await?.as_deref())?;
+    scope(
+        &who,
+        &format!("device {id:?}"),
+        f.app_of_device(&id).await?.as_deref(),
+    )?;
     let rr = ReleaseRef {
         model: p.model.clone(),
         version: p.version,
@@ -219,7 +227,11 @@ pub async fn unpin(
     Path((id, m)): Path<(String, String)>,
 ) -> Res<DeviceView> {
     let m = model(&m)?;
-    scope(&p, &format!("device {id:?}"), f.app_of_device(&id).await?.as_deref())?;
+    scope(
+        &p,
+        &format!("device {id:?}"),
+        f.app_of_device(&id).await?.as_deref(),
+    )?;
     f.pin(&p.actor, &id, None, &m).await?;
     Ok(Json(f.device(&id)?))
 }
@@ -231,7 +243,11 @@ pub async fn move_device(
     Path(id): Path<String>,
     JsonBody(b): JsonBody<MoveDevice>,
 ) -> Res<DeviceView> {
-    scope(&p, &format!("device {id:?}"), f.app_of_device(&id).await?.as_deref())?;
+    scope(
+        &p,
+        &format!("device {id:?}"),
+        f.app_of_device(&id).await?.as_deref(),
+    )?;
     f.move_device(&p.actor, &id, &b.channel).await?;
     Ok(Json(f.device(&id)?))
 }
@@ -384,7 +400,11 @@ pub async fn revoke_device(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Res<Done> {
-    scope(&p, &format!("device {id:?}"), f.app_of_device(&id).await?.as_deref())?;
+    scope(
+        &p,
+        &format!("device {id:?}"),
+        f.app_of_device(&id).await?.as_deref(),
+    )?;
     f.revoke_device(&p.actor, &id).await?;
     Ok(ok())
 }

@@ -54,7 +54,11 @@ pub async fn action(
     JsonBody(b): JsonBody<ActionBody>,
 ) -> Result<Json<ExperimentView>, FleetError> {
     let id = experiment_id(&id)?;
-    crate::apps::scope(&p, &format!("experiment {id}"), f.app_of_rollout(id).as_deref())?;
+    crate::apps::scope(
+        &p,
+        &format!("experiment {id}"),
+        f.app_of_rollout(id).as_deref(),
+    )?;
     let ship = match action.as_str() {
         "ship" => true,
         "stop" => false,
