@@ -46,7 +46,7 @@ use std::hash::{Hash, Hasher};
 
 use outpost_protocol::manifest::ModelName;
 use outpost_protocol::telemetry::{
-    Battery, EventData, FeedbackSignal, TelemetryAck, TelemetryBatch, ThermalState, MAX_EVENTS,
+    EventData, FeedbackSignal, TelemetryAck, TelemetryBatch, ThermalState, MAX_EVENTS,
 };
 use outpost_protocol::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -395,9 +395,13 @@ impl Telemetry {
         t
     }
 
-    /// Battery points lost since this device's last report, counted when
+    /// Battery points lost since this device's last report (0 for events
+    /// other than battery reports), counted when
     /// both reports are discharging and this one is not older.
-    fn battery_drain(&mut self, device: u64, b: &Battery, at: u64) -> u64 {
+    fn battery_drain(&mut self, device: u64, data: &EventData, at: u64) -> u64 {
+        let EventData::Battery(b) = data else {
+            return 0;
+        };
         let prev = self.battery.get(&device).copied();
         if prev.is_some_and(|(_, t)| at < t) {
             return 0;
@@ -410,6 +414,16 @@ impl Telemetry {
             }
             _ => 0,
         }
+    }
+
+    /// Device `device` reported for `key` in `minute`: its last minute.
+    fn saw(&mut self, key: CohortKey, device: u64, minute: u64) {
+        self.devices
+            .entry(key)
+            .or_default()
+            .entry(device)
+            .and_modify(|m| *m = (*m).max(minute))
+            .or_insert(minute);
     }
 
     fn prune(&mut self, oldest_minute: u64, oldest_s: u64) {
@@ -477,10 +491,7 @@ impl Fleet {
                     now,
                     &mut ack,
                     |at, key, data| {
-                        let drain = match data {
-                            EventData::Battery(b) => t.battery_drain(dh, b, at),
-                            _ => 0,
-                        };
+                        let drain = t.battery_drain(dh, data, at);
                         delta.add(at / 60, key, data, drain);
                     },
                 );
@@ -511,16 +522,8 @@ impl Fleet {
             &mut ack,
             |at, key, data| {
                 let minute = at / 60;
-                let drain = match data {
-                    EventData::Battery(b) => t.battery_drain(dh, b, at),
-                    _ => 0,
-                };
-                t.devices
-                    .entry(key.clone())
-                    .or_default()
-                    .entry(dh)
-                    .and_modify(|m| *m = (*m).max(minute))
-                    .or_insert(minute);
+                let drain = t.battery_drain(dh, data, at);
+                t.saw(key.clone(), dh, minute);
                 if minute < t.rolled_before {
                     let hour = minute / 60 * 60;
                     t.dirty_hours.insert((hour, key.clone()));

@@ -62,13 +62,7 @@ impl Telemetry {
             }
         }
         for s in &d.sightings {
-            let seen = self
-                .devices
-                .entry(s.key.clone())
-                .or_default()
-                .entry(s.device);
-            seen.and_modify(|m| *m = (*m).max(s.minute))
-                .or_insert(s.minute);
+            self.saw(s.key.clone(), s.device, s.minute);
         }
     }
 
@@ -85,9 +79,7 @@ impl Telemetry {
             self.hours.entry(r.minute).or_default().insert(r.key, r.agg);
         }
         for s in c.sightings {
-            let seen = self.devices.entry(s.key).or_default().entry(s.device);
-            seen.and_modify(|m| *m = (*m).max(s.minute))
-                .or_insert(s.minute);
+            self.saw(s.key, s.device, s.minute);
         }
         if c.rolled_before > self.rolled_before {
             self.rolled_before = c.rolled_before;
